@@ -1,0 +1,31 @@
+"""Compositions: formula parsing, the ElemNet vocabulary, fraction matrices, design spaces."""
+
+from aloop.chem.elements import ELEMENT_INDEX, ELEMNET_ELEMENTS, N_ELEMENTS
+from aloop.chem.parse import (
+    BadRow,
+    CompositionError,
+    InvalidFormulasError,
+    check_formulas,
+    composition_key,
+    fractions,
+    keys_from_matrix,
+    parse_formula,
+    to_composition,
+    to_fraction_matrix,
+)
+
+__all__ = [
+    "ELEMENT_INDEX",
+    "ELEMNET_ELEMENTS",
+    "N_ELEMENTS",
+    "BadRow",
+    "CompositionError",
+    "InvalidFormulasError",
+    "check_formulas",
+    "composition_key",
+    "fractions",
+    "keys_from_matrix",
+    "parse_formula",
+    "to_composition",
+    "to_fraction_matrix",
+]

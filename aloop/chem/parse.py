@@ -1,0 +1,192 @@
+"""Formula text to validated compositions, fraction matrices and canonical keys."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from pymatgen.core import Composition
+from pymatgen.core.periodic_table import Element
+
+from aloop.chem.elements import ELEMENT_INDEX, N_ELEMENTS
+
+_SYMBOL = re.compile(r"[A-Z][a-z]?")
+# Hydrate / adduct separators: "CuSO4·5H2O", "CuSO4*5H2O". A bare "." is left to pymatgen,
+# which reads it as a decimal point ("Ti0.99Nb0.01").
+_ADDUCT = re.compile(r"[·•∙*]")
+_LEADING_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
+_ISOTOPES = {"D": "H", "T": "H"}
+KEY_DECIMALS = 4
+
+
+class CompositionError(ValueError):
+    """A formula that cannot become a composition; ``formula`` and ``reason`` say why."""
+
+    def __init__(self, formula: object, reason: str) -> None:
+        self.formula = formula
+        self.reason = reason
+        super().__init__(f"invalid formula {formula!r}: {reason}")
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """One rejected row of a batch: its position, the text and the reason."""
+
+    index: int
+    formula: object
+    reason: str
+
+
+class InvalidFormulasError(ValueError):
+    """Every bad formula of a batch at once (``rows``), not just the first."""
+
+    def __init__(self, rows: Sequence[BadRow], total: int) -> None:
+        self.rows = list(rows)
+        shown = "\n".join(f"  row {r.index}: {r.formula!r}: {r.reason}" for r in self.rows[:20])
+        more = f"\n  … and {len(self.rows) - 20} more" if len(self.rows) > 20 else ""
+        super().__init__(f"{len(self.rows)} of {total} formulas are invalid:\n{shown}{more}")
+
+
+def _parse_adducts(text: str) -> Composition:
+    parts = _ADDUCT.split(text)
+    total = Composition(parts[0]) if parts[0].strip() else None
+    if total is None:
+        raise CompositionError(text, "empty part before an adduct separator")
+    for part in parts[1:]:
+        match = _LEADING_COUNT.match(part)
+        count = float(match.group(1)) if match else 1.0
+        body = part[match.end() :] if match else part
+        if not body.strip():
+            raise CompositionError(text, "empty part after an adduct separator")
+        total = total + Composition(body) * count
+    return total
+
+
+@lru_cache(maxsize=1_000_000)
+def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
+    if not text.strip():
+        raise CompositionError(text, "empty formula")
+    try:
+        comp = _parse_adducts(text) if _ADDUCT.search(text) else Composition(text)
+    except CompositionError:
+        raise
+    except ValueError as exc:
+        message = str(exc)
+        if "negative" in message.lower():
+            raise CompositionError(text, "negative amount") from None
+        raise CompositionError(text, f"unparsable ({message})") from None
+    except Exception as exc:  # pymatgen raises assorted types on malformed text
+        raise CompositionError(text, f"unparsable ({type(exc).__name__}: {exc})") from None
+    amounts: dict[str, float] = {}
+    for el, amt in comp.get_el_amt_dict().items():
+        symbol = _ISOTOPES.get(el, el)
+        if not Element.is_valid_symbol(symbol):
+            raise CompositionError(text, f"unknown element {el!r}")
+        if symbol not in ELEMENT_INDEX:
+            raise CompositionError(text, f"element {symbol} is outside the 86-element ElemNet vocabulary")
+        if not np.isfinite(amt):
+            raise CompositionError(text, f"non-finite amount for {symbol}")
+        if amt < 0:
+            raise CompositionError(text, f"negative amount for {symbol}")
+        amounts[symbol] = amounts.get(symbol, 0.0) + float(amt)
+    # pymatgen silently drops elements written with a zero amount ("Fe0O").
+    for token in _SYMBOL.findall(text):
+        symbol = _ISOTOPES.get(token, token)
+        if Element.is_valid_symbol(symbol) and symbol not in amounts:
+            raise CompositionError(text, f"zero amount for {symbol}")
+    if not amounts or sum(amounts.values()) <= 0:
+        raise CompositionError(text, "no positive amounts")
+    return tuple(sorted(amounts.items()))
+
+
+def parse_formula(formula: object) -> dict[str, float]:
+    """Parse one formula into ``{element: amount}`` (amounts as written, not normalised).
+
+    Raises:
+        CompositionError: naming the formula and the reason (empty, unparsable, unknown
+            element, element outside the ElemNet vocabulary, negative or zero amount).
+    """
+    if not isinstance(formula, str):
+        raise CompositionError(formula, f"expected text, got {type(formula).__name__}")
+    return dict(_parse_cached(formula))
+
+
+def to_composition(formula: object) -> Composition:
+    """Parse and validate one formula into a pymatgen ``Composition``."""
+    return Composition(parse_formula(formula))
+
+
+def fractions(formula: object) -> dict[str, float]:
+    """Atomic fractions (summing to 1) of one formula."""
+    amounts = parse_formula(formula)
+    total = sum(amounts.values())
+    return {el: amt / total for el, amt in amounts.items()}
+
+
+def check_formulas(formulas: Iterable[object]) -> list[BadRow]:
+    """Every bad row of a batch with its reason (an empty list when all parse)."""
+    bad = []
+    for i, f in enumerate(formulas):
+        try:
+            parse_formula(f)
+        except CompositionError as exc:
+            bad.append(BadRow(i, f, exc.reason))
+    return bad
+
+
+def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tuple[np.ndarray, list[BadRow]]:
+    """Convert a batch of formulas to an ``n × 86`` float32 matrix of atomic fractions.
+
+    Args:
+        formulas: ``n`` formula strings.
+        errors: ``"raise"`` raises ``InvalidFormulasError`` listing every bad row;
+            ``"collect"`` leaves bad rows as zeros and returns them.
+
+    Returns:
+        ``(X, bad)``: ``X`` of shape ``n × 86`` (rows sum to 1) and the bad rows.
+    """
+    if errors not in ("raise", "collect"):
+        raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    n = len(formulas)
+    X = np.zeros((n, N_ELEMENTS), dtype=np.float32)
+    bad: list[BadRow] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+    for i, f in enumerate(formulas):
+        try:
+            amounts = parse_formula(f)
+        except CompositionError as exc:
+            bad.append(BadRow(i, f, exc.reason))
+            continue
+        total = sum(amounts.values())
+        for el, amt in amounts.items():
+            rows.append(i)
+            cols.append(ELEMENT_INDEX[el])
+            vals.append(amt / total)
+    if bad and errors == "raise":
+        raise InvalidFormulasError(bad, n)
+    X[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = np.asarray(vals, dtype=np.float32)
+    return X, bad
+
+
+def composition_key(formula: object, decimals: int = KEY_DECIMALS) -> str:
+    """Canonical de-duplication key: elements sorted, fractions rounded (``"Fe0.4 O0.6"``)."""
+    return " ".join(f"{el}{round(x, decimals):g}" for el, x in sorted(fractions(formula).items()))
+
+
+def keys_from_matrix(X: np.ndarray, decimals: int = KEY_DECIMALS) -> list[str]:
+    """Canonical keys for rows of an ``n × 86`` fraction matrix (same format as ``composition_key``)."""
+    from aloop.chem.elements import ELEMNET_ELEMENTS
+
+    order = np.argsort(np.asarray(ELEMNET_ELEMENTS))  # alphabetical column order
+    Xs = np.round(np.asarray(X, dtype=np.float64)[:, order], decimals)
+    names = np.asarray(ELEMNET_ELEMENTS)[order]
+    keys = []
+    for row in Xs:
+        nz = np.flatnonzero(row)
+        keys.append(" ".join(f"{names[j]}{row[j]:g}" for j in nz))
+    return keys

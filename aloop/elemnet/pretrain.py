@@ -1,0 +1,206 @@
+"""Resumable CPU pre-training of ElemNet source models on a registry dataset's published split."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from aloop.chem import composition_key, to_fraction_matrix
+from aloop.datasets import get_spec, load
+from aloop.elemnet.model import ElemNet, dead_unit_fractions
+
+
+@dataclass
+class PretrainConfig:
+    """A pre-training recipe. The defaults are the CPU recipe the shipped source models use.
+
+    Large batches with a one-cycle schedule make CPU training affordable; a moderate peak
+    learning rate, He initialisation and L1 loss on the standardised target keep most
+    ReLU units alive (dead units carry nothing to transfer).
+    """
+
+    dataset: str = "oqmd-formation-enthalpy"
+    exclude: tuple[str, ...] = ()  # registry datasets whose compositions are removed from train/val
+    batch_size: int = 1024
+    max_epochs: int = 50
+    peak_lr: float = 6e-4
+    weight_decay: float = 1e-5
+    pct_start: float = 0.15
+    patience: int = 12
+    dropout: bool = False
+    seed: int = 0
+    threads: int = 2
+    dead_sample: int = 20000
+    limit_rows: int | None = None  # for tests: use only the first rows of each split
+
+
+@dataclass
+class PretrainState:
+    """Everything a resumed run needs besides the tensors."""
+
+    epoch: int = 0
+    best_val_mae: float = math.inf
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def _init_weights(net: ElemNet) -> None:
+    for lin in [*net.hidden, net.output]:
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        nn.init.zeros_(lin.bias)
+
+
+def excluded_keys(names: tuple[str, ...]) -> set[str]:
+    """Composition keys of every row of the named registry datasets."""
+    keys: set[str] = set()
+    for name in names:
+        frame = load(name)
+        for f in frame["formula"]:
+            try:
+                keys.add(composition_key(f))
+            except ValueError:
+                continue
+    return keys
+
+
+def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    frame = load(config.dataset)
+    target = next(iter(get_spec(config.dataset).targets))
+    drop = excluded_keys(config.exclude) if config.exclude else set()
+    out = {}
+    for split in ("train", "val", "test"):
+        part = frame[frame["split"] == split]
+        if config.limit_rows:
+            part = part.iloc[: config.limit_rows]
+        formulas = list(part["formula"])
+        keep = np.ones(len(part), dtype=bool)
+        if drop and split != "test":  # the published test set stays whole, so test MAE stays comparable
+            keep = np.array([composition_key(f) not in drop for f in formulas])
+        X, bad = to_fraction_matrix([f for f, k in zip(formulas, keep) if k], errors="collect")
+        y = part[target].to_numpy(dtype=np.float32)[keep]
+        ok = np.ones(len(X), dtype=bool)
+        ok[[b.index for b in bad]] = False
+        out[split] = (X[ok], y[ok])
+    return out
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def _mae(net: ElemNet, X: torch.Tensor, y: torch.Tensor, mean: float, std: float) -> float:
+    net.eval()
+    pred = torch.cat([net(X[i : i + 16384]).squeeze(1) for i in range(0, len(X), 16384)])
+    net.train()
+    return float((pred * std + mean - y).abs().mean())
+
+
+def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True) -> dict:
+    """Train (or resume) an ElemNet on ``config.dataset``; checkpoints each epoch in ``run_dir``.
+
+    Returns a summary with the best validation MAE, the test MAE of the best epoch and the
+    dead-unit fraction per hidden layer. The best network (target de-standardised into its
+    output layer) is saved as ``run_dir/best.pt``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.threads)
+    ckpt_path = run_dir / "checkpoint.pt"
+    data = _prepare(config)
+    Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
+    Xva, yva = (torch.from_numpy(a) for a in data["val"])
+    Xte, yte = (torch.from_numpy(a) for a in data["test"])
+    mean, std = float(ytr.mean()), float(ytr.std())
+    net = ElemNet(dropout=config.dropout)
+    torch.manual_seed(config.seed)
+    _init_weights(net)
+    steps_per_epoch = math.ceil(len(Xtr) / config.batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.peak_lr, total_steps=config.max_epochs * steps_per_epoch, pct_start=config.pct_start
+    )
+    state = PretrainState()
+    gen = torch.Generator().manual_seed(config.seed)
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=True)
+        if ckpt["config"] != asdict(config):
+            raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generator"])
+        state = PretrainState(**ckpt["state"])
+    dead_idx = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(1))[: config.dead_sample]
+    ytr_std = (ytr - mean) / std
+    bar = tqdm(total=config.max_epochs, initial=state.epoch, desc=f"pretrain {config.dataset}", disable=not progress)
+    while state.epoch < config.max_epochs and state.epochs_since_best < config.patience:
+        t0 = time.time()
+        perm = torch.randperm(len(Xtr), generator=gen)
+        total, count = 0.0, 0
+        net.train()
+        for start in range(0, len(Xtr), config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            loss = (net(Xtr[idx]).squeeze(1) - ytr_std[idx]).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        val_mae = _mae(net, Xva, yva, mean, std)
+        dead = dead_unit_fractions(net, Xtr[dead_idx])
+        state.epoch += 1
+        state.history.append({
+            "epoch": state.epoch, "train_mae": total / count * std, "val_mae": val_mae,
+            "lr": sched.get_last_lr()[0], "seconds": time.time() - t0, "dead_mean": float(np.mean(dead)),
+        })
+        if val_mae < state.best_val_mae:
+            state.best_val_mae, state.best_epoch, state.epochs_since_best = val_mae, state.epoch, 0
+            _atomic_save({"model": net.state_dict(), "mean": mean, "std": std}, run_dir / "best.pt")
+        else:
+            state.epochs_since_best += 1
+        _atomic_save({
+            "config": asdict(config), "model": net.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "generator": gen.get_state(), "state": asdict(state),
+        }, ckpt_path)
+        with open(run_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(state.history[-1]) + "\n")
+        bar.update(1)
+        bar.set_postfix(train_mae=f"{state.history[-1]['train_mae']:.4f}", val_mae=f"{val_mae:.4f}",
+                        dead=f"{state.history[-1]['dead_mean']:.2f}")
+    bar.close()
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    net.load_state_dict(best["model"])
+    fold_standardisation(net, best["mean"], best["std"])
+    net.eval()
+    summary = {
+        "config": asdict(config),
+        "n_train": len(Xtr), "n_val": len(Xva), "n_test": len(Xte),
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+        "val_mae": _mae(net, Xva, yva, 0.0, 1.0), "test_mae": _mae(net, Xte, yte, 0.0, 1.0),
+        "dead_unit_fraction": dead_unit_fractions(net, Xtr[dead_idx]),
+        "history": state.history,
+    }
+    torch.save({"model": net.state_dict()}, run_dir / "final.pt")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+@torch.no_grad()
+def fold_standardisation(net: ElemNet, mean: float, std: float) -> None:
+    """Fold ``y = std · f(x) + mean`` into the output layer so the network predicts raw units."""
+    net.output.weight.mul_(std)
+    net.output.bias.mul_(std).add_(mean)

@@ -1,0 +1,61 @@
+"""The featurizer protocol: compositions (formulas or an ``n × 86`` fraction matrix) → ``n × d`` features."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from aloop.chem import ELEMNET_ELEMENTS, N_ELEMENTS, to_fraction_matrix
+
+
+class Featurizer(ABC):
+    """Turns compositions into a feature matrix.
+
+    Every featurizer works from the ``n × 86`` elemental-fraction matrix, so formulas are
+    parsed once and large candidate pools (already held as fraction matrices) skip parsing.
+    Subclasses implement ``transform_fractions`` and ``feature_names``.
+    """
+
+    #: Short registry name (``"ef"``, ``"magpie"``, ``"elemnet"``) used by the CLI and configs.
+    name: str = ""
+
+    @property
+    @abstractmethod
+    def feature_names(self) -> list[str]:
+        """Names of the ``d`` output columns."""
+
+    @abstractmethod
+    def transform_fractions(self, X: np.ndarray) -> np.ndarray:
+        """``n × 86`` float32 fractions (rows sum to 1) → ``n × d`` float32 features."""
+
+    def transform(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Formulas (all bad rows reported at once) or an ``n × 86`` fraction matrix → ``n × d``."""
+        if isinstance(compositions, np.ndarray) and compositions.ndim == 2:
+            if compositions.shape[1] != N_ELEMENTS:
+                raise ValueError(
+                    f"{type(self).__name__}: fraction matrix must have {N_ELEMENTS} columns, got {compositions.shape[1]}"
+                )
+            return self.transform_fractions(np.asarray(compositions, dtype=np.float32))
+        if isinstance(compositions, str):
+            raise TypeError(f"{type(self).__name__}.transform expects a sequence of formulas, got one string")
+        X, _ = to_fraction_matrix(list(compositions), errors="raise")
+        return self.transform_fractions(X)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+class ElementFractions(Featurizer):
+    """The 86 elemental fractions themselves (ElemNet's input; "EF" in Gupta et al.)."""
+
+    name = "ef"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f"frac_{el}" for el in ELEMNET_ELEMENTS]
+
+    def transform_fractions(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float32)
