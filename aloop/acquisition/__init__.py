@@ -1,0 +1,1 @@
+"""Acquisition policies and batch selection over discrete candidate pools."""

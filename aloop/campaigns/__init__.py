@@ -1,0 +1,1 @@
+"""Campaigns: definition file, durable SQL event log, and the propose/record/retrain loop."""

@@ -1,0 +1,1 @@
+"""ElemNet: the network, pre-training, fine-tuning, shipped source models and their model cards."""

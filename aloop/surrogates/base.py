@@ -1,0 +1,87 @@
+"""The surrogate contract: fitted from arrays, answers BoTorch ``posterior(X)`` and a fast chunked ``predict``."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Self
+
+import numpy as np
+import torch
+from botorch.models.model import Model
+
+
+class NotFittedError(RuntimeError):
+    """A surrogate was asked for predictions before ``fit``."""
+
+
+def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``X`` (``n × d``) and ``y`` (``n`` or ``n × m``); return float64 arrays with ``y`` as ``n × m``."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (n × d), got shape {X.shape}")
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"y must have one row per row of X ({X.shape[0]}), got shape {y.shape}")
+    if X.shape[0] == 0:
+        raise ValueError("cannot fit a surrogate on zero observations")
+    if not np.isfinite(X).all():
+        raise ValueError(f"X has {int((~np.isfinite(X)).sum())} NaN/inf entries")
+    bad = ~np.isfinite(y)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))[:10].tolist()
+        raise ValueError(f"y has {int(bad.sum())} NaN/inf values (rows {rows}…); drop or fix them before fitting")
+    return X, y
+
+
+class Surrogate(Model):
+    """Base class of every aloop surrogate: a BoTorch ``Model`` fitted from numpy arrays.
+
+    Contract (what campaigns and acquisition rely on):
+
+    * ``fit(X, y)`` with ``X``: ``n × d`` features, ``y``: ``n`` or ``n × m`` targets
+      (raises ``ValueError`` on NaN/inf, empty data or mismatched shapes); returns ``self``.
+    * ``posterior(X)`` (BoTorch): ``batch_shape × q × d`` tensor → posterior over
+      ``batch_shape × q × m``, so every BoTorch acquisition function works.
+    * ``predict(X)``: the fast path for large pools: ``N × d`` numpy → ``(mean, var)``,
+      both ``N × m`` float64, computed in chunks so memory stays bounded. ``var`` is the
+      variance of the latent function (no observation noise).
+    * ``covariance(Xa, Xb)``: posterior covariance of the latent function between two
+      small sets: ``(na × d, nb × d)`` → ``m × na × nb``; used to condition a batch on
+      pending points.
+    * ``n_features`` is fixed at ``fit``; other widths raise ``ValueError``.
+    """
+
+    _num_outputs: int = 1
+    n_features: int | None = None
+
+    @property
+    def num_outputs(self) -> int:
+        return self._num_outputs
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        """Fit on ``n × d`` features and ``n`` / ``n × m`` targets."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """``N × d`` → ``(mean, var)``, each ``N × m``, chunked."""
+
+    @abstractmethod
+    def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+        """Latent posterior covariance ``m × na × nb`` between two small point sets."""
+
+    def _check_predict_input(self, X: np.ndarray) -> np.ndarray:
+        if self.n_features is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.n_features} features, got array of shape {X.shape}"
+            )
+        return X
+
+    @staticmethod
+    def _as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X, dtype=torch.float64)
