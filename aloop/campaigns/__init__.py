@@ -1,1 +1,58 @@
 """Campaigns: definition file, durable SQL event log, and the propose/record/retrain loop."""
+
+from aloop.campaigns._fields import ConfigError
+from aloop.campaigns.config import (
+    AcquisitionConfig,
+    CampaignConfig,
+    FeaturizerConfig,
+    InitialDesign,
+    Objective,
+    SearchSpace,
+    SurrogateConfig,
+    load_config,
+    parse_config,
+)
+from aloop.campaigns.log import (
+    AppendResult,
+    Batch,
+    CampaignLog,
+    CampaignLogError,
+    Measurement,
+    OutdatedSchemaError,
+    Proposal,
+    default_idempotency_key,
+    list_campaigns,
+    migrate,
+)
+from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
+from aloop.campaigns.state import Event
+from aloop.campaigns.template import write_template
+
+__all__ = [
+    "AcquisitionConfig",
+    "AppendResult",
+    "Batch",
+    "CampaignConfig",
+    "CampaignLog",
+    "CampaignLogError",
+    "ConfigError",
+    "Event",
+    "FeaturizerConfig",
+    "InitialDesign",
+    "Measurement",
+    "Objective",
+    "OutdatedSchemaError",
+    "Proposal",
+    "RecordError",
+    "RowProblem",
+    "SearchSpace",
+    "SurrogateConfig",
+    "default_idempotency_key",
+    "list_campaigns",
+    "load_config",
+    "migrate",
+    "parse_config",
+    "read_results",
+    "validate_results",
+    "write_template",
+]

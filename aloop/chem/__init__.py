@@ -13,6 +13,16 @@ from aloop.chem.parse import (
     to_composition,
     to_fraction_matrix,
 )
+from aloop.chem.space import (
+    GridSpace,
+    charge_balanced,
+    dedupe,
+    exclude_measured,
+    filter_chunks,
+    formulas_from_matrix,
+    load_candidates_csv,
+    oxidation_state_list,
+)
 
 __all__ = [
     "ELEMENT_INDEX",
@@ -28,4 +38,12 @@ __all__ = [
     "parse_formula",
     "to_composition",
     "to_fraction_matrix",
+    "GridSpace",
+    "charge_balanced",
+    "dedupe",
+    "exclude_measured",
+    "filter_chunks",
+    "formulas_from_matrix",
+    "load_candidates_csv",
+    "oxidation_state_list",
 ]

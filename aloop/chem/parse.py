@@ -20,6 +20,11 @@ _ADDUCT = re.compile(r"[·•∙*]")
 _LEADING_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
 _ISOTOPES = {"D": "H", "T": "H"}
 KEY_DECIMALS = 4
+# Plain formulas ("La1Pb1Re2", "Ti0.99Nb0.01NiSn") take a fast path that gives the same
+# amounts as pymatgen (tested); anything with brackets, spaces or adducts goes to pymatgen.
+_SIMPLE = re.compile(r"(?:[A-Z][a-z]?(?:\d+(?:\.\d*)?|\.\d+)?)+")
+_TOKEN = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d*)?|\.\d+)?")
+_VALID_SYMBOLS = frozenset(e.symbol for e in Element) | frozenset(_ISOTOPES)
 
 
 class CompositionError(ValueError):
@@ -65,10 +70,17 @@ def _parse_adducts(text: str) -> Composition:
     return total
 
 
-@lru_cache(maxsize=1_000_000)
-def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
-    if not text.strip():
-        raise CompositionError(text, "empty formula")
+def _simple_amounts(text: str) -> dict[str, float]:
+    amounts: dict[str, float] = {}
+    for symbol, number in _TOKEN.findall(text):
+        amt = float(number) if number else 1.0
+        if amt == 0:
+            raise CompositionError(text, f"zero amount for {_ISOTOPES.get(symbol, symbol)}")
+        amounts[symbol] = amounts.get(symbol, 0.0) + amt
+    return amounts
+
+
+def _pymatgen_amounts(text: str) -> dict[str, float]:
     try:
         comp = _parse_adducts(text) if _ADDUCT.search(text) else Composition(text)
     except CompositionError:
@@ -80,10 +92,23 @@ def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
         raise CompositionError(text, f"unparsable ({message})") from None
     except Exception as exc:  # pymatgen raises assorted types on malformed text
         raise CompositionError(text, f"unparsable ({type(exc).__name__}: {exc})") from None
+    amounts = {str(el): float(amt) for el, amt in comp.get_el_amt_dict().items()}
+    # pymatgen silently drops elements written with a zero amount ("Fe0O").
+    for token in _SYMBOL.findall(text):
+        if token in _VALID_SYMBOLS and _ISOTOPES.get(token, token) not in amounts and token not in amounts:
+            raise CompositionError(text, f"zero amount for {_ISOTOPES.get(token, token)}")
+    return amounts
+
+
+@lru_cache(maxsize=1_000_000)
+def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
+    if not text.strip():
+        raise CompositionError(text, "empty formula")
+    raw = _simple_amounts(text) if _SIMPLE.fullmatch(text) else _pymatgen_amounts(text)
     amounts: dict[str, float] = {}
-    for el, amt in comp.get_el_amt_dict().items():
+    for el, amt in raw.items():
         symbol = _ISOTOPES.get(el, el)
-        if not Element.is_valid_symbol(symbol):
+        if symbol not in _VALID_SYMBOLS:
             raise CompositionError(text, f"unknown element {el!r}")
         if symbol not in ELEMENT_INDEX:
             raise CompositionError(text, f"element {symbol} is outside the 86-element ElemNet vocabulary")
@@ -91,15 +116,18 @@ def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
             raise CompositionError(text, f"non-finite amount for {symbol}")
         if amt < 0:
             raise CompositionError(text, f"negative amount for {symbol}")
-        amounts[symbol] = amounts.get(symbol, 0.0) + float(amt)
-    # pymatgen silently drops elements written with a zero amount ("Fe0O").
-    for token in _SYMBOL.findall(text):
-        symbol = _ISOTOPES.get(token, token)
-        if Element.is_valid_symbol(symbol) and symbol not in amounts:
-            raise CompositionError(text, f"zero amount for {symbol}")
+        amounts[symbol] = amounts.get(symbol, 0.0) + amt
     if not amounts or sum(amounts.values()) <= 0:
         raise CompositionError(text, "no positive amounts")
     return tuple(sorted(amounts.items()))
+
+
+@lru_cache(maxsize=1_000_000)
+def _encoded(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Column indices and atomic fractions of one formula (cached; the batch hot path)."""
+    amounts = _parse_cached(text)
+    total = sum(a for _, a in amounts)
+    return tuple(ELEMENT_INDEX[el] for el, _ in amounts), tuple(a / total for _, a in amounts)
 
 
 def parse_formula(formula: object) -> dict[str, float]:
@@ -157,25 +185,34 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
     cols: list[int] = []
     vals: list[float] = []
     for i, f in enumerate(formulas):
+        if not isinstance(f, str):
+            bad.append(BadRow(i, f, f"expected text, got {type(f).__name__}"))
+            continue
         try:
-            amounts = parse_formula(f)
+            c, v = _encoded(f)
         except CompositionError as exc:
             bad.append(BadRow(i, f, exc.reason))
             continue
-        total = sum(amounts.values())
-        for el, amt in amounts.items():
-            rows.append(i)
-            cols.append(ELEMENT_INDEX[el])
-            vals.append(amt / total)
+        rows.extend([i] * len(c))
+        cols.extend(c)
+        vals.extend(v)
     if bad and errors == "raise":
         raise InvalidFormulasError(bad, n)
     X[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = np.asarray(vals, dtype=np.float32)
     return X, bad
 
 
+def _key_text(pairs: Iterable[tuple[str, float]], decimals: int) -> str:
+    # The one rounding of both key functions, on float32-exact values: rounding float64 text
+    # fractions and float32 matrix rows differently disagreed at ties (Be0.5 vs Be0.4999).
+    scale = 10.0**decimals
+    return " ".join(f"{el}{round(x * scale) / scale:g}" for el, x in pairs)
+
+
 def composition_key(formula: object, decimals: int = KEY_DECIMALS) -> str:
     """Canonical de-duplication key: elements sorted, fractions rounded (``"Fe0.4 O0.6"``)."""
-    return " ".join(f"{el}{round(x, decimals):g}" for el, x in sorted(fractions(formula).items()))
+    items = sorted(fractions(formula).items())
+    return _key_text(((el, float(np.float32(x))) for el, x in items), decimals)
 
 
 def keys_from_matrix(X: np.ndarray, decimals: int = KEY_DECIMALS) -> list[str]:
@@ -183,10 +220,10 @@ def keys_from_matrix(X: np.ndarray, decimals: int = KEY_DECIMALS) -> list[str]:
     from aloop.chem.elements import ELEMNET_ELEMENTS
 
     order = np.argsort(np.asarray(ELEMNET_ELEMENTS))  # alphabetical column order
-    Xs = np.round(np.asarray(X, dtype=np.float64)[:, order], decimals)
+    Xs = np.asarray(X, dtype=np.float32)[:, order].astype(np.float64)
     names = np.asarray(ELEMNET_ELEMENTS)[order]
     keys = []
     for row in Xs:
-        nz = np.flatnonzero(row)
-        keys.append(" ".join(f"{names[j]}{row[j]:g}" for j in nz))
+        nz = np.flatnonzero(row)  # like composition_key, a trace element rounding to 0 stays ("Nb0")
+        keys.append(_key_text(zip(names[nz], row[nz].tolist(), strict=True), decimals))
     return keys

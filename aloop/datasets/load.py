@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import tarfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def load(name: str, split: str | None = None) -> pd.DataFrame:
     """
     spec = get_spec(name)
     path = verify(spec)
-    compression = "xz" if path.suffix == ".xz" else "infer"
-    frame = pd.read_csv(path, index_col=spec.index_col, compression=compression)
+    if path.name.endswith((".tar.xz", ".tar.gz", ".tar")):
+        with tarfile.open(path) as archive:
+            member = next(m for m in archive.getmembers() if m.isfile())
+            frame = pd.read_csv(archive.extractfile(member), index_col=spec.index_col)
+    else:
+        frame = pd.read_csv(path, index_col=spec.index_col)
     frame = frame.rename(columns=spec.rename)
     needed = [c for c in (spec.formula_column, spec.split_column, *spec.fraction_columns, *spec.targets) if c]
     missing = [c for c in needed if c not in frame.columns]

@@ -227,15 +227,14 @@ for _plate, _sha, _rows, _metals in [
 # --- embedded: ships inside the matminer wheel (works offline, no data directory) ----------------
 _add(DatasetSpec(
     name="mp-transport", path="matminer/utils/data_files/mp_transport/transport_database.tar.xz",
-    sha256="d6cecdd6dc68ab95bc4348026e3872e77a186b96189a4e34dd253f8bacf0b08d", rows=47738, group="embedded",
+    sha256="d6cecdd6dc68ab95bc4348026e3872e77a186b96189a4e34dd253f8bacf0b08d", rows=47737, group="embedded",
     description="Materials Project ab initio transport database (BoltzTraP; τ = 1e-14 s; T = 300 K, 1e20 cm⁻³ doping)",
     citation="Ricci, F. et al. An ab initio electronic transport database for inorganic materials. Sci. Data 4, 170085 (2017). https://doi.org/10.1038/sdata.2017.85",
     origin_url="https://doi.org/10.5061/dryad.gn001", license="CC0 (Dryad); shipped in matminer (BSD)",
     formula_column="pretty_formula",
     targets={"PF_p": "μW/(cm·K²)", "PF_n": "μW/(cm·K²)", "S_p": "μV/K", "S_n": "μV/K", "sigma_p": "1/(Ω·m)",
              "sigma_n": "1/(Ω·m)", "kappa_p": "W/(m·K)", "kappa_n": "W/(m·K)", "m_p": "m_e", "m_n": "m_e"},
-    rename={"transport_database.csv": "mp_id"}, embedded="matminer",
-    notes="first column (named after the archive member) is the Materials Project id",
+    embedded="matminer", notes="mp_id is the Materials Project id; 7 noble-gas entries lie outside the ElemNet vocabulary",
 ))
 
 

@@ -94,6 +94,11 @@ def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return out
 
 
+def _recipe(config: dict) -> dict:
+    """The parts of a config that must match to resume (threads may change between sessions)."""
+    return {k: v for k, v in config.items() if k != "threads"}
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -136,7 +141,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     gen = torch.Generator().manual_seed(config.seed)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=True)
-        if ckpt["config"] != asdict(config):
+        if _recipe(ckpt["config"]) != _recipe(asdict(config)):
             raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

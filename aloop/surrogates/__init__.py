@@ -1,5 +1,27 @@
 """Surrogates: BoTorch models (GP, ensembles, multi-output) fitted from arrays, with honest uncertainty."""
 
 from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.ensemble import EnsembleSurrogate, MLPEnsembleSurrogate
+from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate, fine_tune_elemnet
+from aloop.surrogates.gp import GPSurrogate
+from aloop.surrogates.metrics import calibration_curve, uncertainty_report
+from aloop.surrogates.multitask import MultiTaskGPSurrogate
+from aloop.surrogates.projection import PCAProjection
+from aloop.surrogates.trees import TreeEnsembleSurrogate
 
-__all__ = ["NotFittedError", "Surrogate", "check_training_data"]
+__all__ = [
+    "NotFittedError",
+    "Surrogate",
+    "check_training_data",
+    "DeepKernelGP",
+    "ElemNetEnsembleSurrogate",
+    "EnsembleSurrogate",
+    "GPSurrogate",
+    "MLPEnsembleSurrogate",
+    "MultiTaskGPSurrogate",
+    "PCAProjection",
+    "TreeEnsembleSurrogate",
+    "calibration_curve",
+    "fine_tune_elemnet",
+    "uncertainty_report",
+]

@@ -1,0 +1,115 @@
+"""Synthesis feasibility: a classifier of success vs. recorded failure whose probability scales acquisition values.
+
+Failed syntheses and vetoed compositions are the negatives, successful measurements the
+positives, on the same features the surrogate uses. ``log_prob(X)`` is added to
+log-scale acquisition values (multiplying EI by ``P(success)``, as constrained EI does);
+see :func:`aloop.acquisition.batch.feasibility_transform` for signed scores.
+
+With only one class recorded there is nothing to learn: the model is the constant
+Laplace estimate ``(successes + 1) / (n + 2)``, which shifts every score equally.
+
+>>> import numpy as np
+>>> model = FeasibilityModel().fit(np.zeros((3, 2)), np.array([True, True, True]))
+>>> round(float(model.prob(np.zeros((1, 2)))[0]), 2)
+0.8
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+from sklearn.base import ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.gaussian_process import GaussianProcessClassifier
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+METHODS = ("logistic", "random_forest", "gp")
+
+
+class FeasibilityModel:
+    """Probability that a candidate's synthesis succeeds, from recorded successes and failures.
+
+    Args:
+        method: ``"logistic"`` (default; standardised logistic regression, fast on millions
+            of candidates), ``"random_forest"`` (sigmoid-calibrated when each class has at
+            least 3 examples) or ``"gp"`` (sklearn GP classifier; small data only).
+        min_prob: probabilities are clipped to ``[min_prob, 1]`` so one confident
+            classifier cannot send a score to ``-inf``.
+    """
+
+    def __init__(self, method: str = "logistic", min_prob: float = 1e-4, random_state: int = 0) -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown feasibility method {method!r}; known: {', '.join(METHODS)}")
+        if not 0.0 < min_prob < 1.0:
+            raise ValueError(f"min_prob must lie in (0, 1), got {min_prob}")
+        self.method, self.min_prob, self.random_state = method, min_prob, random_state
+        self.classifier_: ClassifierMixin | None = None
+        self.constant_: float | None = None
+        self.n_features_: int | None = None
+
+    def _make(self, n_minority: int) -> ClassifierMixin:
+        if self.method == "logistic":
+            return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        if self.method == "gp":
+            kernel = ConstantKernel(1.0) * RBF(length_scale=1.0)
+            return make_pipeline(StandardScaler(), GaussianProcessClassifier(kernel, random_state=self.random_state))
+        forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=self.random_state, n_jobs=1)
+        if n_minority >= 3:
+            return CalibratedClassifierCV(forest, method="sigmoid", cv=min(3, n_minority))
+        return forest
+
+    def fit(self, X: np.ndarray, succeeded: np.ndarray) -> Self:
+        """Fit on ``n × d`` features and ``n`` booleans (``False`` = failed or vetoed)."""
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(succeeded)
+        if X.ndim != 2 or y.shape != (X.shape[0],):
+            raise ValueError(f"need X of shape n × d and one outcome per row, got {X.shape} and {y.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("no synthesis outcomes to fit a feasibility model on")
+        if not np.isfinite(X).all():
+            raise ValueError(f"feasibility features have {int((~np.isfinite(X)).sum())} NaN/inf entries")
+        if y.dtype != bool and not np.isin(y, (0, 1)).all():
+            raise ValueError("succeeded must hold booleans (True = synthesis worked)")
+        y = y.astype(bool)
+        self.n_features_ = X.shape[1]
+        n_ok, n_fail = int(y.sum()), int((~y).sum())
+        if n_ok == 0 or n_fail == 0:
+            self.classifier_, self.constant_ = None, (n_ok + 1.0) / (y.size + 2.0)
+            return self
+        self.constant_ = None
+        self.classifier_ = clone(self._make(min(n_ok, n_fail))).fit(X, y)
+        return self
+
+    @classmethod
+    def from_records(cls, X_success: np.ndarray, X_failed: np.ndarray, **kwargs: object) -> FeasibilityModel:
+        """Fit from two feature arrays: successes and failures (vetoed compositions count as failures)."""
+        X_success = np.asarray(X_success, dtype=np.float64)
+        X_failed = np.asarray(X_failed, dtype=np.float64)
+        d = X_success.shape[1] if X_success.ndim == 2 else X_failed.shape[1]
+        X = np.vstack([X_success.reshape(-1, d), X_failed.reshape(-1, d)])
+        y = np.r_[np.ones(X_success.shape[0], dtype=bool), np.zeros(X_failed.shape[0], dtype=bool)]
+        return cls(**kwargs).fit(X, y)  # type: ignore[arg-type]
+
+    def prob(self, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """``N × d`` → ``N`` success probabilities in ``[min_prob, 1]``, chunked."""
+        if self.n_features_ is None:
+            raise RuntimeError("FeasibilityModel is not fitted; call fit(X, succeeded) first")
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.n_features_:
+            raise ValueError(f"feasibility model was fitted on {self.n_features_} features, got array of shape {X.shape}")
+        if self.classifier_ is None:
+            return np.full(X.shape[0], max(self.constant_ or 1.0, self.min_prob))
+        out = np.empty(X.shape[0])
+        col = list(self.classifier_.classes_).index(True)
+        for a in range(0, X.shape[0], batch_size):
+            out[a : a + batch_size] = self.classifier_.predict_proba(np.asarray(X[a : a + batch_size], np.float64))[:, col]
+        return np.clip(out, self.min_prob, 1.0)
+
+    def log_prob(self, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """``N × d`` → ``N`` log success probabilities."""
+        return np.log(self.prob(X, batch_size))

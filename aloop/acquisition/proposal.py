@@ -1,0 +1,360 @@
+"""The front door of acquisition: ``propose`` a batch of pool candidates, each with its reason.
+
+One ``predict`` over the pool (chunked by the surrogate), vectorised scores, then batch
+selection (:mod:`aloop.acquisition.batch`, :mod:`aloop.acquisition.multi`). The campaign
+hands in arrays only: features of the pool, what is pending, what to exclude.
+
+>>> # proposals = propose(gp, X_pool, Maximize(name="zT"), "log_ei", q=8,
+>>> #                     y_observed=y, pending=pending_rows, exclude=measured_rows)
+>>> # proposals[0].reason  →  'high EI: mean 0.41 ± 0.08, 12% above best 0.37'
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aloop.acquisition.batch import BatchResult, Exclusions, greedy_batch, random_batch, thompson_batch
+from aloop.acquisition.feasibility import FeasibilityModel
+from aloop.acquisition.multi import SCALARIZED, LogNEHVI, ScalarizedLogEI, nehvi_batch
+from aloop.acquisition.objectives import MultiObjective, Objective
+from aloop.acquisition.policies import Policy, Random, Thompson, get_policy
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One proposed experiment.
+
+    ``mean``/``std`` are the posterior of the objective's output (a tuple per objective for
+    several objectives) before any batch conditioning; ``score`` is the acquisition value
+    when it was picked (after conditioning on pending and earlier picks; log scale for
+    ``log_*`` policies, including ``+ log p_feasible``).
+    """
+
+    index: int
+    mean: float | tuple[float, ...]
+    std: float | tuple[float, ...]
+    score: float
+    policy: str
+    reason: str
+    p_feasible: float | None = None
+
+
+def noise_variance(surrogate: object, m: int) -> np.ndarray:
+    """Observation-noise variance per output (``m``).
+
+    Read from ``surrogate.noise_variance`` (an attribute, property or method), else from a
+    GPyTorch ``likelihood.noise``; without either, batch conditioning is noise-free (a warning says so).
+    """
+    noise = getattr(surrogate, "noise_variance", None)
+    if callable(noise):
+        noise = noise()
+    if noise is None:
+        likelihood = getattr(surrogate, "likelihood", None)
+        noise = getattr(likelihood, "noise", None)
+        if noise is not None:
+            noise = noise.detach().cpu().numpy()
+    if noise is None:
+        warnings.warn(
+            f"{type(surrogate).__name__} has no noise_variance; batch conditioning believes points noise-free",
+            stacklevel=3,
+        )
+        return np.zeros(m)
+    noise = np.asarray(noise, dtype=np.float64).ravel()
+    if noise.size == 1:
+        noise = np.full(m, float(noise[0]))
+    if noise.size != m or not np.isfinite(noise).all() or (noise < 0).any():
+        raise ValueError(f"surrogate noise_variance must be {m} finite values ≥ 0, got {noise}")
+    return noise
+
+
+def _mask(arg: np.ndarray | Sequence[int] | None, n: int, what: str) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    if arg is None:
+        return mask
+    arr = np.asarray(arg)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValueError(f"{what} mask must have one entry per pool row ({n}), got shape {arr.shape}")
+        return arr.copy()
+    arr = arr.astype(np.int64, copy=False).ravel()
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"{what} indices must lie in [0, {n}), got range [{arr.min()}, {arr.max()}]")
+    mask[arr] = True
+    return mask
+
+
+def _check_finite(name: str, a: np.ndarray) -> None:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(a.shape[0], -1).any(axis=1))[:10].tolist()
+        raise ValueError(f"{name} has {int(bad.sum())} NaN/inf values (rows {rows}…)")
+
+
+def _predict(surrogate: object, X: np.ndarray, chunk_size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    mean, var = surrogate.predict(X, batch_size=chunk_size)  # type: ignore[attr-defined]
+    mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    if mean.ndim == 1:
+        mean, var = mean[:, None], var[:, None]
+    _check_finite(f"surrogate mean on the {what}", mean)
+    _check_finite(f"surrogate variance on the {what}", var)
+    return mean, var
+
+
+def _rows(X_pool: np.ndarray, X_ext: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    n = X_pool.shape[0]
+
+    def rows(ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        in_pool = ids < n
+        if in_pool.all():
+            return np.asarray(X_pool[ids])
+        out = np.empty((ids.size, X_pool.shape[1]))
+        out[in_pool] = X_pool[ids[in_pool]]
+        out[~in_pool] = X_ext[ids[~in_pool] - n]
+        return out
+
+    return rows
+
+
+def propose(
+    surrogate: object,
+    X_pool: np.ndarray,
+    objective: Objective | MultiObjective,
+    policy: str | Policy = "log_ei",
+    q: int = 8,
+    *,
+    y_observed: np.ndarray | None = None,
+    best_f: float | None = None,
+    X_observed: np.ndarray | None = None,
+    pending: np.ndarray | Sequence[int] | None = None,
+    X_pending: np.ndarray | None = None,
+    exclude: np.ndarray | Sequence[int] | None = None,
+    pool_keys: Sequence[str] | np.ndarray | None = None,
+    exclude_keys: Sequence[str] | None = None,
+    feasibility: FeasibilityModel | np.ndarray | None = None,
+    min_distance: float | None = None,
+    shortlist: int = 2048,
+    chunk_size: int = 65536,
+    seed: int | None = None,
+) -> list[Proposal]:
+    """Propose ``q`` distinct pool candidates to make next.
+
+    Args:
+        surrogate: a fitted aloop surrogate (``predict``, ``covariance``, ``noise_variance``;
+            ensembles may offer ``member_predictions`` instead of ``covariance``).
+        X_pool: ``N × d`` candidate features (precomputed; may be a memory map).
+        objective: one :class:`Objective` or a :class:`MultiObjective`.
+        policy: a name (see :func:`aloop.acquisition.known_policies`) or a policy instance.
+        y_observed: ``n × m`` (or ``n``) measured outputs; gives the incumbent and, for
+            several objectives, the reference point.
+        best_f: the best measured value of the objective's output (raw units), instead of ``y_observed``.
+        X_observed: ``n × d`` measured features (``log_nehvi`` only).
+        pending: pool rows proposed but not yet measured: never proposed again, conditioned on first.
+        X_pending: ``P × d`` features of pending experiments outside the pool (conditioned on).
+        exclude: pool rows never to propose (measured, vetoed), as a mask or indices.
+        pool_keys, exclude_keys: composition keys per pool row, and keys never to propose;
+            with ``pool_keys`` a batch also never holds two rows of one composition.
+        feasibility: a fitted :class:`FeasibilityModel` or ``N`` success probabilities.
+        min_distance: smallest feature-space (Euclidean) distance between two batch members.
+        shortlist: starting shortlist size of the certified greedy (grown when needed).
+        chunk_size: rows per ``predict`` chunk.
+        seed: seed for the stochastic policies.
+    """
+    pol = get_policy(policy)
+    multi = isinstance(objective, MultiObjective)
+    if not isinstance(objective, Objective | MultiObjective):
+        raise TypeError(f"objective must be an Objective or MultiObjective, got {type(objective).__name__}")
+    if pol.multi_objective != multi:
+        raise ValueError(
+            f"policy {pol.name!r} is for {'several objectives' if pol.multi_objective else 'one objective'}, "
+            f"got {type(objective).__name__}"
+        )
+    if isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 1:
+        raise ValueError(f"q must be a positive integer, got {q!r}")
+    if not hasattr(X_pool, "shape") or len(X_pool.shape) != 2:
+        X_pool = np.asarray(X_pool, dtype=np.float64)
+    if X_pool.ndim != 2:
+        raise ValueError(f"X_pool must be an N × d array, got shape {X_pool.shape}")
+    n = X_pool.shape[0]
+    if n == 0:
+        raise ValueError("the candidate pool is empty")
+    width = getattr(surrogate, "n_features", None)
+    if width is not None and X_pool.shape[1] != width:
+        raise ValueError(f"X_pool has {X_pool.shape[1]} features but the surrogate was fitted on {width}")
+
+    pend = _mask(pending, n, "pending")
+    blocked = _mask(exclude, n, "exclude") | pend
+    key_codes = None
+    if pool_keys is not None:
+        keys = np.asarray(pool_keys)
+        if keys.shape != (n,):
+            raise ValueError(f"pool_keys must hold one key per pool row ({n}), got shape {keys.shape}")
+        uniq, key_codes = np.unique(keys, return_inverse=True)
+        if exclude_keys is not None:
+            blocked |= np.isin(keys, np.asarray(list(exclude_keys), dtype=keys.dtype))
+        blocked |= np.isin(key_codes, key_codes[blocked])
+    elif exclude_keys is not None:
+        raise ValueError("exclude_keys needs pool_keys (one composition key per pool row)")
+    eligible = ~blocked
+    n_elig = int(eligible.sum())
+    if q > n_elig:
+        raise ValueError(
+            f"asked for q={q} proposals but only {n_elig} of {n} pool candidates are available "
+            f"({int(pend.sum())} pending, {int(blocked.sum() - pend.sum())} excluded)"
+        )
+
+    mean, var = _predict(surrogate, X_pool, chunk_size, "pool")
+    m = mean.shape[1]
+    outputs = objective.outputs if multi else (objective.output,)
+    if max(outputs) >= m:
+        raise ValueError(f"objective reads output {max(outputs)} but the surrogate has {m} outputs")
+    X_ext = np.zeros((0, X_pool.shape[1]))
+    if X_pending is not None:
+        X_ext = np.asarray(X_pending, dtype=np.float64).reshape(-1, X_pool.shape[1]) if np.size(X_pending) else X_ext
+        if np.asarray(X_pending).ndim != 2 or np.asarray(X_pending).shape[1] != X_pool.shape[1]:
+            raise ValueError(f"X_pending must be P × {X_pool.shape[1]}, got shape {np.asarray(X_pending).shape}")
+        _check_finite("X_pending", X_ext)
+    mean_ext, var_ext = _predict(surrogate, X_ext, chunk_size, "pending points") if X_ext.shape[0] else (
+        np.zeros((0, m)), np.zeros((0, m)))
+    y_obs = None
+    if y_observed is not None:
+        y_obs = np.asarray(y_observed, dtype=np.float64)
+        y_obs = y_obs[:, None] if y_obs.ndim == 1 else y_obs
+        if y_obs.ndim != 2 or y_obs.shape[1] != m:
+            raise ValueError(f"y_observed must be n × {m} (one column per surrogate output), got shape {y_obs.shape}")
+        _check_finite("y_observed", y_obs)
+
+    log_feas = None
+    if feasibility is not None:
+        if isinstance(feasibility, FeasibilityModel):
+            log_feas = feasibility.log_prob(X_pool, chunk_size)
+        else:
+            p = np.asarray(feasibility, dtype=np.float64)
+            if p.shape != (n,) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+                raise ValueError(f"feasibility probabilities must be {n} numbers in [0, 1]")
+            log_feas = np.log(np.maximum(p, 1e-300))
+    rng = np.random.default_rng(seed)
+    exclusions = Exclusions(X_pool if min_distance else None, min_distance, key_codes)
+    pend_ids = np.concatenate([np.flatnonzero(pend), n + np.arange(X_ext.shape[0])])
+    rows = _rows(X_pool, X_ext)
+
+    if isinstance(pol, LogNEHVI):
+        if X_observed is None or y_obs is None:
+            raise ValueError("log_nehvi needs X_observed and y_observed (the baseline of the hypervolume)")
+        X_pend_all = rows(pend_ids) if pend_ids.size else None
+        res = nehvi_batch(pol, surrogate, objective, X_pool, mean, var, q, eligible,  # type: ignore[arg-type]
+                          np.asarray(X_observed, dtype=np.float64), y_obs, X_pend_all, log_feas, exclusions,
+                          seed=0 if seed is None else seed)
+        return _proposals(res, pol, objective, mean, var, log_feas, None)
+
+    coef = np.zeros(m)
+    if isinstance(pol, ScalarizedLogEI):
+        coef = pol.coefficients(objective, m, y_obs)  # type: ignore[arg-type]
+        single: Objective = SCALARIZED
+    else:
+        single = objective  # type: ignore[assignment]
+        coef[single.output] = 1.0
+    mean_e = np.concatenate([mean, mean_ext]) @ coef
+    var_e = np.concatenate([var, var_ext]) @ coef**2
+    noise_e = float(noise_variance(surrogate, m) @ coef**2) if pol.uses_variance else 0.0
+
+    best = 0.0
+    if pol.needs_best(single):
+        if isinstance(pol, ScalarizedLogEI):
+            if y_obs is None:
+                raise ValueError("scalarized_log_ei needs y_observed")
+            best = float((y_obs @ coef).max())
+        elif best_f is not None:
+            if not math.isfinite(float(best_f)):
+                raise ValueError(f"best_f must be finite, got {best_f}")
+            best = float(single.utility(np.array(best_f)))
+        elif y_obs is not None:
+            best = single.best_utility(y_obs[:, single.output])
+        else:
+            raise ValueError(f"policy {pol.name!r} needs the incumbent: pass y_observed or best_f")
+
+    cov = _covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, chunk_size)
+    if pol.needs_members:
+        mean_e, var_e = cov.mean, cov.var  # type: ignore[attr-defined]
+    if isinstance(pol, Random):
+        res = random_batch(pol, q, eligible, rng, log_feas, exclusions)
+    elif isinstance(pol, Thompson):
+        res = thompson_batch(pol, single, mean_e, var_e, q, eligible, cov, noise_e, rng, pend_ids, log_feas, exclusions)
+    else:
+        res = greedy_batch(pol, single, mean_e, var_e, best, q, eligible, cov, noise_e, pend_ids, log_feas,
+                           exclusions, shortlist)
+    return _proposals(res, pol, single, mean_e[:, None], var_e[:, None], log_feas, best if pol.needs_best(single) else None)
+
+
+class _MemberCov:
+    """Empirical covariance of ensemble members (``s × N``) for id pairs; a Kriging believer on the ensemble."""
+
+    def __init__(self, members: np.ndarray) -> None:
+        self.mean = members.mean(axis=0)
+        self.centred = members - self.mean
+        self.var = (self.centred**2).mean(axis=0)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.centred[:, a].T @ self.centred[:, b] / self.centred.shape[0]
+
+
+def _covariance_fn(surrogate: object, pol: Policy, rows: Callable[[np.ndarray], np.ndarray], coef: np.ndarray,
+                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    member_fn = getattr(surrogate, "member_predictions", None)
+    if pol.needs_members:
+        if member_fn is None:
+            raise ValueError(f"policy {pol.name!r} needs an ensemble surrogate with member_predictions(X)")
+        parts = [np.asarray(member_fn(X_pool), dtype=np.float64) @ coef]
+        if X_ext.shape[0]:
+            parts.append(np.asarray(member_fn(X_ext), dtype=np.float64) @ coef)
+        return _MemberCov(np.concatenate(parts, axis=1))
+    if not pol.uses_variance:
+        return None
+    cov_fn = getattr(surrogate, "covariance", None)
+
+    def cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        C = np.asarray(cov_fn(rows(a), rows(b)), dtype=np.float64)  # type: ignore[misc]
+        return np.tensordot(coef**2, C.reshape(coef.size, len(a), len(b)), axes=1)
+
+    try:
+        cov(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    except NotImplementedError:
+        if member_fn is None:
+            return None if isinstance(pol, Thompson) else _raise_no_cov(surrogate)
+        parts = [np.asarray(member_fn(X_pool), dtype=np.float64) @ coef]
+        if X_ext.shape[0]:
+            parts.append(np.asarray(member_fn(X_ext), dtype=np.float64) @ coef)
+        return _MemberCov(np.concatenate(parts, axis=1))
+    return cov
+
+
+def _raise_no_cov(surrogate: object) -> None:
+    raise ValueError(f"{type(surrogate).__name__} implements neither covariance nor member_predictions; "
+                     "batch conditioning needs one of them")
+
+
+def _proposals(res: BatchResult, pol: Policy, objective: Objective | MultiObjective, mean: np.ndarray,
+               var: np.ndarray, log_feas: np.ndarray | None, best: float | None) -> list[Proposal]:
+    out = []
+    for idx, score in zip(res.indices, res.scores, strict=True):
+        p = None if log_feas is None else float(np.exp(log_feas[idx]))
+        if isinstance(objective, MultiObjective):
+            mu = tuple(float(mean[idx, o.output]) for o in objective.objectives)
+            sd = tuple(math.sqrt(max(float(var[idx, o.output]), 0.0)) for o in objective.objectives)
+            parts = ", ".join(f"{o.name} {a:.3g} ± {b:.2g} {o.units}".rstrip() for o, a, b in zip(objective.objectives, mu, sd, strict=True))
+            reason = f"{pol.reason(objective.objectives[0], mu[0], sd[0], None).split(':')[0]}: {parts}"
+            mean_out: float | tuple[float, ...] = mu
+            std_out: float | tuple[float, ...] = sd
+        else:
+            col = 0 if mean.shape[1] == 1 else objective.output
+            mean_out, std_out = float(mean[idx, col]), math.sqrt(max(float(var[idx, col]), 0.0))
+            reason = pol.reason(objective, mean_out, std_out, best)
+        if p is not None:
+            reason += f"; P(success) {p:.0%}"
+        out.append(Proposal(int(idx), mean_out, std_out, float(score), pol.name, reason, p))
+    return out

@@ -1,0 +1,147 @@
+"""What callers append to the campaign log (proposals, measurements), their checks and JSON payloads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One composition to make, with the model's prediction per objective."""
+
+    formula: str
+    key: str
+    mean: Mapping[str, float] = field(default_factory=dict)
+    std: Mapping[str, float] = field(default_factory=dict)
+    acquisition_value: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured result: values and units per objective, for a proposal or a composition.
+
+    Give ``proposal_id`` or ``key`` (canonical composition key); ``formula``/``key`` of a
+    proposal are filled in from the log. ``measured_at`` is timezone-aware (naive = UTC).
+    ``row`` labels the source row in error messages.
+    """
+
+    values: Mapping[str, float]
+    units: Mapping[str, str]
+    proposal_id: int | None = None
+    formula: str | None = None
+    key: str | None = None
+    measured_at: datetime | None = None
+    operator: str | None = None
+    notes: str | None = None
+    raw_ref: str | None = None
+    idempotency_key: str | None = None
+    row: object = None
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What ``append_measurements`` did: ``new`` rows written, ``duplicates`` already present."""
+
+    new: int
+    duplicates: int
+    unsolicited: int
+    event_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Proposals written together: their batch number and proposal ids (in input order)."""
+
+    batch_id: int
+    proposal_ids: tuple[int, ...]
+
+
+def utc(ts: datetime | None) -> datetime | None:
+    """``ts`` as timezone-aware UTC (a naive time is taken to be UTC)."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def default_idempotency_key(m: Measurement) -> str:
+    """sha256 of (proposal id or composition key, values, measured-at): same result, same key."""
+    ident = f"proposal:{m.proposal_id}" if m.proposal_id is not None else f"key:{m.key}"
+    when = utc(m.measured_at)
+    doc = [ident, sorted((k, float(v)) for k, v in m.values.items()), when.isoformat() if when else None]
+    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+
+
+def label(m: Measurement, i: int) -> str:
+    """How to name measurement ``i`` in messages (its source row when known)."""
+    return f"row {m.row}" if m.row is not None else f"measurement {i}"
+
+
+def finite(x: object) -> bool:
+    """A finite real number (numpy scalars included, booleans not)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def check_proposals(props: Sequence[Proposal]) -> list[str]:
+    """Problems of a batch on its own: repeated compositions, non-finite predictions."""
+    problems = []
+    for i, p in enumerate(props):
+        if p.key in {q.key for q in props[:i]}:
+            problems.append(f"proposal {i}: composition {p.key!r} repeats an earlier one in the batch")
+        numbers = [*p.mean.values(), *p.std.values(), *([] if p.acquisition_value is None else [p.acquisition_value])]
+        if not all(finite(x) for x in numbers):
+            problems.append(f"proposal {i} ({p.formula}): predictions must be finite numbers")
+    return problems
+
+
+def check_measurements(rows: Sequence[Measurement]) -> tuple[list[str], list[str]]:
+    """``(idempotency keys, problems)`` of rows on their own (values, sample, keys repeated within)."""
+    problems: list[str] = []
+    keys: list[str] = []
+    first: dict[str, int] = {}
+    for i, m in enumerate(rows):
+        if not m.values or not all(finite(v) for v in m.values.values()):
+            problems.append(f"{label(m, i)}: values must be finite numbers, got {dict(m.values)!r}")
+        if m.proposal_id is None and m.key is None:
+            problems.append(f"{label(m, i)}: needs a proposal id or a composition key")
+        k = m.idempotency_key or default_idempotency_key(m)
+        if k in first:
+            problems.append(f"{label(m, i)}: idempotency key {k[:16]}… repeats {label(rows[first[k]], first[k])}")
+        first.setdefault(k, i)
+        keys.append(k)
+    return keys, problems
+
+
+def proposal_payload(p: Proposal, model_version: str | None) -> dict[str, object]:
+    """The JSON payload of a ``proposed`` event."""
+    return {
+        "formula": p.formula,
+        "key": p.key,
+        "model_version": model_version,
+        "mean": {k: float(v) for k, v in p.mean.items()},
+        "std": {k: float(v) for k, v in p.std.items()},
+        "acquisition_value": None if p.acquisition_value is None else float(p.acquisition_value),
+        "reason": p.reason,
+    }
+
+
+def measurement_payload(m: Measurement, formula: str | None, key: str | None, unsolicited: bool) -> dict[str, object]:
+    """The JSON payload of a ``measured`` event (formula and key resolved by the log)."""
+    when = utc(m.measured_at)
+    return {
+        "formula": formula,
+        "key": key,
+        "values": {n: float(v) for n, v in m.values.items()},
+        "units": dict(m.units),
+        "measured_at": when.isoformat() if when else None,
+        "operator": m.operator,
+        "notes": m.notes,
+        "raw_ref": m.raw_ref,
+        "unsolicited": unsolicited,
+    }

@@ -1,0 +1,393 @@
+"""The durable campaign log: append proposals, measurements, outcomes and model fits; derive state.
+
+The log is the single source of truth. Every write is one transaction (all rows or none);
+state (pending proposals, observations, failures, …) is recomputed from events on each
+read, so a crash between two steps loses nothing and a restart resumes.
+
+Example::
+
+    log = CampaignLog.open("runs/zt.sqlite", "zt", create=True)
+    batch = log.append_proposals([Proposal("Bi2Te3", "Bi0.4 Te0.6")], model_version=None)
+    log.append_measurements([Measurement({"zT": 0.9}, {"zT": ""}, proposal_id=batch.proposal_ids[0])])
+    log.pending()        # DataFrame: nothing pending any more
+    log.observations()   # DataFrame: one row, column "zT"
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from aloop.campaigns import state
+from aloop.campaigns._store import (
+    CampaignLogError,
+    OutdatedSchemaError,
+    check_sqlite_file,
+    create_log_schema,
+    database_error,
+    describe,
+    events_digest,
+    find_campaign,
+    list_campaigns,
+    make_engine,
+    migrate,
+    read_schema_version,
+    to_url,
+    write_transaction,
+)
+from aloop.campaigns.entries import (
+    AppendResult,
+    Batch,
+    Measurement,
+    Proposal,
+    check_measurements,
+    check_proposals,
+    default_idempotency_key,
+    measurement_payload,
+    proposal_payload,
+)
+from aloop.campaigns.schema import OUTCOME_KINDS, SCHEMA_VERSION, events
+from aloop.campaigns.state import Event, resolve_measurements
+
+__all__ = [
+    "AppendResult",
+    "Batch",
+    "CampaignLog",
+    "CampaignLogError",
+    "Measurement",
+    "OutdatedSchemaError",
+    "Proposal",
+    "default_idempotency_key",
+    "list_campaigns",
+    "migrate",
+]
+
+#: TEST-ONLY hook: when set, measurements are inserted one row at a time and the hook is
+#: called with the row index after each INSERT, inside the open transaction, so
+#: durability tests can kill a writer half-way through. Never set it in real code.
+_test_row_hook: Callable[[int], None] | None = None
+
+
+class CampaignLog:
+    """An append-only event log of one campaign in a SQLite file or a PostgreSQL database.
+
+    Open with ``CampaignLog.open``; use as a context manager or call ``close()``.
+    """
+
+    def __init__(self, engine: Engine, url: URL, campaign_id: int, name: str) -> None:
+        self._engine = engine
+        self.url = url
+        self.campaign_id = campaign_id
+        self.name = name
+
+    # --- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        target: str | Path | URL,
+        campaign: str | None = None,
+        *,
+        create: bool = False,
+        definition: Mapping[str, Any] | None = None,
+    ) -> CampaignLog:
+        """Open the log of ``campaign`` at ``target`` (a URL or a SQLite file path).
+
+        Args:
+            campaign: campaign name; may be omitted when the database holds exactly one.
+            create: create the database schema and/or the campaign if missing.
+            definition: JSON-able campaign definition stored with a new campaign.
+
+        Raises:
+            CampaignLogError: corrupt file, another application's database, no log or
+                campaign there (and ``create`` is false), unreachable server. The file or
+                database is left exactly as it was.
+            OutdatedSchemaError: an older schema; run ``migrate(target)`` first.
+        """
+        url = to_url(target)
+        where = describe(url)
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            found = check_sqlite_file(path)
+            if found != "aloop" and not create:
+                raise CampaignLogError(f"no campaign log at {path} (create it with create=True or `aloop init`)")
+            if found == "missing" and not path.parent.is_dir():
+                raise CampaignLogError(f"cannot create {path}: folder {path.parent} does not exist")
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                version = read_schema_version(conn, where)
+            if version is None:
+                if not create:
+                    raise CampaignLogError(f"{where} holds no campaign log (create it with create=True)")
+                version = create_log_schema(engine, where)
+            if version < SCHEMA_VERSION:
+                raise OutdatedSchemaError(where, version)
+            cid, name = find_campaign(engine, campaign, create, definition, where)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise database_error(where, exc) from None
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, url, cid, name)
+
+    def close(self) -> None:
+        """Release connections (SQLite: checkpoints the WAL into the file)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> CampaignLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"CampaignLog({describe(self.url)!r}, campaign={self.name!r})"
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with write_transaction(self._engine, lock=self.campaign_id) as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise database_error(describe(self.url), exc) from None
+
+    def _rows(
+        self, conn: Connection, rows: list[dict[str, Any]], hook: Callable[[int], None] | None = None
+    ) -> list[int]:
+        stmt = events.insert().returning(events.c.id, sort_by_parameter_order=True)
+        if hook is None:
+            return list(conn.execute(stmt, rows).scalars()) if rows else []
+        ids = []
+        for i, row in enumerate(rows):
+            ids.append(conn.execute(stmt, row).scalar_one())
+            hook(i)
+        return ids
+
+    def _load(self, conn: Connection, kinds: Sequence[str] | None = None) -> list[Event]:
+        q = select(events).where(events.c.campaign_id == self.campaign_id).order_by(events.c.id)
+        if kinds is not None:
+            q = q.where(events.c.kind.in_(tuple(kinds)))
+        return [Event.from_row(r) for r in conn.execute(q)]
+
+    def _base(self, kind: str, now: datetime, **cols: Any) -> dict[str, Any]:
+        row = {
+            "campaign_id": self.campaign_id,
+            "kind": kind,
+            "created_at": now,
+            "batch_id": None,
+            "proposal_id": None,
+            "composition_key": None,
+            "idempotency_key": None,
+        }
+        row.update(cols)
+        return row
+
+    # --- writes -----------------------------------------------------------------------
+
+    def append_proposals(self, proposals: Sequence[Proposal], *, model_version: str | None = None) -> Batch:
+        """Write one batch of proposals (all or none); they are pending until an outcome.
+
+        Raises:
+            CampaignLogError: empty batch, a composition twice in the batch, non-finite
+                predictions, or a composition that was rejected earlier.
+        """
+        props = list(proposals)
+        problems = check_proposals(props) if props else ["no proposals given"]
+        if problems:
+            raise CampaignLogError("proposals not written:\n  " + "\n  ".join(problems))
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            rejected = {e.composition_key for e in self._load(conn, ["rejected"])}
+            again = [p.formula for p in props if p.key in rejected]
+            if again:
+                raise CampaignLogError(
+                    f"proposals not written: rejected compositions cannot be proposed again: {', '.join(again)}"
+                )
+            last = conn.execute(
+                select(func.max(events.c.batch_id)).where(events.c.campaign_id == self.campaign_id)
+            ).scalar()
+            batch = (last or 0) + 1
+            rows = [
+                self._base(
+                    "proposed", now, batch_id=batch, composition_key=p.key, payload=proposal_payload(p, model_version)
+                )
+                for p in props
+            ]
+            ids = self._rows(conn, rows)
+        return Batch(batch, tuple(ids))
+
+    def append_measurements(self, rows: Sequence[Measurement]) -> AppendResult:
+        """Record measurements in ONE transaction: all are written or none.
+
+        A row whose idempotency key is already in the log is skipped (counted in
+        ``duplicates``), so re-recording a file is a no-op. Rows without a proposal id are
+        matched by composition key to a pending proposal (else the latest one); if the
+        composition was never proposed, the row is stored with ``unsolicited=True``.
+
+        Raises:
+            CampaignLogError: a key repeated within ``rows``; unknown proposal ids; a
+                formula that contradicts its proposal; non-finite values; a key already
+                recorded with different content. Nothing is written then.
+        """
+        rows = list(rows)
+        keys, problems = check_measurements(rows)
+        if problems:
+            raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            history = self._load(conn, ["proposed", *OUTCOME_KINDS])
+            existing = self._existing(conn, keys)
+            resolved, problems = resolve_measurements(rows, keys, history, existing, self.name)
+            new = [
+                self._base(
+                    "measured",
+                    now,
+                    proposal_id=r.proposal_id,
+                    composition_key=r.key,
+                    idempotency_key=r.idempotency_key,
+                    payload=measurement_payload(r.measurement, r.formula, r.key, unsolicited=r.proposal_id is None),
+                )
+                for r in resolved
+            ]
+            unsolicited = sum(r.proposal_id is None for r in resolved)
+            if problems:
+                raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
+            ids = self._rows(conn, new, _test_row_hook)
+        return AppendResult(len(new), len(rows) - len(new), unsolicited, tuple(ids))
+
+    def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Event]:
+        found: dict[str, Event] = {}
+        for start in range(0, len(keys), 500):
+            q = select(events).where(
+                events.c.campaign_id == self.campaign_id, events.c.idempotency_key.in_(keys[start : start + 500])
+            )
+            for r in conn.execute(q):
+                found[r.idempotency_key] = Event.from_row(r)
+        return found
+
+    def _close(self, kind: str, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
+        scalar = isinstance(proposal_ids, numbers.Integral)
+        ids = [int(proposal_ids)] if scalar else [int(x) for x in proposal_ids]  # type: ignore[union-attr]
+        if not ids:
+            raise CampaignLogError(f"{kind}: no proposal ids given")
+        if kind != "cancelled" and not reason.strip():
+            raise CampaignLogError(f"{kind}: give a reason")
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            history = self._load(conn, ["proposed", *OUTCOME_KINDS])
+            proposed = {e.id: e for e in history if e.kind == "proposed"}
+            status = state.proposal_status(history)
+            problems = []
+            for i, pid in enumerate(ids):
+                if pid not in proposed:
+                    problems.append(f"proposal {pid} does not exist in campaign {self.name!r}")
+                elif pid in ids[:i]:
+                    problems.append(f"proposal {pid} is listed twice")
+                elif status[pid] != "pending":
+                    problems.append(
+                        f"proposal {pid} ({proposed[pid].payload['formula']}) is not pending: it was {status[pid]}"
+                    )
+            if problems:
+                raise CampaignLogError(f"nothing marked {kind}:\n  " + "\n  ".join(problems))
+            rows = [
+                self._base(
+                    kind,
+                    now,
+                    proposal_id=pid,
+                    composition_key=proposed[pid].composition_key,
+                    payload={"reason": reason},
+                )
+                for pid in ids
+            ]
+            return self._rows(conn, rows)
+
+    def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
+        """Record that pending proposals could not be synthesised/measured; returns event ids."""
+        return self._close("failed", proposal_ids, reason)
+
+    def reject(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
+        """Refuse pending proposals: their compositions are never proposed again."""
+        return self._close("rejected", proposal_ids, reason)
+
+    def cancel(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
+        """Withdraw pending proposals (not made); their compositions may be proposed again."""
+        return self._close("cancelled", proposal_ids, reason)
+
+    def record_model_fit(
+        self,
+        model_version: str,
+        training_size: int,
+        cv: Mapping[str, float] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Record a fitted surrogate (``model_version`` unique per campaign); returns the event id."""
+        if not model_version:
+            raise CampaignLogError("record_model_fit: model_version must be non-empty")
+        key = f"model_fitted:{model_version}"
+        payload = {
+            "model_version": model_version,
+            "training_size": int(training_size),
+            "cv": {k: float(v) for k, v in (cv or {}).items()},
+            "details": dict(details or {}),
+        }
+        with self._write() as conn:
+            if self._existing(conn, [key]):
+                raise CampaignLogError(f"model version {model_version!r} is already recorded")
+            return self._rows(
+                conn, [self._base("model_fitted", datetime.now(UTC), idempotency_key=key, payload=payload)]
+            )[0]
+
+    # --- derived state ----------------------------------------------------------------
+
+    def events(self, kinds: Sequence[str] | None = None) -> list[Event]:
+        """This campaign's events, oldest first (optionally only some kinds)."""
+        try:
+            with self._engine.connect() as conn:
+                return self._load(conn, kinds)
+        except SQLAlchemyError as exc:
+            raise database_error(describe(self.url), exc) from None
+
+    def proposals(self) -> pd.DataFrame:
+        """Every proposal with its status (see ``aloop.campaigns.state.proposals``)."""
+        return state.proposals(self.events())
+
+    def pending(self) -> pd.DataFrame:
+        """Proposals without an outcome yet, oldest first."""
+        df = self.proposals()
+        return df[df["status"] == "pending"].reset_index(drop=True)
+
+    def observations(self) -> pd.DataFrame:
+        """Every measurement, one column per objective (``attrs["units"]`` has the units)."""
+        return state.observations(self.events())
+
+    def failures(self) -> pd.DataFrame:
+        """Every ``failed`` event with the proposal's formula, key and the reason."""
+        return state.outcomes(self.events(), "failed")
+
+    def rejections(self) -> pd.DataFrame:
+        """Every ``rejected`` event with the proposal's formula, key and the reason."""
+        return state.outcomes(self.events(), "rejected")
+
+    def model_versions(self) -> pd.DataFrame:
+        """Every ``model_fitted`` event: version, training size, ``cv_*`` metrics."""
+        return state.model_versions(self.events())
+
+    def excluded_keys(self, include_failed: bool = True) -> set[str]:
+        """Composition keys not to propose: measured, pending, rejected (and failed)."""
+        return state.excluded_keys(self.events(), include_failed)
+
+    def events_digest(self) -> str:
+        """sha256 of the whole ``events`` table (every campaign): equal digests, unchanged log."""
+        with self._engine.connect() as conn:
+            return events_digest(conn)

@@ -1,0 +1,48 @@
+"""The `aloop` command line: a thin layer over the Python API (datasets, featurize, pretrain)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from aloop import __version__
+from aloop.cli import datasets, elemnet, featurize
+
+app = typer.Typer(
+    name="aloop",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(datasets.app, name="datasets")
+app.command("featurize")(featurize.featurize_command)
+app.command("pretrain")(elemnet.pretrain_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Active-learning synthesis planning for materials found by composition.
+
+    Set ALOOP_DATA_DIR to the folder that holds the registry's data files
+    (default: ~/.cache/aloop/data). The embedded dataset mp-transport needs none.
+    """
+
+
+def main() -> None:
+    """Entry point of the ``aloop`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,121 @@
+"""`aloop pretrain`: train (or resume) an ElemNet source model on a registry dataset's published split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from aloop.cli._output import err, fail, out
+
+
+#: The recipe defaults quoted in --help (importing torch just to print help would be slow);
+#: tests check they equal ``PretrainConfig``'s.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "max_epochs": 50, "batch_size": 1024, "peak_lr": 6e-4, "patience": 12, "dropout": False, "seed": 0, "threads": 2,
+}
+
+
+def pretrain_config(dataset: str, **overrides: Any):  # -> PretrainConfig
+    """A ``PretrainConfig`` for ``dataset``: the shipped recipe with the given (non-``None``) fields replaced."""
+    from aloop.elemnet.pretrain import PretrainConfig
+
+    fields = {k: v for k, v in overrides.items() if v is not None}
+    if "exclude" in fields:
+        fields["exclude"] = tuple(fields["exclude"])
+    return PretrainConfig(dataset=dataset, **fields)
+
+
+def _check_dataset(name: str, need_split: bool = True) -> None:
+    """Fail cleanly unless ``name`` is a registry dataset whose file is present and verified."""
+    from aloop.datasets import DatasetError, get_spec, verify
+
+    try:
+        spec = get_spec(name)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    if need_split and spec.split_column is None:
+        fail(f"dataset {name!r} has no published train/val/test split; pre-training needs one "
+             "(e.g. oqmd-formation-enthalpy, oqmd-bandgap, oqmd-energy-per-atom, oqmd-volume-per-atom)")
+    try:
+        verify(spec)
+    except DatasetError as exc:
+        fail(str(exc))
+
+
+def _default(field: str) -> str:
+    value = RECIPE_DEFAULTS[field]
+    return f"(recipe default: {value:g})" if isinstance(value, float) else f"(recipe default: {value})"
+
+
+def pretrain_command(
+    run_dir: Annotated[Path, typer.Option(
+        "--run-dir", show_default=False,
+        help="Directory for checkpoint.pt, log.jsonl, best.pt, final.pt and summary.json.")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", "-d", help="Registry dataset with a published train/val/test split.")] = "oqmd-formation-enthalpy",
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help=f"Maximum epochs {_default('max_epochs')}.")] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        "--batch-size", min=1, help=f"Batch size {_default('batch_size')}.")] = None,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", min=0.0, help=f"Peak learning rate of the one-cycle schedule {_default('peak_lr')}.")] = None,
+    patience: Annotated[int | None, typer.Option(
+        "--patience", min=1,
+        help=f"Early stopping: epochs without a better validation MAE {_default('patience')}.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", "-x",
+        help="Remove every composition of this registry dataset from train/val (repeatable).")] = None,
+    dropout: Annotated[bool | None, typer.Option(
+        "--dropout/--no-dropout", help="Use ElemNet's published dropout (recipe default: off).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=f"Random seed {_default('seed')}.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1,
+        help=f"torch CPU threads {_default('threads')}; part of the recipe, keep it when resuming.")] = None,
+    limit_rows: Annotated[int | None, typer.Option(
+        "--limit-rows", min=1, hidden=True, help="For tests: only the first rows of each split.")] = None,
+) -> None:
+    """Pre-train an ElemNet source model; re-running the same command resumes from the last checkpoint.
+
+    Every epoch is checkpointed in --run-dir, so a run can be stopped (Ctrl-C) and
+    continued later with the same command. A different recipe needs a new --run-dir.
+    """
+    from aloop.elemnet.pretrain import pretrain
+
+    _check_dataset(dataset)
+    for name in exclude or []:
+        _check_dataset(name, need_split=False)
+    config = pretrain_config(dataset, max_epochs=epochs, batch_size=batch_size, peak_lr=lr, patience=patience,
+                             exclude=exclude, dropout=dropout, seed=seed, threads=threads, limit_rows=limit_rows)
+    resuming = (run_dir / "checkpoint.pt").exists()
+    err.print(f"{'resuming' if resuming else 'starting'} pre-training in {run_dir}: "
+              + ", ".join(f"{k}={v}" for k, v in vars(config).items()), markup=False, soft_wrap=True)
+    try:
+        summary = pretrain(config, run_dir)
+    except KeyboardInterrupt:
+        fail(f"interrupted; the last completed epoch is checkpointed in {run_dir}: re-run the same command to resume",
+             code=130)
+    except ValueError as exc:  # e.g. a checkpoint written with a different recipe
+        fail(str(exc))
+    print_summary(summary, dataset, run_dir)
+
+
+def print_summary(summary: dict, dataset: str, run_dir: Path) -> None:
+    """Print a pre-training summary: sizes, epochs, validation/test MAE and dead units per layer."""
+    from aloop.datasets import get_spec
+
+    units = next(iter(get_spec(dataset).targets.values()))
+    table = Table(title=f"ElemNet pre-trained on {dataset}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("train / val / test", f"{summary['n_train']:,} / {summary['n_val']:,} / {summary['n_test']:,}")
+    table.add_row("epochs run (best)", f"{summary['epochs_run']} ({summary['best_epoch']})")
+    table.add_row("validation MAE", f"{summary['val_mae']:.4f} {units}")
+    table.add_row("test MAE", f"{summary['test_mae']:.4f} {units}")
+    dead = summary.get("dead_unit_fraction") or []
+    table.add_row("dead units per layer", " ".join(f"{d:.2f}" for d in dead))
+    table.add_row("files", escape(f"{run_dir}/best.pt, final.pt, summary.json, log.jsonl"))
+    out.print(table)

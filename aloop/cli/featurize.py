@@ -1,0 +1,222 @@
+"""`aloop featurize`: a table of formulas → a feature table (Parquet or CSV), in chunks, written atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aloop.cli._output import err, fail, warn
+
+OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv"}
+
+
+@dataclass(frozen=True)
+class BadFormulaRow:
+    """A rejected input row: 1-based data row (header excluded), its formula text and the reason."""
+
+    row: int
+    formula: object
+    reason: str
+
+
+class BadFormulasError(ValueError):
+    """Some rows of the input table do not parse; ``rows`` lists every one of them."""
+
+    def __init__(self, rows: Sequence[BadFormulaRow], total: int) -> None:
+        self.rows = list(rows)
+        self.total = total
+        super().__init__(f"{len(self.rows)} of {total} formulas are invalid")
+
+
+@dataclass
+class FeaturizeResult:
+    """What ``featurize_table`` wrote: rows in and out, feature count and the skipped rows."""
+
+    output: Path
+    rows_in: int
+    rows_out: int
+    n_features: int
+    skipped: list[BadFormulaRow] = field(default_factory=list)
+
+
+def output_format(path: Path) -> str:
+    """``"parquet"`` or ``"csv"`` from the output file name (``.parquet``, ``.pq``, ``.csv``, ``.csv.gz``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz" and not path.name.lower().endswith(".csv.gz"):
+        suffix = ""
+    if suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"cannot tell the output format of {path.name!r}: use .parquet, .pq, .csv or .csv.gz")
+    return OUTPUT_FORMATS[suffix]
+
+
+def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet table; formulas are kept as text (``NaN`` is sodium nitride)."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {str(path)!r} not found")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, converters={formula_column: str})
+    if formula_column not in frame.columns:
+        raise KeyError(
+            f"{path.name} has no column {formula_column!r} (columns: {', '.join(map(str, frame.columns))}); "
+            "name it with --formula-column"
+        )
+    return frame
+
+
+def featurize_table(
+    input_path: str | Path,
+    output_path: str | Path,
+    featurizer: str = "magpie",
+    formula_column: str = "formula",
+    skip_invalid: bool = False,
+    chunk_size: int = 10_000,
+    progress: bool | None = None,
+) -> FeaturizeResult:
+    """Featurize every formula of a table and write the input columns plus the features.
+
+    Formulas are parsed and featurized in chunks of ``chunk_size`` rows. Every bad row is
+    collected; unless ``skip_invalid``, they are raised together and nothing is written.
+    The output is written to a temporary file beside ``output_path`` and renamed into
+    place only when complete, so an interrupted run never leaves a half-written file.
+
+    Args:
+        input_path: CSV or Parquet table with a formula column.
+        output_path: ``.parquet``/``.pq`` or ``.csv``/``.csv.gz``.
+        featurizer: a name known to ``aloop.features.get_featurizer`` (``"ef"``, ``"magpie"``).
+        formula_column: the column holding the formulas.
+        skip_invalid: drop bad rows (returned in ``FeaturizeResult.skipped``) instead of failing.
+        chunk_size: rows per chunk.
+        progress: show a progress bar (``None``: only on a terminal and for inputs above one chunk).
+
+    Raises:
+        BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false).
+        FileNotFoundError, KeyError, ValueError: missing input, missing column, unknown
+            output format or featurizer name.
+    """
+    import numpy as np
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from aloop.chem import to_fraction_matrix
+    from aloop.features import get_featurizer
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    fmt = output_format(output_path)
+    feat = get_featurizer(featurizer)
+    frame = read_table(input_path, formula_column)
+    names = list(feat.feature_names)
+    clash = sorted(set(names) & set(map(str, frame.columns)))
+    if clash:
+        raise ValueError(f"input already has columns named like features: {', '.join(clash[:5])}")
+    formulas = frame[formula_column].tolist()
+    n = len(formulas)
+    bad: list[BadFormulaRow] = []
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    # Same directory as the output, so the final os.replace is an atomic rename.
+    tmp = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
+    writer = None
+    rows_out = 0
+    # tqdm's disable=None hides the bar when stderr is not a terminal.
+    disable = (None if n > chunk_size else True) if progress is None else not progress
+    bar = tqdm(total=n, unit="formula", desc=f"featurize {featurizer}", disable=disable)
+    try:
+        for start in range(0, max(n, 1), chunk_size):  # one (empty) chunk for an empty table
+            chunk = formulas[start : start + chunk_size]
+            X, chunk_bad = to_fraction_matrix(chunk, errors="collect")
+            bad.extend(BadFormulaRow(start + b.index + 1, b.formula, b.reason) for b in chunk_bad)
+            bar.update(len(chunk))
+            if bad and not skip_invalid:
+                continue  # keep parsing to report every bad row, but stop featurizing
+            ok = np.ones(len(chunk), dtype=bool)
+            ok[[b.index for b in chunk_bad]] = False
+            if ok.any():
+                features = np.asarray(feat.transform_fractions(X[ok]), dtype=np.float32)
+            else:
+                features = np.zeros((0, len(names)), dtype=np.float32)
+            part = frame.iloc[start : start + len(chunk)][ok].reset_index(drop=True)
+            part = pd.concat([part, pd.DataFrame(features, columns=names)], axis=1)
+            writer = _write_part(part, tmp, fmt, writer, first=start == 0)
+            rows_out += len(part)
+        if writer is not None:
+            writer.close()
+            writer = None
+        if bad and not skip_invalid:
+            raise BadFormulasError(bad, n)
+        os.replace(tmp, output_path)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return FeaturizeResult(output_path, n, rows_out, len(names), bad if skip_invalid else [])
+
+
+def _write_part(part, tmp: Path, fmt: str, writer, first: bool):  # noqa: ANN001, ANN202 (pandas/pyarrow types)
+    """Append one chunk to the temporary output; returns the open Parquet writer (``None`` for CSV)."""
+    if fmt == "csv":
+        part.to_csv(tmp, mode="w" if first else "a", header=first, index=False,
+                    compression="gzip" if tmp.name.endswith(".gz") else None)
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(part, preserve_index=False)
+    if writer is None:
+        writer = pq.ParquetWriter(tmp, table.schema)
+    writer.write_table(table.cast(writer.schema))
+    return writer
+
+
+def featurize_command(
+    input: Annotated[Path, typer.Argument(
+        show_default=False, help="CSV (.csv, .csv.gz) or Parquet table with a formula column.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", show_default=False, help="Output table: .parquet/.pq or .csv/.csv.gz.")],
+    featurizer: Annotated[str, typer.Option(
+        "--featurizer", "-f", help="ef (the 86 elemental fractions) or magpie (Magpie statistics).")] = "magpie",
+    formula_column: Annotated[str, typer.Option(
+        "--formula-column", "-c", help="Column holding the formulas.")] = "formula",
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="Drop rows whose formula does not parse (with a warning) instead of failing.")] = False,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows featurized per chunk.")] = 10_000,
+) -> None:
+    """Featurize the formulas of a table; writes the input columns followed by the features.
+
+    Every invalid formula is reported with its row number (data rows count from 1) and
+    the reason, and nothing is written (exit code 2) unless --skip-invalid is given.
+    """
+    if input.resolve() == output.resolve():
+        fail(f"the output {output} would overwrite the input; choose another file name")
+    try:
+        result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size)
+    except BadFormulasError as exc:
+        err.print(_list_rows(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
+                  markup=False, highlight=False, soft_wrap=True)
+        fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); "
+             f"nothing written. Fix them or pass --skip-invalid.")
+    except (KeyError, ValueError) as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
+    except OSError as exc:  # missing input, unwritable output directory, disk full
+        fail(str(exc))
+    if result.skipped:
+        warn(f"skipped {len(result.skipped)} invalid formulas:")
+        err.print(_list_rows(result.skipped, csv=input.suffix.lower() not in (".parquet", ".pq")),
+                  markup=False, highlight=False, soft_wrap=True)
+    err.print(f"wrote {result.rows_out:,} rows × {result.n_features} {featurizer} features to {result.output}",
+              soft_wrap=True, markup=False)
+
+
+def _list_rows(rows: Sequence[BadFormulaRow], csv: bool) -> str:
+    """One line per bad row; for CSV input also the file line (the header is line 1)."""
+    return "\n".join(
+        f"  row {r.row}{f' (line {r.row + 1})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
+    )

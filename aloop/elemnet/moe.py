@@ -1,0 +1,158 @@
+"""Mixture of experts over ElemNet source models (Chang, Wang & Ertekin 2022, npj Comput. Mater. 8:242)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from torch import nn
+
+from aloop.elemnet.model import ElemNet
+from aloop.elemnet.transfer import _check_xy
+
+
+class MixtureOfExperts(nn.Module):
+    """Experts' hidden-layer features, gated and summed, then a fresh property head.
+
+    ``h(x) = Σ_i g_i(x) · E_i(x)`` with ``E_i`` the layer-``layer`` activations of expert
+    ``i`` (``n × w``, all experts share the width), ``g`` a top-k softmax gate that is either
+    input-independent (one learned logit per expert, as in Chang et al.) or computed from
+    the fractions by a linear layer; ``y = head(h)`` (``n × 1``).
+
+    Args:
+        experts: source ElemNets (deep-copied; frozen unless ``train_experts``).
+        layer: hidden layer (1-based) whose activations each expert contributes.
+        top_k: number of experts kept by the gate (the others get weight 0).
+        gate: ``"fixed"`` (input-independent) or ``"input"`` (input-dependent).
+        head_hidden: width of the head's hidden layer (0 = linear head).
+        gate_noise: std of Gaussian noise added to the gate logits in training (noisy
+            top-k gating, Shazeer et al. 2017) so experts outside the top-k still get tried.
+    """
+
+    def __init__(self, experts: list[ElemNet], layer: int = 16, top_k: int = 2,
+                 gate: Literal["fixed", "input"] = "fixed", head_hidden: int = 64,
+                 train_experts: bool = False, gate_noise: float = 0.5) -> None:
+        super().__init__()
+        self.gate_noise = gate_noise
+        if not experts:
+            raise ValueError("a mixture of experts needs at least one expert")
+        widths = {e.hidden_widths[layer - 1] for e in experts}
+        if len(widths) != 1:
+            raise ValueError(f"experts' layer-{layer} widths differ: {sorted(widths)}")
+        if gate not in ("fixed", "input"):
+            raise ValueError(f"gate must be 'fixed' or 'input', got {gate!r}")
+        self.layer, self.gate_kind, self.train_experts = layer, gate, train_experts
+        self.top_k = max(1, min(top_k, len(experts)))
+        self.experts = nn.ModuleList(copy.deepcopy(e) for e in experts)
+        self.experts.requires_grad_(train_experts)
+        width = widths.pop()
+        self.gate_logits = nn.Parameter(torch.zeros(len(experts)))
+        self.gate_net = nn.Linear(experts[0].hidden[0].in_features, len(experts)) if gate == "input" else None
+        self.head = (nn.Sequential(nn.Linear(width, head_hidden), nn.ReLU(), nn.Linear(head_hidden, 1))
+                     if head_hidden else nn.Linear(width, 1))
+
+    def expert_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``n × 86`` → ``n × n_experts × w`` stacked expert activations."""
+        return torch.stack([e.activations(x, self.layer) for e in self.experts], dim=1)
+
+    def gate_weights(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Gate weights ``n × n_experts`` (input gate) or ``n_experts`` (fixed gate); rows sum to 1."""
+        logits = self.gate_logits if self.gate_net is None else self.gate_logits + self.gate_net(x)
+        if self.training and self.gate_noise > 0:
+            logits = logits + self.gate_noise * torch.randn_like(logits)
+        top = torch.topk(logits, self.top_k, dim=-1)
+        masked = torch.full_like(logits, float("-inf")).scatter(-1, top.indices, top.values)
+        return torch.softmax(masked, dim=-1)
+
+    def combine(self, feats: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Gate-weighted sum of precomputed expert features (``n × E × w``) → ``n × 1``."""
+        g = self.gate_weights(x)
+        g = g.unsqueeze(-1) if g.ndim == 2 else g.view(1, -1, 1)
+        return self.head((g * feats).sum(dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.expert_features(x), x)
+
+
+class MoERegressor(RegressorMixin, BaseEstimator):
+    """scikit-learn regressor: a mixture of ElemNet source experts with a fresh head, early-stopped.
+
+    With frozen experts (the default) their features are computed once, so training the
+    gate and head takes seconds. ``gate_weights_`` reports which sources the target used.
+    """
+
+    def __init__(self, sources: tuple[str, ...] = ("oqmd-formation-enthalpy",), layer: int = 16, top_k: int = 2,
+                 gate: Literal["fixed", "input"] = "fixed", head_hidden: int = 64, train_experts: bool = False,
+                 lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 30,
+                 val_fraction: float = 0.1, weight_decay: float = 1e-5, seed: int = 0,
+                 experts: list[ElemNet] | None = None) -> None:
+        self.sources, self.layer, self.top_k, self.gate = sources, layer, top_k, gate
+        self.head_hidden, self.train_experts, self.lr, self.batch_size = head_hidden, train_experts, lr, batch_size
+        self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
+        self.weight_decay, self.seed, self.experts = weight_decay, seed, experts
+
+    def _experts(self) -> list[ElemNet]:
+        if self.experts is not None:
+            return list(self.experts)
+        from aloop.elemnet.sources import load_source_model
+
+        return [load_source_model(s) for s in self.sources]
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
+        Xt, yt = _check_xy(X, y)
+        torch.manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        model = MixtureOfExperts(self._experts(), self.layer, self.top_k, self.gate, self.head_hidden, self.train_experts)
+        self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
+        ys = (yt - self.mean_) / self.std_
+        with torch.no_grad():
+            cached = None if self.train_experts else model.expert_features(Xt)
+        perm = torch.randperm(len(Xt), generator=gen)
+        n_val = max(1, int(round(self.val_fraction * len(Xt))))
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr,
+                               weight_decay=self.weight_decay)
+
+        def predict_rows(idx: torch.Tensor) -> torch.Tensor:
+            x = Xt[idx]
+            return (model.combine(cached[idx], x) if cached is not None else model(x)).squeeze(1)
+
+        best, best_val, since = copy.deepcopy(model.state_dict()), float("inf"), 0
+        for _ in range(self.max_epochs):
+            model.train()
+            order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                loss = (predict_rows(idx) - ys[idx]).abs().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                val = float((predict_rows(val_idx) - ys[val_idx]).abs().mean())
+            if val < best_val:
+                best_val, since, best = val, 0, copy.deepcopy(model.state_dict())
+            else:
+                since += 1
+                if since >= self.patience:
+                    break
+        model.load_state_dict(best)
+        model.eval()
+        self.model_, self.val_mae_ = model, best_val * self.std_
+        with torch.no_grad():
+            g = model.gate_weights(Xt) if self.gate == "input" else model.gate_weights()
+        g = g.mean(0) if g.ndim == 2 else g
+        names = list(self.sources) if self.experts is None else [f"expert{i}" for i in range(len(self.experts))]
+        self.gate_weights_ = dict(zip(names, g.tolist()))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("MoERegressor is not fitted; call fit(X, y) first")
+        Xt, _ = _check_xy(X)
+        with torch.inference_mode():
+            out = torch.cat([self.model_(Xt[i : i + 16384]).squeeze(1) for i in range(0, len(Xt), 16384)])
+        return out.numpy() * self.std_ + self.mean_

@@ -1,0 +1,175 @@
+"""Cross-property transfer learning with ElemNet (Gupta et al. 2021): fine-tuning modes as sklearn estimators."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from aloop.chem.elements import N_ELEMENTS
+from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
+
+Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
+MODES: tuple[str, ...] = ("finetune", "modfinetune", "freezing", "scratch")
+
+
+@dataclass
+class FineTuneConfig:
+    """How a network is trained on the target data.
+
+    ``finetune``: start from all source weights (output layer included) and train all;
+    ``modfinetune``: source weights with a fresh output layer, train all;
+    ``freezing``: source weights, hidden layers 1–15 frozen, train layer 16 + fresh output;
+    ``scratch``: random initialisation (SC:DL(EF) in the paper).
+    Early stopping on a random ``val_fraction`` of the training rows restores the best epoch.
+    """
+
+    mode: Mode = "modfinetune"
+    lr: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 400
+    patience: int = 25
+    val_fraction: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    threads: int | None = None
+
+
+def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != N_ELEMENTS:
+        raise ValueError(f"ElemNet input must be an n × {N_ELEMENTS} fraction matrix, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("fraction matrix has NaN/inf entries")
+    if y is None:
+        return torch.from_numpy(X), None
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) != len(X):
+        raise ValueError(f"y has {len(y)} values for {len(X)} rows of X")
+    if not np.isfinite(y).all():
+        raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN/inf values")
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
+def finetune(
+    X: np.ndarray, y: np.ndarray, source: ElemNet | None, config: FineTuneConfig | None = None,
+    hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, validation: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[ElemNet, list[dict]]:
+    """Train an ElemNet on ``X`` (``n × 86`` fractions) and ``y`` (``n``) from ``source``.
+
+    Early stopping watches ``validation = (X_val, y_val)`` when given, else a random
+    ``config.val_fraction`` of the rows (which are then not trained on).
+    Returns the best network (eval mode, predicting raw units) and the per-epoch history.
+    ``source`` is copied, never modified; it must be ``None`` exactly for ``mode="scratch"``.
+    """
+    config = config or FineTuneConfig()
+    if config.mode not in MODES:
+        raise ValueError(f"unknown transfer mode {config.mode!r}; modes: {', '.join(MODES)}")
+    if (source is None) != (config.mode == "scratch"):
+        raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
+    Xt, yt = _check_xy(X, y)
+    if len(Xt) < 10:
+        raise ValueError(f"need at least 10 training rows to fine-tune with early stopping, got {len(Xt)}")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    gen = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)
+    if source is not None:
+        net.load_state_dict(source.state_dict())
+    if config.mode in ("modfinetune", "freezing", "scratch"):
+        net.output.reset_parameters()
+    if config.mode == "freezing":
+        for lin in net.hidden[:-1]:
+            lin.requires_grad_(False)
+    # "finetune" keeps the source output layer, so it trains in raw units; the others
+    # train on the standardised target and fold the scaling back in at the end.
+    mean, std = (0.0, 1.0) if config.mode == "finetune" else (float(yt.mean()), float(yt.std()) or 1.0)
+    ys = (yt - mean) / std
+    if validation is not None:
+        Xv, yv = _check_xy(*validation)
+        tr_idx = torch.arange(len(Xt))
+        Xt, ys = torch.cat([Xt, Xv]), torch.cat([ys, (yv - mean) / std])
+        val_idx = torch.arange(len(tr_idx), len(Xt))
+    else:
+        perm = torch.randperm(len(Xt), generator=gen)
+        n_val = max(1, int(round(config.val_fraction * len(Xt))))
+        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    best_state, best_val, since, history = copy.deepcopy(net.state_dict()), float("inf"), 0, []
+    for epoch in range(1, config.max_epochs + 1):
+        net.train()
+        order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            loss = (net(Xt[idx]).squeeze(1) - ys[idx]).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            val = float((net(Xt[val_idx]).squeeze(1) - ys[val_idx]).abs().mean()) * std
+        history.append({"epoch": epoch, "val_mae": val})
+        if val < best_val:
+            best_val, since, best_state = val, 0, copy.deepcopy(net.state_dict())
+        else:
+            since += 1
+            if since >= config.patience:
+                break
+    net.load_state_dict(best_state)
+    with torch.no_grad():
+        net.output.weight.mul_(std)
+        net.output.bias.mul_(std).add_(mean)
+    net.requires_grad_(False)
+    net.eval()
+    return net, history
+
+
+class ElemNetRegressor(RegressorMixin, BaseEstimator):
+    """A scikit-learn regressor that fine-tunes an ElemNet source model on ``n × 86`` fractions.
+
+    Args:
+        source: shipped source model name, or ``None`` for training from scratch.
+        mode: one of ``finetune``, ``modfinetune``, ``freezing``, ``scratch``.
+        Other arguments: see ``FineTuneConfig``.
+
+    Example:
+        >>> reg = ElemNetRegressor(source=None, mode="scratch", hidden_widths=(16, 8), max_epochs=2)
+        >>> X = np.eye(86, dtype=np.float32)[:20]; y = np.arange(20.0)
+        >>> reg.fit(X, y).predict(X).shape
+        (20,)
+    """
+
+    def __init__(self, source: str | None = "oqmd-formation-enthalpy", mode: Mode = "modfinetune", lr: float = 1e-4,
+                 batch_size: int = 32, max_epochs: int = 400, patience: int = 25, val_fraction: float = 0.1,
+                 seed: int = 0, hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS) -> None:
+        self.source = source
+        self.mode = mode
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.seed = seed
+        self.hidden_widths = hidden_widths
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> ElemNetRegressor:
+        from aloop.elemnet.sources import load_source_model
+
+        src = None if self.source is None or self.mode == "scratch" else load_source_model(self.source)
+        config = FineTuneConfig(mode=self.mode, lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
+                                patience=self.patience, val_fraction=self.val_fraction, seed=self.seed)
+        self.network_, self.history_ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "network_"):
+            raise RuntimeError("ElemNetRegressor is not fitted; call fit(X, y) first")
+        Xt, _ = _check_xy(X)
+        with torch.inference_mode():
+            return torch.cat([self.network_(Xt[i : i + 32768]).squeeze(1) for i in range(0, len(Xt), 32768)]).numpy()

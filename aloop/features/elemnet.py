@@ -1,0 +1,65 @@
+"""Transfer-learned features: activations of a hidden layer of a pre-trained (or fine-tuned) ElemNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from aloop.elemnet.model import ElemNet
+from aloop.features.base import Featurizer
+
+
+class ElemNetFeatures(Featurizer):
+    """Post-ReLU activations of hidden layer ``layer`` (1–16) of an ElemNet.
+
+    Args:
+        source: a shipped source model name (``aloop.elemnet.sources.list_sources()``),
+            e.g. ``"oqmd-formation-enthalpy"``; ignored when ``network`` is given.
+        layer: hidden layer 1..16 (1-based, as in Gupta et al. 2021).
+        network: an ``ElemNet`` to use instead of a shipped source (e.g. one fine-tuned
+            on related data).
+        batch_size: rows per forward pass (memory stays bounded for any pool size).
+
+    ``transform_fractions`` maps ``n × 86`` fractions to ``n × width(layer)`` float32.
+    """
+
+    name = "elemnet"
+
+    def __init__(
+        self,
+        source: str = "oqmd-formation-enthalpy",
+        layer: int = 2,
+        network: ElemNet | None = None,
+        batch_size: int = 32768,
+    ) -> None:
+        from aloop.elemnet.sources import load_source_model
+
+        self.source = source if network is None else "custom"
+        self.network = network if network is not None else load_source_model(source)
+        if not 1 <= layer <= self.network.n_hidden:
+            raise ValueError(f"layer must be in 1..{self.network.n_hidden}, got {layer}")
+        self.layer = layer
+        self.batch_size = batch_size
+        self._net = self._truncated(self.network, layer)
+
+    @staticmethod
+    def _truncated(net: ElemNet, layer: int) -> torch.nn.Sequential:
+        mods: list[torch.nn.Module] = []
+        for lin in net.hidden[:layer]:
+            mods += [lin, torch.nn.ReLU()]
+        seq = torch.nn.Sequential(*mods)
+        seq.eval()
+        return seq
+
+    @property
+    def feature_names(self) -> list[str]:
+        width = self.network.hidden_widths[self.layer - 1]
+        return [f"elemnet_{self.source}_L{self.layer}_{j}" for j in range(width)]
+
+    @torch.inference_mode()
+    def transform_fractions(self, X: np.ndarray) -> np.ndarray:
+        X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        out = np.empty((len(X), self.network.hidden_widths[self.layer - 1]), dtype=np.float32)
+        for start in range(0, len(X), self.batch_size):
+            out[start : start + self.batch_size] = self._net(X[start : start + self.batch_size]).numpy()
+        return out

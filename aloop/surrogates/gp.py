@@ -1,0 +1,267 @@
+"""Exact GP surrogate: a BoTorch ``SingleTaskGP`` with a cached-Cholesky fast path for huge candidate pools."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+import gpytorch
+import numpy as np
+import torch
+from botorch.acquisition.objective import PosteriorTransform
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import Normalize
+from botorch.models.transforms.outcome import Standardize
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from botorch.posteriors import Posterior
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from torch import Tensor
+
+from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.projection import PCAProjection
+
+#: Exact (Cholesky) inference up to this many observations, in fitting and in ``posterior``
+#: (GPyTorch's default of 800 would switch to iterative solves beyond it).
+MAX_CHOLESKY_SIZE = 20_000
+#: Cache an explicit ``L⁻¹`` (``m × n × n``) up to this many observations; beyond, solve per chunk.
+EXPLICIT_INVERSE_MAX_N = 6_000
+
+
+def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor) -> SingleTaskGP:
+    """``SingleTaskGP`` on ``n × k`` inputs and ``n × m`` outcomes with the aloop defaults."""
+    k, m = Z.shape[-1], Y.shape[-1]
+    return SingleTaskGP(
+        Z,
+        Y,
+        covar_module=get_covar_module_with_dim_scaled_prior(
+            ard_num_dims=k, batch_shape=torch.Size([m]) if m > 1 else torch.Size(), use_rbf_kernel=False
+        ),
+        input_transform=Normalize(d=k, bounds=bounds),
+        outcome_transform=Standardize(m=m),
+    )
+
+
+@torch.no_grad()
+def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor) -> SingleTaskGP:
+    """A GP on all rows with the hyperparameters of ``fitted`` (re-expressed for the new standardisation)."""
+    full = _make_gp(Z, Y, bounds)
+    full.covar_module.load_state_dict(fitted.covar_module.state_dict())
+    old, new = fitted.outcome_transform, full.outcome_transform
+    ratio = (old.stdvs / new.stdvs).reshape(-1)  # m
+    shift = ((old.means - new.means) / new.stdvs).reshape(-1)
+    full.mean_module.constant.copy_((fitted.mean_module.constant.reshape(-1) * ratio + shift).reshape_as(full.mean_module.constant))
+    noise = fitted.likelihood.noise.reshape(-1) * ratio**2
+    full.likelihood.noise = noise.clamp_min(1.01e-4).reshape_as(full.likelihood.noise)
+    return full
+
+
+class GPSurrogate(Surrogate):
+    """Exact GP (BoTorch ``SingleTaskGP``) with Matérn-5/2 ARD kernel, learned noise and optional PCA.
+
+    Model: inputs are optionally PCA-projected (whitened), then ``Normalize``-d to the unit
+    cube; outcomes are ``Standardize``-d; the kernel is a Matérn-5/2 with one lengthscale
+    per input dimension and BoTorch's dimension-scaled priors (Hvarfner et al. 2024:
+    lengthscale ~ LogNormal(√2 + ½ log k, √3), noise ~ LogNormal(−4, 1), no outputscale
+    since outcomes are standardised). Hyperparameters are MAP-fitted with
+    ``fit_gpytorch_mll``. Noise is a learned homoscedastic variance, so replicate rows of
+    ``X`` are fine. ``y`` with ``m`` columns gives ``m`` independent GPs (a batched model
+    sharing the inputs).
+
+    After ``fit`` the Cholesky factor ``L`` of ``K + σ²I`` and ``α = (K + σ²I)⁻¹(y − μ)``
+    are cached, so ``predict`` evaluates ``mean = μ + K*α`` and
+    ``var = k** − ‖L⁻¹K*ᵀ‖²`` chunk by chunk with one factorisation (float64). The
+    results are in the original units of ``y``.
+
+    Args:
+        projection: ``"pca"`` (always project), ``None`` (never) or ``"auto"`` (project
+            when the input has more than ``n_components`` columns).
+        n_components: number of PCA components kept.
+        whiten: whiten the PCA components.
+        max_fit_rows: MAP-fit the hyperparameters on a random subset of at most this many
+            rows (the cost per optimiser step is cubic in the rows), then condition the GP
+            exactly on all rows with those hyperparameters. ``None`` fits on all rows.
+        seed: seed of that subset.
+
+    Example:
+        >>> X = np.random.default_rng(0).uniform(size=(40, 3))
+        >>> gp = GPSurrogate().fit(X, np.sin(6 * X[:, 0]))
+        >>> mean, var = gp.predict(X[:5])
+        >>> mean.shape, var.shape
+        ((5, 1), (5, 1))
+    """
+
+    def __init__(
+        self,
+        projection: Literal["auto", "pca"] | None = "auto",
+        n_components: int = 24,
+        whiten: bool = True,
+        max_fit_rows: int | None = 800,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if projection not in ("auto", "pca", None):
+            raise ValueError(f"projection must be 'auto', 'pca' or None, got {projection!r}")
+        self.projection = projection
+        self.n_components = n_components
+        self.whiten = whiten
+        self.max_fit_rows = max_fit_rows
+        self.seed = seed
+        self.projection_: PCAProjection | None = None
+        self.gp: SingleTaskGP | None = None
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(self, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray | None = None) -> Self:
+        """Fit on ``n × d`` features and ``n`` / ``n × m`` targets.
+
+        Args:
+            X_pool: optional unlabeled ``N × d`` candidates; only used to fit the PCA projection.
+        """
+        X, y = check_training_data(X, y)
+        d = X.shape[1]
+        self.projection_ = None
+        if self.projection == "pca" or (self.projection == "auto" and d > self.n_components):
+            fit_rows = X
+            if X_pool is not None:
+                X_pool = np.asarray(X_pool, dtype=np.float64)
+                if X_pool.ndim != 2 or X_pool.shape[1] != d:
+                    raise ValueError(f"X_pool must have {d} columns like X, got shape {X_pool.shape}")
+                fit_rows = np.vstack([X, X_pool])
+            if fit_rows.shape[0] >= 2:
+                self.projection_ = PCAProjection(self.n_components, whiten=self.whiten).fit(fit_rows)
+        Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
+        Y = torch.as_tensor(y)
+        lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
+        # Constant columns map to x − lo (as BoTorch's learned Normalize does) instead of dividing by ~0.
+        hi = torch.where(hi - lo < 1e-8, lo + 1.0, hi)
+        bounds = torch.stack([lo, hi])
+        rows = None
+        if self.max_fit_rows is not None and Z.shape[0] > self.max_fit_rows:
+            gen = torch.Generator().manual_seed(self.seed)
+            rows = torch.randperm(Z.shape[0], generator=gen)[: self.max_fit_rows]
+        gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds)
+        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+        if rows is not None:
+            gp = _condition_on_all(gp, Z, Y, bounds)
+        gp.eval()
+        self.gp = gp
+        self.n_features = d
+        self._num_outputs = Y.shape[-1]
+        self._train_Z = Z
+        self._build_cache()
+        return self
+
+    @torch.no_grad()
+    def _build_cache(self) -> None:
+        gp = self.gp
+        Xn = gp.input_transform(self._train_Z)
+        K = gp.covar_module(Xn).to_dense()
+        K = K if K.dim() == 3 else K.unsqueeze(0)  # m × n × n
+        noise = gp.likelihood.noise.detach().reshape(-1, 1).expand(K.shape[0], K.shape[1])
+        L = psd_safe_cholesky(K + torch.diag_embed(noise))
+        resid = gp.train_targets.reshape(K.shape[0], -1) - gp.mean_module(Xn).reshape(K.shape[0], -1)
+        self._Xn = Xn
+        self._alpha = torch.cholesky_solve(resid.unsqueeze(-1), L)  # m × n × 1
+        self._L = L
+        self._Linv = None
+        if L.shape[-1] <= EXPLICIT_INVERSE_MAX_N:
+            # An explicit L⁻¹ turns the per-chunk triangular solve into one GEMM (faster on CPU).
+            eye = torch.eye(L.shape[-1], dtype=L.dtype).expand_as(L)
+            self._Linv = torch.linalg.solve_triangular(L, eye, upper=False)  # m × n × n
+        self._noise = gp.likelihood.noise.detach().reshape(-1).clone()  # m (standardised units)
+        tf = gp.outcome_transform
+        self._y_mean = tf.means.reshape(-1)
+        self._y_std = tf.stdvs.reshape(-1)
+
+    # ----------------------------------------------------------------------------- BoTorch
+    @property
+    def batch_shape(self) -> torch.Size:
+        return torch.Size()
+
+    def features(self, X: Tensor) -> Tensor:
+        """Apply the fitted projection: ``batch_shape × q × d`` → ``batch_shape × q × k``."""
+        X = X.to(torch.float64)
+        return X if self.projection_ is None else self.projection_(X)
+
+    def posterior(
+        self,
+        X: Tensor,
+        output_indices: list[int] | None = None,
+        observation_noise: bool | Tensor = False,
+        posterior_transform: PosteriorTransform | None = None,
+        **kwargs: Any,
+    ) -> Posterior:
+        """Posterior over ``batch_shape × q × m`` at ``X`` (``batch_shape × q × d``), in original units."""
+        self._check_tensor(X)
+        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+            return self.gp.posterior(
+                self.features(X),
+                output_indices=output_indices,
+                observation_noise=observation_noise,
+                posterior_transform=posterior_transform,
+                **kwargs,
+            )
+
+    def _check_tensor(self, X: Tensor) -> None:
+        if self.gp is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        if X.shape[-1] != self.n_features:
+            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[-1]}")
+
+    # ----------------------------------------------------------------------------- fast path
+    @torch.no_grad()
+    def _latent(self, X: Tensor, var: bool = True) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Standardised latent mean ``m × c``, variance ``m × c`` and ``W = K* L⁻ᵀ`` (``m × c × n``)."""
+        gp = self.gp
+        Xn = gp.input_transform(self.features(X))
+        Ks = gp.covar_module(Xn, self._Xn).to_dense()
+        Ks = Ks if Ks.dim() == 3 else Ks.unsqueeze(0)
+        mean = gp.mean_module(Xn).reshape(Ks.shape[0], -1) + (Ks @ self._alpha).squeeze(-1)
+        if self._Linv is not None:
+            W = Ks @ self._Linv.transpose(-1, -2)
+        else:
+            W = torch.linalg.solve_triangular(self._L, Ks.transpose(-1, -2), upper=False).transpose(-1, -2)
+        v = None
+        if var:
+            kss = gp.covar_module(Xn, diag=True).reshape(Ks.shape[0], -1)
+            v = (kss - (W * W).sum(-1)).clamp_min(0.0)
+        return mean, v, W
+
+    def predict(
+        self, X: np.ndarray, batch_size: int = 20_000, observation_noise: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``N × d`` → ``(mean, var)``, each ``N × m`` in the units of ``y``.
+
+        ``var`` is the latent-function variance; ``observation_noise=True`` adds the
+        learned noise variance (the predictive variance of a new measurement).
+        """
+        X = self._check_predict_input(X)
+        m = self.num_outputs
+        mean_out = np.empty((X.shape[0], m))
+        var_out = np.empty((X.shape[0], m))
+        for start in range(0, X.shape[0], batch_size):
+            mean, var, _ = self._latent(self._as_tensor(X[start : start + batch_size]))
+            if observation_noise:
+                var = var + self._noise.unsqueeze(-1)
+            mean_out[start : start + batch_size] = (mean.T * self._y_std + self._y_mean).numpy()
+            var_out[start : start + batch_size] = (var.T * self._y_std**2).numpy()
+        return mean_out, var_out
+
+    @torch.no_grad()
+    def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+        """Latent posterior covariance ``m × na × nb`` (units of ``y`` squared)."""
+        Xa, Xb = self._as_tensor(self._check_predict_input(Xa)), self._as_tensor(self._check_predict_input(Xb))
+        _, _, Wa = self._latent(Xa, var=False)
+        _, _, Wb = self._latent(Xb, var=False)
+        gp = self.gp
+        kab = gp.covar_module(gp.input_transform(self.features(Xa)), gp.input_transform(self.features(Xb))).to_dense()
+        kab = kab if kab.dim() == 3 else kab.unsqueeze(0)
+        cov = kab - Wa @ Wb.transpose(-1, -2)
+        return (cov * (self._y_std**2)[:, None, None]).numpy()
+
+    def noise_variance(self) -> np.ndarray:
+        """Learned observation-noise variance per output (``m``), in units of ``y`` squared."""
+        if self.gp is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        return (self._noise * self._y_std**2).numpy()

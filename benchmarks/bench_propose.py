@@ -1,0 +1,203 @@
+"""Benchmark: latency and memory of ``aloop.acquisition.propose`` (GP + log-EI, pending points) on big pools, vs BayBE.
+
+The case: features are the 86 elemental fractions of real OQMD compositions
+(``source/OQMD_Bandgap.csv.gz``, 341,608 formulas) reduced to ``d = 32`` by PCA. Pools
+larger than that add binary mixtures ``t·a + (1−t)·b`` of two real compositions (PCA is
+linear, so their features are the same mixtures of features). 500 real compositions are
+"measured" with their OQMD band gaps, 8 more are pending; the batch is 8, policy log-EI
+(maximise the band gap) with the GP surrogate (``GPSurrogate``, no projection).
+
+Each measurement runs in a fresh subprocess so peak RSS belongs to it alone:
+``python benchmarks/bench_propose.py [--sizes 100000 1000000] [--baybe-candidates 10000]``.
+The last line printed is one JSON object with every number. BayBE (``pip install baybe``,
+benchmark-only) gets a ``Campaign`` over a ``CustomDiscreteParameter`` holding the same
+features, the same 500 measurements and 8 pending experiments, default recommender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_OBS, N_PENDING, Q, D = 500, 8, 8, 32
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def real_features(d: int = D) -> tuple[np.ndarray, np.ndarray]:
+    """PCA-``d`` features (float32) and OQMD band gaps of every real composition, cached in /tmp."""
+    cache = Path(f"/tmp/aloop_bench_oqmd_pca{d}.npz")
+    if cache.exists():
+        z = np.load(cache)
+        return z["F"], z["y"]
+    import pandas as pd
+
+    from aloop.chem import to_fraction_matrix
+
+    data_dir = Path(os.environ.get("ALOOP_DATA_DIR", "/work/shared/data"))
+    df = pd.read_csv(data_dir / "source" / "OQMD_Bandgap.csv.gz")
+    X, bad = to_fraction_matrix(df["formula"].tolist(), errors="collect")
+    ok = np.ones(len(df), dtype=bool)
+    ok[[b.index for b in bad]] = False
+    X, y = X[ok].astype(np.float64), df["target"].to_numpy()[ok]
+    Xc = X - X.mean(axis=0)
+    _, _, Vt = np.linalg.svd(Xc.T @ Xc)
+    F = (Xc @ Vt[:d].T).astype(np.float32)
+    np.savez(cache, F=F, y=y)
+    return F, y
+
+
+def make_case(n_pool: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Pool features, measured rows (with targets) and pending rows."""
+    F, y = real_features()
+    rng = np.random.default_rng(seed)
+    if n_pool <= F.shape[0]:
+        rows = rng.choice(F.shape[0], n_pool, replace=False)
+        pool, y_pool = F[rows], y[rows]
+    else:
+        extra = n_pool - F.shape[0]
+        a, b = rng.integers(0, F.shape[0], extra), rng.integers(0, F.shape[0], extra)
+        t = rng.uniform(0.1, 0.9, extra).astype(np.float32)[:, None]
+        pool = np.concatenate([F, t * F[a] + (1 - t) * F[b]])
+        y_pool = np.r_[y, np.full(extra, np.nan)]
+    n_real = min(n_pool, F.shape[0])
+    chosen = rng.choice(n_real, N_OBS + N_PENDING, replace=False)
+    return {"pool": pool, "obs": chosen[:N_OBS], "y_obs": y_pool[chosen[:N_OBS]], "pending": chosen[N_OBS:]}
+
+
+class _TimedPredict:
+    """Delegates to a surrogate and records the time spent in ``predict``."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.predict_s = inner, 0.0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        out = self.inner.predict(X, batch_size=batch_size)
+        self.predict_s += time.perf_counter() - t
+        return out
+
+
+def run_aloop(case: dict[str, np.ndarray]) -> dict[str, float]:
+    from aloop.acquisition import Maximize, propose
+    from aloop.surrogates.gp import GPSurrogate
+
+    pool = case["pool"]
+    t0 = time.perf_counter()
+    gp = GPSurrogate(projection=None).fit(pool[case["obs"]], case["y_obs"])
+    fit_s = time.perf_counter() - t0
+    rss_before, peak_before = _rss_mb(), _peak_mb()
+    timed = _TimedPredict(gp)
+    t1 = time.perf_counter()
+    props = propose(timed, pool, Maximize(name="band gap", units="eV"), "log_ei", q=Q, y_observed=case["y_obs"],
+                    pending=case["pending"], exclude=case["obs"], chunk_size=32768)
+    propose_s = time.perf_counter() - t1
+    peak_after = _peak_mb()
+    return {
+        "pool": int(pool.shape[0]),
+        "fit_s": round(fit_s, 3),
+        "propose_s": round(propose_s, 3),
+        "predict_s": round(timed.predict_s, 3),
+        "select_s": round(propose_s - timed.predict_s, 3),
+        "total_s": round(fit_s + propose_s, 3),
+        "rss_before_propose_mb": round(rss_before, 1),
+        "peak_rss_total_mb": round(peak_after, 1),
+        "propose_peak_over_baseline_mb": round(max(peak_after, peak_before) - rss_before, 1),
+        "first_reason": props[0].reason,
+    }
+
+
+def run_baybe(case: dict[str, np.ndarray]) -> dict[str, float]:
+    import pandas as pd
+    from baybe import Campaign
+    from baybe.parameters import CustomDiscreteParameter
+    from baybe.searchspace import SearchSpace
+    from baybe.targets import NumericalTarget
+
+    pool = case["pool"].astype(np.float64)
+    labels = [f"c{i}" for i in range(pool.shape[0])]
+    data = pd.DataFrame(pool, index=labels, columns=[f"f{j}" for j in range(pool.shape[1])])
+    t0 = time.perf_counter()
+    param = CustomDiscreteParameter(name="composition", data=data, decorrelate=False)
+    campaign = Campaign(searchspace=SearchSpace.from_product([param]), objective=NumericalTarget(name="gap").to_objective())
+    meas = pd.DataFrame({"composition": [labels[i] for i in case["obs"]], "gap": case["y_obs"]})
+    campaign.add_measurements(meas)
+    pending = pd.DataFrame({"composition": [labels[i] for i in case["pending"]]})
+    setup_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    rec = campaign.recommend(batch_size=Q, pending_experiments=pending)
+    recommend_s = time.perf_counter() - t1
+    return {"pool": int(pool.shape[0]), "setup_s": round(setup_s, 3), "recommend_s": round(recommend_s, 3),
+            "total_s": round(setup_s + recommend_s, 3), "n_recommended": int(len(rec)),
+            "peak_rss_total_mb": round(_peak_mb(), 1)}
+
+
+def _worker(kind: str, n_pool: int, timeout: float) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--worker", kind, "--pool", str(n_pool)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"pool": n_pool, "error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"pool": n_pool, "error": (out.stderr or out.stdout)[-2000:]}
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--baybe-candidates", type=int, default=10_000, help="0 skips BayBE")
+    ap.add_argument("--baybe-timeout", type=float, default=1800.0)
+    ap.add_argument("--worker", choices=["aloop", "baybe"], help=argparse.SUPPRESS)
+    ap.add_argument("--pool", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        case = make_case(args.pool)
+        print(json.dumps(run_aloop(case) if args.worker == "aloop" else run_baybe(case)), flush=True)
+        return
+
+    real_features()  # build the feature cache once, outside the timed workers
+    result: dict[str, object] = {
+        "case": f"GP + log-EI, {N_OBS} observations, {N_PENDING} pending, batch {Q}, d={D} "
+                "(PCA of elemental fractions of real OQMD compositions; pools > 341,608 add binary mixtures)",
+        "cpu_threads": os.cpu_count(),
+        "aloop": [],
+    }
+    for n in args.sizes:
+        res = _worker("aloop", n, 1800.0)
+        print(json.dumps(res), flush=True)
+        result["aloop"].append(res)  # type: ignore[union-attr]
+    if args.baybe_candidates:
+        ours = _worker("aloop", args.baybe_candidates, 600.0)
+        theirs = _worker("baybe", args.baybe_candidates, args.baybe_timeout)
+        print(json.dumps(ours), flush=True)
+        print(json.dumps(theirs), flush=True)
+        head = {"candidates": args.baybe_candidates, "aloop": ours, "baybe": theirs}
+        if "error" not in ours and "error" not in theirs:
+            head["speedup_total"] = round(theirs["total_s"] / ours["total_s"], 1)  # type: ignore[operator]
+            head["speedup_recommend_vs_propose"] = round(theirs["recommend_s"] / ours["propose_s"], 1)  # type: ignore[operator]
+        result["baybe_head_to_head"] = head
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

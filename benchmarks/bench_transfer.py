@@ -1,0 +1,222 @@
+"""Cross-property transfer benchmark: Base, best SC, best single-source TL and MoE on the paper's own splits.
+
+Model and layer selection use a validation part carved from train (10%, seed 0), never test.
+Each (task, method) result is cached as JSON under --results, so the table fills in over runs.
+
+    ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks expt
+    ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks small   # JARVIS ≤ 3,000 rows
+    ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks jarvis --methods base sc_ml_ef sc_ml_magpie tl_ml_featextr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from paper_gupta2021 import PAPER  # noqa: E402
+
+from aloop.chem import to_fraction_matrix  # noqa: E402
+from aloop.datasets import get_spec, list_specs, load  # noqa: E402
+from aloop.elemnet.moe import MoERegressor  # noqa: E402
+from aloop.elemnet.sources import list_sources, load_source_model  # noqa: E402
+from aloop.elemnet.transfer import FineTuneConfig, finetune  # noqa: E402
+from aloop.features import get_featurizer  # noqa: E402
+from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
+
+SC = ("sc_ml_ef", "sc_ml_magpie", "sc_dl_ef")
+TL = ("tl_ml_featextr", "tl_ml_featextr_magpie", "tl_finetune", "tl_modfinetune", "tl_freezing")
+DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing")
+ALL = ("base", *SC, *TL, "moe")
+
+
+def task_data(name: str, seed: int = 0) -> dict:
+    """Fractions, target and the train-fit / train-val / test index split of one registry task."""
+    frame = load(name)
+    target = next(iter(get_spec(name).targets))
+    X, bad = to_fraction_matrix(list(frame["formula"]), errors="collect")
+    keep = np.ones(len(frame), bool)
+    keep[[b.index for b in bad]] = False
+    y = frame[target].to_numpy(float)
+    keep &= np.isfinite(y)
+    X, y, split = X[keep], y[keep], frame["split"].to_numpy()[keep]
+    train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(train)
+    n_val = max(1, int(round(0.1 * len(train))))
+    return {"X": X, "y": y, "fit": perm[n_val:], "val": perm[:n_val], "train": train, "test": test,
+            "dropped": int((~keep).sum()), "target": target}
+
+
+def _trees(kind: str, seed: int = 0):
+    cls = ExtraTreesRegressor if kind == "et" else RandomForestRegressor
+    return cls(n_estimators=200, max_features=0.33, min_samples_leaf=1, n_jobs=-1, random_state=seed)
+
+
+def _mae(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def select_trees(F: np.ndarray, d: dict, label: str) -> dict:
+    """Pick ET vs RF on validation, refit the winner on all of train, score test."""
+    y, best = d["y"], None
+    for kind in ("et", "rf"):
+        model = _trees(kind).fit(F[d["fit"]], y[d["fit"]])
+        val = _mae(model.predict(F[d["val"]]), y[d["val"]])
+        if best is None or val < best["val_mae"]:
+            best = {"val_mae": val, "config": f"{label}+{kind}"}
+    kind = best["config"].rsplit("+", 1)[1]
+    model = _trees(kind).fit(F[d["train"]], y[d["train"]])
+    best["test_mae"] = _mae(model.predict(F[d["test"]]), y[d["test"]])
+    return best
+
+
+def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
+    X, y = d["X"], d["y"]
+    if method == "base":
+        m = y[d["train"]].mean()
+        return {"val_mae": _mae(np.full(len(d["val"]), y[d["fit"]].mean()), y[d["val"]]),
+                "test_mae": _mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
+    if method == "sc_ml_ef":
+        return select_trees(X, d, "EF")
+    if method in ("sc_ml_magpie", "tl_ml_featextr_magpie") and "magpie" not in cache:
+        cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
+    if method == "sc_ml_magpie":
+        return select_trees(cache["magpie"], d, "Magpie")
+    if method == "tl_ml_featextr":
+        best = None
+        for layer in args.layers:
+            F = ElemNetFeatures(source=args.source, layer=layer).transform_fractions(X)
+            r = select_trees(F, d, f"{args.source}:L{layer}")
+            best = r if best is None or r["val_mae"] < best["val_mae"] else best
+        return best
+    if method == "tl_ml_featextr_magpie":
+        F = ElemNetFeatures(source=args.source, layer=args.combo_layer).transform_fractions(X)
+        return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie")
+    if method in DL_METHODS:
+        mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
+                "tl_freezing": "freezing"}[method]
+        src = None if mode == "scratch" else load_source_model(args.source)
+        config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
+                                patience=args.patience, seed=0)
+        # Early stopping on the same carved validation part that selects between methods.
+        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
+        with torch.no_grad():
+            pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
+            pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
+        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]),
+                "config": f"{mode} from {args.source if src is not None else 'scratch'}, epochs {len(hist)}"}
+    if method == "moe":
+        sources = tuple(list_sources())
+        reg = MoERegressor(sources=sources, layer=args.moe_layer, top_k=min(2, len(sources)))
+        reg.fit(X[d["train"]], y[d["train"]])  # its own 10% early-stopping split of train
+        return {"val_mae": reg.val_mae_, "test_mae": _mae(reg.predict(X[d["test"]]), y[d["test"]]),
+                "config": f"MoE layer {args.moe_layer} over {len(sources)} sources", "gate_weights": reg.gate_weights_}
+    raise ValueError(f"unknown method {method!r}; methods: {', '.join(ALL)}")
+
+
+def task_names(spec: list[str]) -> list[str]:
+    out: list[str] = []
+    for s in spec:
+        if s == "expt":
+            out += ["expt-bandgap", "expt-formation-enthalpy"]
+        elif s in ("jarvis", "small"):
+            out += [x.name for x in list_specs("jarvis") if s == "jarvis" or x.rows <= 3000]
+        else:
+            get_spec(s)
+            out.append(s)
+    return list(dict.fromkeys(out))
+
+
+def summarise(task: str, results: dict) -> dict:
+    def best(group):
+        have = {m: r for m, r in results.items() if m in group}
+        if not have:
+            return None
+        m = min(have, key=lambda k: have[k]["val_mae"])
+        return {"method": m, **have[m]}
+
+    paper = PAPER.get(task)
+    return {"task": task, "base": results.get("base", {}).get("test_mae"), "best_sc": best(SC),
+            "best_tl": best(TL), "moe": results.get("moe"),
+            "paper": dict(zip(("base", "sc", "tl"), paper)) if paper else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["expt"])
+    ap.add_argument("--methods", nargs="+", default=list(ALL), choices=ALL)
+    ap.add_argument("--source", default="oqmd-formation-enthalpy")
+    ap.add_argument("--layers", nargs="+", type=int, default=[1, 2, 3, 4])
+    ap.add_argument("--combo-layer", type=int, default=2)
+    ap.add_argument("--moe-layer", type=int, default=16)
+    ap.add_argument("--dl-max-rows", type=int, default=5000, help="run DL methods only on tasks up to this size")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-epochs", type=int, default=300)
+    ap.add_argument("--patience", type=int, default=25)
+    ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "transfer"))
+    ap.add_argument("--rerun", action="store_true", help="ignore cached results")
+    args = ap.parse_args()
+    t_all = time.time()
+    summaries = []
+    for task in task_names(args.tasks):
+        out_dir = Path(args.results) / task
+        out_dir.mkdir(parents=True, exist_ok=True)
+        d, cache, results = None, {}, {}
+        for method in args.methods:
+            path = out_dir / f"{method}.json"
+            if path.exists() and not args.rerun:
+                results[method] = json.loads(path.read_text())
+                continue
+            if d is None:
+                d = task_data(task)
+            if method in DL_METHODS and len(d["y"]) > args.dl_max_rows:
+                continue
+            t0 = time.time()
+            r = run_method(method, d, args, cache)
+            r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
+                     dropped_rows=d["dropped"])
+            path.write_text(json.dumps(r, indent=1))
+            results[method] = r
+            print(f"{task:32s} {method:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
+                  flush=True)
+        for m in [p.stem for p in out_dir.glob("*.json")]:
+            results.setdefault(m, json.loads((out_dir / f"{m}.json").read_text()))
+        summaries.append(summarise(task, results))
+    print_table(summaries)
+    print(json.dumps({"benchmark": "transfer", "source": args.source, "seconds": round(time.time() - t_all, 1),
+                      "machine": {"cpus": torch.get_num_threads(), "python": platform.python_version(),
+                                  "torch": torch.__version__}, "tasks": summaries}))
+
+
+def print_table(summaries: list[dict]) -> None:
+    f = lambda v: "—" if v is None else f"{v:.4g}"  # noqa: E731
+    print("\n| task | Base | best SC (ours) | best TL (ours) | MoE | paper SC | paper TL | TL<SC | TL<paper TL |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    wins = beats_paper = counted = 0
+    for s in summaries:
+        sc, tl, moe, p = s["best_sc"], s["best_tl"], s["moe"], s["paper"] or {}
+        ours_tl = min([r["test_mae"] for r in (tl,) if r] or [None]) if tl else None
+        w = (ours_tl < sc["test_mae"]) if (tl and sc) else None
+        b = (ours_tl < p["tl"]) if (tl and p) else None
+        if w is not None:
+            counted += 1
+            wins += w
+            beats_paper += bool(b)
+        print(f"| {s['task']} | {f(s['base'])} | {f(sc and sc['test_mae'])} ({sc and sc['method']}) | "
+              f"{f(ours_tl)} ({tl and tl['config']}) | {f(moe and moe['test_mae'])} | {f(p.get('sc'))} | {f(p.get('tl'))} | "
+              f"{'' if w is None else 'yes' if w else 'no'} | {'' if b is None else 'yes' if b else 'no'} |")
+    print(f"\nTL beats SC on {wins}/{counted} tasks with both; TL beats the paper's TL on {beats_paper}/{counted}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Batch selection: the shortlist certificate, pending points, exclusions and diversity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TableSurrogate, random_table
+
+from aloop.acquisition import (
+    UCB,
+    LogEI,
+    LogPI,
+    Maximize,
+    MaxVariance,
+    Target,
+    Window,
+    greedy_batch,
+    propose,
+)
+
+
+def _run(table: TableSurrogate, policy, objective, best: float, q: int, shortlist: int, pending=None):
+    n = table.mean_table.shape[0]
+    mean, var = table.predict(TableSurrogate.pool(n))
+    eligible = np.ones(n, dtype=bool)
+    if pending is not None:
+        eligible[pending] = False
+    cov = lambda a, b: table.cov_table[np.ix_(a, b)]  # noqa: E731
+    return greedy_batch(policy, objective, mean[:, 0], var[:, 0], best, q, eligible, cov, table.noise_variance,
+                        pending=pending, shortlist=shortlist)
+
+
+def test_certificate_grows_the_shortlist_when_the_top_is_one_cluster() -> None:
+    # 6 near-identical candidates lead; once one is believed the others' EI collapses below
+    # the best candidate outside a shortlist of 3, so the certificate must fail and grow it.
+    n = 40
+    rng = np.random.default_rng(0)
+    mean = np.r_[np.full(6, 1.0), rng.uniform(0.0, 0.9, n - 6)]
+    cov = np.eye(n) * 0.25
+    cov[:6, :6] = 0.25 * 0.999
+    np.fill_diagonal(cov, 0.25)
+    table = TableSurrogate(mean, cov, noise=1e-4)
+    small = _run(table, LogEI(), Maximize(), 0.5, q=3, shortlist=3)
+    full = _run(table, LogEI(), Maximize(), 0.5, q=3, shortlist=n)
+    assert small.certified and small.shortlist_size > 3
+    np.testing.assert_array_equal(small.indices, full.indices)
+    assert (small.indices < 6).sum() == 1  # one from the cluster, then elsewhere
+    np.testing.assert_allclose(small.scores, full.scores)
+
+
+def test_certificate_keeps_a_small_shortlist_when_it_can() -> None:
+    n = 300
+    table = TableSurrogate(np.linspace(0, 1, n), np.eye(n) * 0.04, noise=1e-3)
+    res = _run(table, LogEI(), Maximize(), 0.9, q=5, shortlist=8)
+    assert res.shortlist_size == 8
+    np.testing.assert_array_equal(np.sort(res.indices), np.arange(n - 5, n))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("policy", "objective", "best"),
+    [(LogEI(), Maximize(), 0.5), (UCB(), Maximize(), 0.0), (LogPI(), Maximize(), 0.8),
+     (LogEI(), Target(0.3), -0.2), (LogEI(), Window(0.2, 0.6), 0.0), (MaxVariance(), Maximize(), 0.0)],
+)
+def test_small_shortlist_equals_full_pool_greedy(seed: int, policy, objective, best: float) -> None:
+    table = random_table(250, seed)
+    pending = np.array([3, 77])
+    small = _run(table, policy, objective, best, q=6, shortlist=6, pending=pending)
+    full = _run(table, policy, objective, best, q=6, shortlist=250, pending=pending)
+    np.testing.assert_array_equal(small.indices, full.indices)
+    np.testing.assert_allclose(small.scores, full.scores, rtol=1e-10)
+
+
+def test_pending_point_steers_the_batch_away() -> None:
+    n = 30
+    mean = np.r_[1.0, 0.5, np.full(n - 2, 0.4)]
+    cov = np.eye(n) * 0.1
+    cov[0, 1] = cov[1, 0] = 0.099
+    table = TableSurrogate(mean, cov, noise=1e-4)
+    pool = TableSurrogate.pool(n)
+    assert propose(table, pool, Maximize(), UCB(), q=1)[0].index == 0
+    assert propose(table, pool, Maximize(), UCB(), q=1, exclude=[0])[0].index == 1
+    # pending instead of excluded: believing 0 removes most of its twin's uncertainty
+    assert propose(table, pool, Maximize(), UCB(), q=1, pending=[0])[0].index not in (0, 1)
+
+
+def test_never_repeats_pending_measured_or_itself(fitted_gp: tuple) -> None:
+    gp, _, y, pool = fitted_gp
+    keys = np.array([f"c{i % 250}" for i in range(len(pool))])  # rows i and i+250 are one composition
+    pending, measured = np.arange(0, 20), np.arange(20, 60)
+    for policy in ["log_ei", "ucb", "log_pi", "thompson", "exploit", "max_variance", "random"]:
+        props = propose(gp, pool, Maximize(), policy, q=12, y_observed=y, pending=pending, exclude=measured,
+                        pool_keys=keys, exclude_keys=["c100"], seed=0)
+        idx = np.array([p.index for p in props])
+        assert len(set(idx)) == 12, policy
+        assert not np.isin(idx, pending).any() and not np.isin(idx, measured).any(), policy
+        assert len(set(keys[idx])) == 12, policy  # no composition twice
+        assert not np.isin(keys[idx], keys[np.r_[pending, measured]]).any(), policy  # not even via a duplicate row
+        assert "c100" not in keys[idx]
+
+
+def test_min_distance_spreads_the_batch(fitted_gp: tuple) -> None:
+    gp, _, y, pool = fitted_gp
+    for policy in ["log_ei", "thompson", "random"]:
+        props = propose(gp, pool, Maximize(), policy, q=6, y_observed=y, min_distance=0.3, seed=0)
+        X = pool[[p.index for p in props]]
+        d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
+        assert d[np.triu_indices(6, 1)].min() >= 0.3, policy
+
+
+def test_impossible_min_distance_is_reported(fitted_gp: tuple) -> None:
+    gp, _, y, pool = fitted_gp
+    with pytest.raises(ValueError, match="min_distance"):
+        propose(gp, pool, Maximize(), "log_ei", q=8, y_observed=y, min_distance=5.0)

@@ -1,0 +1,80 @@
+"""Bad inputs fail early with messages that say what is wrong."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TableSurrogate
+
+from aloop.acquisition import Maximize, MultiObjective, Target, Window, propose
+
+
+class NaNSurrogate(TableSurrogate):
+    def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        mean, var = super().predict(X, batch_size)
+        mean[3] = np.nan
+        return mean, var
+
+
+@pytest.fixture
+def table() -> TableSurrogate:
+    return TableSurrogate(np.linspace(0, 1, 10), np.eye(10) * 0.1, noise=1e-3)
+
+
+def test_nan_predictions(table: TableSurrogate) -> None:
+    bad = NaNSurrogate(table.mean_table, table.cov_table)
+    with pytest.raises(ValueError, match=r"mean on the pool has 1 NaN/inf values \(rows \[3\]"):
+        propose(bad, TableSurrogate.pool(10), Maximize(), "ucb", q=2)
+
+
+def test_nan_targets(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match="y_observed has 1 NaN/inf"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "log_ei", q=2, y_observed=np.array([0.1, np.inf]))
+    with pytest.raises(ValueError, match="best_f must be finite"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "log_ei", q=2, best_f=float("nan"))
+    with pytest.raises(ValueError, match="needs the incumbent"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "log_ei", q=2)
+
+
+def test_empty_pool(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match="pool is empty"):
+        propose(table, np.zeros((0, 1)), Maximize(), "ucb", q=1)
+
+
+def test_batch_larger_than_available(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match=r"q=8 .* only 6 of 10 .*2 pending, 2 excluded"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=8, pending=[0, 1], exclude=[2, 3])
+    with pytest.raises(ValueError, match="positive integer"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=0)
+
+
+def test_feature_width_mismatch(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match="X_pool has 3 features but the surrogate was fitted on 1"):
+        propose(table, np.zeros((5, 3)), Maximize(), "ucb", q=1)
+    with pytest.raises(ValueError, match="X_pending must be P × 1"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, X_pending=np.zeros((2, 4)))
+
+
+def test_unknown_policy_lists_known_ones(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match="unknown policy 'ei'; known policies: .*log_ei.*ucb"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ei", q=1)
+
+
+def test_objective_policy_mismatch_and_window(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match="lo < hi, got lo=1.7 > hi=1.1"):
+        propose(table, TableSurrogate.pool(10), Window(1.7, 1.1), "log_ei", q=1)
+    with pytest.raises(ValueError, match="for several objectives"):
+        propose(table, TableSurrogate.pool(10), Target(0.4), "log_nehvi", q=1)
+    with pytest.raises(ValueError, match="for one objective"):
+        propose(table, TableSurrogate.pool(10), MultiObjective([Maximize(), Target(1.0)]), "ucb", q=1)
+    with pytest.raises(ValueError, match="reads output 2"):
+        propose(table, TableSurrogate.pool(10), Maximize(output=2), "ucb", q=1)
+
+
+def test_bad_index_and_key_arguments(table: TableSurrogate) -> None:
+    with pytest.raises(ValueError, match=r"exclude indices must lie in \[0, 10\)"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude=[10])
+    with pytest.raises(ValueError, match="pending mask must have one entry per pool row"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, pending=np.zeros(3, dtype=bool))
+    with pytest.raises(ValueError, match="exclude_keys needs pool_keys"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude_keys=["Fe2O3"])

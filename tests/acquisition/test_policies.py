@@ -1,0 +1,137 @@
+"""Every policy through ``propose``: stochastic policies, ensembles (QBC), several objectives, reasons."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import pytest
+import torch
+from conftest import TorchGP
+
+from aloop.acquisition import (
+    LogNEHVI,
+    Maximize,
+    Minimize,
+    MultiObjective,
+    ScalarizedLogEI,
+    Target,
+    Thompson,
+    Window,
+    propose,
+)
+from aloop.surrogates.base import Surrogate
+
+
+class BagOfRidges(Surrogate):
+    """Test ensemble: ridge regressions on random Fourier features, each on a bootstrap sample."""
+
+    noise_variance = 1e-3
+
+    def __init__(self, members: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.s, self.rng = members, np.random.default_rng(seed)
+
+    def _phi(self, X: np.ndarray) -> np.ndarray:
+        return np.cos(X @ self.W + self.b)
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
+        self.W, self.b = self.rng.normal(scale=3.0, size=(X.shape[1], 50)), self.rng.uniform(0, 6.3, 50)
+        self.coefs = []
+        for _ in range(self.s):
+            i = self.rng.integers(0, len(X), len(X))
+            P = self._phi(X[i])
+            self.coefs.append(np.linalg.solve(P.T @ P + 0.1 * np.eye(50), P.T @ y[i]))
+        self.n_features = X.shape[1]
+        return self
+
+    def member_predictions(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([self._phi(X) @ c for c in self.coefs])[:, :, None]  # s × N × 1
+
+    def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        M = self.member_predictions(self._check_predict_input(X))
+        return M.mean(0), M.var(0)
+
+    def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def posterior(self, X: torch.Tensor, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_qbc_picks_disagreement_and_spreads_the_batch(fitted_gp: tuple) -> None:
+    _, X, y, pool = fitted_gp
+    bag = BagOfRidges().fit(X, y)
+    picks = propose(bag, pool, Maximize(), "qbc", q=4)
+    spread = bag.member_predictions(pool)[:, :, 0].var(0)
+    assert picks[0].index == int(np.argmax(spread))
+    assert len({p.index for p in picks}) == 4 and "members disagree" in picks[0].reason
+    # ensembles without covariance condition batches on the members' empirical covariance
+    ucb = propose(bag, pool, Maximize(), "ucb", q=3, pending=[0])
+    assert len({p.index for p in ucb}) == 3
+
+
+def test_thompson_is_seeded_and_supports_independent_draws(fitted_gp: tuple) -> None:
+    gp, _, y, pool = fitted_gp
+    a = propose(gp, pool, Target(0.3), "thompson", q=4, seed=5, X_pending=pool[:2] + 0.01)
+    b = propose(gp, pool, Target(0.3), "thompson", q=4, seed=5, X_pending=pool[:2] + 0.01)
+    assert [p.index for p in a] == [p.index for p in b]
+    screened = propose(gp, pool, Maximize(), Thompson(shortlist=40, screen_draws=4), q=4, seed=1)
+    independent = propose(gp, pool, Maximize(), Thompson(joint=False), q=4, seed=1)
+    assert len({p.index for p in screened}) == 4 and len({p.index for p in independent}) == 4
+    mean = gp.predict(pool)[0][:, 0]
+    assert np.mean([mean[p.index] for p in independent]) > np.quantile(mean, 0.8)  # draws favour good means
+
+
+def test_random_is_uniform_without_feasibility(fitted_gp: tuple) -> None:
+    gp, _, _, pool = fitted_gp
+    counts = np.zeros(len(pool))
+    for seed in range(200):
+        for p in propose(gp, pool, Maximize(), "random", q=3, seed=seed):
+            counts[p.index] += 1
+    assert counts.sum() == 600 and counts.max() < 12
+
+
+def test_reasons_are_human_readable(fitted_gp: tuple) -> None:
+    gp, _, y, pool = fitted_gp
+    ei = propose(gp, pool, Maximize(name="zT"), "log_ei", q=1, y_observed=y)[0]
+    assert ei.reason.startswith("high EI: mean ") and "above best" in ei.reason and ei.policy == "log_ei"
+    assert propose(gp, pool, Maximize(), "max_variance", q=1)[0].reason.startswith("explores: highest")
+    win = propose(gp, pool, Window(0.1, 0.4, units="eV"), "log_ei", q=1)[0]
+    assert win.reason.startswith("likely in window: P(0.1–0.4) = ") and " eV" in win.reason
+    tgt = propose(gp, pool, Target(0.25, units="eV"), "log_ei", q=1, y_observed=y)[0]
+    assert "from target 0.25" in tgt.reason
+
+
+@pytest.fixture(scope="module")
+def two_output_gp() -> tuple[TorchGP, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(24, 2))
+    Y = np.stack([np.sin(4 * X[:, 0]) + X[:, 1], (X[:, 0] - 0.5) ** 2 + 0.5 * X[:, 1]], axis=1)
+    return TorchGP().fit(X, Y), X, Y, rng.uniform(size=(400, 2))
+
+
+def test_log_nehvi_batch(two_output_gp: tuple) -> None:
+    gp, X, Y, pool = two_output_gp
+    mo = MultiObjective([Maximize(output=0, name="zT"), Target(0.2, output=1, name="gap", units="eV")])
+    picks = propose(gp, pool, mo, LogNEHVI(shortlist=48, mc_samples=32), q=3, X_observed=X, y_observed=Y,
+                    pending=[0, 1], seed=0)
+    idx = [p.index for p in picks]
+    assert len(set(idx)) == 3 and not {0, 1} & set(idx)
+    assert isinstance(picks[0].mean, tuple) and len(picks[0].mean) == 2
+    assert picks[0].reason.startswith("grows the Pareto front: zT ")
+    with pytest.raises(ValueError, match="needs X_observed"):
+        propose(gp, pool, mo, "log_nehvi", q=2)
+
+
+def test_scalarized_log_ei(two_output_gp: tuple) -> None:
+    gp, _, Y, pool = two_output_gp
+    mo = MultiObjective([Maximize(output=0), Minimize(output=1)])
+    first = propose(gp, pool, mo, ScalarizedLogEI(weights=[1.0, 0.0]), q=1, y_observed=Y)[0]
+    only_first = propose(gp, pool, Maximize(output=0), "log_ei", q=1, y_observed=Y)[0]
+    assert first.index == only_first.index  # weight 0 on the second objective: plain log-EI on the first
+    picks = propose(gp, pool, mo, "scalarized_log_ei", q=4, y_observed=Y, pending=[3])
+    assert len({p.index for p in picks}) == 4
+    with pytest.raises(ValueError, match="Maximize/Minimize"):
+        propose(gp, pool, MultiObjective([Maximize(output=0), Target(0.1, output=1)]), "scalarized_log_ei", q=1,
+                y_observed=Y)

@@ -1,0 +1,165 @@
+"""The campaign definition file: template, round trip, and errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
+from aloop.campaigns.config import DEFAULT_SOURCE
+
+
+def test_template_is_valid_commented_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "zt.toml"
+    cfg = write_template(path, name="zt", elements="Bi, Sb, Te", step=0.05, fixed={"O": 0.5}, bounds={"Bi": [0, 0.3]})
+    text = path.read_text()
+    assert text.count("#") > 10 and "# database_url" in text
+    assert load_config(path) == cfg
+    assert cfg.search_space.elements == ("Bi", "Sb", "Te") and cfg.search_space.fixed == {"O": 0.5}
+    assert cfg.featurizer.kind == "elemnet" and cfg.featurizer.source == DEFAULT_SOURCE
+    assert (cfg.surrogate.kind, cfg.acquisition.kind, cfg.initial_design.size) == ("gp", "log_ei", cfg.batch_size)
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'zt.sqlite'}"
+    cfg.save(tmp_path / "copy.toml")
+    assert load_config(tmp_path / "copy.toml").to_dict() == cfg.to_dict()
+
+
+def test_template_refuses_to_overwrite(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("# mine\n")
+    with pytest.raises(FileExistsError):
+        write_template(path)
+    assert path.read_text() == "# mine\n"
+
+
+def test_template_with_bad_flags_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="objectives\\[0\\].direction: must be one of"):
+        write_template(tmp_path / "c.toml", direction="maximise")
+    with pytest.raises(ConfigError, match="unknown template option 'colour'"):
+        write_template(tmp_path / "c.toml", colour="red")
+    assert not (tmp_path / "c.toml").exists()
+
+
+def test_window_objective_selects_window_acquisition(tmp_path: Path) -> None:
+    cfg = write_template(
+        tmp_path / "gap.toml",
+        name="gap",
+        objective="band_gap",
+        units="eV",
+        direction="window",
+        window=[1.2, 1.6],
+        featurizer="magpie",
+    )
+    assert cfg.acquisition.kind == "window" and cfg.objectives[0].window == (1.2, 1.6)
+    assert cfg.featurizer.layer is None
+
+
+def test_candidate_list_and_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "pool.csv").write_text("id,composition\n1,Bi2Te3\n")
+    cfg = write_template(
+        tmp_path / "c.toml",
+        name="pool",
+        candidates_csv="pool.csv",
+        formula_column="composition",
+        database_url="sqlite:///logs/pool.sqlite",
+    )
+    assert cfg.search_space.kind == "candidates"
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'logs' / 'pool.sqlite'}"
+    with pytest.raises(ConfigError, match="formula_column: 'formula' is not a column of pool.csv"):
+        write_template(tmp_path / "d.toml", candidates_csv="pool.csv")
+    with pytest.raises(ConfigError, match="candidates_csv: file not found"):
+        write_template(tmp_path / "e.toml", candidates_csv="nope.csv")
+
+
+def _base() -> dict:
+    return tomllib.loads(
+        """
+        name = "zt"
+        [search_space]
+        elements = ["Bi", "Sb", "Te"]
+        step = 0.1
+        [[objectives]]
+        name = "zT"
+        units = ""
+        direction = "maximize"
+        """
+    )
+
+
+BAD = [
+    (
+        lambda d: d["objectives"][0].update(direction="maximise"),
+        "objectives[0].direction: must be one of maximize, minimize, target, window; got 'maximise'",
+    ),
+    (
+        lambda d: d["objectives"][0].update(direction="target"),
+        "objectives[0].target: required when direction = 'target'",
+    ),
+    (lambda d: d["objectives"][0].update(direction="window", window=[2, 1]), "objectives[0].window: must be [lo, hi]"),
+    (lambda d: d["objectives"][0].update(target=1.0), "objectives[0].target: only allowed when direction = 'target'"),
+    (lambda d: d["objectives"][0].pop("units"), "objectives[0].units: required"),
+    (lambda d: d["objectives"].append(dict(d["objectives"][0])), "objectives[1].name: 'zT' is already the name"),
+    (lambda d: d.pop("objectives"), "objectives: required"),
+    (lambda d: d.update(name="my campaign"), "name: must start with a letter or digit"),
+    (lambda d: d.update(batch_size=0), "batch_size: must be >= 1; got 0"),
+    (lambda d: d.update(seed="one"), "seed: must be an integer; got 'one' (text)"),
+    (lambda d: d.update(colour="red"), "colour: unknown field"),
+    (lambda d: d["search_space"].update(elements=["Bi", "Xx"]), "search_space.elements[1]: 'Xx' is not an element"),
+    (lambda d: d["search_space"].update(step=0.3), "search_space.step: 0.3 does not divide the free fraction 1"),
+    (lambda d: d["search_space"].update(max_elements=5), "search_space.max_elements: 5 exceeds the 3 listed elements"),
+    (lambda d: d["search_space"].update(bounds={"Bi": [0.5, 0.2]}), "search_space.bounds.Bi: must be [lo, hi]"),
+    (lambda d: d["search_space"].update(bounds={"Cu": [0, 0.2]}), "search_space.bounds.Cu: 'Cu' is not one of"),
+    (lambda d: d["search_space"].update(fixed={"O": 1.2}), "search_space.fixed.O: must be an atomic fraction"),
+    (lambda d: d["search_space"].update(fixed={"Te": 0.5}), "search_space.fixed.Te: a fixed element cannot also be"),
+    (lambda d: d["search_space"].update(candidates_csv="x.csv"), "search_space: give either elements"),
+    (lambda d: d["search_space"].pop("step"), "search_space.step: required with elements"),
+    (lambda d: d["search_space"].update(charge_balanced="yes"), "search_space.charge_balanced: must be true or false"),
+    (
+        lambda d: d.update(featurizer={"kind": "elemnet", "layer": 17}),
+        "featurizer.layer: must be >= 1 and <= 16; got 17",
+    ),
+    (lambda d: d.update(featurizer={"kind": "magpie", "layer": 3}), "featurizer.layer: only for kind = 'elemnet'"),
+    (lambda d: d.update(featurizer={"kind": "soap"}), "featurizer.kind: must be one of elemnet, magpie, ef"),
+    (lambda d: d.update(surrogate={"kind": "svm"}), "surrogate.kind: must be one of"),
+    (lambda d: d.update(acquisition={"kind": "window"}), "acquisition.kind: 'window' needs an objective"),
+    (lambda d: d.update(initial_design={"kind": "sobol"}), "initial_design.kind: must be one of random, diverse"),
+    (lambda d: d.update(database_url="mysql://x/y"), "database_url: unsupported database 'mysql'"),
+    (lambda d: d.update(database_url="sqlite://"), "database_url: a campaign log needs a SQLite file"),
+    (lambda d: d.update(database_url="zt.sqlite"), "database_url: not a database URL: 'zt.sqlite'"),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_errors_name_the_field(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    data = copy.deepcopy(_base())
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert message in str(err.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    data = _base()
+    data["objectives"][0]["direction"] = "up"
+    data["batch_size"] = -1
+    data["search_space"]["elements"] = ["Zz"]
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert len(err.value.problems) == 3
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("name = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_the_default_log_sits_beside_the_definition(tmp_path: Path) -> None:
+    cfg = write_template(tmp_path / "zt.toml", name="zt")
+    with CampaignLog.open(cfg.database_url, cfg.name, create=True, definition=cfg.to_dict()) as log:
+        assert log.pending().empty
+    assert (tmp_path / "zt.sqlite").exists()

@@ -1,0 +1,197 @@
+"""Tests of formula parsing, the ElemNet vocabulary, fraction matrices and canonical keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aloop.chem import (
+    ELEMENT_INDEX,
+    ELEMNET_ELEMENTS,
+    N_ELEMENTS,
+    CompositionError,
+    InvalidFormulasError,
+    check_formulas,
+    composition_key,
+    fractions,
+    keys_from_matrix,
+    parse_formula,
+    to_composition,
+    to_fraction_matrix,
+)
+from aloop.datasets import data_dir, load
+
+
+@pytest.mark.parametrize(
+    ("formula", "amounts"),
+    [
+        ("Fe2O3", {"Fe": 2, "O": 3}),
+        ("Mn(BW)2", {"Mn": 1, "B": 2, "W": 2}),
+        ("La1Pb1Re2", {"La": 1, "Pb": 1, "Re": 2}),
+        ("Ti0.99Nb0.01NiSn", {"Ti": 0.99, "Nb": 0.01, "Ni": 1, "Sn": 1}),
+        ("CuSO4·5H2O", {"Cu": 1, "S": 1, "O": 9, "H": 10}),
+        ("CuSO4*5H2O", {"Cu": 1, "S": 1, "O": 9, "H": 10}),
+        ("Fe 2 O 3", {"Fe": 2, "O": 3}),
+        ("D2O", {"H": 2, "O": 1}),
+        ("O3Fe2", {"Fe": 2, "O": 3}),
+    ],
+)
+def test_good_formulas(formula: str, amounts: dict[str, float]) -> None:
+    assert parse_formula(formula) == pytest.approx(amounts)
+    total = sum(amounts.values())
+    assert fractions(formula) == pytest.approx({el: a / total for el, a in amounts.items()})
+    assert to_composition(formula).almost_equals(to_composition(" ".join(f"{e}{a}" for e, a in amounts.items())))
+
+
+@pytest.mark.parametrize(
+    ("formula", "reason"),
+    [
+        ("", "empty formula"),
+        ("   ", "empty formula"),
+        ("Xx2", "unknown element 'Xx'"),
+        ("He2", "He is outside the 86-element ElemNet vocabulary"),
+        ("Am", "Am is outside the 86-element ElemNet vocabulary"),
+        ("Fe-1O", "negative amount"),
+        ("Fe0O", "zero amount for Fe"),
+        ("FeO0.0", "zero amount for O"),
+        ("Fe2O3)", "unparsable"),
+        ("fe2o3", "unparsable"),
+        ("2-Feb", "unparsable"),
+        ("CuSO4·", "empty part after an adduct separator"),
+        (3, "expected text, got int"),
+        (None, "expected text, got NoneType"),
+        (float("nan"), "expected text, got float"),
+    ],
+)
+def test_bad_formulas_name_the_reason(formula: object, reason: str) -> None:
+    with pytest.raises(CompositionError) as info:
+        parse_formula(formula)
+    assert reason in info.value.reason
+    assert info.value.formula == formula or formula != formula  # nan != nan
+    assert isinstance(info.value, ValueError)  # callers may catch ValueError
+
+
+def test_batch_reports_every_bad_row_at_once() -> None:
+    formulas = ["Fe2O3", "", "NaCl", "Xx2", "He", "Fe0O", None]
+    with pytest.raises(InvalidFormulasError) as info:
+        to_fraction_matrix(formulas, errors="raise")
+    rows = info.value.rows
+    assert [r.index for r in rows] == [1, 3, 4, 5, 6]
+    assert [r.formula for r in rows] == ["", "Xx2", "He", "Fe0O", None]
+    message = str(info.value)
+    assert "5 of 7 formulas are invalid" in message
+    assert "row 3: 'Xx2': unknown element" in message
+
+    X, bad = to_fraction_matrix(formulas, errors="collect")
+    assert [b.index for b in bad] == [1, 3, 4, 5, 6]
+    assert X.shape == (7, N_ELEMENTS)
+    assert not X[[1, 3, 4, 5, 6]].any()  # bad rows left as zeros
+    assert X[0, ELEMENT_INDEX["Fe"]] == pytest.approx(0.4)
+    assert check_formulas(formulas) == bad
+    with pytest.raises(ValueError, match="errors must be"):
+        to_fraction_matrix(formulas, errors="ignore")
+
+
+def test_batch_error_message_is_bounded_for_many_bad_rows() -> None:
+    with pytest.raises(InvalidFormulasError) as info:
+        to_fraction_matrix(["Xx"] * 50)
+    assert len(info.value.rows) == 50
+    assert "and 30 more" in str(info.value)
+
+
+def test_fraction_matrix_rows_sum_to_one() -> None:
+    formulas = ["Fe2O3", "Mn(BW)2", "Ti0.99Nb0.01NiSn", "CuSO4·5H2O", "Pu", "H2O"]
+    X, bad = to_fraction_matrix(formulas)
+    assert bad == []
+    assert X.dtype == np.float32 and X.shape == (len(formulas), 86)
+    np.testing.assert_allclose(X.sum(axis=1), 1.0, rtol=1e-6)
+    assert (X >= 0).all()
+    assert X[4, ELEMENT_INDEX["Pu"]] == 1.0
+    assert to_fraction_matrix([])[0].shape == (0, 86)
+
+
+def test_vocabulary() -> None:
+    assert N_ELEMENTS == len(ELEMNET_ELEMENTS) == 86
+    assert ELEMNET_ELEMENTS[0] == "H" and ELEMNET_ELEMENTS[-1] == "Pu"
+    for excluded in ("He", "Ne", "Ar", "Po", "At", "Rn", "Fr", "Ra"):
+        assert excluded not in ELEMENT_INDEX
+    assert list(ELEMENT_INDEX) == list(ELEMNET_ELEMENTS)
+    assert [ELEMENT_INDEX[e] for e in ELEMNET_ELEMENTS] == list(range(86))
+
+
+def test_canonical_keys() -> None:
+    assert composition_key("Fe2O3") == composition_key("Fe4O6") == composition_key("O3Fe2") == "Fe0.4 O0.6"
+    assert composition_key("Fe2O3") != composition_key("Fe3O4")
+    assert composition_key("D2O") == composition_key("H2O")
+    formulas = ["Fe2O3", "Mn(BW)2", "Ti0.99Nb0.01NiSn", "CuSO4·5H2O", "La1Pb1Re2", "Pu"]
+    X, _ = to_fraction_matrix(formulas)
+    assert keys_from_matrix(X) == [composition_key(f) for f in formulas]
+    assert keys_from_matrix(X, decimals=2) == [composition_key(f, decimals=2) for f in formulas]
+
+
+# --- property-based -------------------------------------------------------------------------------
+
+_amounts = st.dictionaries(
+    st.sampled_from(ELEMNET_ELEMENTS),
+    st.one_of(st.integers(1, 50).map(float), st.floats(0.01, 100, allow_nan=False).map(lambda x: round(x, 3))),
+    min_size=1,
+    max_size=6,
+).filter(lambda d: all(v > 0 for v in d.values()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_amounts)
+def test_formula_text_round_trips(amounts: dict[str, float]) -> None:
+    text = "".join(f"{el}{amt:g}" for el, amt in amounts.items())
+    total = sum(amounts.values())
+    assert parse_formula(text) == pytest.approx(amounts)
+    assert fractions(text) == pytest.approx({el: a / total for el, a in amounts.items()})
+    X, _ = to_fraction_matrix([text])
+    expected = np.zeros(86)
+    for el, a in amounts.items():
+        expected[ELEMENT_INDEX[el]] = a / total
+    np.testing.assert_allclose(X[0], expected, atol=1e-6)
+
+
+_FORMULA_PIECES = [*"()[]{}0123456789.·*-+ e,/\t", "Fe", "O", "H", "D", "He", "Am", "Xx", "nan", "inf", "1e999"]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=20), st.lists(st.sampled_from(_FORMULA_PIECES), max_size=12).map("".join)))
+def test_random_text_raises_only_composition_error(text: str) -> None:
+    try:
+        amounts = parse_formula(text)
+    except CompositionError as exc:
+        assert exc.reason
+        return
+    assert amounts and all(np.isfinite(a) and a > 0 for a in amounts.values())
+    assert set(amounts) <= set(ELEMENT_INDEX)
+
+
+# --- real datasets --------------------------------------------------------------------------------
+
+_DATA = data_dir()
+
+
+@pytest.mark.skipif(not (_DATA / "jarvis").is_dir(), reason="ALOOP_DATA_DIR does not hold the shared data")
+@pytest.mark.parametrize(
+    ("name", "expected_bad"),
+    [
+        ("expt-bandgap", {}),
+        ("expt-formation-enthalpy", {}),
+        ("matbench-expt-gap", {}),
+        ("ucsb-thermoelectrics", {}),
+        ("jarvis-slme", {}),
+        ("jarvis-mbj-bandgap", {"2-Feb": "unparsable"}),  # Excel turned a formula into a date
+        ("jarvis-meps", {"2-Feb": "unparsable", "3-Feb": "unparsable"}),
+    ],
+)
+def test_real_datasets_parse_except_genuinely_bad_rows(name: str, expected_bad: dict[str, str]) -> None:
+    formulas = load(name)["formula"].tolist()
+    bad = check_formulas(formulas)
+    assert {b.formula: b.reason.split(" ")[0] for b in bad} == expected_bad
+    X, collected = to_fraction_matrix(formulas, errors="collect")
+    good = np.setdiff1d(np.arange(len(formulas)), [b.index for b in collected])
+    np.testing.assert_allclose(X[good].sum(axis=1), 1.0, rtol=1e-5)

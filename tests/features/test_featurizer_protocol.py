@@ -1,0 +1,82 @@
+"""The featurizer protocol: input validation, formula vs fraction-matrix input, the registry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aloop.chem import ELEMENT_INDEX, ELEMNET_ELEMENTS, InvalidFormulasError, to_fraction_matrix
+from aloop.features import FEATURIZERS, ElementFractions, Featurizer, MagpieFeaturizer, get_featurizer
+
+FORMULAS = ["Fe2O3", "Ti0.99Nb0.01NiSn", "Cu", "LiCoO2", "Bi2Te2.7Se0.3", "NaCl"]
+BUILT_IN = ["ef", "magpie"]
+
+
+def test_element_fractions_output() -> None:
+    ef = ElementFractions()
+    assert ef.name == "ef"
+    assert ef.n_features == 86
+    assert ef.feature_names == [f"frac_{el}" for el in ELEMNET_ELEMENTS]
+    Z = ef.transform(["Fe2O3", "Cu"])
+    assert Z.shape == (2, 86) and Z.dtype == np.float32
+    np.testing.assert_allclose(Z.sum(axis=1), 1.0, rtol=1e-6)
+    assert Z[0, ELEMENT_INDEX["Fe"]] == pytest.approx(0.4) and Z[0, ELEMENT_INDEX["O"]] == pytest.approx(0.6)
+    assert Z[1, ELEMENT_INDEX["Cu"]] == 1.0 and np.count_nonzero(Z) == 3
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_formulas_and_fraction_matrix_give_identical_features(name: str) -> None:
+    feat = get_featurizer(name)
+    X, bad = to_fraction_matrix(FORMULAS)
+    assert not bad
+    from_text = feat.transform(FORMULAS)
+    assert from_text.shape == (len(FORMULAS), feat.n_features) and from_text.dtype == np.float32
+    np.testing.assert_array_equal(from_text, feat.transform(X))
+    np.testing.assert_array_equal(from_text, feat.transform(X.astype(np.float64)))
+    # Any sequence of formulas, not only lists.
+    np.testing.assert_array_equal(from_text, feat.transform(tuple(FORMULAS)))
+    np.testing.assert_array_equal(from_text, feat.transform(np.array(FORMULAS)))
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("width", [85, 87, 118])
+def test_wrong_fraction_matrix_width_raises(name: str, width: int) -> None:
+    with pytest.raises(ValueError, match=rf"86 columns, got {width}"):
+        get_featurizer(name).transform(np.zeros((3, width), dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_single_string_raises_type_error(name: str) -> None:
+    with pytest.raises(TypeError, match="one string"):
+        get_featurizer(name).transform("Fe2O3")
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_every_bad_formula_is_reported(name: str) -> None:
+    formulas = ["Fe2O3", "Xx2O", "", "NaCl", "Fe-1O", "He", "Cu"]
+    with pytest.raises(InvalidFormulasError) as info:
+        get_featurizer(name).transform(formulas)
+    assert [row.index for row in info.value.rows] == [1, 2, 4, 5]
+    assert [row.formula for row in info.value.rows] == ["Xx2O", "", "Fe-1O", "He"]
+    message = str(info.value)
+    assert "4 of 7 formulas are invalid" in message
+    for i in (1, 2, 4, 5):
+        assert f"row {i}:" in message
+
+
+def test_registry() -> None:
+    assert {"ef", "magpie"} <= set(FEATURIZERS)
+    assert isinstance(get_featurizer("ef"), ElementFractions)
+    magpie = get_featurizer("magpie", stats=["mean"])
+    assert isinstance(magpie, MagpieFeaturizer) and magpie.n_features == 22
+    for name, factory in FEATURIZERS.items():
+        if name in BUILT_IN:
+            feat = factory()
+            assert isinstance(feat, Featurizer) and feat.name == name
+
+
+def test_unknown_featurizer_name_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown featurizer 'magpy'") as info:
+        get_featurizer("magpy")
+    for known in BUILT_IN:
+        assert repr(known) in str(info.value)

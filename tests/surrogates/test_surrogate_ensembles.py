@@ -1,0 +1,94 @@
+"""Ensemble surrogates: EnsembleModel shapes, members for query-by-committee, calibration, ElemNet sources."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _surrogate_cases import get_fitted
+from botorch.posteriors.ensemble import EnsemblePosterior
+
+from aloop.elemnet.model import ElemNet
+from aloop.surrogates import (
+    DeepKernelGP,
+    ElemNetEnsembleSurrogate,
+    MLPEnsembleSurrogate,
+    TreeEnsembleSurrogate,
+    fine_tune_elemnet,
+)
+from aloop.surrogates.ensemble import fit_variance_calibration
+
+
+@pytest.mark.parametrize("case", ["random-forest", "extra-trees", "mlp-ensemble", "elemnet-ensemble"])
+def test_forward_posterior_and_members_have_ensemble_shapes(case: str) -> None:
+    model, data = get_fitted(case)
+    X = torch.as_tensor(data.X_test[:12]).reshape(3, 4, -1)
+    values = model(X)  # forward: batch × s × q × m
+    s = values.shape[1]
+    assert values.shape == (3, s, 4, 1)
+    post = model.posterior(X)
+    assert isinstance(post, EnsemblePosterior) and post.ensemble_size == s
+    members = model.member_predictions(data.X_test[:12])
+    assert members.shape == (s, 12, 1)
+    np.testing.assert_allclose(members.mean(axis=0), model.predict(data.X_test[:12])[0])
+    np.testing.assert_allclose(members.var(axis=0, ddof=1), model.predict(data.X_test[:12])[1], rtol=1e-9)
+
+
+def test_fit_variance_calibration_recovers_a_known_scale_and_noise() -> None:
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(0.1, 2.0, size=20_000)
+    resid = rng.normal(size=20_000) * np.sqrt(3.0 * spread + 0.5)
+    a, b = fit_variance_calibration(resid, spread, np.zeros_like(spread), np.ones_like(spread))
+    assert a == pytest.approx(3.0, rel=0.1) and b == pytest.approx(0.5, rel=0.15)
+
+
+def test_tree_calibration_improves_held_out_coverage(tmp_path: object) -> None:
+    _, data = get_fitted("random-forest")
+    raw = TreeEnsembleSurrogate(n_estimators=60, calibrate=False).fit(data.X_train, data.y_train)
+    cal, _ = get_fitted("random-forest")
+    assert raw._var_scale.item() == 1.0 and raw._noise_scale.item() == 0.0
+    z_raw, z_cal = [], []
+    for model, z in ((raw, z_raw), (cal, z_cal)):
+        mean, var = model.predict(data.X_test, observation_noise=True)
+        z.append(np.abs(mean - data.y_test) / np.sqrt(np.maximum(var, 1e-12)))
+    cover_raw = float((z_raw[0] <= 1.96).mean())
+    cover_cal = float((z_cal[0] <= 1.96).mean())
+    assert abs(cover_cal - 0.95) < abs(cover_raw - 0.95) or abs(cover_cal - 0.95) < 0.04
+
+
+def test_mlp_with_learned_aleatoric_noise() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(150, 2))
+    y = X[:, 0] + 0.2 * X[:, 0] * rng.normal(size=150)  # noise grows with x0
+    ens = MLPEnsembleSurrogate(n_members=3, hidden=(16,), aleatoric=True, max_epochs=80, patience=15).fit(X, y)
+    grid = np.array([[0.05, 0.5], [0.95, 0.5]])
+    latent = ens.predict(grid)[1]
+    noisy = ens.predict(grid, observation_noise=True)[1]
+    noise = noisy - latent
+    assert (noise > 0).all() and noise[1, 0] > noise[0, 0]
+
+
+def test_elemnet_fine_tuning_leaves_the_source_untouched_and_out_of_the_module_tree() -> None:
+    source = ElemNet(hidden_widths=(16, 8)).requires_grad_(False)
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet(np.ones(86) * 0.2, size=60)
+    y = X[:, 0] - X[:, 1]
+    ens = ElemNetEnsembleSurrogate(source=source, n_members=2, max_epochs=3).fit(X, y)
+    assert all(torch.equal(before[k], v) for k, v in source.state_dict().items())
+    n_params = sum(p.numel() for p in ens.parameters())
+    assert n_params == 2 * sum(p.numel() for p in source.parameters())  # two members, not the source
+    tuned = fine_tune_elemnet(source, X, y, max_epochs=2, seed=1)
+    assert tuned.net.output is not source.output and len(tuned.val_rows) == 6
+    with pytest.raises(ValueError, match="86"):
+        ens.fit(X[:, :10], y)
+    with pytest.raises(TypeError, match="ElemNet"):
+        fine_tune_elemnet(torch.nn.Linear(86, 1), X, y)
+
+
+def test_deep_kernel_gp_is_differentiable_in_the_fractions() -> None:
+    model, data = get_fitted("deep-kernel-gp")
+    X = torch.as_tensor(data.X_test[:5]).requires_grad_(True)
+    model.posterior(X).mean.sum().backward()
+    assert X.grad is not None and torch.isfinite(X.grad).all()
+    assert isinstance(model, DeepKernelGP) and model.gp_.projection_ is not None

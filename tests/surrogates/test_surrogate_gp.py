@@ -1,0 +1,97 @@
+"""GPSurrogate specifics: replicates, several outputs, subset fitting, projection, noise, original units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aloop.surrogates import GPSurrogate
+
+
+def _toy(n: int, d: int = 3, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, d))
+    return X, np.sin(5 * X[:, 0]) + X[:, 1] ** 2 + noise * rng.normal(size=n)
+
+
+def _assert_agrees(gp: GPSurrogate, X: np.ndarray, **kw: bool) -> None:
+    mean, var = gp.predict(X, batch_size=13, **kw)
+    post = gp.posterior(torch.as_tensor(X), **kw)
+    np.testing.assert_allclose(mean, post.mean.detach().numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(var, post.variance.detach().numpy(), rtol=1e-6, atol=1e-12)
+
+
+def test_replicate_rows_learn_the_noise() -> None:
+    X, y = _toy(30, noise=0.0)
+    rng = np.random.default_rng(1)
+    X_rep = np.repeat(X, 3, axis=0)
+    y_rep = np.repeat(y, 3) + 0.1 * rng.normal(size=90)
+    gp = GPSurrogate().fit(X_rep, y_rep)
+    assert 0.1**2 / 3 < gp.noise_variance()[0] < 0.1**2 * 3
+    _assert_agrees(gp, X[:10])
+    _assert_agrees(gp, X[:10], observation_noise=True)
+    latent = gp.predict(X[:10])[1]
+    noisy = gp.predict(X[:10], observation_noise=True)[1]
+    np.testing.assert_allclose(noisy - latent, np.full_like(latent, gp.noise_variance()[0]))
+
+
+def test_several_outputs_are_independent_gps_in_original_units() -> None:
+    X, y = _toy(60)
+    Y = np.stack([y, 1000.0 * y + 5000.0], axis=1)  # very different units
+    gp = GPSurrogate().fit(X, Y)
+    assert gp.num_outputs == 2
+    mean, var = gp.predict(X)
+    assert mean.shape == var.shape == (60, 2)
+    assert np.abs(mean[:, 1] - Y[:, 1]).mean() < 0.1 * Y[:, 1].std()
+    np.testing.assert_allclose(var[:, 1] / var[:, 0], 1e6, rtol=0.3)
+    _assert_agrees(gp, X[:20] + 0.01)
+    assert gp.covariance(X[:4], X[:5]).shape == (2, 4, 5)
+
+
+def test_hyperparameters_on_a_subset_then_exact_conditioning_on_all_rows() -> None:
+    X, y = _toy(150)
+    gp = GPSurrogate(max_fit_rows=60).fit(X, y)
+    assert gp.gp.train_inputs[0].shape[-2] == 150
+    _assert_agrees(gp, _toy(25, seed=3)[0])
+    mean, _ = gp.predict(X)
+    assert np.abs(mean[:, 0] - y).mean() < 0.1
+
+
+def test_pca_projection_uses_the_pool_and_handles_wide_inputs() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 300))
+    y = X[:, :5].sum(axis=1)
+    pool = rng.normal(size=(400, 300))
+    gp = GPSurrogate(projection="pca", n_components=16).fit(X, y, X_pool=pool)
+    assert gp.projection_.n_components_ == 16
+    np.testing.assert_allclose(gp.projection_.mean_.numpy(), np.vstack([X, pool]).mean(axis=0))
+    _assert_agrees(gp, pool[:30])
+    assert GPSurrogate(projection=None).fit(X[:, :4], y).projection_ is None
+    assert GPSurrogate(projection="auto", n_components=24).fit(X[:, :20], y).projection_ is None
+    with pytest.raises(ValueError, match="X_pool"):
+        GPSurrogate().fit(X, y, X_pool=pool[:, :10])
+
+
+def test_chunking_does_not_change_the_answer() -> None:
+    X, y = _toy(50)
+    gp = GPSurrogate().fit(X, y)
+    Xc = _toy(1000, seed=5)[0]
+    a = gp.predict(Xc, batch_size=1000)
+    b = gp.predict(Xc, batch_size=37)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-10, atol=1e-12)  # BLAS blocking may differ by ulps
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-10, atol=1e-12)
+
+
+def test_single_observation_and_constant_targets() -> None:
+    gp = GPSurrogate().fit(np.array([[0.2, 0.4]]), np.array([1.5]))
+    mean, var = gp.predict(np.array([[0.2, 0.4], [5.0, 5.0]]))
+    assert np.isfinite(mean).all() and np.isfinite(var).all()
+    X, _ = _toy(10)
+    mean, _ = GPSurrogate().fit(X, np.full(10, 3.0)).predict(X)
+    np.testing.assert_allclose(mean, 3.0, atol=1e-6)
+
+
+def test_bad_projection_argument() -> None:
+    with pytest.raises(ValueError, match="projection"):
+        GPSurrogate(projection="umap")  # type: ignore[arg-type]

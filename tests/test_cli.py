@@ -1,0 +1,240 @@
+"""The `aloop` command line: help everywhere, datasets, featurize, pretrain, clean user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aloop.cli import app
+from aloop.cli.elemnet import RECIPE_DEFAULTS
+from aloop.datasets import DatasetError, get_spec, list_specs, load, verify
+from aloop.features import get_featurizer
+
+runner = CliRunner()
+
+
+def invoke(*args: str, **kwargs):  # -> typer.testing.Result
+    return runner.invoke(app, list(args), catch_exceptions=False, **kwargs)
+
+
+def require(name: str) -> None:
+    """Skip the test when registry dataset ``name`` is not in the data directory."""
+    try:
+        verify(get_spec(name))
+    except DatasetError as exc:
+        pytest.skip(f"needs dataset {name!r}: {exc}")
+
+
+def assert_clean_error(result, code: int = 2, *needles: str) -> None:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["datasets"], ["datasets", "list"], ["datasets", "show"], ["featurize"], ["pretrain"]],
+    ids=lambda a: " ".join(a) or "aloop",
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = invoke(*args, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.stdout
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("aloop ")
+
+
+# --- datasets ---------------------------------------------------------------------------------------
+
+
+def test_datasets_list_names_every_dataset() -> None:
+    result = invoke("datasets", "list")
+    assert result.exit_code == 0, result.output
+    for spec in list_specs():
+        assert spec.name in result.stdout
+    assert "data directory" in result.stdout
+
+
+def test_datasets_list_group_and_missing_files(tmp_path: Path) -> None:
+    result = invoke("datasets", "list", "--group", "experimental", env={"ALOOP_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "expt-bandgap" in result.stdout and "oqmd-bandgap" not in result.stdout
+    assert "missing" in result.stdout and "0 of 6 present" in result.stdout
+
+
+def test_datasets_list_unknown_group() -> None:
+    assert_clean_error(invoke("datasets", "list", "--group", "nope"), 2, "unknown group", "experimental")
+
+
+def test_datasets_show_embedded_every_field() -> None:
+    result = invoke("datasets", "show", "mp-transport")
+    assert result.exit_code == 0, result.output
+    spec = get_spec("mp-transport")
+    for text in (spec.description, spec.citation, spec.origin_url, spec.license, spec.sha256, "PF_p (μW/(cm·K²))",
+                 "pretty_formula", "none published", "present, sha256 OK"):
+        assert text in result.stdout, text
+
+
+def test_datasets_show_missing_file_says_where(tmp_path: Path) -> None:
+    result = invoke("datasets", "show", "expt-bandgap", env={"ALOOP_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "missing" in result.stdout and str(tmp_path) in result.stdout
+    assert get_spec("expt-bandgap").origin_url in result.stdout
+
+
+def test_datasets_show_verified_file() -> None:
+    require("expt-bandgap")
+    result = invoke("datasets", "show", "expt-bandgap")
+    assert "present, sha256 OK" in result.stdout and "published, column 'split'" in result.stdout
+
+
+def test_datasets_show_unknown_is_a_clean_error() -> None:
+    assert_clean_error(invoke("datasets", "show", "nope"), 2, "unknown dataset 'nope'", "expt-bandgap")
+
+
+# --- featurize --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bandgap_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 real formulas with their experimental band gaps."""
+    require("expt-bandgap")
+    path = tmp_path_factory.mktemp("bandgap") / "bandgap.csv"
+    load("expt-bandgap").sample(300, random_state=0).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("featurizer", ["magpie", "ef"])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_featurize_real_formulas(bandgap_csv: Path, tmp_path: Path, featurizer: str, suffix: str) -> None:
+    out = tmp_path / f"features{suffix}"
+    result = invoke("featurize", str(bandgap_csv), "--featurizer", featurizer, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    source = pd.read_csv(bandgap_csv)
+    feat = get_featurizer(featurizer)
+    assert list(table.columns) == [*source.columns, *feat.feature_names]
+    assert table["formula"].tolist() == source["formula"].tolist()
+    expected = feat.transform(source["formula"].tolist())
+    np.testing.assert_allclose(table[feat.feature_names].to_numpy(), expected, rtol=1e-6, atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary files left
+
+
+def test_featurize_chunks_give_the_same_table(tmp_path: Path) -> None:
+    frame = load("mp-transport").head(103)[["formula", "PF_p"]].rename(columns={"formula": "composition"})
+    src = tmp_path / "mp.csv"
+    frame.to_csv(src, index=False)
+    whole, chunked = tmp_path / "whole.parquet", tmp_path / "chunked.parquet"
+    assert invoke("featurize", str(src), "-c", "composition", "-o", str(whole)).exit_code == 0
+    assert invoke("featurize", str(src), "-c", "composition", "--chunk-size", "10", "-o", str(chunked)).exit_code == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(whole), pd.read_parquet(chunked))
+    assert len(pd.read_parquet(whole)) == 103
+
+
+def _with_bad_rows(tmp_path: Path) -> Path:
+    formulas = ["Fe2O3", "Xx2O3", "LiFePO4", "He2", "", "Ti0.99Nb0.01NiSn", "Fe-1O", "NaN"]
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"formula": formulas, "y": np.arange(len(formulas))}).to_csv(path, index=False)
+    return path
+
+
+def test_featurize_bad_formulas_exit_2_and_write_nothing(tmp_path: Path) -> None:
+    src, out = _with_bad_rows(tmp_path), tmp_path / "out.parquet"
+    result = invoke("featurize", str(src), "-o", str(out))
+    assert_clean_error(result, 2, "4 of 8 formulas", "nothing written")
+    for row, reason in [(2, "unknown element 'Xx'"), (4, "outside the 86-element"), (5, "empty"), (7, "Fe-1O")]:
+        assert f"row {row} " in result.stderr and reason in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # no output, no temporary file
+
+
+def test_featurize_skip_invalid_drops_rows_with_a_warning(tmp_path: Path) -> None:
+    src, out = _with_bad_rows(tmp_path), tmp_path / "out.csv"
+    result = invoke("featurize", str(src), "--skip-invalid", "-f", "ef", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "warning: skipped 4 invalid formulas" in result.stderr and "row 4 (line 5): 'He2'" in result.stderr
+    table = pd.read_csv(out, keep_default_na=False)
+    assert table["formula"].tolist() == ["Fe2O3", "LiFePO4", "Ti0.99Nb0.01NiSn", "NaN"]  # NaN: sodium nitride
+    assert table["y"].tolist() == [0, 2, 5, 7]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["{tmp}/missing.csv", "-o", "{tmp}/x.parquet"], "not found"),
+        (["{src}", "-f", "nope", "-o", "{tmp}/x.parquet"], "unknown featurizer 'nope'"),
+        (["{src}", "-c", "comp", "-o", "{tmp}/x.parquet"], "no column 'comp'"),
+        (["{src}", "-o", "{tmp}/x.txt"], "output format"),
+        (["{src}", "-o", "{src}"], "would overwrite the input"),
+    ],
+    ids=["missing-input", "unknown-featurizer", "missing-column", "unknown-output-format", "output-is-input"],
+)
+def test_featurize_user_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    src = _with_bad_rows(tmp_path)
+    assert_clean_error(invoke("featurize", *(a.format(src=src, tmp=tmp_path) for a in args)), 2, needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+# --- pretrain ---------------------------------------------------------------------------------------
+
+
+def test_pretrain_help_quotes_the_recipe_defaults() -> None:
+    from aloop.elemnet.pretrain import PretrainConfig
+
+    defaults = {f.name: f.default for f in fields(PretrainConfig)}
+    assert {k: defaults[k] for k in RECIPE_DEFAULTS} == RECIPE_DEFAULTS
+
+
+def test_pretrain_tiny_run_checkpoints_and_resumes(tmp_path: Path) -> None:
+    require("oqmd-formation-enthalpy")
+    run = tmp_path / "run"
+    args = ["pretrain", "--run-dir", str(run), "--epochs", "1", "--limit-rows", "256", "--batch-size", "128",
+            "--threads", "1"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert {"checkpoint.pt", "best.pt", "final.pt", "summary.json", "log.jsonl"} <= {p.name for p in run.iterdir()}
+    assert "test MAE" in first.stdout and "starting" in first.stderr
+    second = invoke(*args)
+    assert second.exit_code == 0, second.output
+    assert "resuming" in second.stderr
+    assert len((run / "log.jsonl").read_text().splitlines()) == 1  # the finished epoch was not trained again
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 1
+    # A different recipe in the same directory is refused cleanly.
+    assert_clean_error(invoke(*args[:4], "2", *args[5:]), 2, "different recipe")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--dataset", "nope"], "unknown dataset 'nope'"),
+        (["--dataset", "mp-transport"], "no published train/val/test split"),
+        (["--exclude", "nope"], "unknown dataset 'nope'"),
+    ],
+    ids=["unknown-dataset", "no-split", "unknown-exclude"],
+)
+def test_pretrain_user_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    if "--exclude" in args:
+        require("oqmd-formation-enthalpy")
+    assert_clean_error(invoke("pretrain", "--run-dir", str(tmp_path / "run"), *args), 2, needle)
+    assert not (tmp_path / "run").exists()
+
+
+def test_console_script_reports_one_line_errors() -> None:
+    aloop = Path(sys.executable).with_name("aloop")
+    command = [str(aloop)] if aloop.exists() else [sys.executable, "-m", "aloop.cli"]
+    result = subprocess.run([*command, "datasets", "show", "nope"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown dataset 'nope'") and len(result.stderr.splitlines()) == 1
+    assert result.stdout == ""
