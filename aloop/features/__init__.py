@@ -6,12 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from aloop.features.base import ElementFractions, Featurizer
+from aloop.features.elemnet import ElemNetFeatures
 from aloop.features.magpie import MAGPIE_PROPERTIES, MAGPIE_STATS, MagpieFeaturizer
 
 #: Registry name → factory (a ``Featurizer`` subclass or any callable taking keyword options).
 FEATURIZERS: dict[str, Callable[..., Featurizer]] = {
     ElementFractions.name: ElementFractions,
     MagpieFeaturizer.name: MagpieFeaturizer,
+    ElemNetFeatures.name: ElemNetFeatures,
 }
 
 
@@ -33,6 +35,7 @@ __all__ = [
     "FEATURIZERS",
     "MAGPIE_PROPERTIES",
     "MAGPIE_STATS",
+    "ElemNetFeatures",
     "ElementFractions",
     "Featurizer",
     "MagpieFeaturizer",

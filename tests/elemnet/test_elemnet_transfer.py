@@ -1,0 +1,128 @@
+"""Transfer-learning modes, ElemNet features and the mixture of experts, on tiny networks and real formulas."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import ExtraTreesRegressor
+
+from aloop.chem import to_fraction_matrix
+from aloop.elemnet.model import ElemNet
+from aloop.elemnet.moe import MixtureOfExperts, MoERegressor
+from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, finetune
+from aloop.features import get_featurizer
+from aloop.features.elemnet import ElemNetFeatures
+
+TINY = (32, 32, 16)
+
+
+@pytest.fixture(scope="module")
+def band_gap() -> tuple[np.ndarray, np.ndarray]:
+    data_dir = Path(os.environ.get("ALOOP_DATA_DIR", "/nonexistent"))
+    if not (data_dir / "experimental").is_dir():
+        pytest.skip("ALOOP_DATA_DIR does not hold the shared datasets (set ALOOP_DATA_DIR=../shared/data)")
+    from aloop.datasets import load
+
+    frame = load("expt-bandgap", split="train").sample(300, random_state=0)
+    X, _ = to_fraction_matrix(list(frame["formula"]))
+    return X, frame["gap expt"].to_numpy()
+
+
+def _source() -> ElemNet:
+    torch.manual_seed(1)
+    return ElemNet(hidden_widths=TINY)
+
+
+def test_modes_touch_the_right_weights(band_gap) -> None:
+    X, y = band_gap
+    src = _source()
+    before = {k: v.clone() for k, v in src.state_dict().items()}
+    cfg = dict(max_epochs=3, patience=3, batch_size=64, lr=1e-3)
+    frozen, _ = finetune(X, y, src, FineTuneConfig(mode="freezing", **cfg))
+    for i in range(len(TINY) - 1):  # hidden layers 1..n-1 are frozen
+        assert torch.equal(frozen.hidden[i].weight, before[f"hidden.{i}.weight"])
+    assert not torch.equal(frozen.hidden[-1].weight, before[f"hidden.{len(TINY) - 1}.weight"])
+    tuned, hist = finetune(X, y, src, FineTuneConfig(mode="modfinetune", **cfg))
+    assert not torch.equal(tuned.hidden[0].weight, before["hidden.0.weight"])
+    assert 1 <= len(hist) <= 3
+    for k, v in src.state_dict().items():  # the source is never modified
+        assert torch.equal(v, before[k])
+
+
+def test_finetune_beats_the_mean_and_predicts_raw_units(band_gap) -> None:
+    X, y = band_gap
+    reg = ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY, max_epochs=60, patience=15,
+                           batch_size=32, lr=1e-3).fit(X[:240], y[:240])
+    pred = reg.predict(X[240:])
+    assert np.mean(np.abs(pred - y[240:])) < np.mean(np.abs(y[:240].mean() - y[240:]))
+    assert abs(pred.mean() - y.mean()) < 1.0  # raw eV, not standardised
+
+
+def test_finetune_bad_inputs(band_gap) -> None:
+    X, y = band_gap
+    with pytest.raises(ValueError, match="unknown transfer mode"):
+        finetune(X, y, _source(), FineTuneConfig(mode="nope"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs source network"):
+        finetune(X, y, None, FineTuneConfig(mode="finetune"))
+    with pytest.raises(ValueError, match="n × 86"):
+        finetune(X[:, :10], y, _source(), FineTuneConfig())
+    y_bad = y.copy()
+    y_bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf"):
+        finetune(X, y_bad, _source(), FineTuneConfig())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ElemNetRegressor().predict(X)
+    assert set(MODES) == {"finetune", "modfinetune", "freezing", "scratch"}
+
+
+def test_elemnet_features_layers_and_sklearn(band_gap) -> None:
+    X, y = band_gap
+    net = _source()
+    feats = ElemNetFeatures(network=net, layer=2)
+    F = feats.transform_fractions(X)
+    assert F.shape == (len(X), 32) and F.dtype == np.float32 and (F >= 0).all()
+    with torch.no_grad():
+        assert np.allclose(F, net.activations(torch.from_numpy(X), 2).numpy(), atol=1e-6)
+    small = ElemNetFeatures(network=net, layer=2, batch_size=7).transform_fractions(X)
+    assert np.allclose(F, small)
+    ExtraTreesRegressor(n_estimators=5, random_state=0).fit(F, y)
+    with pytest.raises(ValueError, match="layer must be in 1..3"):
+        ElemNetFeatures(network=net, layer=4)
+    assert len(feats.feature_names) == 32
+
+
+def test_elemnet_featurizer_registered() -> None:
+    with pytest.raises(Exception, match="no source model 'missing-source'"):
+        get_featurizer("elemnet", source="missing-source")
+
+
+def test_mixture_gate_is_top_k_softmax() -> None:
+    experts = [ElemNet(hidden_widths=TINY) for _ in range(4)]
+    moe = MixtureOfExperts(experts, layer=3, top_k=2, gate="fixed").eval()
+    with torch.no_grad():
+        moe.gate_logits.copy_(torch.tensor([0.0, 2.0, 1.0, -1.0]))
+    g = moe.gate_weights()
+    assert torch.isclose(g.sum(), torch.tensor(1.0)) and (g > 0).sum() == 2 and g[1] > g[2] > 0
+    moe_in = MixtureOfExperts(experts, layer=3, top_k=3, gate="input").eval()
+    gi = moe_in.gate_weights(torch.rand(5, 86))
+    assert gi.shape == (5, 4) and torch.allclose(gi.sum(1), torch.ones(5)) and ((gi > 0).sum(1) == 3).all()
+    assert moe_in(torch.rand(5, 86)).shape == (5, 1)
+    with pytest.raises(ValueError, match="widths differ"):
+        MixtureOfExperts([ElemNet(hidden_widths=(8, 4)), ElemNet(hidden_widths=(8, 6))], layer=2)
+    with pytest.raises(ValueError, match="at least one expert"):
+        MixtureOfExperts([], layer=1)
+
+
+def test_moe_regressor_reports_gate_and_learns(band_gap) -> None:
+    X, y = band_gap
+    torch.manual_seed(0)
+    experts = [ElemNet(hidden_widths=TINY) for _ in range(3)]
+    reg = MoERegressor(experts=experts, layer=2, top_k=2, max_epochs=80, patience=20).fit(X[:240], y[:240])
+    assert set(reg.gate_weights_) == {"expert0", "expert1", "expert2"}
+    assert sum(reg.gate_weights_.values()) == pytest.approx(1.0, abs=1e-5)
+    mae = np.mean(np.abs(reg.predict(X[240:]) - y[240:]))
+    assert mae < np.mean(np.abs(y[:240].mean() - y[240:]))
