@@ -14,12 +14,14 @@ TEST_DATA_DIR := $(abspath ../shared/data)
 
 setup: $(STAMP)
 
+# -qq: pip shows errors only (the first install takes a few minutes).
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): torch==2.13.0 (CPU), then aloop[test] — a few minutes the first time"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -qq --upgrade pip
 	# The CPU build of torch must be installed first: any other torch request pulls CUDA.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install -qq torch==2.13.0
+	$(PY) -m pip install -qq -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -86,9 +86,18 @@ class _Believer:
         self.V = np.zeros((ids.size, capacity))
         self.k = 0
 
-    def condition(self, row: int) -> None:
-        """Believe the point ``self.ids[row]`` (observed with noise at its posterior mean)."""
-        c = np.asarray(self.cov(self.ids, self.ids[row : row + 1]), dtype=np.float64)[:, 0]
+    def condition(self, rows: np.ndarray | int) -> None:
+        """Believe the points ``self.ids[rows]`` in turn (observed with noise at their posterior means).
+
+        One ``cov`` call serves all of ``rows``: the unconditioned covariance columns are
+        corrected for earlier believed points through ``V``.
+        """
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        C = np.asarray(self.cov(self.ids, self.ids[rows]), dtype=np.float64)
+        for j, row in enumerate(rows):
+            self._rank1(int(row), C[:, j])
+
+    def _rank1(self, row: int, c: np.ndarray) -> None:
         r = c - self.V[:, : self.k] @ self.V[row, : self.k]
         denom = r[row] + self.noise
         if denom <= 1e-12 * max(abs(c[row]), 1e-300):
@@ -182,9 +191,9 @@ def _greedy_on(
     ids = np.concatenate([S, pending])
     believer = _Believer(ids, var[ids], cov, noise, capacity=pending.size + q) if policy.uses_variance else None
     uses_best = policy.needs_best(objective)
+    if believer is not None and pending.size:
+        believer.condition(S.size + np.arange(pending.size))
     for j in range(pending.size):
-        if believer is not None:
-            believer.condition(S.size + j)
         if uses_best:
             best = max(best, float(objective.utility(mean[pending[j]])))
     elig = np.ones(S.size, dtype=bool)

@@ -183,6 +183,11 @@ def propose(
     n = X_pool.shape[0]
     if n == 0:
         raise ValueError("the candidate pool is empty")
+    for a in range(0, n, chunk_size):
+        bad = ~np.isfinite(np.asarray(X_pool[a : a + chunk_size]))
+        if bad.any():
+            rows = (a + np.flatnonzero(bad.any(axis=1)))[:10].tolist()
+            raise ValueError(f"X_pool has NaN/inf features (rows {rows}…)")
     width = getattr(surrogate, "n_features", None)
     if width is not None and X_pool.shape[1] != width:
         raise ValueError(f"X_pool has {X_pool.shape[1]} features but the surrogate was fitted on {width}")

@@ -30,6 +30,9 @@ from aloop.campaigns.template import write_template
 
 __all__ = [
     "AcquisitionConfig",
+    "Campaign",
+    "CampaignError",
+    "CampaignWarning",
     "AppendResult",
     "Batch",
     "CampaignConfig",
@@ -56,3 +59,12 @@ __all__ = [
     "validate_results",
     "write_template",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The loop pulls in torch/BoTorch; loaded on first use so that log-only users stay light.
+    if name in ("Campaign", "CampaignError", "CampaignWarning"):
+        from aloop.campaigns import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module 'aloop.campaigns' has no attribute {name!r}")

@@ -46,3 +46,8 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
+
+
+from aloop.cli import campaign as _campaign  # noqa: E402  (campaign commands: init, propose, record, …)
+
+_campaign.register(app)

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class PretrainState:
     best_epoch: int = -1
     epochs_since_best: int = 0
     history: list[dict] = field(default_factory=list)
+    schedule_changes: list[dict] = field(default_factory=list)
 
 
 def _init_weights(net: ElemNet) -> None:
@@ -94,9 +96,27 @@ def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]
     return out
 
 
+def _schedule_at(
+    opt: torch.optim.Optimizer, config: PretrainConfig, steps_per_epoch: int, step: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle schedule of ``config`` advanced to ``step`` (learning rates set accordingly)."""
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config.peak_lr, total_steps=config.max_epochs * steps_per_epoch, pct_start=config.pct_start
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stepping the schedule without optimizer steps is intended here
+        for _ in range(step):
+            sched.step()
+    return sched
+
+
 def _recipe(config: dict) -> dict:
-    """The parts of a config that must match to resume (threads may change between sessions)."""
-    return {k: v for k, v in config.items() if k != "threads"}
+    """The parts of a config that must match to resume.
+
+    ``threads`` may change between sessions; ``max_epochs`` may change too (the learning-rate
+    schedule is rebuilt for the new length at the current step, and the change is recorded).
+    """
+    return {k: v for k, v in config.items() if k not in ("threads", "max_epochs")}
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -134,9 +154,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     _init_weights(net)
     steps_per_epoch = math.ceil(len(Xtr) / config.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config.peak_lr, total_steps=config.max_epochs * steps_per_epoch, pct_start=config.pct_start
-    )
+    sched = _schedule_at(opt, config, steps_per_epoch, 0)
     state = PretrainState()
     gen = torch.Generator().manual_seed(config.seed)
     if ckpt_path.exists():
@@ -145,9 +163,17 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
             raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
         gen.set_state(ckpt["generator"])
         state = PretrainState(**ckpt["state"])
+        if ckpt["config"]["max_epochs"] == config.max_epochs:
+            sched.load_state_dict(ckpt["scheduler"])
+        else:
+            if state.epoch >= config.max_epochs:
+                raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; max_epochs must exceed that")
+            sched = _schedule_at(opt, config, steps_per_epoch, state.epoch * steps_per_epoch)
+            state.schedule_changes.append(
+                {"at_epoch": state.epoch, "max_epochs_from": ckpt["config"]["max_epochs"], "max_epochs_to": config.max_epochs}
+            )
     dead_idx = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(1))[: config.dead_sample]
     ytr_std = (ytr - mean) / std
     bar = tqdm(total=config.max_epochs, initial=state.epoch, desc=f"pretrain {config.dataset}", disable=not progress)
@@ -194,7 +220,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     summary = {
         "config": asdict(config),
         "n_train": len(Xtr), "n_val": len(Xva), "n_test": len(Xte),
-        "epochs_run": state.epoch, "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "schedule_changes": state.schedule_changes,
         "val_mae": _mae(net, Xva, yva, 0.0, 1.0), "test_mae": _mae(net, Xte, yte, 0.0, 1.0),
         "dead_unit_fraction": dead_unit_fractions(net, Xtr[dead_idx]),
         "history": state.history,

@@ -145,7 +145,9 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
 
     def _noise(self, X: Tensor) -> Tensor:
         shape = self._aleatoric(X)
-        return self._noise_scale * (torch.ones(X.shape[0], self.num_outputs, dtype=torch.float64) if shape is None else shape)
+        if shape is None:
+            shape = torch.ones(X.shape[0], self.num_outputs, dtype=torch.float64)
+        return self._noise_scale * shape
 
     @torch.no_grad()
     def _fit_calibration(self, X: np.ndarray, y: np.ndarray, held_out: np.ndarray) -> None:
@@ -158,7 +160,8 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         raw = torch.cat([self._members(Xt[i : i + 20_000]) for i in range(0, len(X), 20_000)], dim=1).numpy()
         shape = self._aleatoric(Xt)
         k = held_out.sum(axis=0)
-        rows = k > 0
+        # With the held-out spread (as at a new point) a row needs two held-out members.
+        rows = k >= (2 if self._heldout_spread else 1)
         if not self.calibrate or s < 2 or rows.sum() < 5:
             if shape is not None:
                 self._noise_scale = torch.ones(m, dtype=torch.float64)
@@ -166,18 +169,14 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         w = held_out[:, rows, None]
         held_mean = (raw[:, rows] * w).sum(axis=0) / k[rows, None]  # n' × m
         if self._heldout_spread:
-            # Spread of the members that did not see the row, as at a new point (needs k ≥ 2).
-            rows &= k >= 2
-            w = held_out[:, rows, None]
-            held_mean = (raw[:, rows] * w).sum(axis=0) / k[rows, None]
-            dev = (raw[:, rows] - held_mean) * w
-            spread = (dev**2).sum(axis=0) / (k[rows, None] - 1)
+            spread = (((raw[:, rows] - held_mean) * w) ** 2).sum(axis=0) / (k[rows, None] - 1)
         else:
             spread = raw[:, rows].var(axis=0, ddof=1)
         offset = 1.0 / k[rows] - 1.0 / s
         noise = np.ones((int(rows.sum()), m)) if shape is None else shape.numpy()[rows]
         for j in range(m):
-            a, b = fit_variance_calibration(y[rows, j] - held_mean[:, j], spread[:, j], offset, noise[:, j], a_min=1.0 / s)
+            resid = y[rows, j] - held_mean[:, j]
+            a, b = fit_variance_calibration(resid, spread[:, j], offset, noise[:, j], a_min=1.0 / s)
             self._var_scale[j], self._noise_scale[j] = a, b
 
 

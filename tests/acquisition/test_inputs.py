@@ -27,6 +27,13 @@ def test_nan_predictions(table: TableSurrogate) -> None:
         propose(bad, TableSurrogate.pool(10), Maximize(), "ucb", q=2)
 
 
+def test_nan_features(table: TableSurrogate) -> None:
+    pool = TableSurrogate.pool(10)
+    pool[7, 0] = np.inf
+    with pytest.raises(ValueError, match=r"X_pool has NaN/inf features \(rows \[7\]"):
+        propose(table, pool, Maximize(), "ucb", q=2)
+
+
 def test_nan_targets(table: TableSurrogate) -> None:
     with pytest.raises(ValueError, match="y_observed has 1 NaN/inf"):
         propose(table, TableSurrogate.pool(10), Maximize(), "log_ei", q=2, y_observed=np.array([0.1, np.inf]))

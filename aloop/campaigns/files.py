@@ -1,0 +1,105 @@
+"""Campaign definition files on disk: finding the one to open, writing a new one (with model options).
+
+``write_definition`` renders the commented template of ``aloop init``
+(:func:`aloop.campaigns.template.render_template`), adds ``options = {…}`` lines to the
+``[surrogate]`` / ``[acquisition]`` sections when asked, validates the result and writes it
+without ever overwriting a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aloop.campaigns._store import describe, to_url
+from aloop.campaigns.config import CampaignConfig, parse_config
+from aloop.campaigns.log import list_campaigns
+from aloop.campaigns.modeling import model_space
+from aloop.campaigns.pool import CampaignError
+from aloop.campaigns.template import render_template
+
+
+def find_definition(path: str | Path | None = None) -> Path:
+    """The definition file: ``path`` itself, or the single ``*.toml`` in ``path`` (default: the current folder)."""
+    p = Path.cwd() if path is None else Path(path)
+    if p.is_dir():
+        found = sorted(p.glob("*.toml"))
+        if len(found) == 1:
+            return found[0]
+        where = "the current folder" if path is None else str(p)
+        if not found:
+            raise CampaignError(f"no campaign definition (*.toml) in {where}; create one with `aloop init NAME` "
+                                "or name it with --campaign PATH")
+        raise CampaignError(f"several campaign definitions in {where} ({', '.join(f.name for f in found)}); "
+                            "choose one with --campaign PATH")
+    if not p.is_file():
+        raise CampaignError(f"campaign definition not found: {p}")
+    return p
+
+
+def write_definition(path: Path, transform: str | Mapping[str, str] | None = None,
+                     surrogate_options: Mapping[str, Any] | None = None,
+                     acquisition_options: Mapping[str, Any] | None = None, **flags: Any) -> CampaignConfig:
+    """Validate and write a new definition at ``path``; returns it loaded.
+
+    ``name`` defaults to the file's stem; a relative ``candidates_csv`` is taken relative
+    to the current directory (and written relative to the definition's folder).
+
+    Raises:
+        ConfigError: invalid flags. CampaignError: ``path`` or the campaign (in its log) exists already.
+    """
+    if path.is_dir():
+        raise CampaignError(f"{path} is a folder; give the definition file to write, e.g. {path / 'name.toml'}")
+    if not path.parent.is_dir():
+        raise CampaignError(f"cannot write {path}: folder {path.parent} does not exist")
+    flags.setdefault("name", path.stem)
+    if flags.get("candidates_csv") is not None:
+        csv = Path(flags["candidates_csv"]).resolve()
+        try:
+            flags["candidates_csv"] = os.path.relpath(csv, path.parent.resolve())
+        except ValueError:  # another drive on Windows
+            flags["candidates_csv"] = str(csv)
+    options = dict(surrogate_options or {})
+    if transform is not None:
+        options["transform"] = dict(transform) if isinstance(transform, Mapping) else transform
+    text = _with_options(render_template(**flags), "surrogate", options)
+    text = _with_options(text, "acquisition", dict(acquisition_options or {}))
+    config = parse_config(tomllib.loads(text), path=path)
+    model_space(config)  # a bad transform is refused before anything is written
+    if path.exists():
+        raise CampaignError(f"{path} already exists; refusing to overwrite it (open it with Campaign.open)")
+    if config.name in list_campaigns(config.database_url):
+        raise CampaignError(f"campaign {config.name!r} already exists in {describe(to_url(config.database_url))}; "
+                            "choose another name or open the existing campaign")
+    try:
+        with path.open("x", encoding="utf-8") as fh:  # "x": a file created meanwhile is not clobbered
+            fh.write(text)
+    except FileExistsError:
+        raise CampaignError(f"{path} already exists; refusing to overwrite it") from None
+    return config
+
+
+def _inline(value: Any) -> str:
+    """A TOML inline value (tables as ``{ k = v }``)."""
+    import tomli_w
+
+    if isinstance(value, Mapping):
+        items = (f"{k if re.fullmatch(r'[A-Za-z0-9_-]+', str(k)) else json.dumps(str(k))} = {_inline(v)}"
+                 for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
+    return tomli_w.dumps({"x": value}).split("=", 1)[1].strip()
+
+
+def _with_options(text: str, section: str, options: Mapping[str, Any]) -> str:
+    """The template text with ``options = {…}`` added below ``kind`` in ``[section]`` (comments kept)."""
+    if not options:
+        return text
+    lines = text.splitlines()
+    start = lines.index(f"[{section}]")
+    lines.insert(start + 2, f"options = {_inline(dict(options))}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,384 @@
+"""The closed loop of a campaign: propose, record, retrain — a stateful shell over the log and stateless models.
+
+``Campaign`` holds a definition (TOML) and its event log; every call derives the state
+(observations, pending proposals, failures, model versions) from the log, so a crash
+between two steps loses nothing and a restart resumes where the log says. Models are
+refitted deterministically from the log: a new model version is recorded only when
+results arrived (or the modelling set-up changed) since the last fit.
+
+Example::
+
+    campaign = Campaign.init("pf.toml", candidates_csv="candidates.csv", objective="PF_p",
+                             units="μW/(cm·K²)", featurizer="magpie", transform="log10")
+    batch = campaign.propose(8)          # DataFrame: proposal_id, formula, mean ± std, reason …
+    campaign.record("results.csv")       # all rows or none
+    campaign.status()["best"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import aloop.acquisition as acq
+from aloop.campaigns import state
+from aloop.campaigns.config import CampaignConfig, load_config
+from aloop.campaigns.entries import AppendResult, Proposal
+from aloop.campaigns.files import find_definition, write_definition
+from aloop.campaigns.log import CampaignLog, CampaignLogError
+from aloop.campaigns.modeling import (
+    MIN_OBSERVATIONS_TO_FIT,
+    CVResult,
+    ModelSpace,
+    cross_validate,
+    data_digest,
+    fit_surrogate,
+    initial_design,
+    make_objective,
+    make_policy,
+    make_surrogate,
+    model_space,
+    pool_sample,
+)
+from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool, load_pool, resolve_featurizer
+from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
+from aloop.chem import to_fraction_matrix
+
+__all__ = ["Campaign", "CampaignError", "CampaignWarning", "find_definition"]
+
+
+@dataclass
+class _Fit:
+    model: object
+    version: str
+    digest: str
+    retrained: bool
+    X: np.ndarray
+    Y: np.ndarray
+
+
+class Campaign:
+    """One campaign: its definition, its durable log and the propose → record → retrain loop.
+
+    Open with :meth:`init` (new) or :meth:`open` (existing); close with :meth:`close` or a
+    ``with`` block. ``progress`` shows tqdm bars (``None``: only on a terminal).
+    """
+
+    def __init__(self, config: CampaignConfig, log: CampaignLog, progress: bool | None = None) -> None:
+        self.config = config
+        self.log = log
+        self.progress = progress
+        self.space, self._surrogate_options = model_space(config)
+        self._objective = make_objective(config, self.space)
+        raw = ModelSpace(self.space.names, ("none",) * len(self.space.names))
+        self._raw_objective = make_objective(config, raw)
+        # Options are checked on opening, so a typo never gets as far as recording a model fit.
+        linear = all(o.direction in ("maximize", "minimize") for o in config.objectives)
+        self._policy, self._propose_options = make_policy(config, len(config.objectives) > 1, linear)
+        make_surrogate(config, self._surrogate_options)
+        self._pool: CandidatePool | None = None
+        self._featurizer: Any = None
+        self._featurizer_id: str | None = None
+        self._fit_cache: _Fit | None = None
+        self._cv_cache: tuple[str, CVResult | None] | None = None
+
+    # --- opening ----------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | Path, *, transform: str | Mapping[str, str] | None = None,
+             surrogate_options: Mapping[str, Any] | None = None,
+             acquisition_options: Mapping[str, Any] | None = None, progress: bool | None = None,
+             **flags: Any) -> Campaign:
+        """Write a new definition at ``path`` (``write_template`` flags) and create its log.
+
+        ``name`` defaults to the file's stem; a relative ``candidates_csv`` is taken relative
+        to the current directory. ``transform="log10"`` models the objectives on a log scale.
+
+        Raises:
+            ConfigError: invalid flags. CampaignError: the file or the campaign exists already.
+            CampaignLogError: the log cannot be created. Nothing is left behind on error.
+        """
+        path = Path(path)
+        config = write_definition(path, transform, surrogate_options, acquisition_options, **flags)
+        try:
+            log = CampaignLog.open(config.database_url, config.name, create=True, definition=config.to_dict())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return cls(config, log, progress)
+
+    @classmethod
+    def open(cls, path: str | Path, *, create: bool = False, progress: bool | None = None) -> Campaign:
+        """Open the campaign defined in ``path`` (a TOML file, or a folder holding exactly one).
+
+        ``create=True`` also creates the log of a hand-written definition.
+        """
+        path = find_definition(path)
+        config = load_config(path)
+        log = CampaignLog.open(config.database_url, config.name, create=create, definition=config.to_dict())
+        try:
+            return cls(config, log, progress)
+        except BaseException:
+            log.close()
+            raise
+
+    def close(self) -> None:
+        """Release the log's connections."""
+        self.log.close()
+
+    def __enter__(self) -> Campaign:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Campaign({self.config.name!r}, definition={str(self.config.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # --- candidates and features --------------------------------------------------------
+
+    @property
+    def pool(self) -> CandidatePool:
+        """Every candidate with its features (built once, then loaded from ``<name>.features.npz``)."""
+        if self._pool is None:
+            featurizer, ident = resolve_featurizer(self.config.featurizer)
+            self._pool = load_pool(self.config, featurizer, ident, self.progress)
+            self._featurizer, self._featurizer_id = featurizer, ident
+        return self._pool
+
+    def features(self, formulas: Sequence[str], keys: Sequence[str] | None = None) -> np.ndarray:
+        """Features of compositions: pool rows by key where possible, else computed."""
+        pool = self.pool
+        rows = pool.rows(keys) if keys is not None else np.full(len(formulas), -1)
+        out = np.empty((len(formulas), pool.features.shape[1]), dtype=np.float32)
+        out[rows >= 0] = pool.features[rows[rows >= 0]]
+        missing = np.flatnonzero(rows < 0)
+        if missing.size:
+            X, _ = to_fraction_matrix([formulas[i] for i in missing])
+            out[missing] = self._featurizer.transform_fractions(X)
+        return out
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def propose(self, n: int | None = None) -> pd.DataFrame:
+        """Propose ``n`` (default: ``batch_size``) new compositions and write them to the log as pending.
+
+        Cold start (fewer observations than the initial design size): random or diverse
+        picks. Otherwise the surrogate is fitted on every observation (a new model version
+        is recorded when results arrived since the last fit), a feasibility model is
+        trained when failures or rejections exist, and the acquisition policy picks the
+        batch, conditioned on pending proposals and never repeating measured, pending,
+        failed or rejected compositions.
+
+        Returns:
+            One row per proposal: ``proposal_id``, ``batch_id``, ``formula``, ``key``,
+            ``mean_<label>``/``std_<label>`` per objective (model space), ``acquisition_value``,
+            ``reason``, ``model_version``. ``attrs`` holds ``mode``, ``model_version``,
+            ``retrained`` and ``training_size``.
+        """
+        n = self.config.batch_size if n is None else n
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise CampaignError(f"the number of proposals must be a positive integer, got {n!r}")
+        events = self.log.events()
+        pool = self.pool
+        excluded = state.excluded_keys(events)
+        eligible = ~np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype))
+        if n > eligible.sum():
+            raise CampaignError(f"asked for {n} proposals but only {int(eligible.sum())} of {len(pool)} candidates "
+                                "are still available (the others are measured, pending, failed or rejected)")
+        batch_no = 1 + max((e.batch_id or 0 for e in events), default=0)
+        seed = self.config.seed + batch_no
+        obs = self._observations(events)
+        threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
+        labels = self.space.labels
+        if len(obs) < threshold:
+            rows, reasons = initial_design(self.config.initial_design.kind, pool.features, eligible, int(n), seed)
+            props = [Proposal(str(pool.formulas[r]), str(pool.keys[r]), reason=why) for r, why in zip(rows, reasons, strict=True)]
+            fit, mode = None, f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
+        else:
+            fit = self._fit(events, obs)
+            picks = self._acquire(fit, events, int(n), seed)
+            mean, var = fit.model.predict(pool.features[[p.index for p in picks]])  # type: ignore[attr-defined]
+            props = [
+                Proposal(str(pool.formulas[p.index]), str(pool.keys[p.index]),
+                         mean={lab: float(mean[i, j]) for j, lab in enumerate(labels)},
+                         std={lab: float(np.sqrt(max(var[i, j], 0.0))) for j, lab in enumerate(labels)},
+                         acquisition_value=float(p.score), reason=p.reason)
+                for i, p in enumerate(picks)
+            ]
+            mode = f"model {fit.version} ({self.config.acquisition.kind})"
+        batch = self.log.append_proposals(props, model_version=fit.version if fit else None)
+        table = pd.DataFrame({"proposal_id": batch.proposal_ids, "batch_id": batch.batch_id,
+                              "formula": [p.formula for p in props], "key": [p.key for p in props]})
+        for lab in labels:
+            table[f"mean_{lab}"] = [p.mean.get(lab, np.nan) for p in props]
+            table[f"std_{lab}"] = [p.std.get(lab, np.nan) for p in props]
+        table["acquisition_value"] = [np.nan if p.acquisition_value is None else p.acquisition_value for p in props]
+        table["reason"] = [p.reason for p in props]
+        table["model_version"] = fit.version if fit else None
+        table.attrs.update(mode=mode, model_version=fit.version if fit else None,
+                           retrained=bool(fit and fit.retrained), training_size=len(obs))
+        return table
+
+    def _observations(self, events: Sequence[state.Event]) -> pd.DataFrame:
+        obs = state.observations(events)
+        for name in self.space.names:
+            if name not in obs.columns:
+                obs[name] = np.nan
+        return obs[obs[list(self.space.names)].notna().all(axis=1)].reset_index(drop=True)
+
+    def _training(self, obs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
+        X = self.features(obs["formula"].tolist(), obs["key"].tolist())
+        Y = self.space.forward(obs[list(self.space.names)].to_numpy(dtype=np.float64))
+        setup = {"featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
+                 "options": self._surrogate_options, "transforms": self.space.transforms, "seed": self.config.seed}
+        return X, Y, data_digest(obs["event_id"].tolist(), setup)
+
+    def _new_model(self, X: np.ndarray, Y: np.ndarray) -> object:
+        X_pool = pool_sample(self.pool.features, seed=self.config.seed)
+        return fit_surrogate(lambda: make_surrogate(self.config, self._surrogate_options), X, Y, X_pool)
+
+    def _fit(self, events: Sequence[state.Event], obs: pd.DataFrame) -> _Fit:
+        """The surrogate on every observation; a new version only when the training data changed."""
+        X, Y, digest = self._training(obs)
+        cached = self._fit_cache if self._fit_cache and self._fit_cache.digest == digest else None
+        model = cached.model if cached else self._new_model(X, Y)
+        versions = state.model_versions(events)
+        same = [r for r in versions.itertuples() if (r.details or {}).get("data_digest") == digest]
+        if same:
+            fit = _Fit(model, same[-1].model_version, digest, False, X, Y)
+        else:
+            fit = _Fit(model, self._record_fit(len(versions), digest, len(Y)), digest, True, X, Y)
+        self._fit_cache = fit
+        return fit
+
+    def _record_fit(self, known: int, digest: str, n: int) -> str:
+        details = {"data_digest": digest, "featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
+                   "transforms": dict(zip(self.space.names, self.space.transforms, strict=True))}
+        for attempt in range(1, 6):
+            version = f"v{known + attempt}"
+            try:
+                self.log.record_model_fit(version, n, details=details)
+                return version
+            except CampaignLogError:
+                # Another process may have fitted the same data meanwhile, or taken this number.
+                current = self.log.model_versions()
+                for r in current.itertuples():
+                    if (r.details or {}).get("data_digest") == digest:
+                        return str(r.model_version)
+                if version not in set(current["model_version"]):
+                    raise
+        raise CampaignError("could not record the model fit: too many concurrent fits")
+
+    def _acquire(self, fit: _Fit, events: Sequence[state.Event], n: int, seed: int) -> list[acq.Proposal]:
+        pool = self.pool
+        X_obs, Y = fit.X, fit.Y
+        pending = state.proposals(events)
+        pending = pending[pending["status"] == "pending"]
+        rows = pool.rows(pending["key"])
+        outside = pending[rows < 0]
+        X_pend = self.features(outside["formula"].tolist(), outside["key"].tolist()) if len(outside) else None
+        objective = self._objective
+        if isinstance(objective, acq.MultiObjective) and isinstance(self._policy, acq.Random):
+            objective = objective.objectives[0]  # random picks ignore the objective
+        return acq.propose(
+            fit.model, pool.features, objective, self._policy, q=n, y_observed=Y, X_observed=X_obs,
+            pending=rows[rows >= 0], X_pending=X_pend, pool_keys=pool.keys, exclude_keys=state.excluded_keys(events),
+            feasibility=self._feasibility(events, X_obs, seed), seed=seed, **self._propose_options,
+        )
+
+    def _feasibility(self, events: Sequence[state.Event], X_ok: np.ndarray, seed: int) -> acq.FeasibilityModel | None:
+        bad = [df for df in (state.outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
+        if not bad:
+            return None
+        formulas = [f for df in bad for f in df["formula"]]
+        X_bad = self.features(formulas, [k for df in bad for k in df["key"]])
+        return acq.FeasibilityModel.from_records(X_ok, X_bad, random_state=seed)
+
+    def record(self, results: pd.DataFrame | str | Path) -> AppendResult:
+        """Record a results table (a DataFrame, or a CSV path) — every row or none.
+
+        See :mod:`aloop.campaigns.records` for the columns. Rows naming compositions that
+        were never proposed are accepted and flagged ``unsolicited``; rows already recorded
+        (same idempotency key) are skipped.
+
+        Raises:
+            RecordError: listing every bad row (nothing written). CampaignLogError: the log refused.
+        """
+        if isinstance(results, str | Path):
+            path = Path(results)
+            if not path.is_file():
+                raise CampaignError(f"results file not found: {path}")
+            try:
+                df = read_results(path)
+            except (ValueError, OSError) as exc:
+                raise CampaignError(f"cannot read results file {path}: {exc}") from None
+        elif isinstance(results, pd.DataFrame):
+            df = results
+        else:
+            raise CampaignError(f"record() takes a DataFrame or a CSV path, got {type(results).__name__}")
+        rows = validate_results(df, self.config, self.log)
+        problems = [
+            RowProblem(m.row, name, f"{v!r} must be > 0: this campaign models log10({name})")
+            for m in rows for name, t in zip(self.space.names, self.space.transforms, strict=True)
+            if t == "log10" and (v := m.values.get(name)) is not None and v <= 0
+        ]
+        if problems:
+            raise RecordError(problems, len(df), df.index.name or "row")
+        return self.log.append_measurements(rows)
+
+    def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
+        """Mark pending proposals as failed syntheses (they inform the feasibility model)."""
+        return self.log.fail(proposal_ids, reason)
+
+    def reject(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
+        """Veto pending proposals: never proposed again; they inform the feasibility model."""
+        return self.log.reject(proposal_ids, reason)
+
+    def cancel(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
+        """Withdraw pending proposals; their compositions may be proposed again."""
+        return self.log.cancel(proposal_ids, reason)
+
+    # --- where we stand -------------------------------------------------------------------
+
+    def cross_validate(self, k: int = 5) -> CVResult | None:
+        """Grouped k-fold CV of the current surrogate set-up on every observation (``None`` below 5)."""
+        obs = self._observations(self.log.events())
+        if len(obs) < 5:
+            return None
+        X, Y, digest = self._training(obs)
+        if self._cv_cache is None or self._cv_cache[0] != f"{digest}:{k}":
+            X_pool = pool_sample(self.pool.features, seed=self.config.seed)
+            result = cross_validate(lambda: make_surrogate(self.config, self._surrogate_options), X, Y,
+                                    obs["key"].tolist(), self.space.labels, X_pool, k, self.config.seed, self.progress)
+            self._cv_cache = (f"{digest}:{k}", result)
+        return self._cv_cache[1]
+
+    def status(self, cv: bool = True) -> dict[str, Any]:
+        """Counts, best so far per objective, pending proposals and model quality (k-fold CV: MAE, 95% coverage)."""
+        from aloop.campaigns.report import status_dict
+
+        events = self.log.events()
+        return status_dict(self, events, self.cross_validate() if cv else None)
+
+    def report(self, out_dir: str | Path = "report") -> dict[str, Path]:
+        """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) to ``out_dir``; returns the paths."""
+        from aloop.campaigns.report import write_report
+
+        events = self.log.events()
+        return write_report(self, events, self.cross_validate(), Path(out_dir))
+
+    def export(self, path: str | Path, table: str = "events") -> Path:
+        """Write every event (``table="events"``) or every observation (``"observations"``) as CSV or Parquet."""
+        from aloop.campaigns.report import export_table
+
+        return export_table(self, self.log.events(), Path(path), table)

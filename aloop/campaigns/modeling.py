@@ -1,0 +1,255 @@
+"""Modelling choices of a campaign turned into objects: objective transforms, surrogates, policies, CV, initial design.
+
+Everything here is stateless: the campaign (:mod:`aloop.campaigns.loop`) hands in its
+definition and arrays and gets models, scores and indices back.
+
+A definition may ask for the objectives to be modelled on a log scale with
+``[surrogate] options = { transform = "log10" }`` (or ``{ PF_p = "log10" }`` per objective
+inside ``transform``): the surrogate then learns ``log10(y)``, window and target bounds are
+mapped the same way, predictions are stored as ``log10(<name>)`` and recorded values must be
+positive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from aloop.acquisition import Maximize, Minimize, MultiObjective, Target, Window
+from aloop.acquisition import Objective as AcqObjective
+from aloop.acquisition.policies import Policy, known_policies
+from aloop.campaigns.config import CampaignConfig
+from aloop.campaigns.pool import CampaignError
+
+TRANSFORMS = ("none", "log10")
+#: Fewer observations than this never get a surrogate: the initial design continues.
+MIN_OBSERVATIONS_TO_FIT = 3
+#: Definition acquisition kinds → aloop.acquisition policy names (single objective).
+POLICY_NAMES = {"log_ei": "log_ei", "ei": "log_ei", "ucb": "ucb", "thompson": "thompson", "greedy": "exploit",
+                "random": "random", "window": "log_ei", "log_ehvi": "log_nehvi"}
+#: Acquisition options that go to ``aloop.acquisition.propose`` rather than to the policy.
+PROPOSE_OPTIONS = ("min_distance", "shortlist")
+
+
+@dataclass(frozen=True)
+class ModelSpace:
+    """How each objective is modelled: its name, transform and the label of predictions (``log10(PF_p)``)."""
+
+    names: tuple[str, ...]
+    transforms: tuple[str, ...]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(n if t == "none" else f"{t}({n})" for n, t in zip(self.names, self.transforms, strict=True))
+
+    def forward(self, Y: np.ndarray) -> np.ndarray:
+        """``n × m`` measured values → model space (raises ``CampaignError`` on values outside the domain)."""
+        Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), len(self.names))
+        out = Y.copy()
+        for j, t in enumerate(self.transforms):
+            if t == "log10":
+                if (Y[:, j] <= 0).any():
+                    raise CampaignError(f"{self.names[j]} is modelled as log10 but has values ≤ 0")
+                out[:, j] = np.log10(Y[:, j])
+        return out
+
+    def value(self, j: int, y: float, what: str) -> float:
+        """One bound of objective ``j`` (a window edge or target) in model space."""
+        if self.transforms[j] == "log10":
+            if y <= 0:
+                raise CampaignError(f"objectives.{self.names[j]}: {what} {y:g} must be > 0 for transform log10")
+            return math.log10(y)
+        return y
+
+
+def model_space(config: CampaignConfig) -> tuple[ModelSpace, dict[str, Any]]:
+    """The model space of a definition and the surrogate options left after taking out ``transform``."""
+    options = dict(config.surrogate.options)
+    spec = options.pop("transform", "none")
+    names = config.objective_names
+    if isinstance(spec, str):
+        per = dict.fromkeys(names, spec)
+    elif isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - set(names))
+        if unknown:
+            raise CampaignError(f"surrogate.options.transform: no objective {unknown[0]!r}; objectives: {', '.join(names)}")
+        per = {n: spec.get(n, "none") for n in names}
+    else:
+        raise CampaignError(f"surrogate.options.transform: must be one of {', '.join(TRANSFORMS)} or a table; got {spec!r}")
+    for n, t in per.items():
+        if t not in TRANSFORMS:
+            raise CampaignError(f"surrogate.options.transform ({n}): must be one of {', '.join(TRANSFORMS)}; got {t!r}")
+    return ModelSpace(names, tuple(per[n] for n in names)), options
+
+
+def make_objective(config: CampaignConfig, space: ModelSpace) -> AcqObjective | MultiObjective:
+    """The acquisition objective(s) of a definition, in model space (output ``j`` = objective ``j``)."""
+    out: list[AcqObjective] = []
+    for j, (o, label) in enumerate(zip(config.objectives, space.labels, strict=True)):
+        units = o.units if space.transforms[j] == "none" else ""
+        kw = {"output": j, "name": label, "units": units}
+        if o.direction == "maximize":
+            out.append(Maximize(**kw))
+        elif o.direction == "minimize":
+            out.append(Minimize(**kw))
+        elif o.direction == "target":
+            out.append(Target(space.value(j, float(o.target), "target"), **kw))  # type: ignore[arg-type]
+        else:
+            lo, hi = o.window  # type: ignore[misc]
+            out.append(Window(space.value(j, lo, "window lower edge"), space.value(j, hi, "window upper edge"), **kw))
+    return out[0] if len(out) == 1 else MultiObjective(out)
+
+
+def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object:
+    """A fresh (unfitted) surrogate of the definition's kind with its options."""
+    from aloop.surrogates import GPSurrogate, TreeEnsembleSurrogate
+
+    kind = config.surrogate.kind
+    cls = GPSurrogate if kind == "gp" else TreeEnsembleSurrogate
+    opts = dict(options)
+    opts.setdefault("seed", config.seed)
+    try:
+        return cls(**opts)
+    except TypeError as exc:
+        import inspect
+
+        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise CampaignError(
+            f"surrogate.options: {exc} (options of {kind!r}: transform, {', '.join(known)})"
+        ) from None
+    except ValueError as exc:
+        raise CampaignError(f"surrogate.options: {exc}") from None
+
+
+def make_policy(config: CampaignConfig, multi: bool, linear: bool) -> tuple[Policy, dict[str, Any]]:
+    """The acquisition policy of a definition and the extra keyword arguments of ``propose``."""
+    kind = config.acquisition.kind
+    name = POLICY_NAMES[kind]
+    if multi and kind in ("log_ei", "ei"):
+        name = "scalarized_log_ei" if linear else "log_nehvi"
+    elif multi and kind not in ("log_ehvi", "random"):
+        raise CampaignError(
+            f"acquisition.kind: {kind!r} handles one objective; with {len(config.objectives)} use 'log_ei' or 'log_ehvi'"
+        )
+    elif not multi and kind == "log_ehvi":
+        raise CampaignError("acquisition.kind: 'log_ehvi' needs at least two objectives; use 'log_ei'")
+    options = dict(config.acquisition.options)
+    extra = {k: options.pop(k) for k in PROPOSE_OPTIONS if k in options}
+    cls = known_policies()[name]
+    try:
+        return cls(**options), extra
+    except TypeError as exc:
+        fields = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
+        raise CampaignError(
+            f"acquisition.options: {exc} (options of {kind!r}: {', '.join([*fields, *PROPOSE_OPTIONS])})"
+        ) from None
+    except ValueError as exc:
+        raise CampaignError(f"acquisition.options: {exc}") from None
+
+
+def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_pool: np.ndarray | None) -> object:
+    """Fit a new surrogate; a GP also gets (a sample of) the pool to fit its PCA projection on."""
+    model = make()
+    from aloop.surrogates import GPSurrogate
+
+    if isinstance(model, GPSurrogate) and X_pool is not None:
+        return model.fit(X, Y, X_pool=X_pool)
+    return model.fit(X, Y)  # type: ignore[attr-defined]
+
+
+def pool_sample(features: np.ndarray, size: int = 20_000, seed: int = 0) -> np.ndarray:
+    """A deterministic sample of pool rows (for unsupervised steps such as PCA and k-means)."""
+    if len(features) <= size:
+        return np.asarray(features)
+    rows = np.sort(np.random.default_rng(seed).choice(len(features), size, replace=False))
+    return np.asarray(features[rows])
+
+
+def data_digest(event_ids: Sequence[int], setup: Mapping[str, Any]) -> str:
+    """Identity of a training set and the modelling set-up: equal digests, same model."""
+    doc = {"events": [int(i) for i in event_ids], "setup": setup}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def initial_design(kind: str, features: np.ndarray, eligible: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """``n`` eligible pool rows for a cold start and a reason for each.
+
+    ``random``: uniformly at random. ``diverse``: k-means with ``n`` clusters on the
+    standardised features of (a sample of) the eligible rows; each pick is the eligible
+    row nearest to one cluster centre, so the first batch spreads over feature space.
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(eligible)
+    if n > len(idx):
+        raise CampaignError(f"asked for {n} proposals but only {len(idx)} candidates are still available")
+    if kind == "random" or n == len(idx):
+        pick = np.sort(rng.choice(idx, n, replace=False))
+        return pick, ["initial design: random pick"] * n
+    from sklearn.cluster import KMeans
+
+    sample = idx if len(idx) <= 20_000 else np.sort(rng.choice(idx, 20_000, replace=False))
+    Z = np.asarray(features[sample], dtype=np.float64)
+    mu, sd = Z.mean(axis=0), Z.std(axis=0)
+    Z = (Z - mu) / np.where(sd > 0, sd, 1.0)
+    km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(Z)
+    d2 = ((Z[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(-1) if len(Z) * n <= 4_000_000 else None
+    chosen: list[int] = []
+    for c in range(n):
+        dist = d2[:, c] if d2 is not None else ((Z - km.cluster_centers_[c]) ** 2).sum(-1)
+        for j in np.argsort(dist):
+            if j not in chosen:
+                chosen.append(int(j))
+                break
+    sizes = np.bincount(km.labels_, minlength=n)
+    reasons = [f"initial design: diverse — nearest to k-means centre {c + 1} of {n} ({sizes[c]} candidates)"
+               for c in range(n)]
+    return sample[chosen], reasons
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """Out-of-fold Gaussian predictions of every observation (model space) and their scores per objective."""
+
+    labels: tuple[str, ...]
+    y: np.ndarray  # n × m observed (model space)
+    mean: np.ndarray  # n × m
+    std: np.ndarray  # n × m predictive std (latent + noise)
+    folds: int
+    metrics: dict[str, dict[str, float]]
+
+
+def cross_validate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, groups: Sequence[str],
+                   labels: Sequence[str], X_pool: np.ndarray | None = None, k: int = 5, seed: int = 0,
+                   progress: bool | None = None) -> CVResult | None:
+    """Grouped k-fold CV (replicates of one composition stay in one fold); ``None`` below 5 observations."""
+    from sklearn.model_selection import GroupKFold
+    from tqdm.auto import tqdm
+
+    from aloop.acquisition import noise_variance
+    from aloop.surrogates import uncertainty_report
+
+    groups = np.asarray(groups)
+    n_groups = len(np.unique(groups))
+    if len(Y) < 5 or n_groups < 3:
+        return None
+    folds = min(k, n_groups)
+    # GroupKFold is deterministic; shuffling the group labels makes folds seed-dependent, not order-dependent.
+    codes = np.unique(groups, return_inverse=True)[1]
+    perm = np.random.default_rng(seed).permutation(n_groups)[codes]
+    mean, std = np.empty_like(Y), np.empty_like(Y)
+    splits = list(GroupKFold(n_splits=folds).split(X, Y, perm))
+    for train, test in tqdm(splits, disable=None if progress is None else not progress, leave=False,
+                            desc=f"{folds}-fold cross-validation"):
+        model = fit_surrogate(make, X[train], Y[train], X_pool)
+        mu, var = model.predict(X[test])  # type: ignore[attr-defined]
+        noise = noise_variance(model, Y.shape[1])
+        mean[test] = mu
+        std[test] = np.sqrt(np.maximum(var + noise, 1e-300))
+    metrics = {lab: uncertainty_report(Y[:, j], mean[:, j], std[:, j]) for j, lab in enumerate(labels)}
+    return CVResult(tuple(labels), Y, mean, std, folds, metrics)

@@ -1,0 +1,222 @@
+"""The candidate pool of a campaign: formulas, keys, fractions and features, cached in a file beside it.
+
+Building a pool means enumerating the search space (an element grid, optionally charge
+balanced, or a CSV of candidate formulas), computing one canonical composition key per
+candidate and featurising every candidate once. The result is cached in
+``<name>.features.npz`` beside the campaign definition, keyed by the featurizer and a hash
+of the search space, so later rounds (and restarts) load it instead of recomputing.
+
+>>> # pool = load_pool(config)          # builds (with progress bars) or loads the cache
+>>> # pool.features.shape               # N × d float32
+>>> # pool.rows(["Fe0.4 O0.6"])         # pool row of each key, -1 if absent
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aloop.campaigns.config import CampaignConfig, FeaturizerConfig, SearchSpace
+from aloop.chem import GridSpace, InvalidFormulasError, charge_balanced, keys_from_matrix, to_fraction_matrix
+from aloop.chem.elements import ELEMNET_ELEMENTS
+from aloop.chem.space import formulas_from_matrix, load_candidates_csv
+from aloop.features import Featurizer, get_featurizer
+
+#: Bump when the cache layout or the pool construction changes: old caches are then rebuilt.
+CACHE_VERSION = 1
+_CHUNK = 20_000
+
+
+class CampaignError(ValueError):
+    """A campaign operation that cannot be done as asked (the message says why; nothing was written)."""
+
+
+class CampaignWarning(UserWarning):
+    """Something a campaign user should know that does not stop the operation (e.g. a featurizer fallback)."""
+
+
+@dataclass
+class CandidatePool:
+    """Every candidate of the search space, one row each (keys are unique).
+
+    Attributes:
+        keys: ``N`` canonical composition keys (``aloop.chem.composition_key``).
+        formulas: ``N`` readable formulas.
+        fractions: ``N × 86`` float32 atomic fractions.
+        features: ``N × d`` float32 features of ``featurizer``.
+        featurizer: identifier of the featurizer that made ``features`` (``"magpie"``, ``"elemnet:src:L2"``).
+    """
+
+    keys: np.ndarray
+    formulas: np.ndarray
+    fractions: np.ndarray
+    features: np.ndarray
+    featurizer: str
+    _index: dict[str, int] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def rows(self, keys: object) -> np.ndarray:
+        """Pool row of each key (``-1`` for a key outside the pool)."""
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys.tolist())}
+        return np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)  # type: ignore[attr-defined]
+
+    def components(self) -> list[str]:
+        """Elements that vary across the pool (present somewhere, not at one constant fraction everywhere)."""
+        present = (self.fractions > 0).any(axis=0)
+        varies = self.fractions.max(axis=0) - self.fractions.min(axis=0) > 1e-6
+        return [ELEMNET_ELEMENTS[i] for i in np.flatnonzero(present & varies)]
+
+
+def resolve_featurizer(cfg: FeaturizerConfig) -> tuple[Featurizer, str]:
+    """The featurizer of a definition and its cache identifier.
+
+    ElemNet features need a shipped source model: without any, Magpie is used instead
+    (with a ``CampaignWarning``); a source that is not shipped is an error.
+    """
+    if cfg.kind != "elemnet":
+        return get_featurizer(cfg.kind), cfg.kind
+    from aloop.elemnet.sources import list_sources
+
+    sources = list_sources()
+    if not sources:
+        warnings.warn(
+            "featurizer.kind = 'elemnet' but no pre-trained ElemNet source model is shipped yet "
+            "(aloop/elemnet/weights is empty); using Magpie features instead",
+            CampaignWarning,
+            stacklevel=3,
+        )
+        return get_featurizer("magpie"), "magpie"
+    if cfg.source not in sources:
+        raise CampaignError(
+            f"featurizer.source: ElemNet source model {cfg.source!r} is not shipped; available: {', '.join(sources)}"
+        )
+    return get_featurizer("elemnet", source=cfg.source, layer=cfg.layer), f"elemnet:{cfg.source}:L{cfg.layer}"
+
+
+def space_hash(config: CampaignConfig) -> str:
+    """sha256 of what defines the candidates: the grid parameters, or the candidate file's bytes."""
+    s = config.search_space
+    h = hashlib.sha256(f"aloop-pool-v{CACHE_VERSION}\n".encode())
+    if s.kind == "candidates":
+        h.update(f"candidates:{s.formula_column}\n".encode())
+        with open(config.base_dir / s.candidates_csv, "rb") as fh:  # type: ignore[operator]
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    else:
+        doc = {
+            "elements": list(s.elements),
+            "step": s.step,
+            "max_elements": s.max_elements,
+            "bounds": {k: list(v) for k, v in sorted(s.bounds.items())},
+            "fixed": dict(sorted(s.fixed.items())),
+            "charge_balanced": s.charge_balanced,
+        }
+        h.update(json.dumps(doc, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def cache_path(config: CampaignConfig) -> Path:
+    """Where the feature cache of a campaign lives: ``<name>.features.npz`` beside the definition."""
+    return config.base_dir / f"{config.name}.features.npz"
+
+
+def grid_space(s: SearchSpace) -> GridSpace:
+    """The ``GridSpace`` of a grid definition (whole-formula fractions → free-part fractions)."""
+    free = 1.0 - sum(s.fixed.values())
+    bounds = {el: (lo / free, min(hi / free, 1.0)) for el, (lo, hi) in s.bounds.items()}
+    return GridSpace(s.elements, step=float(s.step) / free, max_elements=s.max_elements, bounds=bounds, fixed=s.fixed)  # type: ignore[arg-type]
+
+
+def _progress(iterable: object, progress: bool | None, **kw: object) -> object:
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=None if progress is None else not progress, leave=False, **kw)
+
+
+def _enumerate(config: CampaignConfig, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(keys, formulas, fractions)`` of every candidate, de-duplicated by key."""
+    s = config.search_space
+    if s.kind == "candidates":
+        path = config.base_dir / s.candidates_csv  # type: ignore[operator]
+        try:
+            frame = load_candidates_csv(path, s.formula_column, errors="raise")
+        except InvalidFormulasError as exc:
+            bad = "; ".join(f"row {b.index + 2}: {b.formula!r}: {b.reason}" for b in exc.rows[:10])
+            more = f" (and {len(exc.rows) - 10} more)" if len(exc.rows) > 10 else ""
+            raise CampaignError(
+                f"candidates file {path}: {len(exc.rows)} formulas are invalid — fix or remove them: {bad}{more}"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise CampaignError(f"cannot read candidates file {path}: {exc}") from None
+        if frame.empty:
+            raise CampaignError(f"candidates file {path} lists no candidates")
+        formulas = frame[s.formula_column].astype(str).to_numpy()
+        X, _ = to_fraction_matrix(list(formulas))
+        return frame["key"].to_numpy().astype(str), formulas.astype(str), X
+    space = grid_space(s)
+    total = space.count()
+    parts: list[np.ndarray] = []
+    for X in _progress(space.iter_chunks(_CHUNK), progress, total=-(-total // _CHUNK), desc="enumerating grid"):
+        if s.charge_balanced:
+            X = X[charge_balanced(X)]  # noqa: PLW2901
+        parts.append(X)
+    X = np.concatenate(parts) if parts else np.zeros((0, len(ELEMNET_ELEMENTS)), np.float32)
+    if len(X) == 0:
+        raise CampaignError("search_space: the grid holds no candidates (check bounds, fixed and charge_balanced)")
+    keys = np.asarray(keys_from_matrix(X))
+    keep = np.unique(keys, return_index=True)[1]
+    keep.sort()
+    X, keys = X[keep], keys[keep]
+    formulas = np.asarray(formulas_from_matrix(X, order=[*s.elements, *s.fixed]))
+    return keys.astype(str), formulas.astype(str), X
+
+
+def _featurize(featurizer: Featurizer, X: np.ndarray, progress: bool | None) -> np.ndarray:
+    out = np.empty((len(X), featurizer.n_features), dtype=np.float32)
+    starts = range(0, len(X), _CHUNK)
+    for a in _progress(starts, progress, desc=f"featurizing {len(X):,} candidates ({featurizer.name})"):
+        out[a : a + _CHUNK] = featurizer.transform_fractions(X[a : a + _CHUNK])
+    return out
+
+
+def build_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progress: bool | None = None) -> CandidatePool:
+    """Enumerate and featurise the search space (no cache)."""
+    keys, formulas, X = _enumerate(config, progress)
+    F = _featurize(featurizer, X, progress)
+    bad = ~np.isfinite(F).all(axis=1)
+    if bad.any():
+        examples = ", ".join(formulas[bad][:5])
+        raise CampaignError(f"{ident} features are undefined (NaN/inf) for {int(bad.sum())} candidates, e.g. {examples}")
+    return CandidatePool(keys, formulas, X, F, ident)
+
+
+def load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progress: bool | None = None) -> CandidatePool:
+    """The campaign's pool from its feature cache, (re)built and cached when missing or stale."""
+    path = cache_path(config)
+    digest = space_hash(config)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["space_hash"]) == digest and str(z["featurizer"]) == ident:
+                    return CandidatePool(z["keys"], z["formulas"], z["fractions"], z["features"], ident)
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable or foreign cache is simply rebuilt
+    pool = build_pool(config, featurizer, ident, progress)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, keys=pool.keys, formulas=pool.formulas, fractions=pool.fractions, features=pool.features,
+                 featurizer=np.asarray(ident), space_hash=np.asarray(digest))
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old cache or the new one
+    except OSError as exc:
+        warnings.warn(f"could not write the feature cache {path}: {exc}", CampaignWarning, stacklevel=2)
+        tmp.unlink(missing_ok=True)
+    return pool

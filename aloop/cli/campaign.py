@@ -1,0 +1,280 @@
+"""`aloop init | propose | record | fail | reject | cancel | status | report | export`: the campaign loop from the shell.
+
+Each command is a thin wrapper over :class:`aloop.campaigns.loop.Campaign`. The campaign
+is the single ``*.toml`` of the current folder unless ``--campaign PATH`` names one.
+User errors (bad files, unknown ids, invalid definitions) print one ``error:`` line — plus
+one line per bad row for results files — and exit with code 2; the log is left unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aloop.cli._output import err, fail, out, warn
+
+CampaignOpt = Annotated[
+    Path | None,
+    typer.Option("--campaign", "-c", help="Campaign definition (.toml) or its folder; default: the single *.toml here."),
+]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
+    from aloop.campaigns import CampaignLogError, ConfigError, RecordError
+    from aloop.campaigns.pool import CampaignError, CampaignWarning
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        warn(str(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CampaignWarning)
+        warnings.showwarning = show  # type: ignore[assignment]
+        try:
+            yield
+        except (CampaignError, ConfigError, CampaignLogError, RecordError, FileExistsError) as exc:
+            fail(str(exc))
+        except (OSError, ValueError) as exc:
+            fail(f"{type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def _opened(path: Path | None) -> Iterator[Any]:
+    from aloop.campaigns.loop import Campaign, find_definition
+
+    with _user_errors():
+        campaign = Campaign.open(find_definition(path))
+        try:
+            yield campaign
+        finally:
+            campaign.close()
+
+
+def _pairs(items: list[str] | None, what: str, parse: Any) -> dict[str, Any]:
+    out_: dict[str, Any] = {}
+    for item in items or []:
+        el, sep, value = item.partition("=")
+        if not sep or not el.strip():
+            fail(f"--{what}: expected ELEMENT=VALUE, got {item!r}")
+        try:
+            out_[el.strip()] = parse(value.strip())
+        except ValueError:
+            fail(f"--{what}: cannot read the value of {item!r}")
+    return out_
+
+
+def _bound(text: str) -> list[float]:
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise ValueError(text)
+    return [float(lo), float(hi)]
+
+
+def init_command(
+    name: Annotated[str, typer.Argument(help="Campaign name; writes NAME.toml (and the log NAME.sqlite) here.")],
+    elements: Annotated[str | None, typer.Option(help="Grid elements, e.g. 'Ni,Fe,Co'.")] = None,
+    step: Annotated[float | None, typer.Option(help="Grid spacing of atomic fractions (e.g. 0.05).")] = None,
+    max_elements: Annotated[int | None, typer.Option(help="At most this many grid elements at once.")] = None,
+    fixed: Annotated[list[str] | None, typer.Option(help="Pinned element fraction, e.g. O=0.6 (repeatable).")] = None,
+    bound: Annotated[list[str] | None, typer.Option(help="Element fraction bounds, e.g. Ni=0:0.5 (repeatable).")] = None,
+    charge_balanced: Annotated[bool, typer.Option(help="Keep only charge-balanced grid compositions.")] = False,
+    candidates: Annotated[Path | None, typer.Option(help="CSV of candidate formulas (instead of a grid).")] = None,
+    formula_column: Annotated[str, typer.Option(help="Formula column of the candidates CSV.")] = "formula",
+    objective: Annotated[str, typer.Option(help="Name of the measured quantity.")] = "property",
+    units: Annotated[str, typer.Option(help="Its units (result files repeat them in the header).")] = "",
+    direction: Annotated[str, typer.Option(help="maximize | minimize | target | window.")] = "maximize",
+    target: Annotated[float | None, typer.Option(help="Target value (direction target).")] = None,
+    window: Annotated[tuple[float, float] | None, typer.Option(help="LO HI of a window (direction window).")] = None,
+    transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
+    featurizer: Annotated[str, typer.Option(help="elemnet | magpie | ef.")] = "elemnet",
+    surrogate: Annotated[str, typer.Option(help="gp | ensemble.")] = "gp",
+    acquisition: Annotated[str | None, typer.Option(help="log_ei | ucb | thompson | greedy | random | window …")] = None,
+    batch_size: Annotated[int, typer.Option(help="Proposals per round.")] = 8,
+    initial_design: Annotated[str, typer.Option(help="random | diverse (cold start).")] = "diverse",
+    initial_size: Annotated[int | None, typer.Option(help="Observations before the model takes over.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    database_url: Annotated[str | None, typer.Option(help="Log URL (default: NAME.sqlite beside the definition).")] = None,
+    directory: Annotated[Path, typer.Option("--dir", help="Folder to write the definition into.")] = Path("."),
+) -> None:
+    """Create a campaign: a commented definition NAME.toml and its empty event log."""
+    from aloop.campaigns.loop import Campaign
+
+    flags: dict[str, Any] = {"name": name, "objective": objective, "units": units, "direction": direction,
+                             "featurizer": featurizer, "surrogate": surrogate, "batch_size": batch_size,
+                             "initial_design": initial_design, "seed": seed}
+    optional = {"elements": elements, "step": step, "max_elements": max_elements, "target": target,
+                "window": list(window) if window else None, "acquisition": acquisition, "initial_size": initial_size,
+                "database_url": database_url, "candidates_csv": candidates}
+    flags.update({k: v for k, v in optional.items() if v is not None})
+    if fixed:
+        flags["fixed"] = _pairs(fixed, "fixed", float)
+    if bound:
+        flags["bounds"] = _pairs(bound, "bound", _bound)
+    if charge_balanced:
+        flags["charge_balanced"] = True
+    if candidates is not None:
+        flags["formula_column"] = formula_column
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        fail(f"campaign name {name!r}: use letters, digits, '.', '_' or '-' (it names the files)")
+    with _user_errors():
+        if not directory.is_dir():
+            fail(f"--dir: folder {directory} does not exist")
+        with Campaign.init(directory / f"{name}.toml", transform=transform, **flags) as campaign:
+            pool_kind = "candidate list" if campaign.config.search_space.kind == "candidates" else "element grid"
+            out.print(f"created {campaign.config.path} ({pool_kind}, objective {objective!r}) "
+                      f"with its log at {campaign.log.url.render_as_string(hide_password=True)}")
+    out.print("next: `aloop propose` for the first batch (edit the .toml first if you like)")
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def propose_command(
+    n: Annotated[int | None, typer.Option("-n", "--n", help="How many compositions (default: batch_size).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write a results sheet (CSV) to fill in.")] = None,
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Propose the next compositions to make (retrains when results arrived) and log them as pending."""
+    from rich.table import Table
+
+    with _opened(campaign_path) as campaign:
+        table = campaign.propose(n)
+        labels = campaign.space.labels
+        cfg = campaign.config
+        if output is not None:
+            sheet = table[["proposal_id", "formula"]].copy()
+            for o in cfg.objectives:
+                sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
+            sheet.to_csv(output, index=False)
+    rich_table = Table(title=f"{cfg.name}: batch {int(table['batch_id'].iloc[0])} — {table.attrs['mode']}")
+    rich_table.add_column("id", justify="right")
+    rich_table.add_column("formula")
+    for lab, o in zip(labels, cfg.objectives, strict=True):
+        unit = f" [{o.units}]" if o.units and lab == o.name else ""
+        rich_table.add_column(f"{lab}{unit} mean ± std", justify="right")
+    rich_table.add_column("acq. value", justify="right")
+    rich_table.add_column("reason")
+    for r in table.to_dict("records"):
+        preds = [f"{_fmt(r[f'mean_{lab}'])} ± {_fmt(r[f'std_{lab}'], 2)}" if _fmt(r[f"mean_{lab}"]) else "—"
+                 for lab in labels]
+        rich_table.add_row(str(r["proposal_id"]), r["formula"], *preds, _fmt(r["acquisition_value"], 4) or "—", r["reason"])
+    out.print(rich_table)
+    if table.attrs["retrained"]:
+        out.print(f"retrained: model {table.attrs['model_version']} on {table.attrs['training_size']} observations")
+    if output is not None:
+        out.print(f"results sheet for the lab: {output} (fill in the values, then `aloop record {output}`)")
+
+
+def record_command(
+    results: Annotated[Path, typer.Argument(help="Results CSV: proposal_id and/or formula, '<objective> [<units>]' columns.")],
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Record measured results — every row or none; bad rows are listed with their reasons."""
+    with _opened(campaign_path) as campaign:
+        result = campaign.record(results)
+        unsolicited = []
+        if result.unsolicited:
+            obs = campaign.log.observations()
+            unsolicited = obs[obs["event_id"].isin(result.event_ids) & obs["unsolicited"]]["formula"].tolist()
+    out.print(f"recorded {result.new} new measurement(s) from {results}"
+              + (f"; {result.duplicates} already recorded (skipped)" if result.duplicates else ""))
+    if unsolicited:
+        warn(f"{len(unsolicited)} measurement(s) of compositions never proposed were recorded and flagged "
+             f"unsolicited: {', '.join(unsolicited)}")
+
+
+def _close(kind: str, ids: list[int], reason: str, campaign_path: Path | None) -> None:
+    with _opened(campaign_path) as campaign:
+        getattr(campaign, {"failed": "fail", "rejected": "reject", "cancelled": "cancel"}[kind])(ids, reason)
+    out.print(f"marked {kind}: proposal(s) {', '.join(map(str, ids))}")
+
+
+def fail_command(
+    ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Why the synthesis or measurement failed.")],
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Mark pending proposals as failed (they teach the feasibility model)."""
+    _close("failed", ids, reason, campaign_path)
+
+
+def reject_command(
+    ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Why the composition is vetoed (toxic, no precursor, cost…).")],
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Veto pending proposals: their compositions are never proposed again."""
+    _close("rejected", ids, reason, campaign_path)
+
+
+def cancel_command(
+    ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Optional note.")] = "",
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Withdraw pending proposals (not made); they may be proposed again."""
+    _close("cancelled", ids, reason, campaign_path)
+
+
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    cv: Annotated[bool, typer.Option(help="Cross-validate the model (k-fold MAE, 95% coverage).")] = True,
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Where the campaign stands: counts, best so far, pending proposals, model quality."""
+    from aloop.campaigns.report import _summary_lines
+
+    with _opened(campaign_path) as campaign:
+        status = campaign.status(cv=cv)
+    if as_json:
+        out.print_json(json.dumps(status, default=str))
+        return
+    out.print(f"[bold]{status['campaign']}[/] ({status['definition']})")
+    for line in _summary_lines(status):
+        out.print(f"  {line}", markup=False)
+    if status["pending"]:
+        out.print("  pending: " + ", ".join(f"{p['proposal_id']} {p['formula']}" for p in status["pending"]), markup=False)
+
+
+def report_command(
+    out_dir: Annotated[Path, typer.Option("-o", "--out", help="Folder for report.html, report.md and PNGs.")] = Path("report"),
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Write the campaign report: best so far, parity and calibration (CV), ternary diagram."""
+    with _opened(campaign_path) as campaign:
+        paths = campaign.report(out_dir)
+    out.print(f"wrote {paths['html']} and {paths['markdown']}")
+
+
+def export_command(
+    output: Annotated[Path, typer.Argument(help="OUT.csv or OUT.parquet.")],
+    table: Annotated[str, typer.Option(help="events (every event) or observations.")] = "events",
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Export every event (or every observation) as CSV or Parquet."""
+    with _opened(campaign_path) as campaign:
+        campaign.export(output, table=table)
+    err.print(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the campaign commands to the ``aloop`` app."""
+    app.command("init")(init_command)
+    app.command("propose")(propose_command)
+    app.command("record")(record_command)
+    app.command("fail")(fail_command)
+    app.command("reject")(reject_command)
+    app.command("cancel")(cancel_command)
+    app.command("status")(status_command)
+    app.command("report")(report_command)
+    app.command("export")(export_command)

@@ -1,0 +1,236 @@
+"""The closed loop on a real pool: propose → record → retrain, outcomes, restarts, refusals that change nothing.
+
+Candidates are 300 compositions of the embedded Materials Project transport database
+(no data directory needed); the "lab" looks up their p-type Seebeck coefficient and the
+objective is a window (150–250 μV/K). Log-backed tests run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import aloop.campaigns.pool as pool_module
+from aloop.campaigns import Campaign, CampaignError, CampaignLog, CampaignWarning, ConfigError, RecordError
+from aloop.campaigns.log import CampaignLog as LogClass
+from aloop.chem import check_formulas, composition_key
+from aloop.datasets import load
+
+N_CANDIDATES = 300
+COLUMN = "S_p [μV/K]"
+
+
+@pytest.fixture(scope="module")
+def truth() -> pd.DataFrame:
+    """300 distinct compositions with their S_p (the polymorph listed first)."""
+    frame = load("mp-transport")
+    bad = check_formulas(frame["formula"].tolist())
+    frame = frame.drop(index=frame.index[[b.index for b in bad]])
+    frame = frame.assign(key=[composition_key(f) for f in frame["formula"]]).drop_duplicates("key")
+    return frame.sample(N_CANDIDATES, random_state=0)[["formula", "key", "S_p"]].reset_index(drop=True)
+
+
+def _init(tmp_path: Path, truth: pd.DataFrame, db_url: str | None = None, **flags: object) -> Campaign:
+    csv = tmp_path / "candidates.csv"
+    truth[["formula"]].to_csv(csv, index=False)
+    options = {"candidates_csv": csv, "objective": "S_p", "units": "μV/K", "direction": "window",
+               "window": (150.0, 250.0), "featurizer": "magpie", "batch_size": 4, "initial_size": 6, "seed": 3,
+               "progress": False, **flags}
+    if db_url is not None:
+        options["database_url"] = db_url
+    return Campaign.init(tmp_path / "seebeck.toml", **options)
+
+
+def _measure(campaign: Campaign, batch: pd.DataFrame, truth: pd.DataFrame) -> None:
+    values = dict(zip(truth["key"], truth["S_p"], strict=True))
+    campaign.record(pd.DataFrame({"proposal_id": batch["proposal_id"], COLUMN: [values[k] for k in batch["key"]]}))
+
+
+def test_closed_loop_retrains_and_never_repeats(tmp_path: Path, truth: pd.DataFrame, db_url: str) -> None:
+    campaign = _init(tmp_path, truth, db_url)
+    first = campaign.propose(6)
+    assert first.attrs["mode"].startswith("initial design (diverse") and first.attrs["model_version"] is None
+    assert first["key"].is_unique and first["reason"].str.contains("k-means").all()
+    again = campaign.propose(2)  # still a cold start; never the pending ones
+    assert not set(again["key"]) & set(first["key"])
+    _measure(campaign, first, truth)
+
+    batch = campaign.propose()  # 6 observations: the model takes over
+    assert batch.attrs["retrained"] and batch.attrs["model_version"] == "v1" and len(batch) == 4
+    assert batch[["mean_S_p", "std_S_p", "acquisition_value"]].notna().all().all()
+    assert batch["reason"].str.startswith("likely in window").all()
+    assert not set(batch["key"]) & (set(first["key"]) | set(again["key"]))
+    more = campaign.propose(2)  # no new results: same model version, no new fit recorded
+    assert more.attrs["model_version"] == "v1" and not more.attrs["retrained"]
+    assert len(campaign.log.model_versions()) == 1
+
+    _measure(campaign, batch, truth)
+    campaign.fail(int(again["proposal_id"].iloc[0]), "precursor decomposed")
+    campaign.reject(int(again["proposal_id"].iloc[1]), "toxic")
+    campaign.cancel(more["proposal_id"].tolist())
+    nxt = campaign.propose(4)
+    assert nxt.attrs["model_version"] == "v2" and nxt.attrs["retrained"]
+    assert nxt["reason"].str.contains("P(success)", regex=False).all()  # failures/vetoes train feasibility
+    measured_or_vetoed = set(first["key"]) | set(batch["key"]) | set(again["key"])
+    assert not set(nxt["key"]) & measured_or_vetoed
+
+    status = campaign.status(cv=False)
+    assert status["counts"] == {"candidates": N_CANDIDATES, "available": N_CANDIDATES - 16, "proposed": 18,
+                                "batches": 5, "measured": 10, "unsolicited": 0, "pending": 4, "failed": 1,
+                                "rejected": 1, "cancelled": 2}
+    assert status["model"]["version"] == "v2" and status["model"]["up_to_date"]
+    assert [p["proposal_id"] for p in status["pending"]] == nxt["proposal_id"].tolist()
+    best = status["best"]["S_p"]
+    values = campaign.log.observations()["S_p"]
+    assert best["hits"] == int(values.between(150, 250).sum())
+
+    # A restart derives exactly the same state from the log.
+    campaign.close()
+    reopened = Campaign.open(tmp_path / "seebeck.toml", progress=False)
+    assert reopened.status(cv=False) == status
+    pd.testing.assert_frame_equal(reopened.log.pending(), campaign.log.pending())
+    assert reopened.propose(1).attrs["model_version"] == "v2"  # refitted from the log, not a new version
+    reopened.close()
+
+
+def test_crash_between_fit_and_proposals_loses_nothing(tmp_path: Path, truth: pd.DataFrame,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    campaign = _init(tmp_path, truth, initial_design="random", initial_size=4)
+    _measure(campaign, campaign.propose(4), truth)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(LogClass, "append_proposals", crash)
+        with pytest.raises(KeyboardInterrupt):
+            campaign.propose(3)
+    assert list(campaign.log.model_versions()["model_version"]) == ["v1"]  # the fit was recorded …
+    assert campaign.log.pending().empty  # … the batch was not
+    campaign.close()
+    with Campaign.open(tmp_path, progress=False) as restarted:  # a folder with one definition
+        batch = restarted.propose(3)
+        assert batch.attrs["model_version"] == "v1" and not batch.attrs["retrained"]
+        assert len(restarted.log.model_versions()) == 1 and len(restarted.log.pending()) == 3
+
+
+def _digest(campaign: Campaign) -> str:
+    return campaign.log.events_digest()
+
+
+def test_bad_results_write_nothing_and_list_every_row(tmp_path: Path, truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth, initial_design="random")
+    batch = campaign.propose(4)
+    ids = batch["proposal_id"].tolist()
+    before = _digest(campaign)
+    bad = pd.DataFrame({"proposal_id": [ids[0], 999_999, ids[2], ids[3], None],
+                        "formula": [None, None, None, "Xx2O3", None],
+                        COLUMN: ["120", "130", "abc", "140", "nan"]})
+    with pytest.raises(RecordError) as info:
+        campaign.record(bad)
+    reasons = {p.row: p.reason for p in info.value.problems}
+    assert set(reasons) == {1, 2, 3, 4}
+    assert "does not exist" in reasons[1] and "not a number" in reasons[2] and "unknown element" in reasons[3]
+    assert "missing value" in str(info.value)
+    for frame in (pd.DataFrame({"proposal_id": ids[:1], "S_p [mV/K]": [1.0]}),  # wrong units
+                  pd.DataFrame({"proposal_id": ids[:1], COLUMN: [1.0], "colour": ["red"]}),  # extra column
+                  pd.DataFrame({"proposal_id": ids[:1]})):  # objective column missing
+        with pytest.raises(RecordError):
+            campaign.record(frame)
+    with pytest.raises(CampaignError, match="not found"):
+        campaign.record(tmp_path / "missing.csv")
+    for call in (lambda: campaign.fail(999_999, "x"), lambda: campaign.reject(ids[0], " "),
+                 lambda: campaign.propose(0), lambda: campaign.propose(N_CANDIDATES)):
+        with pytest.raises((CampaignError, Exception)):
+            call()
+    assert _digest(campaign) == before
+
+    # Re-recording is a no-op; a composition never proposed is accepted and flagged.
+    _measure(campaign, batch, truth)
+    after = _digest(campaign)
+    _measure(campaign, batch, truth)
+    assert _digest(campaign) == after
+    result = campaign.record(pd.DataFrame({"formula": ["Fe2O3"], COLUMN: [180.0]}))
+    assert result.unsolicited == 1 and campaign.log.observations()["unsolicited"].iloc[-1]
+    campaign.close()
+
+
+def test_log10_transform_refuses_non_positive_values(tmp_path: Path, truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth, direction="maximize", window=None, transform="log10", initial_design="random")
+    assert campaign.space.labels == ("log10(S_p)",)
+    batch = campaign.propose(3)
+    before = _digest(campaign)
+    with pytest.raises(RecordError, match="must be > 0: this campaign models log10"):
+        campaign.record(pd.DataFrame({"proposal_id": batch["proposal_id"], COLUMN: [10.0, 0.0, -5.0]}))
+    assert _digest(campaign) == before
+    campaign.close()
+
+
+def test_init_refuses_bad_flags_and_existing_files(tmp_path: Path, truth: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="direction"):
+        _init(tmp_path, truth, direction="maximise", window=None)
+    with pytest.raises(CampaignError, match="transform"):
+        _init(tmp_path, truth, transform="ln")
+    assert not list(tmp_path.glob("*.toml")) and not list(tmp_path.glob("*.sqlite"))
+    _init(tmp_path, truth).close()
+    with pytest.raises(CampaignError, match="already exists"):
+        _init(tmp_path, truth)
+    with pytest.raises(CampaignError, match="several campaign definitions"):
+        (tmp_path / "other.toml").write_text("name = 'x'\n")
+        Campaign.open(tmp_path)
+
+
+def test_grid_campaign_caches_features_and_draws_a_ternary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aloop.elemnet.sources.list_sources", lambda *a: [])
+    with pytest.warns(CampaignWarning, match="using Magpie features instead"):
+        campaign = Campaign.init(tmp_path / "oer.toml", elements=["Ni", "Fe", "Co"], step=0.05, fixed={"O": 0.6},
+                                 objective="eta", units="V", direction="minimize", initial_design="random",
+                                 initial_size=4, batch_size=3, progress=False)
+        pool = campaign.pool
+    assert len(pool) == 45 and "Ni0.2Fe0.2O0.6" in set(pool.formulas) and pool.components() == ["Fe", "Co", "Ni"]
+    cache = tmp_path / "oer.features.npz"
+    stamp = cache.stat().st_mtime_ns
+    monkeypatch.setattr(pool_module, "build_pool", lambda *a, **k: pytest.fail("cache not used"))
+
+    def lab(formulas: pd.Series) -> list[float]:  # a smooth synthetic overpotential landscape
+        from aloop.chem import fractions
+
+        return [0.3 + (fractions(f).get("Ni", 0) - 0.25) ** 2 + 0.5 * fractions(f).get("Co", 0) for f in formulas]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CampaignWarning)
+        reopened = Campaign.open(tmp_path / "oer.toml", progress=False)
+        np.testing.assert_array_equal(reopened.pool.features, pool.features)
+    assert cache.stat().st_mtime_ns == stamp
+    for n in (4, 3, 3):
+        batch = reopened.propose(n)
+        reopened.record(pd.DataFrame({"formula": batch["formula"], "eta [V]": lab(batch["formula"])}))
+    reopened.propose(3)  # pending proposals appear on the ternary diagram
+    paths = reopened.report(tmp_path / "report")
+    assert {"best_so_far", "parity", "calibration", "ternary", "html", "markdown"} <= set(paths)
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<img" in html
+    assert "ternary.png" in paths["markdown"].read_text()
+    status = reopened.status()
+    cv = status["model"]["cv"]["eta"]
+    assert cv["n"] == 10 and 0 <= cv["coverage_95"] <= 1 and cv["mae"] >= 0
+
+    events = reopened.export(tmp_path / "events.parquet")
+    table = pd.read_parquet(events)
+    assert len(table) == len(reopened.log.events()) and "eta [V]" in table.columns
+    obs = pd.read_csv(reopened.export(tmp_path / "obs.csv", table="observations"))
+    assert len(obs) == 10 and "eta [V]" in obs.columns
+    with pytest.raises(CampaignError, match="export format"):
+        reopened.export(tmp_path / "events.xlsx")
+    reopened.close()
+
+
+def test_log_is_plain_campaign_log(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """The campaign's log is an ordinary CampaignLog: other tools can read it."""
+    _init(tmp_path, truth).close()
+    with CampaignLog.open(tmp_path / "seebeck.sqlite") as log:
+        assert log.name == "seebeck" and log.events() == []

@@ -1,0 +1,186 @@
+"""The campaign commands: init → propose → record → fail/reject → status → report → export, and clean refusals.
+
+Every bad input (results files with missing/extra columns, wrong units, NaN, text, unknown
+elements or proposal ids; unknown ids for fail/reject; bad flags) must exit with code 2,
+print one ``error:`` message without a traceback and leave the log's digest unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from aloop.campaigns import CampaignLog
+from aloop.chem import check_formulas, composition_key
+from aloop.cli import app
+from aloop.datasets import load
+
+runner = CliRunner()
+COLUMN = "PF_p [μW/(cm·K²)]"
+
+
+def invoke(*args: object):  # -> typer.testing.Result
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_clean_error(result, *needles: str, usage: bool = False) -> None:
+    """Exit code 2, no traceback, the needles in stderr; ``usage``: click's own usage-error format."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("Usage:" if usage else "error:"), result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def digest(folder: Path) -> str:
+    with CampaignLog.open(folder / "pf.sqlite") as log:
+        return log.events_digest()
+
+
+@pytest.fixture(scope="module")
+def truth() -> dict[str, float]:
+    frame = load("mp-transport")
+    bad = check_formulas(frame["formula"].tolist())
+    frame = frame.drop(index=frame.index[[b.index for b in bad]]).sample(200, random_state=1)
+    frame = frame.assign(key=[composition_key(f) for f in frame["formula"]]).drop_duplicates("key")
+    return {f: float(v) for f, v in zip(frame["formula"], frame["PF_p"], strict=True)}
+
+
+@pytest.fixture(scope="module")
+def campaign_dir(tmp_path_factory: pytest.TempPathFactory, truth: dict[str, float]) -> Iterator[Path]:
+    """A campaign with one measured batch and one pending batch (results sheet ``batch2.csv``)."""
+    folder = tmp_path_factory.mktemp("cli")
+    pd.DataFrame({"formula": list(truth)}).to_csv(folder / "candidates.csv", index=False)
+    result = invoke("init", "pf", "--dir", folder, "--candidates", folder / "candidates.csv", "--objective", "PF_p",
+                    "--units", "μW/(cm·K²)", "--transform", "log10", "--featurizer", "magpie", "--batch-size", "4",
+                    "--initial-design", "random", "--initial-size", "4", "--seed", "2")
+    assert result.exit_code == 0, result.output
+    assert (folder / "pf.toml").is_file() and (folder / "pf.sqlite").is_file()
+    toml = (folder / "pf.toml").read_text()
+    assert 'transform = "log10"' in toml and 'candidates_csv = "candidates.csv"' in toml
+    result = invoke("propose", "-c", folder, "-o", folder / "batch1.csv")
+    assert result.exit_code == 0, result.output
+    assert "initial design" in result.stdout
+    sheet = pd.read_csv(folder / "batch1.csv")
+    assert list(sheet.columns) == ["proposal_id", "formula", COLUMN] and len(sheet) == 4
+    sheet[COLUMN] = [truth[f] for f in sheet["formula"]]
+    sheet.to_csv(folder / "batch1.csv", index=False)
+    result = invoke("record", folder / "batch1.csv", "-c", folder / "pf.toml")
+    assert result.exit_code == 0 and "recorded 4 new" in result.stdout, result.output
+    result = invoke("propose", "-n", "4", "-c", folder, "-o", folder / "batch2.csv")
+    assert result.exit_code == 0, result.output
+    assert "retrained: model v1 on 4 observations" in result.stdout and "log10(PF_p)" in result.stdout
+    yield folder
+
+
+def test_full_cycle(campaign_dir: Path, truth: dict[str, float], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(campaign_dir)  # the single *.toml here is the campaign
+    sheet = pd.read_csv("batch2.csv")
+    ids = sheet["proposal_id"].tolist()
+    assert_clean_error(invoke("fail", ids[0]), "Missing option '--reason'", usage=True)
+    assert invoke("fail", ids[0], "--reason", "cracked pellet").exit_code == 0
+    assert invoke("reject", ids[1], "--reason", "thallium: toxic").exit_code == 0
+    done = sheet.iloc[2:].assign(**{COLUMN: [truth[f] for f in sheet["formula"].iloc[2:]]})
+    done.to_csv("batch2_done.csv", index=False)
+    assert invoke("record", "batch2_done.csv").exit_code == 0
+    before = digest(campaign_dir)
+    again = invoke("record", "batch2_done.csv")  # idempotent
+    assert again.exit_code == 0 and "2 already recorded" in again.stdout
+    assert digest(campaign_dir) == before
+
+    result = invoke("status", "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["counts"]["measured"] == 6 and status["counts"]["failed"] == 1 and status["counts"]["rejected"] == 1
+    assert status["model"]["cv"]["log10(PF_p)"]["n"] == 6
+    best = max(truth[f] for f in [*pd.read_csv("batch1.csv")["formula"], *done["formula"]])
+    assert status["best"]["PF_p"]["value"] == pytest.approx(best)
+    text = invoke("status", "--no-cv")
+    assert text.exit_code == 0 and "6 measured" in text.stdout and "best PF_p" in text.stdout
+
+    assert invoke("report", "-o", "rep").exit_code == 0
+    assert (campaign_dir / "rep" / "report.html").stat().st_size > 10_000 and (campaign_dir / "rep" / "report.md").is_file()
+    assert invoke("export", "events.csv").exit_code == 0
+    events = pd.read_csv("events.csv")
+    assert set(events["kind"]) == {"proposed", "measured", "failed", "rejected", "model_fitted"}
+    assert invoke("export", "obs.parquet", "--table", "observations").exit_code == 0
+    assert len(pd.read_parquet("obs.parquet")) == 6
+    # The rejected composition is never proposed again.
+    nxt = invoke("propose", "-n", "3", "-o", "batch3.csv")
+    assert nxt.exit_code == 0, nxt.output
+    rejected = sheet["formula"].iloc[1]
+    assert rejected not in set(pd.read_csv("batch3.csv")["formula"])
+
+
+BAD_RESULTS = {
+    "missing objective column": ("proposal_id,formula\n{id},{f}\n", "missing column for objective 'PF_p'"),
+    "extra column": ("proposal_id,{col},colour\n{id},1.5,red\n", "unexpected column(s) 'colour'"),
+    "wrong units": ("proposal_id,PF_p [W/(m·K²)]\n{id},1.5\n", "units 'W/(m·K²)' differ"),
+    "NaN": ("proposal_id,{col}\n{id},NaN\n", "missing value"),
+    "text in numbers": ("proposal_id,{col}\n{id},high\n", "'high' is not a number"),
+    "unknown element": ("formula,{col}\nXx2O3,1.5\n", "unknown element 'Xx'"),
+    "unknown proposal id": ("proposal_id,{col}\n999999,1.5\n", "proposal 999999 does not exist"),
+    "non-positive under log10": ("proposal_id,{col}\n{id},0\n", "must be > 0"),
+    "one bad row of two": ("proposal_id,{col}\n{id},1.5\n{id2},oops\n", "1 of 2 rows are invalid"),
+    "empty file": ("", "cannot read results file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RESULTS))
+def test_bad_results_change_nothing(campaign_dir: Path, case: str) -> None:
+    pending = CampaignLog.open(campaign_dir / "pf.sqlite").pending()
+    template, needle = BAD_RESULTS[case]
+    path = campaign_dir / f"bad_{case.replace(' ', '_')}.csv"
+    path.write_text(template.format(id=pending["proposal_id"].iloc[-1], id2=pending["proposal_id"].iloc[-2],
+                                    f=pending["formula"].iloc[-1], col=COLUMN), encoding="utf-8")
+    before = digest(campaign_dir)
+    assert_clean_error(invoke("record", path, "-c", campaign_dir), needle)
+    assert digest(campaign_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["fail", "999999", "--reason", "x"], "proposal 999999 does not exist"),
+        (["reject", "999999", "--reason", "x"], "proposal 999999 does not exist"),
+        (["reject", "1", "--reason", "x"], "is not pending"),
+        (["propose", "-n", "0"], "positive integer"),
+        (["propose", "-n", "100000"], "still available"),
+        (["record", "nowhere.csv"], "results file not found"),
+        (["export", "out.xlsx"], "export format"),
+        (["export", "out.csv", "--table", "everything"], "unknown export table"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_bad_commands_change_nothing(campaign_dir: Path, args: list[str], needle: str) -> None:
+    before = digest(campaign_dir)
+    assert_clean_error(invoke(*args, "-c", campaign_dir), needle)
+    assert digest(campaign_dir) == before
+
+
+def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(invoke("status"), "no campaign definition")
+    assert_clean_error(invoke("init", "x", "--direction", "maximise"), "direction", "maximise")
+    assert_clean_error(invoke("init", "x", "--elements", "Ni,Qq", "--step", "0.1"), "Qq")
+    assert_clean_error(invoke("init", "x", "--candidates", "missing.csv"), "file not found")
+    assert_clean_error(invoke("init", "x", "--fixed", "O:0.6", "--elements", "Ni,Fe", "--step", "0.1"), "ELEMENT=VALUE")
+    assert_clean_error(invoke("init", "bad name"), "campaign name")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    assert invoke("init", "a", "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef").exit_code == 0
+    assert_clean_error(invoke("init", "a", "--elements", "Ni,Fe", "--step", "0.1"), "already exists")
+    assert invoke("init", "b", "--elements", "Ni,Fe", "--step", "0.1", "--fixed", "O=0.5").exit_code == 0
+    assert_clean_error(invoke("propose"), "several campaign definitions")
+    result = invoke("propose", "-n", "2", "-c", "a.toml")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", ["init", "propose", "record", "fail", "reject", "cancel", "status", "report", "export"])
+def test_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.stdout
