@@ -14,7 +14,8 @@ seeded), so timings do not depend on a data file.
 For each size ``n``, the log is first brought to ``n`` observations with measurements of
 random candidates (recorded as unsolicited results, untimed); then one cycle is timed:
 ``propose(8)`` — which retrains the GP on all ``n`` observations because results arrived,
-predicts all 105k candidates and picks the batch — and ``record`` of the 8 results.
+predicts all 105k candidates and picks the batch — and ``record`` of the 8 results. The
+propose time is split into the GP fit and the acquisition step (predict + batch selection).
 The one-off pool build (enumerate + featurise + cache) is timed separately; so is reopening
 the campaign (loading the feature cache). The last printed line is one JSON object.
 """
@@ -66,6 +67,25 @@ class Lab:
         return m @ self.a + np.einsum("ni,ij,nj->n", m, self.b, m) + bump
 
 
+class Stopwatch:
+    """Accumulates the wall time spent inside wrapped functions (the GP fit, the acquisition step)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: Any, attr: str, label: str) -> None:
+        fn = getattr(owner, attr)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, attr, timed)
+
+
 def main(argv: list[str]) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
@@ -95,9 +115,16 @@ def main(argv: list[str]) -> dict[str, Any]:
           f"{pool.features.shape[1]} Magpie features")
     print(f"init {t_init:.2f} s; pool build (enumerate + featurise + cache) {t_pool:.2f} s; reopen from cache {t_reopen:.2f} s\n")
 
+    import aloop.acquisition
+    import aloop.campaigns.loop
+
+    watch = Stopwatch()
+    watch.wrap(aloop.campaigns.loop, "fit_surrogate", "fit")
+    watch.wrap(aloop.acquisition, "propose", "acquire")
     rng = np.random.default_rng(1)
     rows = []
-    header = f"{'observations':>12}  {'propose+retrain':>15}  {'record 8':>9}  {'cycle':>7}  model"
+    header = (f"{'observations':>12}  {'propose+retrain':>15}  {'(GP fit':>8}  {'acquire)':>9}  {'record 8':>9}"
+              f"  {'cycle':>7}  model")
     print(header + "\n" + "-" * len(header))
     for n in sorted(args.sizes):
         have = len(campaign.log.observations())
@@ -106,16 +133,19 @@ def main(argv: list[str]) -> dict[str, Any]:
             free = np.flatnonzero(~np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype)))
             picks = pool.formulas[rng.choice(free, n - have, replace=False)].tolist()
             campaign.record(pd.DataFrame({"formula": picks, COLUMN: lab(picks)}))
+        watch.seconds.clear()
         t0 = time.perf_counter()
         batch = campaign.propose(BATCH)
         t_propose = time.perf_counter() - t0
         t0 = time.perf_counter()
         campaign.record(pd.DataFrame({"proposal_id": batch["proposal_id"], COLUMN: lab(batch["formula"].tolist())}))
         t_record = time.perf_counter() - t0
-        rows.append({"observations": n, "propose_retrain_s": round(t_propose, 3), "record_s": round(t_record, 3),
+        t_fit, t_acq = watch.seconds.get("fit", 0.0), watch.seconds.get("acquire", 0.0)
+        rows.append({"observations": n, "propose_retrain_s": round(t_propose, 3), "gp_fit_s": round(t_fit, 3),
+                     "acquire_s": round(t_acq, 3), "record_s": round(t_record, 3),
                      "cycle_s": round(t_propose + t_record, 3), "model_version": batch.attrs["model_version"],
                      "retrained": batch.attrs["retrained"]})
-        print(f"{n:>12}  {t_propose:>14.2f}s  {t_record:>8.2f}s  {t_propose + t_record:>6.2f}s  "
+        print(f"{n:>12}  {t_propose:>14.2f}s  {t_fit:>7.2f}s  {t_acq:>8.2f}s  {t_record:>8.2f}s  {t_propose + t_record:>6.2f}s  "
               f"{batch.attrs['model_version']} (retrained: {batch.attrs['retrained']})")
     campaign.close()
     result = {

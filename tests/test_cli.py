@@ -200,19 +200,30 @@ def test_pretrain_help_quotes_the_recipe_defaults() -> None:
 def test_pretrain_tiny_run_checkpoints_and_resumes(tmp_path: Path) -> None:
     require("oqmd-formation-enthalpy")
     run = tmp_path / "run"
-    args = ["pretrain", "--run-dir", str(run), "--epochs", "1", "--limit-rows", "256", "--batch-size", "128",
-            "--threads", "1"]
-    first = invoke(*args)
+
+    def pretrain(epochs: int, batch_size: int = 128):  # -> typer.testing.Result
+        return invoke("pretrain", "--run-dir", str(run), "--epochs", str(epochs), "--limit-rows", "256",
+                      "--batch-size", str(batch_size), "--threads", "1")
+
+    def epochs_logged() -> int:
+        return len((run / "log.jsonl").read_text().splitlines())
+
+    first = pretrain(1)
     assert first.exit_code == 0, first.output
     assert {"checkpoint.pt", "best.pt", "final.pt", "summary.json", "log.jsonl"} <= {p.name for p in run.iterdir()}
     assert "test MAE" in first.stdout and "starting" in first.stderr
-    second = invoke(*args)
+    # The same command again resumes: the finished epoch is not trained again.
+    second = pretrain(1)
     assert second.exit_code == 0, second.output
-    assert "resuming" in second.stderr
-    assert len((run / "log.jsonl").read_text().splitlines()) == 1  # the finished epoch was not trained again
-    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 1
-    # A different recipe in the same directory is refused cleanly.
-    assert_clean_error(invoke(*args[:4], "2", *args[5:]), 2, "different recipe")
+    assert "resuming" in second.stderr and epochs_logged() == 1
+    # A larger --epochs continues from the checkpoint.
+    third = pretrain(2)
+    assert third.exit_code == 0, third.output
+    assert epochs_logged() == 2
+    assert json.loads((run / "summary.json").read_text())["epochs_run"] == 2
+    # Any other change of recipe in the same directory is refused cleanly.
+    assert_clean_error(pretrain(3, batch_size=64), 2, "different recipe")
+    assert epochs_logged() == 2
 
 
 @pytest.mark.parametrize(

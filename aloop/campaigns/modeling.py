@@ -8,6 +8,9 @@ A definition may ask for the objectives to be modelled on a log scale with
 inside ``transform``): the surrogate then learns ``log10(y)``, window and target bounds are
 mapped the same way, predictions are stored as ``log10(<name>)`` and recorded values must be
 positive.
+
+Campaign defaults that differ from the surrogate's own: the GP's hyperparameters are fitted
+on at most ``GP_MAX_FIT_ROWS`` observations (set ``max_fit_rows`` in the options to change it).
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ MIN_OBSERVATIONS_TO_FIT = 3
 #: Definition acquisition kinds → aloop.acquisition policy names (single objective).
 POLICY_NAMES = {"log_ei": "log_ei", "ei": "log_ei", "ucb": "ucb", "thompson": "thompson", "greedy": "exploit",
                 "random": "random", "window": "log_ei", "log_ehvi": "log_nehvi"}
+#: A campaign refits its GP every round; hyperparameters are MAP-fitted on at most this many
+#: observations (then the GP is conditioned on all). On the 105k-candidate benchmark with 1,008
+#: observations (2 busy cores), the MAP fit took ~290 s on 800 rows (1,768 L-BFGS steps), 13 s on
+#: 400 rows and 3.9 s on 200 rows (MAE on 5,000 held-out candidates 0.038 and 0.045; spread 0.34).
+GP_MAX_FIT_ROWS = 400
 #: Acquisition options that go to ``aloop.acquisition.propose`` rather than to the policy.
 PROPOSE_OPTIONS = ("min_distance", "shortlist")
 
@@ -114,6 +122,8 @@ def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object
     cls = GPSurrogate if kind == "gp" else TreeEnsembleSurrogate
     opts = dict(options)
     opts.setdefault("seed", config.seed)
+    if kind == "gp":
+        opts.setdefault("max_fit_rows", GP_MAX_FIT_ROWS)
     try:
         return cls(**opts)
     except TypeError as exc:

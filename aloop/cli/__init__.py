@@ -1,4 +1,4 @@
-"""The `aloop` command line: a thin layer over the Python API (datasets, featurize, pretrain)."""
+"""The `aloop` command line: a thin layer over the Python API (datasets, featurize, pretrain, campaigns)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from aloop import __version__
-from aloop.cli import datasets, elemnet, featurize
+from aloop.cli import campaign, datasets, elemnet, featurize
 
 app = typer.Typer(
     name="aloop",
@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.command("featurize")(featurize.featurize_command)
 app.command("pretrain")(elemnet.pretrain_command)
+campaign.register(app)  # init, propose, record, fail, reject, cancel, status, report, export
 
 
 def _version(value: bool) -> None:
@@ -46,8 +47,3 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
-
-
-from aloop.cli import campaign as _campaign  # noqa: E402  (campaign commands: init, propose, record, …)
-
-_campaign.register(app)

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aloop.cli._output import err, fail, out, warn
+from aloop.cli._output import fail, out, warn
 
 CampaignOpt = Annotated[
     Path | None,
@@ -264,7 +264,7 @@ def export_command(
     """Export every event (or every observation) as CSV or Parquet."""
     with _opened(campaign_path) as campaign:
         campaign.export(output, table=table)
-    err.print(f"wrote {output}")
+    out.print(f"wrote {output} ({table})")
 
 
 def register(app: typer.Typer) -> None:

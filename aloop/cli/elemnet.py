@@ -58,7 +58,7 @@ def pretrain_command(
     dataset: Annotated[str, typer.Option(
         "--dataset", "-d", help="Registry dataset with a published train/val/test split.")] = "oqmd-formation-enthalpy",
     epochs: Annotated[int | None, typer.Option(
-        "--epochs", min=1, help=f"Maximum epochs {_default('max_epochs')}.")] = None,
+        "--epochs", min=1, help=f"Maximum epochs {_default('max_epochs')}; raise it to extend a run.")] = None,
     batch_size: Annotated[int | None, typer.Option(
         "--batch-size", min=1, help=f"Batch size {_default('batch_size')}.")] = None,
     lr: Annotated[float | None, typer.Option(
@@ -74,14 +74,15 @@ def pretrain_command(
     seed: Annotated[int | None, typer.Option("--seed", help=f"Random seed {_default('seed')}.")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1,
-        help=f"torch CPU threads {_default('threads')}; part of the recipe, keep it when resuming.")] = None,
+        help=f"torch CPU threads {_default('threads')}; may differ when resuming.")] = None,
     limit_rows: Annotated[int | None, typer.Option(
         "--limit-rows", min=1, hidden=True, help="For tests: only the first rows of each split.")] = None,
 ) -> None:
     """Pre-train an ElemNet source model; re-running the same command resumes from the last checkpoint.
 
     Every epoch is checkpointed in --run-dir, so a run can be stopped (Ctrl-C) and
-    continued later with the same command. A different recipe needs a new --run-dir.
+    continued later with the same command; a larger --epochs extends a run (the learning-rate
+    schedule is rebuilt for the new length). Any other change of recipe needs a new --run-dir.
     """
     from aloop.elemnet.pretrain import pretrain
 

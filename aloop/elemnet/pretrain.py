@@ -78,6 +78,12 @@ def excluded_keys(names: tuple[str, ...]) -> set[str]:
 def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     frame = load(config.dataset)
     target = next(iter(get_spec(config.dataset).targets))
+    splits = set(frame["split"]) if "split" in frame else set()
+    if not {"train", "val", "test"} <= splits:
+        raise ValueError(
+            f"pre-training needs a published train/val/test split; dataset {config.dataset!r} has "
+            f"{sorted(splits) or 'no split'}"
+        )
     drop = excluded_keys(config.exclude) if config.exclude else set()
     out = {}
     for split in ("train", "val", "test"):

@@ -143,6 +143,12 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         s = max(Da.shape[0] - 1, 1)
         return (torch.einsum("sam,sbm->mab", Da, Db) / s).numpy()
 
+    def noise_variance(self) -> np.ndarray:
+        """Observation-noise variance per output (``m``); learned aleatoric noise: its mean over the training rows."""
+        if self._var_scale is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        return self._mean_noise.numpy()
+
     def _noise(self, X: Tensor) -> Tensor:
         shape = self._aleatoric(X)
         if shape is None:
@@ -159,6 +165,7 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         Xt = self._as_tensor(X)
         raw = torch.cat([self._members(Xt[i : i + 20_000]) for i in range(0, len(X), 20_000)], dim=1).numpy()
         shape = self._aleatoric(Xt)
+        self._mean_noise = torch.zeros(m, dtype=torch.float64) if shape is None else shape.mean(dim=0)
         k = held_out.sum(axis=0)
         # With the held-out spread (as at a new point) a row needs two held-out members.
         rows = k >= (2 if self._heldout_spread else 1)
@@ -178,6 +185,7 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
             resid = y[rows, j] - held_mean[:, j]
             a, b = fit_variance_calibration(resid, spread[:, j], offset, noise[:, j], a_min=1.0 / s)
             self._var_scale[j], self._noise_scale[j] = a, b
+        self._mean_noise = self._noise_scale * (1.0 if shape is None else shape.mean(dim=0))
 
 
 # --------------------------------------------------------------------------------------- training

@@ -217,3 +217,9 @@ class DeepKernelGP(Surrogate):
         """Latent posterior covariance ``m × na × nb``."""
         Xa, Xb = self._check_predict_input(Xa), self._check_predict_input(Xb)
         return self.gp_.covariance(self._activations_np(Xa), self._activations_np(Xb))
+
+    def noise_variance(self) -> np.ndarray:
+        """Learned observation-noise variance per output (``m``) of the GP on the activations."""
+        if self.gp_ is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        return self.gp_.noise_variance()

@@ -142,7 +142,7 @@ class MultiTaskGPSurrogate(Surrogate):
             post = self.posterior(self._as_tensor(X[start : start + batch_size]))
             var = post.variance
             if observation_noise:
-                var = var + self.noise_variance()
+                var = var + torch.as_tensor(self.noise_variance())
             means.append(post.mean)
             variances.append(var)
         return torch.cat(means).numpy(), torch.cat(variances).numpy()
@@ -160,9 +160,9 @@ class MultiTaskGPSurrogate(Surrogate):
             out.append(cov[: len(Xa), len(Xa) :] * self.outcome_tf.stdvs[0, t] ** 2)
         return torch.stack(out).numpy()
 
-    def noise_variance(self) -> Tensor:
+    def noise_variance(self) -> np.ndarray:
         """Learned noise variance per property (``m``), in units of ``y`` squared."""
         if self.gp is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
         noise = self.gp.likelihood.noise.detach().reshape(-1)
-        return noise * self.outcome_tf.stdvs.reshape(-1) ** 2
+        return (noise * self.outcome_tf.stdvs.reshape(-1) ** 2).numpy()

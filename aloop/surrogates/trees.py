@@ -20,12 +20,14 @@ class TreeEnsembleSurrogate(EnsembleSurrogate):
     ``n_estimators`` members and query-by-committee reads the trees. The raw spread across
     trees is not a calibrated uncertainty (bagged trees are strongly correlated and fit
     the noise of their bootstrap sample), so by default it is recalibrated on the
-    out-of-bag rows: with ``r`` the residual of the mean of the trees that did not see a
-    row, ``v`` the spread of those trees there (as at a new point) and ``k`` the number of such trees,
+    out-of-bag rows: with ``k`` the number of trees that did not see a row, ``r`` the
+    residual of their mean and ``v`` their spread there (as at a new point),
     ``r ~ N(0, (a + 1/k − 1/s)·v + b)`` is fitted by maximum likelihood; ``a·v`` becomes
     the latent variance and ``b`` the observation noise (which also absorbs the
     within-leaf variance, so no separate leaf-variance term is added). Both kinds use
-    bootstrap samples, which the out-of-bag calibration needs.
+    bootstrap samples, which the out-of-bag calibration needs. On the band-gap and OER
+    benchmarks this moved 95% coverage of held-out points to 0.92–0.97; the central
+    intervals stay too wide on heavy-tailed errors (68% coverage 0.70–0.87).
 
     Args:
         kind: ``"random_forest"`` or ``"extra_trees"``.

@@ -9,7 +9,7 @@ from matminer.utils.data import MagpieData
 from pymatgen.core.periodic_table import Element
 
 from aloop.chem import ELEMENT_INDEX, ELEMNET_ELEMENTS, parse_formula, to_composition
-from aloop.datasets import load
+from aloop.datasets import DatasetError, load
 from aloop.features import MagpieFeaturizer, get_featurizer
 from aloop.features.magpie import MAGPIE_STATS, element_table, magpie_data_dir
 
@@ -71,7 +71,11 @@ def test_element_table_is_matminers(impute_nan: bool) -> None:
 def test_parity_on_experimental_formulas(
     dataset: str, magpie: MagpieFeaturizer, matminer_magpie: ElementProperty
 ) -> None:
-    formulas = sorted(set(load(dataset)["formula"]))
+    try:
+        frame = load(dataset)
+    except DatasetError as exc:
+        pytest.skip(f"needs dataset {dataset!r}: {exc}")
+    formulas = sorted(set(frame["formula"]))
     rng = np.random.default_rng(20240607)
     sample = [formulas[i] for i in rng.choice(len(formulas), min(SAMPLE_PER_DATASET, len(formulas)), replace=False)]
     ours = magpie.transform(sample)

@@ -38,6 +38,16 @@ def test_predict_agrees_with_posterior(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ALL)
+def test_observation_noise_adds_the_learned_noise_variance(case: str) -> None:
+    model, data = get_fitted(case)
+    noise = model.noise_variance()
+    assert noise.shape == (model.num_outputs,) and np.isfinite(noise).all() and (noise >= 0).all()
+    latent = model.predict(data.X_test[:10])[1]
+    noisy = model.predict(data.X_test[:10], observation_noise=True)[1]
+    np.testing.assert_allclose(noisy - latent, np.broadcast_to(noise, latent.shape), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ALL)
 def test_covariance_is_symmetric_psd_with_predict_variance_on_the_diagonal(case: str) -> None:
     model, data = get_fitted(case)
     X = data.X_test[:12]
