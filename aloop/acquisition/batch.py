@@ -28,6 +28,9 @@ from aloop.acquisition.policies import Policy, Random, Thompson
 
 CovFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+#: Covariance columns fetched up front per batch slot (candidates ranked best before conditioning).
+PREFETCH_PER_PICK = 64
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -85,17 +88,25 @@ class _Believer:
         self.ids, self.var, self.cov, self.noise = ids, var.astype(np.float64, copy=True), cov, noise
         self.V = np.zeros((ids.size, capacity))
         self.k = 0
+        self.columns: dict[int, np.ndarray] = {}
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Fetch the covariance columns of ``rows`` in one ``cov`` call.
+
+        A call's cost is dominated by the rows of ``ids`` (every call recomputes their
+        cross-covariances with the training data), so likely picks are fetched together.
+        """
+        rows = np.array([r for r in np.atleast_1d(rows).astype(np.int64) if int(r) not in self.columns], dtype=np.int64)
+        if rows.size:
+            C = np.asarray(self.cov(self.ids, self.ids[rows]), dtype=np.float64)
+            self.columns.update({int(r): C[:, j] for j, r in enumerate(rows)})
 
     def condition(self, rows: np.ndarray | int) -> None:
-        """Believe the points ``self.ids[rows]`` in turn (observed with noise at their posterior means).
-
-        One ``cov`` call serves all of ``rows``: the unconditioned covariance columns are
-        corrected for earlier believed points through ``V``.
-        """
+        """Believe the points ``self.ids[rows]`` in turn (observed with noise at their posterior means)."""
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        C = np.asarray(self.cov(self.ids, self.ids[rows]), dtype=np.float64)
-        for j, row in enumerate(rows):
-            self._rank1(int(row), C[:, j])
+        self.prefetch(rows)
+        for row in rows:
+            self._rank1(int(row), self.columns[int(row)])
 
     def _rank1(self, row: int, c: np.ndarray) -> None:
         r = c - self.V[:, : self.k] @ self.V[row, : self.k]
@@ -191,7 +202,10 @@ def _greedy_on(
     ids = np.concatenate([S, pending])
     believer = _Believer(ids, var[ids], cov, noise, capacity=pending.size + q) if policy.uses_variance else None
     uses_best = policy.needs_best(objective)
-    if believer is not None and pending.size:
+    if believer is not None:
+        # Pending points and the likely picks in one call; a pick outside costs one more call.
+        ranked = np.argsort(-total(policy.score(mean[S], var[S], objective, best), S))
+        believer.prefetch(np.concatenate([S.size + np.arange(pending.size), ranked[: PREFETCH_PER_PICK * q]]))
         believer.condition(S.size + np.arange(pending.size))
     for j in range(pending.size):
         if uses_best:
@@ -207,7 +221,9 @@ def _greedy_on(
         if s[i] == -np.inf:
             return None
         if s[i] < out_max(best0):
-            if best == best0 or s[i] < cache.setdefault(best, out_max(best)):
+            if best != best0 and best not in cache:
+                cache[best] = out_max(best)
+            if best == best0 or s[i] < cache[best]:
                 return None
         picks.append(int(S[i]))
         scores.append(float(s[i]))

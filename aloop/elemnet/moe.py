@@ -12,6 +12,7 @@ from torch import nn
 
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.transfer import _check_xy
+from aloop.training import train_network
 
 
 class MixtureOfExperts(nn.Module):
@@ -77,6 +78,20 @@ class MixtureOfExperts(nn.Module):
         return self.combine(self.expert_features(x), x)
 
 
+class _OnCachedFeatures(nn.Module):
+    """Adapter for frozen experts: maps row indices to ``model.combine`` of features computed once."""
+
+    def __init__(self, model: MixtureOfExperts, X: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            self.register_buffer("feats", model.expert_features(X), persistent=False)
+        self.register_buffer("X", X, persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.combine(self.feats[idx], self.X[idx])
+
+
 class MoERegressor(RegressorMixin, BaseEstimator):
     """scikit-learn regressor: a mixture of ElemNet source experts with a fresh head, early-stopped.
 
@@ -108,40 +123,17 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         model = MixtureOfExperts(self._experts(), self.layer, self.top_k, self.gate, self.head_hidden, self.train_experts)
         self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
         ys = (yt - self.mean_) / self.std_
-        with torch.no_grad():
-            cached = None if self.train_experts else model.expert_features(Xt)
         perm = torch.randperm(len(Xt), generator=gen)
         n_val = max(1, int(round(self.val_fraction * len(Xt))))
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr,
-                               weight_decay=self.weight_decay)
-
-        def predict_rows(idx: torch.Tensor) -> torch.Tensor:
-            x = Xt[idx]
-            return (model.combine(cached[idx], x) if cached is not None else model(x)).squeeze(1)
-
-        best, best_val, since = copy.deepcopy(model.state_dict()), float("inf"), 0
-        for _ in range(self.max_epochs):
-            model.train()
-            order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                loss = (predict_rows(idx) - ys[idx]).abs().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            model.eval()
-            with torch.no_grad():
-                val = float((predict_rows(val_idx) - ys[val_idx]).abs().mean())
-            if val < best_val:
-                best_val, since, best = val, 0, copy.deepcopy(model.state_dict())
-            else:
-                since += 1
-                if since >= self.patience:
-                    break
-        model.load_state_dict(best)
+        net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
+        rows = Xt if self.train_experts else torch.arange(len(Xt))
+        self.val_mae_ = self.std_ * train_network(
+            net, rows[tr_idx], ys[tr_idx].unsqueeze(1), rows[val_idx], ys[val_idx].unsqueeze(1),
+            nn.functional.l1_loss, self.lr, self.batch_size, self.max_epochs, self.patience, self.weight_decay, self.seed,
+        )
         model.eval()
-        self.model_, self.val_mae_ = model, best_val * self.std_
+        self.model_ = model
         with torch.no_grad():
             g = model.gate_weights(Xt) if self.gate == "input" else model.gate_weights()
         g = g.mean(0) if g.ndim == 2 else g

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from torch import nn
 
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
+from aloop.training import train_network
 
 Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
 MODES: tuple[str, ...] = ("finetune", "modfinetune", "freezing", "scratch")
@@ -99,29 +100,13 @@ def finetune(
         perm = torch.randperm(len(Xt), generator=gen)
         n_val = max(1, int(round(config.val_fraction * len(Xt))))
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    best_state, best_val, since, history = copy.deepcopy(net.state_dict()), float("inf"), 0, []
-    for epoch in range(1, config.max_epochs + 1):
-        net.train()
-        order = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            loss = (net(Xt[idx]).squeeze(1) - ys[idx]).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            val = float((net(Xt[val_idx]).squeeze(1) - ys[val_idx]).abs().mean()) * std
-        history.append({"epoch": epoch, "val_mae": val})
-        if val < best_val:
-            best_val, since, best_state = val, 0, copy.deepcopy(net.state_dict())
-        else:
-            since += 1
-            if since >= config.patience:
-                break
-    net.load_state_dict(best_state)
+    history: list[dict] = []
+    train_network(
+        net, Xt[tr_idx], ys[tr_idx].unsqueeze(1), Xt[val_idx], ys[val_idx].unsqueeze(1), nn.functional.l1_loss,
+        config.lr, config.batch_size, config.max_epochs, config.patience, config.weight_decay, config.seed, history,
+    )
+    for h in history:
+        h["val_mae"] = h.pop("val_loss") * std
     with torch.no_grad():
         net.output.weight.mul_(std)
         net.output.bias.mul_(std).add_(mean)

@@ -44,9 +44,11 @@ class Surrogate(Model):
       (raises ``ValueError`` on NaN/inf, empty data or mismatched shapes); returns ``self``.
     * ``posterior(X)`` (BoTorch): ``batch_shape × q × d`` tensor → posterior over
       ``batch_shape × q × m``, so every BoTorch acquisition function works.
-    * ``predict(X)``: the fast path for large pools: ``N × d`` numpy → ``(mean, var)``,
-      both ``N × m`` float64, computed in chunks so memory stays bounded. ``var`` is the
-      variance of the latent function (no observation noise).
+    * ``predict(X, batch_size, observation_noise=False)``: the fast path for large pools:
+      ``N × d`` numpy → ``(mean, var)``, both ``N × m`` float64, computed in chunks so
+      memory stays bounded. ``var`` is the latent variance, plus the learned observation
+      noise when ``observation_noise`` (what a new measurement would scatter by).
+    * ``noise_variance()``: the learned observation-noise variance, ``m`` values.
     * ``covariance(Xa, Xb)``: posterior covariance of the latent function between two
       small sets: ``(na × d, nb × d)`` → ``m × na × nb``; used to condition a batch on
       pending points.
@@ -65,8 +67,14 @@ class Surrogate(Model):
         """Fit on ``n × d`` features and ``n`` / ``n × m`` targets."""
 
     @abstractmethod
-    def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, X: np.ndarray, batch_size: int = 65536, observation_noise: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m``, chunked."""
+
+    @abstractmethod
+    def noise_variance(self) -> np.ndarray:
+        """Observation-noise variance per output, shape ``m``."""
 
     @abstractmethod
     def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from botorch.posteriors.ensemble import EnsemblePosterior
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
+from aloop.training import train_network
 from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
 
 
@@ -186,45 +187,6 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
             a, b = fit_variance_calibration(resid, spread[:, j], offset, noise[:, j], a_min=1.0 / s)
             self._var_scale[j], self._noise_scale[j] = a, b
         self._mean_noise = self._noise_scale * (1.0 if shape is None else shape.mean(dim=0))
-
-
-# --------------------------------------------------------------------------------------- training
-def train_network(
-    net: nn.Module,
-    X_tr: Tensor,
-    y_tr: Tensor,
-    X_val: Tensor,
-    y_val: Tensor,
-    loss_fn: Callable[[Tensor, Tensor], Tensor],
-    lr: float,
-    batch_size: int,
-    max_epochs: int,
-    patience: int,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-) -> float:
-    """Adam with early stopping on the validation loss; restores the best weights and returns that loss."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    best, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
-    for _ in range(max_epochs):
-        net.train()
-        for idx in torch.randperm(len(X_tr), generator=gen).split(batch_size):
-            opt.zero_grad()
-            loss_fn(net(X_tr[idx]), y_tr[idx]).backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            val = float(loss_fn(net(X_val), y_val))
-        if val < best - 1e-7:
-            best, best_state, waited = val, copy.deepcopy(net.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    net.load_state_dict(best_state)
-    net.eval()
-    return best
 
 
 def split_rows(

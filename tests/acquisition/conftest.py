@@ -68,7 +68,6 @@ class TorchGP(Surrogate):
             out.append(C[: len(Xa), len(Xa) :].numpy())
         return np.stack(out)
 
-    @property
     def noise_variance(self) -> np.ndarray:
         out = []
         for gp in self.models:
@@ -86,7 +85,7 @@ class TableSurrogate(Surrogate):
         super().__init__()
         self.mean_table = np.asarray(mean, dtype=np.float64).reshape(len(mean), -1)
         self.cov_table = np.asarray(cov, dtype=np.float64)
-        self.noise_variance = noise
+        self.noise = noise
         self.n_features, self._num_outputs = 1, self.mean_table.shape[1]
 
     @staticmethod
@@ -95,6 +94,9 @@ class TableSurrogate(Surrogate):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
         return self
+
+    def noise_variance(self) -> np.ndarray:
+        return np.full(self._num_outputs, self.noise)
 
     def posterior(self, X: torch.Tensor, **kwargs: Any) -> Posterior:
         raise NotImplementedError

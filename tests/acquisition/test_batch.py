@@ -26,7 +26,7 @@ def _run(table: TableSurrogate, policy, objective, best: float, q: int, shortlis
     if pending is not None:
         eligible[pending] = False
     cov = lambda a, b: table.cov_table[np.ix_(a, b)]  # noqa: E731
-    return greedy_batch(policy, objective, mean[:, 0], var[:, 0], best, q, eligible, cov, table.noise_variance,
+    return greedy_batch(policy, objective, mean[:, 0], var[:, 0], best, q, eligible, cov, table.noise,
                         pending=pending, shortlist=shortlist)
 
 
@@ -112,3 +112,25 @@ def test_impossible_min_distance_is_reported(fitted_gp: tuple) -> None:
     gp, _, y, pool = fitted_gp
     with pytest.raises(ValueError, match="min_distance"):
         propose(gp, pool, Maximize(), "log_ei", q=8, y_observed=y, min_distance=5.0)
+
+
+def test_picks_outside_the_prefetched_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aloop.acquisition import batch
+
+    table = random_table(200, 7)
+    full = _run(table, LogEI(), Maximize(), 0.5, q=8, shortlist=200, pending=np.array([1, 2]))
+    monkeypatch.setattr(batch, "PREFETCH_PER_PICK", 0)
+    calls = []
+    cov = table.cov_table
+
+    def counting(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        calls.append(len(b))
+        return cov[np.ix_(a, b)]
+
+    mean, var = table.predict(TableSurrogate.pool(200))
+    eligible = np.ones(200, dtype=bool)
+    eligible[[1, 2]] = False
+    res = greedy_batch(LogEI(), Maximize(), mean[:, 0], var[:, 0], 0.5, 8, eligible, counting, table.noise,
+                       pending=np.array([1, 2]), shortlist=200)
+    np.testing.assert_array_equal(res.indices, full.indices)
+    assert calls == [2] + [1] * 7  # pending together, then one column per conditioned pick

@@ -26,8 +26,6 @@ from aloop.surrogates.base import Surrogate
 class BagOfRidges(Surrogate):
     """Test ensemble: ridge regressions on random Fourier features, each on a bootstrap sample."""
 
-    noise_variance = 1e-3
-
     def __init__(self, members: int = 8, seed: int = 0) -> None:
         super().__init__()
         self.s, self.rng = members, np.random.default_rng(seed)
@@ -44,6 +42,9 @@ class BagOfRidges(Surrogate):
             self.coefs.append(np.linalg.solve(P.T @ P + 0.1 * np.eye(50), P.T @ y[i]))
         self.n_features = X.shape[1]
         return self
+
+    def noise_variance(self) -> np.ndarray:
+        return np.array([1e-3])
 
     def member_predictions(self, X: np.ndarray) -> np.ndarray:
         return np.stack([self._phi(X) @ c for c in self.coefs])[:, :, None]  # s × N × 1

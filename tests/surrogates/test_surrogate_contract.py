@@ -1,4 +1,4 @@
-"""Every surrogate honours the contract: learns real data, fast path = posterior, PSD covariance, BoTorch seam, clear errors."""
+"""Every surrogate honours the contract: learns real data, predict = posterior, PSD covariance, BoTorch seam, errors."""
 
 from __future__ import annotations
 
