@@ -186,7 +186,8 @@ class Window(Objective):
     def __post_init__(self) -> None:
         lo, hi = _finite("Window lo", self.lo), _finite("Window hi", self.hi)
         if not lo < hi:
-            raise ValueError(f"Window needs lo < hi, got lo={lo} > hi={hi}" if lo > hi else "Window needs lo < hi; use Target for one value")
+            detail = f"got lo={lo} > hi={hi}" if lo > hi else "use Target for one value"
+            raise ValueError(f"Window needs lo < hi, {detail}")
 
     @property
     def centre(self) -> float:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aloop.acquisition.batch import BatchResult, Exclusions, greedy_batch, random_batch, thompson_batch
+from aloop.acquisition.batch import BatchResult, CovFn, Exclusions, greedy_batch, random_batch, thompson_batch
 from aloop.acquisition.feasibility import FeasibilityModel
 from aloop.acquisition.multi import SCALARIZED, LogNEHVI, ScalarizedLogEI, nehvi_batch
 from aloop.acquisition.objectives import MultiObjective, Objective
@@ -45,22 +45,16 @@ class Proposal:
 
 
 def noise_variance(surrogate: object, m: int) -> np.ndarray:
-    """Observation-noise variance per output (``m``).
+    """Observation-noise variance per output (``m``) from the contract's ``surrogate.noise_variance()``.
 
-    Read from ``surrogate.noise_variance`` (an attribute, property or method), else from a
-    GPyTorch ``likelihood.noise``; without either, batch conditioning is noise-free (a warning says so).
+    Without it (a duck-typed surrogate), batch conditioning is noise-free and a warning says so.
     """
     noise = getattr(surrogate, "noise_variance", None)
     if callable(noise):
         noise = noise()
     if noise is None:
-        likelihood = getattr(surrogate, "likelihood", None)
-        noise = getattr(likelihood, "noise", None)
-        if noise is not None:
-            noise = noise.detach().cpu().numpy()
-    if noise is None:
         warnings.warn(
-            f"{type(surrogate).__name__} has no noise_variance; batch conditioning believes points noise-free",
+            f"{type(surrogate).__name__} has no noise_variance(); batch conditioning believes points noise-free",
             stacklevel=3,
         )
         return np.zeros(m)
@@ -145,7 +139,7 @@ def propose(
     """Propose ``q`` distinct pool candidates to make next.
 
     Args:
-        surrogate: a fitted aloop surrogate (``predict``, ``covariance``, ``noise_variance``;
+        surrogate: a fitted aloop surrogate (``predict``, ``covariance``, ``noise_variance()``;
             ensembles may offer ``member_predictions`` instead of ``covariance``).
         X_pool: ``N × d`` candidate features (precomputed; may be a memory map).
         objective: one :class:`Objective` or a :class:`MultiObjective`.
@@ -309,7 +303,7 @@ class _MemberCov:
 
 
 def _covariance_fn(surrogate: object, pol: Policy, rows: Callable[[np.ndarray], np.ndarray], coef: np.ndarray,
-                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int) -> CovFn | None:
     member_fn = getattr(surrogate, "member_predictions", None)
     if pol.needs_members:
         if member_fn is None:
@@ -351,7 +345,8 @@ def _proposals(res: BatchResult, pol: Policy, objective: Objective | MultiObject
         if isinstance(objective, MultiObjective):
             mu = tuple(float(mean[idx, o.output]) for o in objective.objectives)
             sd = tuple(math.sqrt(max(float(var[idx, o.output]), 0.0)) for o in objective.objectives)
-            parts = ", ".join(f"{o.name} {a:.3g} ± {b:.2g} {o.units}".rstrip() for o, a, b in zip(objective.objectives, mu, sd, strict=True))
+            parts = ", ".join(f"{o.name} {a:.3g} ± {b:.2g} {o.units}".rstrip()
+                              for o, a, b in zip(objective.objectives, mu, sd, strict=True))
             reason = f"{pol.reason(objective.objectives[0], mu[0], sd[0], None).split(':')[0]}: {parts}"
             mean_out: float | tuple[float, ...] = mu
             std_out: float | tuple[float, ...] = sd

@@ -130,6 +130,12 @@ def _encoded(text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
     return tuple(ELEMENT_INDEX[el] for el, _ in amounts), tuple(a / total for _, a in amounts)
 
 
+def clear_parse_cache() -> None:
+    """Forget every parsed formula (for benchmarks that must measure parsing itself)."""
+    _parse_cached.cache_clear()
+    _encoded.cache_clear()
+
+
 def parse_formula(formula: object) -> dict[str, float]:
     """Parse one formula into ``{element: amount}`` (amounts as written, not normalised).
 

@@ -74,7 +74,9 @@ def test_window_rejects_bad_bounds() -> None:
         Window(float("nan"), 1.0)
 
 
-@pytest.mark.parametrize(("mu", "sigma", "dist"), [(1.4, 0.2, 0.1), (2.5, 0.2, 0.1), (1.45, 3.0, 0.05), (1.4, 5.0, 1e-4), (0.3, 0.05, 0.2)])
+@pytest.mark.parametrize(
+    ("mu", "sigma", "dist"), [(1.4, 0.2, 0.1), (2.5, 0.2, 0.1), (1.45, 3.0, 0.05), (1.4, 5.0, 1e-4), (0.3, 0.05, 0.2)]
+)
 def test_target_ei_matches_quadrature(mu: float, sigma: float, dist: float) -> None:
     t = 1.4
     f = lambda y: max(dist - abs(y - t), 0.0) * stats.norm.pdf(y, mu, sigma)  # noqa: E731
