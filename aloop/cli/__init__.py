@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from aloop import __version__
-from aloop.cli import campaign, datasets, elemnet, featurize
+from aloop.cli import campaign, datasets, elemnet, featurize, transfer
 
 app = typer.Typer(
     name="aloop",
@@ -20,6 +20,8 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.command("featurize")(featurize.featurize_command)
 app.command("pretrain")(elemnet.pretrain_command)
+app.command("sources")(transfer.sources_command)
+app.command("transfer")(transfer.transfer_command)
 campaign.register(app)  # init, propose, record, fail, reject, cancel, status, report, export
 
 

@@ -80,6 +80,7 @@ def featurize_table(
     skip_invalid: bool = False,
     chunk_size: int = 10_000,
     progress: bool | None = None,
+    options: dict | None = None,
 ) -> FeaturizeResult:
     """Featurize every formula of a table and write the input columns plus the features.
 
@@ -91,11 +92,12 @@ def featurize_table(
     Args:
         input_path: CSV or Parquet table with a formula column.
         output_path: ``.parquet``/``.pq`` or ``.csv``/``.csv.gz``.
-        featurizer: a name known to ``aloop.features.get_featurizer`` (``"ef"``, ``"magpie"``).
+        featurizer: a name known to ``aloop.features.get_featurizer`` (``"ef"``, ``"magpie"``, ``"elemnet"``).
         formula_column: the column holding the formulas.
         skip_invalid: drop bad rows (returned in ``FeaturizeResult.skipped``) instead of failing.
         chunk_size: rows per chunk.
         progress: show a progress bar (``None``: only on a terminal and for inputs above one chunk).
+        options: keyword options of the featurizer (``{"source": ..., "layer": ...}`` for ElemNet).
 
     Raises:
         BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false).
@@ -111,7 +113,7 @@ def featurize_table(
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = output_format(output_path)
-    feat = get_featurizer(featurizer)
+    feat = get_featurizer(featurizer, **(options or {}))
     frame = read_table(input_path, formula_column)
     names = list(feat.feature_names)
     clash = sorted(set(names) & set(map(str, frame.columns)))
@@ -182,7 +184,12 @@ def featurize_command(
     output: Annotated[Path, typer.Option(
         "--output", "-o", show_default=False, help="Output table: .parquet/.pq or .csv/.csv.gz.")],
     featurizer: Annotated[str, typer.Option(
-        "--featurizer", "-f", help="ef (the 86 elemental fractions) or magpie (Magpie statistics).")] = "magpie",
+        "--featurizer", "-f",
+        help="ef (the 86 elemental fractions), magpie (Magpie statistics) or elemnet (ElemNet activations).")] = "magpie",
+    source: Annotated[str | None, typer.Option(
+        "--source", help="ElemNet source model for --featurizer elemnet (see `aloop sources`).")] = None,
+    layer: Annotated[int | None, typer.Option(
+        "--layer", min=1, max=16, help="ElemNet hidden layer 1–16 for --featurizer elemnet.")] = None,
     formula_column: Annotated[str, typer.Option(
         "--formula-column", "-c", help="Column holding the formulas.")] = "formula",
     skip_invalid: Annotated[bool, typer.Option(
@@ -196,14 +203,18 @@ def featurize_command(
     """
     if input.resolve() == output.resolve():
         fail(f"the output {output} would overwrite the input; choose another file name")
+    options = {k: v for k, v in (("source", source), ("layer", layer)) if v is not None}
+    if options and featurizer != "elemnet":
+        fail(f"--source/--layer apply to --featurizer elemnet, not {featurizer!r}")
     try:
-        result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size)
+        result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size,
+                                 options=options)
     except BadFormulasError as exc:
         err.print(_list_rows(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
                   markup=False, highlight=False, soft_wrap=True)
         fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); "
              f"nothing written. Fix them or pass --skip-invalid.")
-    except (KeyError, ValueError) as exc:
+    except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except OSError as exc:  # missing input, unwritable output directory, disk full
         fail(str(exc))

@@ -158,3 +158,45 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         Xt, _ = _check_xy(X)
         with torch.inference_mode():
             return torch.cat([self.network_(Xt[i : i + 32768]).squeeze(1) for i in range(0, len(Xt), 32768)]).numpy()
+
+
+#: Every way of building a model on a small target dataset (Gupta et al. 2021 naming).
+STRATEGIES: tuple[str, ...] = ("base", "sc-ef", "sc-magpie", "featextr", *MODES, "moe")
+
+
+def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer: int = 2,
+                   trees: str = "et", seed: int = 0, **options: object) -> BaseEstimator:
+    """A scikit-learn regressor on ``n × 86`` fraction matrices for one transfer strategy.
+
+    ``base``: the training mean; ``sc-ef`` / ``sc-magpie``: trees on elemental fractions /
+    Magpie (SC:ML); ``featextr``: trees on ElemNet layer-``layer`` activations of ``source``
+    (TL:ML(FeatExtr)); ``finetune`` / ``modfinetune`` / ``freezing`` / ``scratch``: an
+    ``ElemNetRegressor``; ``moe``: a ``MoERegressor`` over every shipped source model.
+    """
+    from sklearn.dummy import DummyRegressor
+    from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+    from sklearn.pipeline import make_pipeline
+
+    from aloop.features import get_featurizer
+    from aloop.features.base import FeaturizerTransformer
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    if trees not in ("et", "rf"):
+        raise ValueError(f"trees must be 'et' (extra trees) or 'rf' (random forest), got {trees!r}")
+    forest = (ExtraTreesRegressor if trees == "et" else RandomForestRegressor)(
+        n_estimators=200, max_features=0.33, n_jobs=-1, random_state=seed)
+    if strategy == "base":
+        return DummyRegressor()
+    if strategy in ("sc-ef", "sc-magpie", "featextr"):
+        feat = {"sc-ef": lambda: get_featurizer("ef"), "sc-magpie": lambda: get_featurizer("magpie"),
+                "featextr": lambda: get_featurizer("elemnet", source=source, layer=layer)}[strategy]()
+        return make_pipeline(FeaturizerTransformer(feat), forest)
+    if strategy == "moe":
+        from aloop.elemnet.moe import MoERegressor
+        from aloop.elemnet.sources import list_sources
+
+        sources = tuple(list_sources())
+        return MoERegressor(sources=sources, top_k=min(2, len(sources)), seed=seed, **options)  # type: ignore[arg-type]
+    return ElemNetRegressor(source=None if strategy == "scratch" else source, mode=strategy, seed=seed,
+                            **options)  # type: ignore[arg-type]

@@ -59,3 +59,31 @@ class ElementFractions(Featurizer):
 
     def transform_fractions(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float32)
+
+
+class FeaturizerTransformer:
+    """scikit-learn transformer: ``n × 86`` fraction matrix → a featurizer's ``n × d`` features.
+
+    Lets any featurizer feed any scikit-learn regressor in a ``Pipeline``, e.g. ElemNet
+    layer-2 activations into extra trees (feature-extraction transfer learning).
+    """
+
+    def __init__(self, featurizer: Featurizer) -> None:
+        self.featurizer = featurizer
+
+    def fit(self, X: np.ndarray, y: object = None) -> FeaturizerTransformer:
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.featurizer.transform(np.asarray(X, dtype=np.float32))
+
+    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
+        return self.transform(X)
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"featurizer": self.featurizer}
+
+    def set_params(self, **params: object) -> FeaturizerTransformer:
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
