@@ -126,3 +126,18 @@ def test_moe_regressor_reports_gate_and_learns(band_gap) -> None:
     assert sum(reg.gate_weights_.values()) == pytest.approx(1.0, abs=1e-5)
     mae = np.mean(np.abs(reg.predict(X[240:]) - y[240:]))
     assert mae < np.mean(np.abs(y[:240].mean() - y[240:]))
+
+
+def test_make_regressor_strategies(band_gap) -> None:
+    from aloop.elemnet.transfer import STRATEGIES, make_regressor
+
+    X, y = band_gap
+    base = make_regressor("base").fit(X[:240], y[:240])
+    assert np.allclose(base.predict(X[240:]), y[:240].mean())
+    ef = make_regressor("sc-ef").fit(X[:240], y[:240])
+    assert np.mean(np.abs(ef.predict(X[240:]) - y[240:])) < np.mean(np.abs(y[:240].mean() - y[240:]))
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        make_regressor("nope")
+    with pytest.raises(ValueError, match="trees must be"):
+        make_regressor("sc-ef", trees="xgb")
+    assert {"featextr", "modfinetune", "moe"} <= set(STRATEGIES)

@@ -1,0 +1,64 @@
+"""`aloop sources` and `aloop transfer` on small real tables, including bad inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aloop.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if not (Path(os.environ.get("ALOOP_DATA_DIR", "/nonexistent")) / "experimental").is_dir():
+        pytest.skip("ALOOP_DATA_DIR does not hold the shared datasets (set ALOOP_DATA_DIR=../shared/data)")
+    from aloop.datasets import load
+
+    d = load("expt-formation-enthalpy")
+    tmp = tmp_path_factory.mktemp("tl")
+    d[d["split"] == "train"].head(200).to_csv(tmp / "train.csv", index=False)
+    d[d["split"] == "test"].head(40).to_csv(tmp / "test.csv", index=False)
+    return tmp / "train.csv", tmp / "test.csv"
+
+
+def test_transfer_trains_tests_and_predicts(tables, tmp_path: Path) -> None:
+    train, test = tables
+    out = tmp_path / "pred.csv"
+    r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", "--test", str(test),
+                            "--predict", str(test), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "test MAE" in r.output
+    import pandas as pd
+
+    pred = pd.read_csv(out)
+    assert len(pred) == 40 and "predicted_delta_e" in pred.columns
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-t", "nope", "-s", "sc-ef"], "no column 'nope'"),
+    (["-t", "delta_e", "-s", "magic"], "unknown strategy 'magic'"),
+    (["-t", "delta_e", "-s", "featextr", "--source", "missing-model"], "no source model 'missing-model'"),
+    (["-t", "delta_e", "--predict", "x.csv"], "--predict and --output go together"),
+])
+def test_transfer_bad_inputs(tables, args: list[str], needle: str) -> None:
+    train, _ = tables
+    r = runner.invoke(app, ["transfer", str(train), *args])
+    assert r.exit_code == 2
+    assert needle in r.output and "Traceback" not in r.output
+
+
+def test_transfer_non_numeric_target(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("formula,y\nFe2O3,1.0\nNaCl,abc\nMgO,\n")
+    r = runner.invoke(app, ["transfer", str(bad), "-t", "y", "-s", "base"])
+    assert r.exit_code == 2 and "data rows [2, 3]" in r.output
+
+
+def test_sources_lists_shipped_models() -> None:
+    r = runner.invoke(app, ["sources"])
+    assert r.exit_code == 0
