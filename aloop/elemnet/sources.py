@@ -118,6 +118,7 @@ def export_source_model(run_dir: str | Path, name: str, weights_dir: Path = WEIG
         "seed": config["seed"],
         "data_sizes": {k: summary[k] for k in ("n_train", "n_val", "n_test")},
         "epochs_run": summary["epochs_run"],
+        "schedule_changes": summary.get("schedule_changes", []),
         "best_epoch": summary["best_epoch"],
         "val_mae": summary["val_mae"],
         "test_mae_float32": summary["test_mae"],
