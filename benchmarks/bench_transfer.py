@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=25)
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "transfer"))
     ap.add_argument("--rerun", action="store_true", help="ignore cached results")
+    ap.add_argument("--cached-only", action="store_true", help="only print the table of cached results")
     args = ap.parse_args()
     t_all = time.time()
     summaries = []
@@ -176,6 +177,8 @@ def main() -> None:
             path = out_dir / f"{method}.json"
             if path.exists() and not args.rerun:
                 results[method] = json.loads(path.read_text())
+                continue
+            if args.cached_only:
                 continue
             if d is None:
                 d = task_data(task)
