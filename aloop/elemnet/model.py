@@ -72,6 +72,14 @@ class ElemNet(nn.Module):
 
 
 @torch.no_grad()
+def he_init(net: ElemNet) -> None:
+    """He (Kaiming-normal) weights and zero biases: keeps a deep ReLU stack trainable from scratch."""
+    for lin in [*net.hidden, net.output]:
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+        nn.init.zeros_(lin.bias)
+
+
+@torch.no_grad()
 def dead_unit_fractions(net: ElemNet, X: torch.Tensor, batch_size: int = 8192) -> list[float]:
     """Fraction of units per hidden layer that are never active (> 0) on the rows of ``X`` (``n × 86``)."""
     was_training = net.training

@@ -129,7 +129,7 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
         rows = Xt if self.train_experts else torch.arange(len(Xt))
         self.val_mae_ = self.std_ * train_network(
-            net, rows[tr_idx], ys[tr_idx].unsqueeze(1), rows[val_idx], ys[val_idx].unsqueeze(1),
+            net, rows[tr_idx], ys[tr_idx], rows[val_idx], ys[val_idx],
             nn.functional.l1_loss, self.lr, self.batch_size, self.max_epochs, self.patience, self.weight_decay, self.seed,
         )
         model.eval()

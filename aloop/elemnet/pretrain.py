@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from aloop.chem import composition_key, to_fraction_matrix
 from aloop.datasets import get_spec, load
-from aloop.elemnet.model import ElemNet, dead_unit_fractions
+from aloop.elemnet.model import ElemNet, dead_unit_fractions, he_init
 
 
 @dataclass
@@ -54,12 +53,6 @@ class PretrainState:
     epochs_since_best: int = 0
     history: list[dict] = field(default_factory=list)
     schedule_changes: list[dict] = field(default_factory=list)
-
-
-def _init_weights(net: ElemNet) -> None:
-    for lin in [*net.hidden, net.output]:
-        nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-        nn.init.zeros_(lin.bias)
 
 
 def excluded_keys(names: tuple[str, ...]) -> set[str]:
@@ -157,7 +150,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     mean, std = float(ytr.mean()), float(ytr.std())
     net = ElemNet(dropout=config.dropout)
     torch.manual_seed(config.seed)
-    _init_weights(net)
+    he_init(net)
     steps_per_epoch = math.ceil(len(Xtr) / config.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
     sched = _schedule_at(opt, config, steps_per_epoch, 0)

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
 from aloop.chem.elements import N_ELEMENTS
-from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
+from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet, he_init
 from aloop.training import train_network
 
 Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
@@ -38,6 +38,7 @@ class FineTuneConfig:
     weight_decay: float = 0.0
     seed: int = 0
     threads: int | None = None
+    loss: Literal["l1", "mse"] = "l1"
 
 
 def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -48,9 +49,10 @@ def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor,
         raise ValueError("fraction matrix has NaN/inf entries")
     if y is None:
         return torch.from_numpy(X), None
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
-    if len(y) != len(X):
-        raise ValueError(f"y has {len(y)} values for {len(X)} rows of X")
+    y = np.asarray(y, dtype=np.float32)
+    y = y.reshape(-1, 1) if y.ndim == 1 else y
+    if y.ndim != 2 or len(y) != len(X):
+        raise ValueError(f"y must have one row per row of X ({len(X)}), got shape {y.shape}")
     if not np.isfinite(y).all():
         raise ValueError(f"y has {int((~np.isfinite(y)).sum())} NaN/inf values")
     return torch.from_numpy(X), torch.from_numpy(y)
@@ -60,11 +62,12 @@ def finetune(
     X: np.ndarray, y: np.ndarray, source: ElemNet | None, config: FineTuneConfig | None = None,
     hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[ElemNet, list[dict]]:
-    """Train an ElemNet on ``X`` (``n × 86`` fractions) and ``y`` (``n``) from ``source``.
+    """Train an ElemNet on ``X`` (``n × 86`` fractions) and ``y`` (``n`` or ``n × m``) from ``source``.
 
     Early stopping watches ``validation = (X_val, y_val)`` when given, else a random
     ``config.val_fraction`` of the rows (which are then not trained on).
-    Returns the best network (eval mode, predicting raw units) and the per-epoch history.
+    Returns the best network (eval mode, ``n × m`` predictions in raw units) and the
+    per-epoch history.
     ``source`` is copied, never modified; it must be ``None`` exactly for ``mode="scratch"``.
     """
     config = config or FineTuneConfig()
@@ -73,8 +76,8 @@ def finetune(
     if (source is None) != (config.mode == "scratch"):
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
     Xt, yt = _check_xy(X, y)
-    if len(Xt) < 10:
-        raise ValueError(f"need at least 10 training rows to fine-tune with early stopping, got {len(Xt)}")
+    if len(Xt) < (2 if validation is not None else 10):
+        raise ValueError(f"too few training rows to fine-tune with early stopping: {len(Xt)}")
     if config.threads:
         torch.set_num_threads(config.threads)
     gen = torch.Generator().manual_seed(config.seed)
@@ -82,14 +85,23 @@ def finetune(
     net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)
     if source is not None:
         net.load_state_dict(source.state_dict())
-    if config.mode in ("modfinetune", "freezing", "scratch"):
-        net.output.reset_parameters()
+    m = yt.shape[1]
+    if config.mode == "finetune" and m != 1:
+        raise ValueError(f"mode 'finetune' reuses the single-output source head; got {m} targets (use modfinetune)")
+    if config.mode == "scratch":
+        he_init(net)
+    elif config.mode in ("modfinetune", "freezing"):
+        net.output = nn.Linear(net.output.in_features, m)
     if config.mode == "freezing":
         for lin in net.hidden[:-1]:
             lin.requires_grad_(False)
     # "finetune" keeps the source output layer, so it trains in raw units; the others
     # train on the standardised target and fold the scaling back in at the end.
-    mean, std = (0.0, 1.0) if config.mode == "finetune" else (float(yt.mean()), float(yt.std()) or 1.0)
+    if config.mode == "finetune":
+        mean, std = torch.zeros(m), torch.ones(m)
+    else:
+        mean, std = yt.mean(0), yt.std(0) if len(yt) > 1 else torch.ones(m)
+        std = torch.where(std > 0, std, torch.ones_like(std))
     ys = (yt - mean) / std
     if validation is not None:
         Xv, yv = _check_xy(*validation)
@@ -101,14 +113,16 @@ def finetune(
         n_val = max(1, int(round(config.val_fraction * len(Xt))))
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
     history: list[dict] = []
+    loss = nn.functional.l1_loss if config.loss == "l1" else nn.functional.mse_loss
     train_network(
-        net, Xt[tr_idx], ys[tr_idx].unsqueeze(1), Xt[val_idx], ys[val_idx].unsqueeze(1), nn.functional.l1_loss,
+        net, Xt[tr_idx], ys[tr_idx], Xt[val_idx], ys[val_idx], loss,
         config.lr, config.batch_size, config.max_epochs, config.patience, config.weight_decay, config.seed, history,
     )
-    for h in history:
-        h["val_mae"] = h.pop("val_loss") * std
+    for h in history:  # validation loss in raw units (exact for L1 with one target)
+        h["val_mae" if config.loss == "l1" else "val_mse"] = h.pop("val_loss") * float(std.mean()) ** (
+            1 if config.loss == "l1" else 2)
     with torch.no_grad():
-        net.output.weight.mul_(std)
+        net.output.weight.mul_(std.unsqueeze(1))
         net.output.bias.mul_(std).add_(mean)
     net.requires_grad_(False)
     net.eval()

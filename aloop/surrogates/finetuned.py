@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
@@ -13,8 +12,9 @@ from torch import Tensor, nn
 
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
+from aloop.elemnet.transfer import FineTuneConfig, finetune
 from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
-from aloop.surrogates.ensemble import EnsembleSurrogate, module_dtype, split_rows, standardise, train_network
+from aloop.surrogates.ensemble import EnsembleSurrogate, module_dtype, split_rows, standardise
 from aloop.surrogates.gp import GPSurrogate
 
 
@@ -43,7 +43,8 @@ def fine_tune_elemnet(
 ) -> FineTuned:
     """Fine-tune a copy of ``source`` (an ``ElemNet``; None: a fresh one with ``hidden_widths``) on ``n × 86`` fractions.
 
-    All layers train (Adam, ``lr``) with a fresh ``m``-output layer on standardised targets,
+    ``aloop.elemnet.transfer.finetune`` in ModFineTune mode (scratch when ``source`` is None):
+    all layers train (Adam, ``lr``) with a fresh ``m``-output layer on standardised targets,
     early-stopped on a random ``val_fraction`` of the rows. ``source`` is left untouched.
     """
     X, y = check_training_data(X, y)
@@ -51,23 +52,22 @@ def fine_tune_elemnet(
         raise ValueError(f"ElemNet input must be the n × {N_ELEMENTS} fraction matrix, got {X.shape[1]} columns")
     if source is not None and not isinstance(getattr(source, "output", None), nn.Linear):
         raise TypeError(f"source must be an ElemNet (a module with a Linear `output` layer), got {type(source).__name__}")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        if source is not None:
-            net = copy.deepcopy(source)
-        else:
-            net = ElemNet(hidden_widths=hidden_widths)
-            for lin in net.hidden:  # He initialisation keeps a deep ReLU stack trainable from scratch
-                nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-                nn.init.zeros_(lin.bias)
-        net.output = nn.Linear(net.output.in_features, y.shape[1])
-    net.float().requires_grad_(True)
-    y_mean, y_std = standardise(y)
-    Xt = torch.as_tensor(X, dtype=torch.float32)
-    yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
     train, val = split_rows(len(X), np.random.default_rng(seed), False, val_fraction)
-    loss_fn = nn.functional.l1_loss if loss == "l1" else nn.functional.mse_loss
-    train_network(net, Xt[train], yt[train], Xt[val], yt[val], loss_fn, lr, batch_size, max_epochs, patience, seed=seed)
+    config = FineTuneConfig(mode="scratch" if source is None else "modfinetune", lr=lr, batch_size=batch_size,
+                            max_epochs=max_epochs, patience=patience, seed=seed, loss=loss)
+    with torch.random.fork_rng():
+        net, _ = finetune(X[train], y[train], source, config, hidden_widths=hidden_widths,  # type: ignore[arg-type]
+                          validation=(X[val], y[val]))
+    # finetune() folds the target scaling into the output layer; express the net in
+    # standardised units again so members' outputs stay O(1) in float32 and the affine map
+    # back to raw units happens in float64 (as the ensemble's variance needs).
+    y_mean, y_std = standardise(y[train])
+    with torch.no_grad():
+        w, b = net.output.weight.double(), net.output.bias.double()
+        mu, sd = torch.as_tensor(y_mean, dtype=torch.float64), torch.as_tensor(y_std, dtype=torch.float64)
+        net.output.weight.copy_(w / sd.unsqueeze(1))
+        net.output.bias.copy_((b - mu) / sd)
+    net.requires_grad_(True)
     return FineTuned(net, y_mean, y_std, val if not np.array_equal(val, train) else np.array([], dtype=int))
 
 
