@@ -21,7 +21,7 @@ from aloop.campaigns.config import CampaignConfig, parse_config
 from aloop.campaigns.log import list_campaigns
 from aloop.campaigns.modeling import model_space
 from aloop.campaigns.pool import CampaignError
-from aloop.campaigns.template import render_template
+from aloop.campaigns.template import create_file, render_template
 
 
 def find_definition(path: str | Path | None = None) -> Path:
@@ -77,10 +77,9 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
         raise CampaignError(f"campaign {config.name!r} already exists in {describe(to_url(config.database_url))}; "
                             "choose another name or open the existing campaign")
     try:
-        with path.open("x", encoding="utf-8") as fh:  # "x": a file created meanwhile is not clobbered
-            fh.write(text)
-    except FileExistsError:
-        raise CampaignError(f"{path} already exists; refusing to overwrite it") from None
+        create_file(path, text)
+    except FileExistsError as exc:
+        raise CampaignError(str(exc)) from None
     return config
 
 

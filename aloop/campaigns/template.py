@@ -128,6 +128,15 @@ def render_template(**flags: Any) -> str:
     return "\n".join(lines)
 
 
+def create_file(path: Path, text: str) -> None:
+    """Write ``text`` to a new file; a file created meanwhile is never clobbered (``FileExistsError``)."""
+    try:
+        with path.open("x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise FileExistsError(f"{path} already exists; refusing to overwrite it") from None
+
+
 def write_template(path: str | Path, **flags: Any) -> CampaignConfig:
     """Write a commented, valid campaign definition to ``path`` and return it loaded.
 
@@ -146,11 +155,7 @@ def write_template(path: str | Path, **flags: Any) -> CampaignConfig:
         raise FileExistsError(f"{path} already exists; refusing to overwrite it")
     text = render_template(**flags)
     config = parse_config(tomllib.loads(text), path=path)
-    try:
-        with path.open("x", encoding="utf-8") as fh:  # "x": a file created meanwhile is not clobbered
-            fh.write(text)
-    except FileExistsError:
-        raise FileExistsError(f"{path} already exists; refusing to overwrite it") from None
+    create_file(path, text)
     return config
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from aloop.chem import composition_key, to_fraction_matrix
+from aloop.chem import keys_from_matrix, to_fraction_matrix
 from aloop.datasets import get_spec, load
 from aloop.elemnet.model import ElemNet, dead_unit_fractions, he_init
 
@@ -56,15 +56,12 @@ class PretrainState:
 
 
 def excluded_keys(names: tuple[str, ...]) -> set[str]:
-    """Composition keys of every row of the named registry datasets."""
+    """Composition keys of every parseable row of the named registry datasets."""
     keys: set[str] = set()
     for name in names:
-        frame = load(name)
-        for f in frame["formula"]:
-            try:
-                keys.add(composition_key(f))
-            except ValueError:
-                continue
+        X, _ = to_fraction_matrix(list(load(name)["formula"]), errors="collect")
+        keys.update(keys_from_matrix(X))
+    keys.discard("")  # unparseable rows are all-zero
     return keys
 
 
@@ -83,15 +80,12 @@ def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]
         part = frame[frame["split"] == split]
         if config.limit_rows:
             part = part.iloc[: config.limit_rows]
-        formulas = list(part["formula"])
-        keep = np.ones(len(part), dtype=bool)
+        X, bad = to_fraction_matrix(list(part["formula"]), errors="collect")
+        keep = np.ones(len(X), dtype=bool)
+        keep[[b.index for b in bad]] = False
         if drop and split != "test":  # the published test set stays whole, so test MAE stays comparable
-            keep = np.array([composition_key(f) not in drop for f in formulas])
-        X, bad = to_fraction_matrix([f for f, k in zip(formulas, keep) if k], errors="collect")
-        y = part[target].to_numpy(dtype=np.float32)[keep]
-        ok = np.ones(len(X), dtype=bool)
-        ok[[b.index for b in bad]] = False
-        out[split] = (X[ok], y[ok])
+            keep &= np.array([k not in drop for k in keys_from_matrix(X)])
+        out[split] = (X[keep], part[target].to_numpy(dtype=np.float32)[keep])
     return out
 
 
