@@ -26,12 +26,16 @@ def main() -> None:
     ap.add_argument("--dataset", default="oqmd-formation-enthalpy")
     ap.add_argument("--epochs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (recipe default when omitted)")
+    ap.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (recipe default when omitted)")
+    ap.add_argument("--dropout", action="store_true", help="ElemNet's published dropout")
     ap.add_argument("--run-dir", default=None, help="default: runs/DATASET")
     ap.add_argument("--export", action="store_true", help="write aloop/elemnet/weights/DATASET.{safetensors,json}")
     args = ap.parse_args()
     run_dir = args.run_dir or f"runs/{args.dataset}"
+    recipe = {k: v for k, v in (("peak_lr", args.lr), ("weight_decay", args.weight_decay)) if v is not None}
     summary = pretrain(PretrainConfig(dataset=args.dataset, exclude=EXCLUDE, max_epochs=args.epochs,
-                                      threads=args.threads), run_dir)
+                                      threads=args.threads, dropout=args.dropout, **recipe), run_dir)
     if args.export:
         export_source_model(run_dir, args.dataset)
     keys = ("n_train", "n_val", "n_test", "epochs_run", "best_epoch", "val_mae", "test_mae", "schedule_changes",

@@ -44,6 +44,7 @@ from aloop.campaigns.modeling import (
     make_surrogate,
     model_space,
     pool_sample,
+    refit_growth,
 )
 from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool, load_pool, resolve_featurizer
 from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
@@ -60,6 +61,7 @@ class _Fit:
     retrained: bool
     X: np.ndarray
     Y: np.ndarray
+    hyper_n: int  # the first rows the hyperparameters were fitted on
 
 
 class Campaign:
@@ -74,6 +76,7 @@ class Campaign:
         self.log = log
         self.progress = progress
         self.space, self._surrogate_options = model_space(config)
+        self._refit_growth = refit_growth(config, self._surrogate_options)
         self._objective = make_objective(config, self.space)
         raw = ModelSpace(self.space.names, ("none",) * len(self.space.names))
         self._raw_objective = make_objective(config, raw)
@@ -85,6 +88,7 @@ class Campaign:
         self._featurizer: Any = None
         self._featurizer_id: str | None = None
         self._fit_cache: _Fit | None = None
+        self._hyper: tuple[int, object] | None = None  # (observations, model) of the last hyperparameter fit
         self._cv_cache: tuple[str, CVResult | None] | None = None
 
     # --- opening ----------------------------------------------------------------------
@@ -240,30 +244,70 @@ class Campaign:
         X = self.features(obs["formula"].tolist(), obs["key"].tolist())
         Y = self.space.forward(obs[list(self.space.names)].to_numpy(dtype=np.float64))
         setup = {"featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
-                 "options": self._surrogate_options, "transforms": self.space.transforms, "seed": self.config.seed}
+                 "options": self._surrogate_options, "refit_growth": self._refit_growth, "transforms": self.space.transforms, "seed": self.config.seed}
         return X, Y, data_digest(obs["event_id"].tolist(), setup)
 
-    def _new_model(self, X: np.ndarray, Y: np.ndarray) -> object:
+    def _new_model(self, X: np.ndarray, Y: np.ndarray, warm_start: object | None = None,
+                   hyperparameters: dict | None = None) -> object:
         X_pool = pool_sample(self.pool.features, seed=self.config.seed)
-        return fit_surrogate(lambda: make_surrogate(self.config, self._surrogate_options), X, Y, X_pool)
+        return fit_surrogate(lambda: make_surrogate(self.config, self._surrogate_options), X, Y, X_pool, warm_start,
+                             hyperparameters)
+
+    def _model(self, versions: pd.DataFrame, X: np.ndarray, Y: np.ndarray) -> tuple[object, int]:
+        """A surrogate on all rows and the number of (first) rows its hyperparameters were fitted on.
+
+        With ``refit_growth = g`` the hyperparameters are re-fitted only once the
+        observations have grown by a factor ``1 + g`` since the last hyperparameter fit;
+        in between the GP is conditioned on every observation with those hyperparameters.
+        A refit starts from the previous fit's hyperparameters when this object holds it.
+        Each model version records the size and hyperparameters of its fit, so a reopened
+        campaign rebuilds exactly the same model without optimising.
+        """
+        n = len(Y)
+        if self._refit_growth is None:
+            return self._new_model(X, Y), n
+        base = self._hyper if self._hyper and self._hyper[0] <= n else None
+        if base is None:
+            saved = [d for d in versions["details"] if "hyperparameters" in (d or {})
+                     and int(d["hyperparameters_fitted_on"]) <= n]
+            if saved:
+                k = int(saved[-1]["hyperparameters_fitted_on"])
+                base = (k, self._new_model(X[:k], Y[:k], hyperparameters=saved[-1]["hyperparameters"]))
+        if base is None or n >= base[0] * (1.0 + self._refit_growth):
+            previous = base[1] if base else (self._hyper[1] if self._hyper else None)
+            base = (n, self._new_model(X, Y, warm_start=previous))
+        self._hyper = base
+        model = base[1] if base[0] == n else base[1].condition(X, Y)  # type: ignore[attr-defined]
+        return model, base[0]
+
+    def surrogate(self) -> object | None:
+        """The surrogate fitted on every current observation (``None`` during the initial design)."""
+        events = self.log.events()
+        obs = self._observations(events)
+        if len(obs) < max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT):
+            return None
+        return self._fit(events, obs).model
 
     def _fit(self, events: Sequence[state.Event], obs: pd.DataFrame) -> _Fit:
         """The surrogate on every observation; a new version only when the training data changed."""
         X, Y, digest = self._training(obs)
-        cached = self._fit_cache if self._fit_cache and self._fit_cache.digest == digest else None
-        model = cached.model if cached else self._new_model(X, Y)
         versions = state.model_versions(events)
+        cached = self._fit_cache if self._fit_cache and self._fit_cache.digest == digest else None
+        model, hyper_n = (cached.model, cached.hyper_n) if cached else self._model(versions, X, Y)
         same = [r for r in versions.itertuples() if (r.details or {}).get("data_digest") == digest]
         if same:
-            fit = _Fit(model, same[-1].model_version, digest, False, X, Y)
+            fit = _Fit(model, same[-1].model_version, digest, False, X, Y, hyper_n)
         else:
-            fit = _Fit(model, self._record_fit(len(versions), digest, len(Y)), digest, True, X, Y)
+            fit = _Fit(model, self._record_fit(len(versions), digest, len(Y), hyper_n), digest, True, X, Y, hyper_n)
         self._fit_cache = fit
         return fit
 
-    def _record_fit(self, known: int, digest: str, n: int) -> str:
+    def _record_fit(self, known: int, digest: str, n: int, hyper_n: int) -> str:
         details = {"data_digest": digest, "featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
                    "transforms": dict(zip(self.space.names, self.space.transforms, strict=True))}
+        if self._refit_growth is not None and self._hyper is not None:
+            details["hyperparameters_fitted_on"] = hyper_n
+            details["hyperparameters"] = self._hyper[1].hyperparameters()  # type: ignore[attr-defined]
         for attempt in range(1, 6):
             version = f"v{known + attempt}"
             try:

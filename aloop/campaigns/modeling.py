@@ -11,6 +11,10 @@ positive.
 
 Campaign defaults that differ from the surrogate's own: the GP's hyperparameters are fitted
 on at most ``GP_MAX_FIT_ROWS`` observations (set ``max_fit_rows`` in the options to change it).
+``refit_growth = g`` (GP only) re-fits the hyperparameters only when the observations have grown
+by a factor ``1 + g`` since the last such fit (starting the optimiser from the previous fit's
+values) and otherwise conditions the GP on all observations with the previous hyperparameters —
+what long replays use (default: refit from scratch every time).
 """
 
 from __future__ import annotations
@@ -96,6 +100,18 @@ def model_space(config: CampaignConfig) -> tuple[ModelSpace, dict[str, Any]]:
     return ModelSpace(names, tuple(per[n] for n in names)), options
 
 
+def refit_growth(config: CampaignConfig, options: dict[str, Any]) -> float | None:
+    """Take ``refit_growth`` out of the surrogate options (GP only): refit hyperparameters at ×(1 + g) growth."""
+    if "refit_growth" not in options:
+        return None
+    g = options.pop("refit_growth")
+    if config.surrogate.kind != "gp":
+        raise CampaignError(f"surrogate.options.refit_growth: only for kind = 'gp', not {config.surrogate.kind!r}")
+    if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or g < 0:
+        raise CampaignError(f"surrogate.options.refit_growth: must be a number ≥ 0, got {g!r}")
+    return float(g)
+
+
 def make_objective(config: CampaignConfig, space: ModelSpace) -> AcqObjective | MultiObjective:
     """The acquisition objective(s) of a definition, in model space (output ``j`` = objective ``j``)."""
     out: list[AcqObjective] = []
@@ -163,13 +179,19 @@ def make_policy(config: CampaignConfig, multi: bool, linear: bool) -> tuple[Poli
         raise CampaignError(f"acquisition.options: {exc}") from None
 
 
-def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_pool: np.ndarray | None) -> object:
-    """Fit a new surrogate; a GP also gets (a sample of) the pool to fit its PCA projection on."""
+def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_pool: np.ndarray | None,
+                  warm_start: object | None = None, hyperparameters: dict | None = None) -> object:
+    """Fit a new surrogate; a GP also gets (a sample of) the pool to fit its PCA projection on.
+
+    ``warm_start``: a previous GP of the campaign whose hyperparameters start the fit;
+    ``hyperparameters``: a GP's recorded values, loaded instead of fitted.
+    """
     model = make()
     from aloop.surrogates import GPSurrogate
 
-    if isinstance(model, GPSurrogate) and X_pool is not None:
-        return model.fit(X, Y, X_pool=X_pool)
+    if isinstance(model, GPSurrogate):
+        return model.fit(X, Y, X_pool=X_pool, warm_start=warm_start if isinstance(warm_start, GPSurrogate) else None,
+                         hyperparameters=hyperparameters)
     return model.fit(X, Y)  # type: ignore[attr-defined]
 
 

@@ -1,4 +1,4 @@
-"""The `aloop` command line: a thin layer over the Python API (datasets, featurize, pretrain, campaigns)."""
+"""The `aloop` command line: a thin layer over the Python API (datasets, featurize, pretrain, campaigns, benchmark)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from aloop import __version__
-from aloop.cli import campaign, datasets, elemnet, featurize, transfer
+from aloop.cli import benchmark, campaign, datasets, elemnet, featurize, transfer
 
 app = typer.Typer(
     name="aloop",
@@ -22,6 +22,7 @@ app.command("featurize")(featurize.featurize_command)
 app.command("pretrain")(elemnet.pretrain_command)
 app.command("sources")(transfer.sources_command)
 app.command("transfer")(transfer.transfer_command)
+app.command("benchmark")(benchmark.benchmark_command)
 campaign.register(app)  # init, propose, record, fail, reject, cancel, status, report, export
 
 

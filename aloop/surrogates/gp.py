@@ -28,6 +28,9 @@ from aloop.surrogates.projection import PCAProjection
 MAX_CHOLESKY_SIZE = 20_000
 #: Cache an explicit ``L⁻¹`` (``m × n × n``) up to this many observations; beyond, solve per chunk.
 EXPLICIT_INVERSE_MAX_N = 6_000
+#: L-BFGS iterations of a warm-started fit (a cold fit runs to convergence): starting from the
+#: previous fit's optimum on a little less data, the first steps do nearly all of the work.
+WARM_START_MAXITER = 40
 
 
 def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor) -> SingleTaskGP:
@@ -119,11 +122,17 @@ class GPSurrogate(Surrogate):
         self.gp: SingleTaskGP | None = None
 
     # ----------------------------------------------------------------------------- fitting
-    def fit(self, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray | None = None) -> Self:
+    def fit(self, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray | None = None,
+            warm_start: GPSurrogate | None = None, hyperparameters: dict[str, list] | None = None) -> Self:
         """Fit on ``n × d`` features and ``n`` / ``n × m`` targets.
 
         Args:
             X_pool: optional unlabeled ``N × d`` candidates; only used to fit the PCA projection.
+            warm_start: a fitted GP of the same shape whose hyperparameters start the
+                optimisation (a campaign refitting on a little more data converges in far
+                fewer L-BFGS steps). Ignored when the input or output widths differ.
+            hyperparameters: values from :meth:`hyperparameters` of an earlier fit on the
+                same data: loaded instead of optimised, which rebuilds that model exactly.
         """
         X, y = check_training_data(X, y)
         d = X.shape[1]
@@ -148,17 +157,65 @@ class GPSurrogate(Surrogate):
             gen = torch.Generator().manual_seed(self.seed)
             rows = torch.randperm(Z.shape[0], generator=gen)[: self.max_fit_rows]
         gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds)
-        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+        options: dict[str, Any] = {}
+        if warm_start is not None and warm_start.gp is not None:
+            old = warm_start.gp
+            if old.covar_module.lengthscale.shape == gp.covar_module.lengthscale.shape:
+                with torch.no_grad():
+                    gp.covar_module.load_state_dict(old.covar_module.state_dict())
+                    gp.likelihood.noise = old.likelihood.noise.detach().clone()
+                options = {"optimizer_kwargs": {"options": {"maxiter": WARM_START_MAXITER}}}
+        if hyperparameters is not None:
+            params = dict(gp.named_parameters())
+            if set(hyperparameters) != set(params):
+                raise ValueError(f"hyperparameters must give {sorted(params)}, got {sorted(hyperparameters)}")
+            with torch.no_grad():
+                for name, value in hyperparameters.items():
+                    params[name].copy_(torch.as_tensor(value, dtype=params[name].dtype).reshape(params[name].shape))
+        else:
+            with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp), **options)
         if rows is not None:
             gp = _condition_on_all(gp, Z, Y, bounds)
+        self._set_gp(gp, Z, bounds, Y.shape[-1])
+        self.n_features = d
+        return self
+
+    def hyperparameters(self) -> dict[str, list]:
+        """The fitted GP's raw hyperparameters as JSON-able lists (for :meth:`fit`'s ``hyperparameters``)."""
+        if self.gp is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        return {name: p.detach().reshape(-1).tolist() for name, p in self.gp.named_parameters()}
+
+    def condition(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
+        """A new surrogate on ``n × d`` / ``n × m`` data with this fit's hyperparameters (no optimisation).
+
+        The projection, input bounds and kernel hyperparameters are kept; the outcome
+        standardisation is recomputed on ``y``. A campaign uses it to add observations
+        between hyperparameter refits: milliseconds instead of an L-BFGS fit.
+        """
+        if self.gp is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        X, y = check_training_data(X, y)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[1]}")
+        Y = torch.as_tensor(y)
+        if Y.shape[-1] != self.num_outputs:
+            raise ValueError(f"{type(self).__name__} was fitted on {self.num_outputs} outputs, got {Y.shape[-1]}")
+        new = type(self)(self.projection, self.n_components, self.whiten, self.standardize, self.max_fit_rows, self.seed)
+        new.projection_ = self.projection_
+        new.n_features = self.n_features
+        Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
+        new._set_gp(_condition_on_all(self.gp, Z, Y, self._bounds), Z, self._bounds, Y.shape[-1])
+        return new
+
+    def _set_gp(self, gp: SingleTaskGP, Z: Tensor, bounds: Tensor, m: int) -> None:
         gp.eval()
         self.gp = gp
-        self.n_features = d
-        self._num_outputs = Y.shape[-1]
+        self._num_outputs = m
         self._train_Z = Z
+        self._bounds = bounds
         self._build_cache()
-        return self
 
     @torch.no_grad()
     def _build_cache(self) -> None:

@@ -234,3 +234,24 @@ def test_log_is_plain_campaign_log(tmp_path: Path, truth: pd.DataFrame) -> None:
     _init(tmp_path, truth).close()
     with CampaignLog.open(tmp_path / "seebeck.sqlite") as log:
         assert log.name == "seebeck" and log.events() == []
+
+
+def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """With refit_growth the GP's hyperparameters are refitted only at ×1.5 growth; a reopened campaign rebuilds the same model."""
+    campaign = _init(tmp_path, truth, initial_design="random", batch_size=2, surrogate_options={"refit_growth": 0.5})
+    _measure(campaign, campaign.propose(6), truth)
+    for _ in range(3):
+        _measure(campaign, campaign.propose(2), truth)
+    batch = campaign.propose(2)
+    details = [d["hyperparameters_fitted_on"] for d in campaign.log.model_versions()["details"]]
+    assert details == [6, 6, 10, 10]  # 8 < 6 × 1.5 reuses the fit on 6 rows; 10 ≥ 9 refits; 12 < 15 reuses it
+    expected = campaign.surrogate().predict(campaign.pool.features[:50])[0]
+    campaign.close()
+    with Campaign.open(tmp_path / "seebeck.toml", progress=False) as reopened:
+        # Rebuilt from the logged hyperparameters of the (warm-started) fit on the first 10 rows.
+        np.testing.assert_allclose(reopened.surrogate().predict(reopened.pool.features[:50])[0], expected, rtol=1e-6)
+        assert reopened.log.model_versions()["details"].iloc[-1]["hyperparameters_fitted_on"] == 10
+        assert set(reopened.propose(2)["key"]).isdisjoint(batch["key"])
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(CampaignError, match="refit_growth"):
+        _init(tmp_path / "bad", truth, surrogate_options={"refit_growth": -1})

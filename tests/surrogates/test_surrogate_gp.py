@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aloop.surrogates import GPSurrogate
+from aloop.surrogates.base import NotFittedError
 
 
 def _toy(n: int, d: int = 3, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +57,27 @@ def test_hyperparameters_on_a_subset_then_exact_conditioning_on_all_rows() -> No
     _assert_agrees(gp, _toy(25, seed=3)[0])
     mean, _ = gp.predict(X)
     assert np.abs(mean[:, 0] - y).mean() < 0.1
+
+
+def test_condition_keeps_hyperparameters_and_learns_from_new_rows() -> None:
+    X, y = _toy(120)
+    small = GPSurrogate().fit(X[:40], y[:40])
+    grown = small.condition(X, y)
+    assert grown.gp.train_inputs[0].shape[-2] == 120 and small.gp.train_inputs[0].shape[-2] == 40
+    torch.testing.assert_close(grown.gp.covar_module.lengthscale, small.gp.covar_module.lengthscale)
+    _assert_agrees(grown, _toy(25, seed=3)[0])
+    X_test, y_test = _toy(400, seed=5)
+    err = [np.abs(m.predict(X_test)[0][:, 0] - y_test).mean() for m in (small, grown)]
+    assert err[1] < err[0]
+    Y2 = np.c_[y, -y]
+    two = GPSurrogate().fit(X[:40], Y2[:40]).condition(X, Y2)
+    assert two.num_outputs == 2 and two.predict(X_test)[0].shape == (400, 2)
+    with pytest.raises(ValueError, match="fitted on 3 features"):
+        small.condition(X[:, :2], y)
+    with pytest.raises(ValueError, match="fitted on 1 outputs"):
+        small.condition(X, Y2)
+    with pytest.raises(NotFittedError):
+        GPSurrogate().condition(X, y)
 
 
 def test_pca_projection_uses_the_pool_and_handles_wide_inputs() -> None:

@@ -1,0 +1,273 @@
+"""Replay of a campaign against a fully measured pool: the lab is a lookup table, the loop is a real campaign.
+
+A :class:`Task` is a pool of compositions whose objective is known for every row (a
+registry dataset or a user's CSV). A :class:`Strategy` is a featurizer × surrogate ×
+acquisition choice. :func:`run_replay` creates an ordinary :class:`~aloop.campaigns.Campaign`
+(definition file + SQLite event log) in a work folder and drives it exactly as a lab would:
+``propose`` → look the values up → ``record``, until the budget is spent. After every model
+fit it also scores the surrogate on the still-unmeasured pool (MAE, 68%/95% interval coverage).
+
+Rows that share a composition (polymorphs, replicates) are merged into one pool member
+whose value is their mean: a lab that synthesises a composition measures one value.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aloop.campaigns.config import ACQUISITION_KINDS, FEATURIZER_KINDS, SURROGATE_KINDS
+
+#: Default hyperparameter schedule of replays: refit when the data grew by 25% (see ``refit_growth``).
+REPLAY_REFIT_GROWTH = 0.25
+
+
+class ReplayError(ValueError):
+    """A replay task or strategy is invalid."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A fully measured pool: ``N`` unique compositions and the objective value of each.
+
+    ``direction`` is ``"maximize"``, ``"minimize"`` or ``"window"`` (with ``window=(lo, hi)``).
+    ``formulas``/``keys``/``y`` are ``(N,)`` arrays; ``extra`` holds numeric columns of the
+    source table (e.g. the raw metal fractions of the OER plates), one row per pool member.
+    """
+
+    name: str
+    formulas: np.ndarray
+    keys: np.ndarray
+    y: np.ndarray
+    objective: str
+    units: str
+    direction: str
+    window: tuple[float, float] | None = None
+    extra: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize", "window"):
+            raise ReplayError(f"task {self.name!r}: direction must be maximize, minimize or window, got {self.direction!r}")
+        if (self.direction == "window") != (self.window is not None):
+            raise ReplayError(f"task {self.name!r}: a window (lo, hi) goes with direction = 'window' and only then")
+        if self.window is not None and not (self.window[0] < self.window[1]):
+            raise ReplayError(f"task {self.name!r}: window lower edge must be below the upper edge, got {self.window}")
+        n = len(self.y)
+        if len(self.formulas) != n or len(self.keys) != n:
+            raise ReplayError(f"task {self.name!r}: formulas, keys and values must have one entry per pool member")
+        if n < 10:
+            raise ReplayError(f"task {self.name!r}: the pool has {n} compositions; a replay needs at least 10")
+        if not np.isfinite(self.y).all():
+            raise ReplayError(f"task {self.name!r}: objective values must be finite")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @classmethod
+    def from_frame(cls, name: str, frame: pd.DataFrame, target: str, *, formula_column: str = "formula",
+                   units: str = "", direction: str = "maximize", window: tuple[float, float] | None = None) -> Task:
+        """A task from a table with a formula column and a numeric target column.
+
+        Rows whose formula does not parse or whose target is missing are dropped (and
+        counted in the error if nothing is left); rows of one composition are averaged.
+        """
+        from aloop.chem import keys_from_matrix, to_fraction_matrix
+
+        for col in (formula_column, target):
+            if col not in frame.columns:
+                raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
+        values = pd.to_numeric(frame[target], errors="coerce")
+        keep = values.notna().to_numpy() & np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        frame = frame.loc[keep].reset_index(drop=True)
+        X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
+        ok = np.ones(len(frame), dtype=bool)
+        ok[[b.index for b in bad]] = False
+        frame = frame.loc[ok].reset_index(drop=True)
+        if len(frame) == 0:
+            raise ReplayError(f"task {name!r}: no row has a parseable formula and a numeric {target!r}")
+        frame = frame.assign(_key=keys_from_matrix(X[ok]), _y=pd.to_numeric(frame[target]))
+        numeric = [c for c in frame.columns if c not in (formula_column, target, "_key", "_y")
+                   and pd.api.types.is_numeric_dtype(frame[c])]
+        grouped = frame.groupby("_key", sort=False)
+        merged = grouped.agg(formula=(formula_column, "first"), y=("_y", "mean"))
+        extra = grouped[numeric].mean().reset_index(drop=True) if numeric else pd.DataFrame(index=range(len(merged)))
+        return cls(name, merged["formula"].to_numpy(dtype=object), merged.index.to_numpy(dtype=object),
+                   merged["y"].to_numpy(dtype=np.float64), target, units, direction,
+                   None if window is None else (float(window[0]), float(window[1])), extra)
+
+    @classmethod
+    def from_dataset(cls, dataset: str, target: str | None = None, *, direction: str = "maximize",
+                     window: tuple[float, float] | None = None) -> Task:
+        """A task from a registry dataset (units from the registry; the first target by default)."""
+        from aloop.datasets import get_spec, load
+
+        try:
+            spec = get_spec(dataset)
+        except KeyError as exc:
+            raise ReplayError(str(exc.args[0])) from None
+        target = target or next(iter(spec.targets))
+        if target not in spec.targets:
+            raise ReplayError(f"dataset {dataset!r} has no target {target!r}; targets: {', '.join(spec.targets)}")
+        return cls.from_frame(dataset, load(dataset), target, units=spec.targets[target],
+                              direction=direction, window=window)
+
+    def pool_csv(self, path: Path) -> Path:
+        """Write the candidates (``formula`` column only: the campaign must not see the values)."""
+        pd.DataFrame({"formula": self.formulas}).to_csv(path, index=False)
+        return path
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A featurizer × surrogate × acquisition choice, written ``FEATURIZER[/LAYER]-SURROGATE-ACQUISITION``.
+
+    ``"random"`` alone is the random strategy (random initial design and random picks).
+    Examples: ``ef-gp-log_ei``, ``magpie-ensemble-ucb``, ``elemnet/2-gp-log_ei``.
+    """
+
+    featurizer: str = "elemnet"
+    surrogate: str = "gp"
+    acquisition: str = "log_ei"
+    layer: int | None = None
+    source: str | None = None
+    surrogate_options: Mapping[str, Any] = field(default_factory=dict)
+    acquisition_options: Mapping[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.featurizer not in FEATURIZER_KINDS:
+            raise ReplayError(f"strategy: featurizer must be one of {', '.join(FEATURIZER_KINDS)}, got {self.featurizer!r}")
+        if self.surrogate not in SURROGATE_KINDS:
+            raise ReplayError(f"strategy: surrogate must be one of {', '.join(SURROGATE_KINDS)}, got {self.surrogate!r}")
+        if self.acquisition not in ACQUISITION_KINDS:
+            raise ReplayError(f"strategy: acquisition must be one of {', '.join(ACQUISITION_KINDS)}, got {self.acquisition!r}")
+        if (self.layer is not None or self.source is not None) and self.featurizer != "elemnet":
+            raise ReplayError("strategy: a layer or source only goes with the elemnet featurizer")
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        if self.acquisition == "random":
+            return "random"
+        feat = self.featurizer + (f"/{self.layer}" if self.layer is not None else "")
+        return f"{feat}-{self.surrogate}-{self.acquisition}"
+
+    @classmethod
+    def parse(cls, text: str) -> Strategy:
+        """``"magpie-gp-log_ei"`` → ``Strategy``; ``"random"`` → the random strategy (EF features, unused)."""
+        text = text.strip()
+        if text == "random":
+            return cls("ef", "gp", "random")
+        parts = text.split("-")
+        if len(parts) != 3:
+            raise ReplayError(f"strategy {text!r}: write FEATURIZER[/LAYER]-SURROGATE-ACQUISITION, e.g. magpie-gp-log_ei")
+        feat, layer = parts[0], None
+        if "/" in feat:
+            feat, _, layer_text = feat.partition("/")
+            if not layer_text.isdigit():
+                raise ReplayError(f"strategy {text!r}: the ElemNet layer must be a number, got {layer_text!r}")
+            layer = int(layer_text)
+        return cls(feat, parts[1], parts[2], layer=layer)
+
+    def flags(self) -> dict[str, Any]:
+        """``Campaign.init`` flags of this strategy."""
+        out: dict[str, Any] = {"featurizer": self.featurizer, "surrogate": self.surrogate, "acquisition": self.acquisition}
+        if self.layer is not None:
+            out["layer"] = self.layer
+        if self.source is not None:
+            out["source"] = self.source
+        return out
+
+
+def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, batch_size: int = 1,
+               budget: int = 100, workdir: str | Path | None = None, refit_growth: float | None = REPLAY_REFIT_GROWTH,
+               study: str = "") -> dict[str, Any]:
+    """Run one campaign against ``task`` and return its run record (see :mod:`aloop.benchmark.summary`).
+
+    The campaign's definition and SQLite log are written to ``workdir`` (a temporary
+    folder, deleted afterwards, when ``None``). The first ``n_init`` proposals are the
+    campaign's random initial design; then batches of ``batch_size`` until ``budget``
+    measurements (initial ones included). ``order`` holds task row indices.
+    """
+    if not (isinstance(n_init, int) and isinstance(batch_size, int) and isinstance(budget, int)):
+        raise ReplayError("n_init, batch_size and budget must be integers")
+    if n_init < 1 or batch_size < 1:
+        raise ReplayError(f"n_init and batch_size must be ≥ 1, got {n_init} and {batch_size}")
+    if not n_init <= budget <= len(task):
+        raise ReplayError(f"budget must be between n_init ({n_init}) and the pool size ({len(task)}), got {budget}")
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="aloop-replay-") as tmp:
+            return run_replay(task, strategy, seed, n_init=n_init, batch_size=batch_size, budget=budget,
+                              workdir=tmp, refit_growth=refit_growth, study=study)
+    from aloop.campaigns import Campaign
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    pool_csv = task.pool_csv(work / "pool.csv")
+    objective = {"objective": task.objective, "units": task.units, "direction": task.direction}
+    if task.window is not None:
+        objective["window"] = list(task.window)
+    surrogate_options = dict(strategy.surrogate_options)
+    if refit_growth is not None and strategy.surrogate == "gp":
+        surrogate_options.setdefault("refit_growth", refit_growth)
+    row_of = {k: i for i, k in enumerate(task.keys)}
+    column = f"{task.objective} [{task.units}]" if task.units else task.objective
+    order: list[int] = []
+    batches: list[int] = []
+    fits: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with Campaign.init(work / "campaign.toml", candidates_csv=str(pool_csv), name="replay", seed=seed,
+                       batch_size=batch_size, initial_design="random", initial_size=n_init,
+                       surrogate_options=surrogate_options or None,
+                       acquisition_options=dict(strategy.acquisition_options) or None,
+                       progress=False, **objective, **strategy.flags()) as campaign:
+        batch_no = 0
+        while len(order) < budget:
+            q = n_init if batch_no == 0 else min(batch_size, budget - len(order))
+            t0 = time.perf_counter()
+            proposals = campaign.propose(q)
+            seconds = time.perf_counter() - t0
+            rows = [row_of[k] for k in proposals["key"]]
+            if batch_no > 0:
+                fits.append(_pool_scores(campaign, task, order, seconds))
+            campaign.record(pd.DataFrame({"proposal_id": proposals["proposal_id"], column: task.y[rows]}))
+            order += rows
+            batches += [batch_no] * len(rows)
+            batch_no += 1
+    return {
+        "study": study, "task": task.name, "strategy": strategy.name, "seed": int(seed), "batch_size": batch_size,
+        "n_init": n_init, "budget": budget, "pool_size": len(task), "order": order, "batch": batches,
+        "values": task.y[order].tolist(), "fits": fits, "seconds": time.perf_counter() - start,
+        "refit_growth": refit_growth,
+    }
+
+
+def _pool_scores(campaign: Any, task: Task, measured: list[int], seconds: float) -> dict[str, float]:
+    """MAE and 68%/95% coverage of the campaign's current surrogate on the unmeasured pool (raw units)."""
+    from scipy.stats import norm
+
+    from aloop.acquisition import noise_variance
+
+    model = campaign.surrogate()
+    out = {"n_train": float(len(measured)), "seconds": seconds}
+    if model is None or campaign.space.transforms[0] != "none":
+        return out | {"pool_mae": math.nan, "pool_cov68": math.nan, "pool_cov95": math.nan}
+    pool = campaign.pool
+    rows = np.setdiff1d(np.arange(len(task)), np.asarray(measured, dtype=int))
+    feats = campaign.features(list(task.formulas[rows]), list(task.keys[rows])) if len(pool) != len(task) \
+        else pool.features[pool.rows(task.keys[rows])]
+    mean, var = model.predict(feats)
+    sd = np.sqrt(np.maximum(var[:, 0] + noise_variance(model, 1)[0], 1e-300))
+    err = np.abs(mean[:, 0] - task.y[rows])
+    z68, z95 = norm.ppf(0.84), norm.ppf(0.975)
+    return out | {"pool_mae": float(err.mean()), "pool_cov68": float((err <= z68 * sd).mean()),
+                  "pool_cov95": float((err <= z95 * sd).mean())}

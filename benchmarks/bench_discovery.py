@@ -1,0 +1,121 @@
+"""Retrospective discovery benchmark: replay strategies on fully measured datasets (issue #6's figures).
+
+Each study is an ``aloop.benchmark`` study (the same engine as ``aloop benchmark``): runs are
+cached as JSON records under benchmarks/results/discovery/<study>/runs/, so a rerun only
+does what is missing and an interrupted run resumes. ``--baybe`` adds BayBE's default
+recommender on the same pool, seeds, initial points, batch size and descriptors (the raw
+metal fractions, which equal the elemental-fraction features of these metal-only formulas).
+
+    ALOOP_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_discovery.py --study oer-plate-3496-q1
+    ALOOP_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_discovery.py --study all --baybe
+
+Prints one JSON line per study (wall time, key figures) and writes results.{csv,json,md} and
+plots/ in each study folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from aloop.benchmark import Strategy, Task
+from aloop.benchmark.study import Study, load_records, report, run_study, write_json_atomic
+
+RESULTS = Path(__file__).parent / "results" / "discovery"
+DEFAULT = ("elemnet-gp-log_ei", "magpie-gp-log_ei", "ef-gp-log_ei", "random")
+
+
+def _oer(plate: str, q: int) -> dict:
+    return {"task": lambda: Task.from_dataset(f"oer-plate-{plate}", direction="minimize"), "strategies": DEFAULT,
+            "seeds": 20, "n_init": 5, "batch_size": q, "budget": 200, "baybe": True}
+
+
+STUDIES = {
+    "oer-plate-3496-q1": _oer("3496", 1),
+    "oer-plate-3496-q8": _oer("3496", 8),
+    "oer-plate-3851-q1": _oer("3851", 1),
+    "oer-plate-3851-q8": _oer("3851", 8),
+    # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
+    "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
+                          "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
+                          "seeds": 10, "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False},
+    # Materials Project transport: maximise the p-type power factor (34,627 compositions), modelled
+    # as log10(PF) like the demo: it spans five decades.
+    "mp-transport-pf-q1": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
+                           "strategies": DEFAULT, "seeds": 10, "n_init": 5, "batch_size": 1, "budget": 100,
+                           "baybe": False, "surrogate_options": {"transform": "log10"}},
+}
+
+
+def _baybe_record(task: Task, study: Study, name: str, descriptors, init, seed: int) -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import torch
+    from baybe_replay import run_baybe
+
+    torch.set_num_threads(1)
+    rec = run_baybe(descriptors, task.y, task.direction, [init], [seed], study.batch_size, study.budget)[0]
+    return {"study": name, "task": task.name, "strategy": "baybe-default", "seed": seed,
+            "batch_size": study.batch_size, "n_init": study.n_init, "budget": study.budget, "pool_size": len(task),
+            "order": [int(i) for i in rec["order"]],
+            "batch": [0] * study.n_init + [1 + i // study.batch_size for i in range(study.budget - study.n_init)],
+            "values": [float(v) for v in rec["values"]], "fits": [], "seconds": rec["seconds"],
+            "backend": "baybe", "recommender": rec["recommender"], "descriptors": list(descriptors.columns)}
+
+
+def run_baybe_study(task: Task, study: Study, out: Path, n_jobs: int, seeds: list[int]) -> None:
+    """BayBE's default recommender on the raw fractions, same seeds and initial points; records as ours."""
+    from joblib import Parallel, delayed
+
+    ours = {r["seed"]: r for r in load_records(out) if r["strategy"] == study.strategies[0].name}
+    todo = [s for s in seeds if s in ours and not (out / "runs" / "baybe-default" / f"seed-{s}.json").exists()]
+    descriptors = task.extra.loc[:, task.extra.std() > 0]
+    jobs = (delayed(_baybe_record)(task, study, out.name, descriptors, np.asarray(ours[s]["order"][: study.n_init]), s)
+            for s in todo)
+    for rec in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+        write_json_atomic(out / "runs" / "baybe-default" / f"seed-{rec['seed']}.json", rec)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default="all", help=f"one of {', '.join(STUDIES)} or 'all'")
+    ap.add_argument("--seeds", type=int, default=None, help="override the study's number of seeds")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--backend", default="joblib", choices=("serial", "joblib", "ray"))
+    ap.add_argument("--baybe", action="store_true", help="also run BayBE's default recommender (OER plates)")
+    ap.add_argument("--baybe-only", action="store_true", help="skip aloop's runs (e.g. while another process does them)")
+    ap.add_argument("--baybe-seeds", type=int, default=None, help="BayBE seeds (default: the study's)")
+    args = ap.parse_args()
+    names = list(STUDIES) if args.study == "all" else [args.study]
+    for name in names:
+        spec = STUDIES[name]
+        task = spec["task"]()
+        seeds = list(range(args.seeds or spec["seeds"]))
+        options = spec.get("surrogate_options", {})
+        strategies = [replace(Strategy.parse(s), surrogate_options=options) for s in spec["strategies"]]
+        study = Study(task, strategies, seeds, spec["n_init"],
+                      spec["batch_size"], spec["budget"], name=name)
+        out = RESULTS / name
+        start = time.perf_counter()
+        records = load_records(out) if args.baybe_only else run_study(study, out, backend=args.backend, n_jobs=args.jobs)
+        ours_seconds = time.perf_counter() - start
+        baybe_seconds = 0.0
+        if (args.baybe or args.baybe_only) and spec["baybe"]:
+            start = time.perf_counter()
+            run_baybe_study(task, study, out, args.jobs, seeds[: args.baybe_seeds or len(seeds)])
+            baybe_seconds = time.perf_counter() - start
+        paths = report(out, task)
+        table = json.loads(paths["json"].read_text())
+        print(json.dumps({"benchmark": "discovery", "study": name, "pool": len(task), "runs": len(records),
+                          "wall_seconds_new_runs": round(ours_seconds, 1), "baybe_wall_seconds": round(baybe_seconds, 1),
+                          "summary": {r["strategy"]: {k: r.get(k) for k in ("top5_t50_af", "top5_t50_n_med",
+                                      "top1_t50_af", "top5_final_mean", "any_alm_med")} for r in table}}))
+
+
+if __name__ == "__main__":
+    main()
