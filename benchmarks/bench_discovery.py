@@ -81,6 +81,29 @@ def run_baybe_study(task: Task, study: Study, out: Path, n_jobs: int, seeds: lis
         write_json_atomic(out / "runs" / "baybe-default" / f"seed-{rec['seed']}.json", rec)
 
 
+#: (results column, heading) of the compact table ``--table`` prints for BENCHMARKS.md.
+TABLE = (("strategy", "strategy"), ("seeds", "seeds"), ("top5_final_mean", "top-5% found @budget"),
+         ("top5_final_ef", "EF @budget"),
+         ("top5_t50_n_med", "n to 50% of top-5% (median)"), ("top5_t50_af", "AF(0.5) top-5%"),
+         ("top1_final_mean", "top-1% found @budget"), ("top1_final_ef", "EF top-1% @budget"),
+         ("top1_t50_af", "AF(0.5) top-1%"),
+         ("any_alm_med", "anyALM (median)"), ("de_alm_mean", "deALM"), ("regret_final_mean", "regret @budget"),
+         ("mae_last", "pool MAE"), ("cov95_last", "pool 95% cov."), ("seconds_mean", "s/run"))
+
+
+def markdown_table(name: str) -> str:
+    """The compact Markdown table of one finished study (from its results.json)."""
+    rows = json.loads((RESULTS / name / "results.json").read_text())
+    lines = ["| " + " | ".join(h for _, h in TABLE) + " |", "|" + "---|" * len(TABLE)]
+    for r in rows:
+        cells = []
+        for key, _ in TABLE:
+            v = r.get(key)
+            cells.append("–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", default="all", help=f"one of {', '.join(STUDIES)} or 'all'")
@@ -89,9 +112,15 @@ def main() -> None:
     ap.add_argument("--backend", default="joblib", choices=("serial", "joblib", "ray"))
     ap.add_argument("--baybe", action="store_true", help="also run BayBE's default recommender (OER plates)")
     ap.add_argument("--baybe-only", action="store_true", help="skip aloop's runs (e.g. while another process does them)")
+    ap.add_argument("--table", action="store_true", help="only print the Markdown tables of finished studies")
     ap.add_argument("--baybe-seeds", type=int, default=None, help="BayBE seeds (default: the study's)")
     args = ap.parse_args()
     names = list(STUDIES) if args.study == "all" else [args.study]
+    if args.table:
+        for name in names:
+            if (RESULTS / name / "results.json").exists():
+                print(f"\n{name}\n\n{markdown_table(name)}")
+        return
     for name in names:
         spec = STUDIES[name]
         task = spec["task"]()

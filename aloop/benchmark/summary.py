@@ -186,7 +186,8 @@ def summarize(
 
     - ``task``, ``strategy``, ``batch_size``, ``seeds`` (runs), ``budget``, ``n_init``, ``pool_size``
     - ``{top}_count``: size of the top set (ties at the cut included)
-    - ``{top}_final_mean`` / ``{top}_final_std``: Top% at the budget across seeds (0..1)
+    - ``{top}_final_mean`` / ``{top}_final_std``: Top% at the budget across seeds (0..1);
+      ``{top}_final_ef``: the enhancement factor there, EF = mean Top% / (budget / N)
     - ``{top}_{t}_n_med`` / ``_n_q25`` / ``_n_q75``: experiments to reach Top% = t, quantiles over
       all seeds with seeds that never reached t counted as beyond the budget (NaN where a quantile
       depends on them); ``{top}_{t}_reached``: seeds that reached t
@@ -236,6 +237,7 @@ def summarize(
             per_seed = np.stack([m.top_percent_curve(o, mask) for o in orders])
             row[f"{top}_count"] = n_top
             row[f"{top}_final_mean"], row[f"{top}_final_std"] = _mean_std(per_seed[:, -1])
+            row[f"{top}_final_ef"] = row[f"{top}_final_mean"] / float(m.random_top_percent(budget, y.size))
             for t in targets:
                 key = f"{top}_{_t_tag(t)}"
                 reach = [m.experiments_to_reach(c, t) for c in per_seed]

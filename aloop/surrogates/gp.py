@@ -21,7 +21,7 @@ from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
 from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
-from aloop.surrogates.projection import PCAProjection
+from aloop.surrogates.projection import ColumnSelection, PCAProjection
 
 #: Exact (Cholesky) inference up to this many observations, in fitting and in ``posterior``
 #: (GPyTorch's default of 800 would switch to iterative solves beyond it).
@@ -80,8 +80,11 @@ class GPSurrogate(Surrogate):
     results are in the original units of ``y``.
 
     Args:
-        projection: ``"pca"`` (always project), ``None`` (never) or ``"auto"`` (project
-            when the input has more than ``n_components`` columns).
+        projection: ``"pca"`` (always project), ``None`` (never) or ``"auto"``: inputs
+            wider than ``n_components`` are PCA-projected unless at most ``n_components``
+            of their columns vary on the fitting rows (training rows and ``X_pool``), in
+            which case just those columns are kept (elemental fractions of a small
+            element system keep one ARD lengthscale per element).
         n_components: number of PCA components kept.
         whiten: whiten the PCA components.
         standardize: scale feature columns to unit variance before the PCA (needed for
@@ -118,7 +121,7 @@ class GPSurrogate(Surrogate):
         self.standardize = standardize
         self.max_fit_rows = max_fit_rows
         self.seed = seed
-        self.projection_: PCAProjection | None = None
+        self.projection_: PCAProjection | ColumnSelection | None = None
         self.gp: SingleTaskGP | None = None
 
     # ----------------------------------------------------------------------------- fitting
@@ -144,7 +147,11 @@ class GPSurrogate(Surrogate):
                 if X_pool.ndim != 2 or X_pool.shape[1] != d:
                     raise ValueError(f"X_pool must have {d} columns like X, got shape {X_pool.shape}")
                 fit_rows = np.vstack([X, X_pool])
-            if fit_rows.shape[0] >= 2:
+            if self.projection == "auto":
+                varying = ColumnSelection().fit(fit_rows)
+                if 0 < varying.n_components_ <= self.n_components:
+                    self.projection_ = varying
+            if self.projection_ is None and fit_rows.shape[0] >= 2:
                 self.projection_ = PCAProjection(self.n_components, self.whiten, self.standardize).fit(fit_rows)
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
         Y = torch.as_tensor(y)

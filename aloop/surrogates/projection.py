@@ -101,3 +101,44 @@ class PCAProjection:
     def _check_fitted(self) -> None:
         if self.weights_ is None:
             raise NotFittedError("PCAProjection is not fitted; call fit(X) first")
+
+
+class ColumnSelection:
+    """Keeps the columns that vary on the fitting rows, unchanged (``Z = X[:, cols]``), as a torch map.
+
+    For features whose informative part is narrow — elemental fractions of a six-metal
+    library are 86 columns of which 6 vary — this keeps each column its own ARD
+    lengthscale, where a PCA would rotate them into mixtures.
+    """
+
+    def __init__(self) -> None:
+        self.columns_: np.ndarray | None = None
+        self.n_in_: int | None = None
+
+    @property
+    def n_components_(self) -> int:
+        self._check_fitted()
+        return len(self.columns_)  # type: ignore[arg-type]
+
+    def fit(self, X: np.ndarray) -> Self:
+        """Fit on ``n × d`` rows: keep the columns whose values are not all equal."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 1:
+            raise ValueError(f"ColumnSelection needs a 2-D array with rows, got shape {X.shape}")
+        spread = X.max(axis=0) - X.min(axis=0)
+        self.columns_ = np.flatnonzero(spread > 1e-12)
+        self.n_in_ = X.shape[1]
+        return self
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """``batch_shape × n × d`` → ``batch_shape × n × k``."""
+        self._check_fitted()
+        return X.to(torch.float64)[..., torch.as_tensor(self.columns_)]
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """``n × d`` numpy → ``n × k`` numpy (float64)."""
+        return self(torch.as_tensor(np.asarray(X), dtype=torch.float64)).numpy()
+
+    def _check_fitted(self) -> None:
+        if self.columns_ is None:
+            raise NotFittedError("ColumnSelection is not fitted; call fit(X) first")

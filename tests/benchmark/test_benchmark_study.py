@@ -70,10 +70,10 @@ def test_ray_backend_matches_joblib(small_task, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        ray_records = run_study(_study(small_task), tmp_path / "ray", backend="ray")
+        ray_records = run_study(_study(small_task, budget=8), tmp_path / "ray", backend="ray")
     finally:
         ray.shutdown()
-    local = run_study(_study(small_task), tmp_path / "local", backend="serial", keep_work=False)
+    local = run_study(_study(small_task, budget=8), tmp_path / "local", backend="serial", keep_work=False)
     assert [r["backend"] for r in ray_records] == ["ray"] * 4
     assert [(r["strategy"], r["seed"], r["order"]) for r in ray_records] == \
         [(r["strategy"], r["seed"], r["order"]) for r in local]

@@ -83,6 +83,7 @@ def test_summarize_columns_and_oracle_beats_random() -> None:
     oracle, rand = table.set_index("strategy").loc["oracle"], table.set_index("strategy").loc["random-order"]
     assert oracle["seeds"] == 3 and rand["seeds"] == 5 and oracle["budget"] == 120
     assert oracle["top5_final_mean"] == 1.0 and oracle["top5_t50_reached"] == 3
+    assert oracle["top5_final_ef"] == pytest.approx(POOL.size / 120)  # all found after 120 of N: EF = N / 120
     # The oracle needs about 5 initial rows + 5 picks for half of the top 10: AF far above random's ≈ 1.
     assert oracle["top5_t50_af"] > 8
     assert math.isnan(rand["top5_t50_af"]) or rand["top5_t50_af"] < 2

@@ -95,6 +95,22 @@ def test_pca_projection_uses_the_pool_and_handles_wide_inputs() -> None:
         GPSurrogate().fit(X, y, X_pool=pool[:, :10])
 
 
+def test_auto_keeps_the_few_varying_columns_of_wide_sparse_inputs() -> None:
+    """86-wide elemental fractions of a 4-metal system: the 4 fraction columns, not a PCA rotation of them."""
+    rng = np.random.default_rng(1)
+    F = rng.dirichlet(np.ones(4), size=60)
+    X = np.zeros((60, 86))
+    X[:, [27, 25, 24, 26]] = F  # Ni, Co, Fe, Mn-like columns
+    y = np.sin(4 * F[:, 0]) + F[:, 1]
+    gp = GPSurrogate().fit(X, y)
+    assert gp.projection_.columns_.tolist() == [24, 25, 26, 27]
+    assert gp.gp.covar_module.lengthscale.shape[-1] == 4
+    _assert_agrees(gp, X[:7])
+    np.testing.assert_allclose(gp.condition(X, y).predict(X[:5])[0], gp.predict(X[:5])[0], rtol=1e-4)
+    wide = rng.normal(size=(60, 86))
+    assert gp.__class__().fit(wide, y).projection_.n_components_ == 24  # many varying columns: PCA
+
+
 def test_chunking_does_not_change_the_answer() -> None:
     X, y = _toy(50)
     gp = GPSurrogate().fit(X, y)
