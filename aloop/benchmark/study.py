@@ -101,13 +101,13 @@ def _check_setup(out_dir: Path, study: Study) -> None:
     write_json_atomic(path, setup)
 
 
-def _one(task: Task, strategy: Strategy, seed: int, study: Study, workdir: str | None) -> dict[str, Any]:
+def _one(study: Study, strategy: Strategy, seed: int, workdir: str | None) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)  # one run per core: the parallelism is across runs
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)  # a run interrupted half-way starts again
-    return run_replay(task, strategy, seed, n_init=study.n_init, batch_size=study.batch_size, budget=study.budget,
+    return run_replay(study.task, strategy, seed, n_init=study.n_init, batch_size=study.batch_size, budget=study.budget,
                       workdir=workdir, refit_growth=study.refit_growth, study=study.name)
 
 
@@ -144,9 +144,9 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        results = parallel(delayed(_one)(study.task, s, seed, study, workdir(s, seed)) for s, seed in jobs)
+        results = parallel(delayed(_one)(study, s, seed, workdir(s, seed)) for s, seed in jobs)
     else:
-        results = (_one(study.task, s, seed, study, workdir(s, seed)) for s, seed in jobs)
+        results = (_one(study, s, seed, workdir(s, seed)) for s, seed in jobs)
     for rec in results:
         rec["backend"] = backend
         write_json_atomic(record_path(out, rec["strategy"], rec["seed"]), rec)
@@ -164,8 +164,8 @@ def _ray_results(study: Study, jobs: list[tuple[Strategy, int]], address: str | 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(_one)
-    task_ref = ray.put(study.task)
-    pending = [remote.remote(task_ref, s, seed, study, None) for s, seed in jobs]
+    study_ref = ray.put(study)  # the pool goes to the object store once, not once per task
+    pending = [remote.remote(study_ref, s, seed, None) for s, seed in jobs]
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         yield ray.get(done[0])
