@@ -85,7 +85,7 @@ class Task:
             if col not in frame.columns:
                 raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
         values = pd.to_numeric(frame[target], errors="coerce")
-        keep = values.notna().to_numpy() & np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        keep = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
         frame = frame.loc[keep].reset_index(drop=True)
         X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
         ok = np.ones(len(frame), dtype=bool)

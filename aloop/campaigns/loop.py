@@ -274,8 +274,7 @@ class Campaign:
                 k = int(saved[-1]["hyperparameters_fitted_on"])
                 base = (k, self._new_model(X[:k], Y[:k], hyperparameters=saved[-1]["hyperparameters"]))
         if base is None or n >= base[0] * (1.0 + self._refit_growth):
-            previous = base[1] if base else (self._hyper[1] if self._hyper else None)
-            base = (n, self._new_model(X, Y, warm_start=previous))
+            base = (n, self._new_model(X, Y, warm_start=base[1] if base else None))
         self._hyper = base
         model = base[1] if base[0] == n else base[1].condition(X, Y)  # type: ignore[attr-defined]
         return model, base[0]

@@ -64,9 +64,11 @@ def benchmark_command(
     done = [0]
 
     def tick(rec: dict) -> None:
+        from aloop.benchmark.metrics import best_so_far
+
         done[0] += 1
-        err.print(f"  [{done[0]}] {rec['strategy']} seed {rec['seed']}: best {min(rec['values']) if task.direction == 'minimize' else max(rec['values']):.4g} "
-                  f"({rec['seconds']:.0f} s)")
+        best = best_so_far(rec["values"], task.direction, task.window)[-1]
+        err.print(f"  [{done[0]}] {rec['strategy']} seed {rec['seed']}: best {best:.4g} ({rec['seconds']:.0f} s)")
 
     try:
         records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick)
