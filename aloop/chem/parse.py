@@ -225,11 +225,19 @@ def keys_from_matrix(X: np.ndarray, decimals: int = KEY_DECIMALS) -> list[str]:
     """Canonical keys for rows of an ``n × 86`` fraction matrix (same format as ``composition_key``)."""
     from aloop.chem.elements import ELEMNET_ELEMENTS
 
-    order = np.argsort(np.asarray(ELEMNET_ELEMENTS))  # alphabetical column order
-    Xs = np.asarray(X, dtype=np.float32)[:, order].astype(np.float64)
-    names = np.asarray(ELEMNET_ELEMENTS)[order]
-    keys = []
-    for row in Xs:
-        nz = np.flatnonzero(row)  # like composition_key, a trace element rounding to 0 stays ("Nb0")
-        keys.append(_key_text(zip(names[nz], row[nz].tolist(), strict=True), decimals))
-    return keys
+    X = np.asarray(X, dtype=np.float32)
+    names = np.asarray(ELEMNET_ELEMENTS, dtype=object)
+    rank = np.argsort(np.argsort(names.astype(str)))  # alphabetical position of each column
+    # Vectorised form of ``_key_text`` (same float64 rounding, half to even like ``round``):
+    # each distinct rounded fraction is formatted once. Like composition_key, a trace
+    # element rounding to 0 stays ("Nb0").
+    rows, cols = np.nonzero(X)
+    order = np.lexsort((rank[cols], rows))
+    rows, cols = rows[order], cols[order]
+    scale = 10.0**decimals
+    values = X[rows, cols].astype(np.float64)
+    rounded, inverse = np.unique(np.round(values * scale) / scale, return_inverse=True)
+    texts = np.asarray([f"{v:g}" for v in rounded.tolist()], dtype=object)
+    tokens = (names[cols] + texts[inverse.reshape(-1)]).tolist()
+    bounds = np.searchsorted(rows, np.arange(len(X) + 1)).tolist()
+    return [" ".join(tokens[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

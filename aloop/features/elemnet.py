@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from aloop.chem import keys_from_matrix
 from aloop.elemnet.model import ElemNet
 from aloop.features.base import Featurizer
 
@@ -19,6 +20,10 @@ class ElemNetFeatures(Featurizer):
         network: an ``ElemNet`` to use instead of a shipped source (e.g. one fine-tuned
             on related data).
         batch_size: rows per forward pass (memory stays bounded for any pool size).
+        cache_size: feature rows kept in memory, keyed by canonical composition key
+            (``aloop.chem.keys_from_matrix``), so a composition seen before is not
+            recomputed; once full, new rows are computed but not stored. ``0`` disables
+            the cache (a 1,000,000-row pool at layer 2 would need 4 GB).
 
     ``transform_fractions`` maps ``n × 86`` fractions to ``n × width(layer)`` float32.
     """
@@ -31,6 +36,7 @@ class ElemNetFeatures(Featurizer):
         layer: int = 2,
         network: ElemNet | None = None,
         batch_size: int = 32768,
+        cache_size: int = 100_000,
     ) -> None:
         from aloop.elemnet.sources import load_source_model
 
@@ -39,7 +45,11 @@ class ElemNetFeatures(Featurizer):
         if not 1 <= layer <= self.network.n_hidden:
             raise ValueError(f"layer must be in 1..{self.network.n_hidden}, got {layer}")
         self.layer = layer
+        if batch_size < 1 or cache_size < 0:
+            raise ValueError(f"batch_size must be ≥ 1 and cache_size ≥ 0, got {batch_size} and {cache_size}")
         self.batch_size = batch_size
+        self.cache_size = cache_size
+        self._cache: dict[str, np.ndarray] = {}
         self._net = self._truncated(self.network, layer)
 
     @staticmethod
@@ -56,10 +66,33 @@ class ElemNetFeatures(Featurizer):
         width = self.network.hidden_widths[self.layer - 1]
         return [f"elemnet_{self.source}_L{self.layer}_{j}" for j in range(width)]
 
-    @torch.inference_mode()
     def transform_fractions(self, X: np.ndarray) -> np.ndarray:
-        X = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if self.cache_size == 0:
+            return self._forward(X)
+        keys = keys_from_matrix(X)
+        out = np.empty((len(X), self.network.hidden_widths[self.layer - 1]), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            row = self._cache.get(key)
+            if row is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = row
+        if todo:
+            first = np.fromiter((rows[0] for rows in todo.values()), dtype=np.int64, count=len(todo))
+            fresh = self._forward(X[first])
+            for (key, rows), feats in zip(todo.items(), fresh, strict=True):
+                out[rows] = feats
+                if len(self._cache) < self.cache_size:
+                    self._cache[key] = feats.copy()  # a copy, so the cache does not pin ``fresh``
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, X: np.ndarray) -> np.ndarray:
+        """Activations of ``n × 86`` float32 fractions, ``batch_size`` rows per pass → ``n × width``."""
+        Xt = torch.from_numpy(X)
         out = np.empty((len(X), self.network.hidden_widths[self.layer - 1]), dtype=np.float32)
         for start in range(0, len(X), self.batch_size):
-            out[start : start + self.batch_size] = self._net(X[start : start + self.batch_size]).numpy()
+            out[start : start + self.batch_size] = self._net(Xt[start : start + self.batch_size]).numpy()
         return out

@@ -95,6 +95,25 @@ def test_elemnet_features_layers_and_sklearn(band_gap) -> None:
     assert len(feats.feature_names) == 32
 
 
+def test_elemnet_features_cache_by_composition_key(band_gap) -> None:
+    X, _ = band_gap
+    net = _source()
+    feats = ElemNetFeatures(network=net, layer=3, cache_size=250)
+    first = feats.transform_fractions(X[:200])
+    assert len(feats._cache) == 200
+    calls = []
+    feats._forward = lambda A: calls.append(len(A)) or ElemNetFeatures._forward(feats, A)  # type: ignore[method-assign]
+    # 200 seen rows come from the cache; only the 100 new ones (the same row twice counted once) are computed.
+    again = feats.transform_fractions(np.vstack([X[:200], X[200:], X[200:201]]))
+    assert calls == [100]
+    assert np.array_equal(again[:200], first) and np.array_equal(again[-1], again[200])
+    assert len(feats._cache) == 250  # full: the rest were computed but not stored
+    uncached = ElemNetFeatures(network=net, layer=3, cache_size=0).transform_fractions(X)
+    assert np.allclose(again[:300], uncached, atol=1e-6)
+    with pytest.raises(ValueError, match="cache_size"):
+        ElemNetFeatures(network=net, layer=3, cache_size=-1)
+
+
 def test_elemnet_featurizer_registered() -> None:
     with pytest.raises(Exception, match="no source model 'missing-source'"):
         get_featurizer("elemnet", source="missing-source")
