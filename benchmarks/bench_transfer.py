@@ -27,7 +27,7 @@ from paper_gupta2021 import PAPER  # noqa: E402
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
-from aloop.elemnet.sources import list_sources, load_source_model  # noqa: E402
+from aloop.elemnet.sources import list_sources, load_source_model, weights_digest  # noqa: E402
 from aloop.elemnet.transfer import FineTuneConfig, finetune  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
@@ -123,6 +123,20 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     raise ValueError(f"unknown method {method!r}; methods: {', '.join(ALL)}")
 
 
+def source_versions(method: str, source: str) -> dict:
+    """Which source-model weights a method's result depends on (sha256 per source)."""
+    if method == "moe":
+        return {"source_weights": {s: weights_digest(s) for s in list_sources()}}
+    if method.startswith("tl_"):
+        return {"source_weights": {source: weights_digest(source)}}
+    return {}
+
+
+def stale(result: dict, method: str, source: str) -> bool:
+    """A cached result made with other source weights than the shipped ones (it is recomputed)."""
+    return result.get("source_weights", {}) != source_versions(method, source).get("source_weights", {})
+
+
 def task_names(spec: list[str]) -> list[str]:
     out: list[str] = []
     for s in spec:
@@ -150,19 +164,24 @@ def summarise(task: str, results: dict) -> dict:
             "paper": dict(zip(("base", "sc", "tl"), paper)) if paper else None}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", nargs="+", default=["expt"])
-    ap.add_argument("--methods", nargs="+", default=list(ALL), choices=ALL)
+def add_method_options(ap: argparse.ArgumentParser) -> None:
+    """The options ``run_method`` reads (shared with ``bench_matbench.py``)."""
     ap.add_argument("--source", default="oqmd-formation-enthalpy")
     ap.add_argument("--layers", nargs="+", type=int, default=[1, 2, 3, 4])
     ap.add_argument("--combo-layer", type=int, default=2)
     ap.add_argument("--moe-layer", type=int, default=16)
-    ap.add_argument("--dl-max-rows", type=int, default=5000, help="run DL methods only on tasks up to this size")
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=25)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=["expt"])
+    ap.add_argument("--methods", nargs="+", default=list(ALL), choices=ALL)
+    add_method_options(ap)
+    ap.add_argument("--dl-max-rows", type=int, default=5000, help="run DL methods only on tasks up to this size")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "transfer"))
     ap.add_argument("--rerun", action="store_true", help="ignore cached results")
     ap.add_argument("--cached-only", action="store_true", help="only print the table of cached results")
@@ -176,8 +195,10 @@ def main() -> None:
         for method in args.methods:
             path = out_dir / f"{method}.json"
             if path.exists() and not args.rerun:
-                results[method] = json.loads(path.read_text())
-                continue
+                cached = json.loads(path.read_text())
+                if not stale(cached, method, args.source):
+                    results[method] = cached
+                    continue
             if args.cached_only:
                 continue
             if d is None:
@@ -187,13 +208,15 @@ def main() -> None:
             t0 = time.time()
             r = run_method(method, d, args, cache)
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                     dropped_rows=d["dropped"])
+                     dropped_rows=d["dropped"], **source_versions(method, args.source))
             path.write_text(json.dumps(r, indent=1))
             results[method] = r
             print(f"{task:32s} {method:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)
         for m in [p.stem for p in out_dir.glob("*.json")]:
-            results.setdefault(m, json.loads((out_dir / f"{m}.json").read_text()))
+            cached = json.loads((out_dir / f"{m}.json").read_text())
+            if not stale(cached, m, args.source):
+                results.setdefault(m, cached)
         summaries.append(summarise(task, results))
     print_table(summaries)
     print(json.dumps({"benchmark": "transfer", "source": args.source, "seconds": round(time.time() - t_all, 1),

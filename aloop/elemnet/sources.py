@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +36,12 @@ def model_card(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
             f"no source model {name!r} in {weights_dir}; available: {', '.join(list_sources(weights_dir)) or 'none'}"
         )
     return json.loads(path.read_text())
+
+
+def weights_digest(name: str, weights_dir: Path = WEIGHTS_DIR) -> str:
+    """sha256 of source model ``name``'s weights file: which version of the model a result used."""
+    model_card(name, weights_dir)  # a clear error for a missing model
+    return hashlib.sha256((weights_dir / f"{name}.safetensors").read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,14 @@ import torch
 
 from aloop.elemnet.model import DROPOUT_AFTER, HIDDEN_WIDTHS, ElemNet, dead_unit_fractions
 from aloop.elemnet.pretrain import PretrainConfig, pretrain
-from aloop.elemnet.sources import SourceModelError, export_source_model, list_sources, load_source_model, model_card
+from aloop.elemnet.sources import (
+    SourceModelError,
+    export_source_model,
+    list_sources,
+    load_source_model,
+    model_card,
+    weights_digest,
+)
 
 needs_data = pytest.mark.skipif(
     not (Path(os.environ.get("ALOOP_DATA_DIR", "/nonexistent")) / "source").is_dir(),
@@ -92,11 +100,15 @@ def test_pretrain_resume_and_export(tmp_path: Path) -> None:
     trainable = load_source_model("tiny", weights, trainable=True)
     assert all(p.requires_grad for p in trainable.parameters())
     assert json.loads((weights / "tiny.json").read_text())["name"] == "tiny"
+    digest = weights_digest("tiny", weights)
+    assert digest == hashlib.sha256((weights / "tiny.safetensors").read_bytes()).hexdigest()
 
 
 def test_missing_source_model_error(tmp_path: Path) -> None:
     with pytest.raises(SourceModelError, match="no source model 'nope'"):
         load_source_model("nope", tmp_path)
+    with pytest.raises(SourceModelError, match="no source model 'nope'"):
+        weights_digest("nope", tmp_path)
 
 
 def test_shipped_sources_have_cards() -> None:
