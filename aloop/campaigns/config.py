@@ -29,8 +29,11 @@ FEATURIZER_KINDS = ("elemnet", "magpie", "ef")
 SURROGATE_KINDS = ("gp", "ensemble")
 ACQUISITION_KINDS = ("log_ei", "ei", "ucb", "thompson", "greedy", "random", "window", "log_ehvi")
 INITIAL_DESIGN_KINDS = ("random", "diverse")
+# The default featurizer: chosen by benchmarks/bench_layers.py (every shipped source × layer
+# 1–16, GP on 300 measurements, validation MAE over 10 transfer tasks; BENCHMARKS.md). Also
+# the defaults of aloop.features.elemnet.ElemNetFeatures.
 DEFAULT_SOURCE = "oqmd-formation-enthalpy"
-DEFAULT_LAYER = 2  # the default of aloop.features.elemnet.ElemNetFeaturizer
+DEFAULT_LAYER = 2
 ELEMNET_HIDDEN_LAYERS = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
