@@ -178,6 +178,19 @@ class Strategy:
             layer = int(layer_text)
         return cls(feat, parts[1], parts[2], layer=layer)
 
+    def features_version(self) -> str | None:
+        """sha256 of the ElemNet source weights this strategy featurizes with (``None`` for EF/Magpie).
+
+        A study reruns a finished run whose record names other weights, so its figures
+        always belong to the shipped model.
+        """
+        if self.featurizer != "elemnet":
+            return None
+        from aloop.campaigns.config import DEFAULT_SOURCE
+        from aloop.elemnet.sources import weights_digest
+
+        return weights_digest(self.source or DEFAULT_SOURCE)
+
     def flags(self) -> dict[str, Any]:
         """``Campaign.init`` flags of this strategy."""
         out: dict[str, Any] = {"featurizer": self.featurizer, "surrogate": self.surrogate, "acquisition": self.acquisition}

@@ -6,7 +6,8 @@ Layout of ``out_dir``::
     runs/<strategy>/seed-<k>.json   one run record per finished run (written atomically)
     work/<strategy>/seed-<k>/       the replayed campaign (definition + SQLite log), joblib/serial only
 
-A run whose record exists is never redone, so an interrupted study resumes where it
+A run whose record exists is never redone (unless it was made with other ElemNet source
+weights than the shipped ones), so an interrupted study resumes where it
 stopped; a run interrupted half-way is started again from scratch (its work folder is
 replaced). Records are written by the driver as runs finish, whatever the backend.
 """
@@ -101,6 +102,12 @@ def _check_setup(out_dir: Path, study: Study) -> None:
     write_json_atomic(path, setup)
 
 
+def _finished(out: Path, strategy: str, seed: int, versions: dict[str, str | None]) -> bool:
+    """The run has a record made with the strategy's current features (ElemNet weights)."""
+    path = record_path(out, strategy, seed)
+    return path.exists() and json.loads(path.read_text()).get("features_version") == versions[strategy]
+
+
 def _one(study: Study, strategy: Strategy, seed: int, workdir: str | None) -> dict[str, Any]:
     import torch
 
@@ -132,8 +139,8 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_setup(out, study)
-    jobs = [(s, seed) for s in study.strategies for seed in study.seeds
-            if not record_path(out, s.name, seed).exists()]
+    versions = {s.name: s.features_version() for s in study.strategies}
+    jobs = [(s, seed) for s in study.strategies for seed in study.seeds if not _finished(out, s.name, seed, versions)]
 
     def workdir(s: Strategy, seed: int) -> str | None:
         return str(out / "work" / _slug(s.name) / f"seed-{seed}") if keep_work and backend != "ray" else None
@@ -149,6 +156,7 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
         results = (_one(study, s, seed, workdir(s, seed)) for s, seed in jobs)
     for rec in results:
         rec["backend"] = backend
+        rec["features_version"] = versions[rec["strategy"]]
         write_json_atomic(record_path(out, rec["strategy"], rec["seed"]), rec)
         if on_record is not None:
             on_record(rec)

@@ -39,6 +39,18 @@ def test_joblib_study_resumes(small_task, tmp_path):
     assert {"csv", "json", "md"} <= set(paths) and all(p.exists() for p in paths.values())
 
 
+def test_runs_made_with_other_elemnet_weights_are_redone(small_task, tmp_path, monkeypatch):
+    study = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
+    first = run_study(study, tmp_path, backend="serial")
+    assert first[0]["features_version"] is None  # random / EF runs do not depend on source weights
+    assert Strategy.parse("elemnet-gp-log_ei").features_version() == Strategy.parse("elemnet/3-gp-ucb").features_version()
+    monkeypatch.setattr(Strategy, "features_version", lambda self: "new-weights")
+    redo = []
+    run_study(study, tmp_path, backend="serial", on_record=redo.append)
+    assert [r["features_version"] for r in redo] == ["new-weights"]
+    assert run_study(study, tmp_path, backend="serial", on_record=redo.append) and len(redo) == 1
+
+
 def test_changed_setup_is_refused(small_task, tmp_path):
     run_study(Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8), tmp_path, backend="serial")
     with pytest.raises(ReplayError, match="different set-up.*budget"):
