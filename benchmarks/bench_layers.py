@@ -37,8 +37,8 @@ from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 from aloop.surrogates import GPSurrogate  # noqa: E402
 
 
-def feature_sets(sources: list[str]) -> list[str]:
-    return ["ef", "magpie"] + [f"{s}:L{k}" for s in sources for k in range(1, len(HIDDEN_WIDTHS) + 1)]
+def feature_sets(sources: list[str], layers: list[int]) -> list[str]:
+    return ["ef", "magpie"] + [f"{s}:L{k}" for s in sources for k in layers]
 
 
 def weights_of(name: str) -> str | None:
@@ -73,12 +73,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=["expt", "small"])
     ap.add_argument("--sources", nargs="+", default=None, help="default: every shipped source model")
+    ap.add_argument("--layers", nargs="+", type=int, default=list(range(1, len(HIDDEN_WIDTHS) + 1)))
     ap.add_argument("--n-train", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "layers"))
     args = ap.parse_args()
     sources = args.sources or list_sources()
-    sets = feature_sets(sources)
+    sets = feature_sets(sources, args.layers)
     t_all = time.time()
     rows = []
     for task in task_names(args.tasks):

@@ -97,17 +97,22 @@ class MoERegressor(RegressorMixin, BaseEstimator):
 
     With frozen experts (the default) their features are computed once, so training the
     gate and head takes seconds. ``gate_weights_`` reports which sources the target used.
+
+    ``guard=True`` protects against negative transfer: the same model is also trained on
+    each expert alone, and the mixture is kept only if its early-stopping validation MAE
+    is at least as good as the best single expert's; otherwise that expert is used
+    (``gate_weights_`` then puts weight 1 on it and ``guard_`` says what happened).
     """
 
     def __init__(self, sources: tuple[str, ...] = ("oqmd-formation-enthalpy",), layer: int = 16, top_k: int = 2,
                  gate: Literal["fixed", "input"] = "fixed", head_hidden: int = 64, train_experts: bool = False,
                  lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 30,
                  val_fraction: float = 0.1, weight_decay: float = 1e-5, seed: int = 0,
-                 experts: list[ElemNet] | None = None) -> None:
+                 experts: list[ElemNet] | None = None, guard: bool = True) -> None:
         self.sources, self.layer, self.top_k, self.gate = sources, layer, top_k, gate
         self.head_hidden, self.train_experts, self.lr, self.batch_size = head_hidden, train_experts, lr, batch_size
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
-        self.weight_decay, self.seed, self.experts = weight_decay, seed, experts
+        self.weight_decay, self.seed, self.experts, self.guard = weight_decay, seed, experts, guard
 
     def _experts(self) -> list[ElemNet]:
         if self.experts is not None:
@@ -117,10 +122,32 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         return [load_source_model(s) for s in self.sources]
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
+        experts = self._experts()
+        names = list(self.sources) if self.experts is None else [f"expert{i}" for i in range(len(experts))]
+        self._fit_one(X, y, experts, names)
+        self.guard_ = {"mixture_val_mae": self.val_mae_, "mixture_gate_weights": self.gate_weights_, "kept": "mixture"}
+        if self.guard and len(experts) > 1:
+            mixture = (self.model_, self.val_mae_, self.gate_weights_)
+            singles = []
+            for i, name in enumerate(names):
+                self._fit_one(X, y, [experts[i]], [name])
+                singles.append((self.model_, self.val_mae_, name))
+            best = min(singles, key=lambda t: t[1])
+            self.guard_.update({f"{n}_val_mae": v for _, v, n in singles})
+            if best[1] < mixture[1]:
+                self.model_, self.val_mae_ = best[0], best[1]
+                self.gate_weights_ = {n: float(n == best[2]) for n in names}
+                self.guard_["kept"] = best[2]
+            else:
+                self.model_, self.val_mae_, self.gate_weights_ = mixture
+        return self
+
+    def _fit_one(self, X: np.ndarray, y: np.ndarray, experts: list[ElemNet], names: list[str]) -> None:
         Xt, yt = _check_xy(X, y)
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        model = MixtureOfExperts(self._experts(), self.layer, self.top_k, self.gate, self.head_hidden, self.train_experts)
+        top_k = min(self.top_k, len(experts))
+        model = MixtureOfExperts(experts, self.layer, top_k, self.gate, self.head_hidden, self.train_experts)
         self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
         ys = (yt - self.mean_) / self.std_
         perm = torch.randperm(len(Xt), generator=gen)
@@ -137,9 +164,7 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         with torch.no_grad():
             g = model.gate_weights(Xt) if self.gate == "input" else model.gate_weights()
         g = g.mean(0) if g.ndim == 2 else g
-        names = list(self.sources) if self.experts is None else [f"expert{i}" for i in range(len(self.experts))]
-        self.gate_weights_ = dict(zip(names, g.tolist()))
-        return self
+        self.gate_weights_ = dict(zip(names, g.tolist(), strict=True))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "model_"):

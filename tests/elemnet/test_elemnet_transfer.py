@@ -145,6 +145,29 @@ def test_moe_regressor_reports_gate_and_learns(band_gap) -> None:
     assert sum(reg.gate_weights_.values()) == pytest.approx(1.0, abs=1e-5)
     mae = np.mean(np.abs(reg.predict(X[240:]) - y[240:]))
     assert mae < np.mean(np.abs(y[:240].mean() - y[240:]))
+    # The negative-transfer guard kept whichever of the mixture and the single experts
+    # validated best, and its gate says so.
+    g = reg.guard_
+    singles = {k: v for k, v in g.items() if k.endswith("_val_mae") and k != "mixture_val_mae"}
+    assert len(singles) == 3 and reg.val_mae_ == pytest.approx(min([g["mixture_val_mae"], *singles.values()]))
+    if g["kept"] != "mixture":
+        assert reg.gate_weights_[g["kept"]] == 1.0
+
+
+def test_moe_guard_falls_back_to_the_useful_expert(band_gap) -> None:
+    X, y = band_gap
+    torch.manual_seed(0)
+    useful = ElemNet(hidden_widths=TINY)
+    dead = ElemNet(hidden_widths=TINY)
+    with torch.no_grad():  # an expert whose features are all zero carries nothing
+        for p in dead.parameters():
+            p.zero_()
+    common = {"layer": 2, "top_k": 2, "max_epochs": 60, "patience": 15}
+    reg = MoERegressor(experts=[dead, useful], **common).fit(X[:240], y[:240])
+    assert reg.guard_["expert1_val_mae"] < reg.guard_["expert0_val_mae"]
+    assert reg.val_mae_ <= reg.guard_["expert1_val_mae"] + 1e-12
+    off = MoERegressor(experts=[dead, useful], guard=False, **common).fit(X[:240], y[:240])
+    assert off.guard_["kept"] == "mixture" and "expert0_val_mae" not in off.guard_
 
 
 def test_make_regressor_strategies(band_gap) -> None:
