@@ -122,49 +122,44 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         return [load_source_model(s) for s in self.sources]
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
+        Xt, yt = _check_xy(X, y)
+        self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
         experts = self._experts()
         names = list(self.sources) if self.experts is None else [f"expert{i}" for i in range(len(experts))]
-        self._fit_one(X, y, experts, names)
+        self.model_, self.val_mae_, self.gate_weights_ = self._fit_one(Xt, yt, experts, names)
         self.guard_ = {"mixture_val_mae": self.val_mae_, "mixture_gate_weights": self.gate_weights_, "kept": "mixture"}
         if self.guard and len(experts) > 1:
-            mixture = (self.model_, self.val_mae_, self.gate_weights_)
-            singles = []
-            for i, name in enumerate(names):
-                self._fit_one(X, y, [experts[i]], [name])
-                singles.append((self.model_, self.val_mae_, name))
-            best = min(singles, key=lambda t: t[1])
-            self.guard_.update({f"{n}_val_mae": v for _, v, n in singles})
-            if best[1] < mixture[1]:
-                self.model_, self.val_mae_ = best[0], best[1]
-                self.gate_weights_ = {n: float(n == best[2]) for n in names}
-                self.guard_["kept"] = best[2]
-            else:
-                self.model_, self.val_mae_, self.gate_weights_ = mixture
+            singles = {name: self._fit_one(Xt, yt, [expert], [name]) for name, expert in zip(names, experts, strict=True)}
+            self.guard_.update({f"{n}_val_mae": fitted[1] for n, fitted in singles.items()})
+            best = min(singles, key=lambda n: singles[n][1])
+            if singles[best][1] < self.val_mae_:
+                self.model_, self.val_mae_ = singles[best][:2]
+                self.gate_weights_ = {n: float(n == best) for n in names}
+                self.guard_["kept"] = best
         return self
 
-    def _fit_one(self, X: np.ndarray, y: np.ndarray, experts: list[ElemNet], names: list[str]) -> None:
-        Xt, yt = _check_xy(X, y)
+    def _fit_one(self, Xt: torch.Tensor, yt: torch.Tensor, experts: list[ElemNet],
+                 names: list[str]) -> tuple[MixtureOfExperts, float, dict[str, float]]:
+        """Train a mixture of ``experts`` → (model in eval mode, early-stopping val MAE, gate weight per name)."""
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        top_k = min(self.top_k, len(experts))
-        model = MixtureOfExperts(experts, self.layer, top_k, self.gate, self.head_hidden, self.train_experts)
-        self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
+        model = MixtureOfExperts(experts, self.layer, min(self.top_k, len(experts)), self.gate, self.head_hidden,
+                                 self.train_experts)
         ys = (yt - self.mean_) / self.std_
         perm = torch.randperm(len(Xt), generator=gen)
         n_val = max(1, int(round(self.val_fraction * len(Xt))))
         val_idx, tr_idx = perm[:n_val], perm[n_val:]
         net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
         rows = Xt if self.train_experts else torch.arange(len(Xt))
-        self.val_mae_ = self.std_ * train_network(
+        val_mae = self.std_ * train_network(
             net, rows[tr_idx], ys[tr_idx], rows[val_idx], ys[val_idx],
             nn.functional.l1_loss, self.lr, self.batch_size, self.max_epochs, self.patience, self.weight_decay, self.seed,
         )
         model.eval()
-        self.model_ = model
         with torch.no_grad():
             g = model.gate_weights(Xt) if self.gate == "input" else model.gate_weights()
         g = g.mean(0) if g.ndim == 2 else g
-        self.gate_weights_ = dict(zip(names, g.tolist(), strict=True))
+        return model, val_mae, dict(zip(names, g.tolist(), strict=True))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "model_"):
