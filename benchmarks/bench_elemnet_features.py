@@ -16,19 +16,14 @@ import argparse
 import json
 import os
 import platform
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_featurize import best_time  # noqa: E402 (wall clock by default)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_transfer import ALL, add_method_options, run_method, source_versions, stale  # noqa: E402
+from bench_transfer import ALL, add_method_options, carve, run_method, source_versions, stale  # noqa: E402
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, load  # noqa: E402
@@ -39,9 +39,7 @@ def folds(seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     y = frame[next(iter(get_spec(name).targets))].to_numpy(float)
     out = []
     for train, test in KFold(n_splits=5, shuffle=True, random_state=18012019).split(X):
-        perm = np.random.default_rng(seed).permutation(train)
-        n_val = int(round(0.1 * len(train)))
-        out.append({"X": X, "y": y, "fit": perm[n_val:], "val": perm[:n_val], "train": train, "test": test,
+        out.append({"X": X, "y": y, **carve(train, seed), "train": train, "test": test,
                     "dropped": 0, "target": "gap expt"})
     return X, y, out
 

@@ -49,11 +49,15 @@ def task_data(name: str, seed: int = 0) -> dict:
     keep &= np.isfinite(y)
     X, y, split = X[keep], y[keep], frame["split"].to_numpy()[keep]
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(train)
-    n_val = max(1, int(round(0.1 * len(train))))
-    return {"X": X, "y": y, "fit": perm[n_val:], "val": perm[:n_val], "train": train, "test": test,
+    return {"X": X, "y": y, **carve(train, seed), "train": train, "test": test,
             "dropped": int((~keep).sum()), "target": target}
+
+
+def carve(train: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """Split training row indices into ``fit`` and a 10% ``val`` part (model selection, never test)."""
+    perm = np.random.default_rng(seed).permutation(train)
+    n_val = max(1, int(round(0.1 * len(train))))
+    return {"fit": perm[n_val:], "val": perm[:n_val]}
 
 
 def _trees(kind: str, seed: int = 0):

@@ -209,8 +209,9 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
 
 
 def _key_text(pairs: Iterable[tuple[str, float]], decimals: int) -> str:
-    # The one rounding of both key functions, on float32-exact values: rounding float64 text
-    # fractions and float32 matrix rows differently disagreed at ties (Be0.5 vs Be0.4999).
+    # The rounding of both key functions (keys_from_matrix is its vectorised form), on
+    # float32-exact values: rounding float64 text fractions and float32 matrix rows
+    # differently disagreed at ties (Be0.5 vs Be0.4999).
     scale = 10.0**decimals
     return " ".join(f"{el}{round(x * scale) / scale:g}" for el, x in pairs)
 

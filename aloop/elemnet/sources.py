@@ -41,7 +41,15 @@ def model_card(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
 def weights_digest(name: str, weights_dir: Path = WEIGHTS_DIR) -> str:
     """sha256 of source model ``name``'s weights file: which version of the model a result used."""
     model_card(name, weights_dir)  # a clear error for a missing model
-    return hashlib.sha256((weights_dir / f"{name}.safetensors").read_bytes()).hexdigest()
+    path = weights_dir / f"{name}.safetensors"
+    stat = path.stat()
+    return _file_sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """Hash once per file version (the mtime and size in the key notice a rewritten file)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=16)
