@@ -80,9 +80,9 @@ class GPSurrogate(Surrogate):
     lengthscale ~ LogNormal(√2 + ½ log k, √3), noise ~ LogNormal(−4, 1), no outputscale
     since outcomes are standardised). Hyperparameters are MAP-fitted with
     ``fit_gpytorch_mll`` (single output: with the analytic-gradient closure of
-    :mod:`aloop.surrogates.mll`, same objective, 3–4× cheaper per step). Noise is a learned homoscedastic variance, so replicate rows of
-    ``X`` are fine. ``y`` with ``m`` columns gives ``m`` independent GPs (a batched model
-    sharing the inputs).
+    :mod:`aloop.surrogates.mll`, same objective, 3–4× cheaper per step). Noise is a
+    learned homoscedastic variance, so replicate rows of ``X`` are fine. ``y`` with ``m``
+    columns gives ``m`` independent GPs (a batched model sharing the inputs).
 
     After ``fit`` the Cholesky factor ``L`` of ``K + σ²I`` and ``α = (K + σ²I)⁻¹(y − μ)``
     are cached, so ``predict`` evaluates ``mean = μ + K*α`` and
@@ -347,7 +347,8 @@ class GPSurrogate(Surrogate):
         m = self.num_outputs
         mean_out = np.empty((X.shape[0], m))
         var_out = np.empty((X.shape[0], m))
-        batch_size = max(1, min(batch_size, max(PREDICT_MIN_BLOCK, PREDICT_BLOCK_ELEMENTS // (m * self._train_Z.shape[0]))))
+        block = max(PREDICT_MIN_BLOCK, PREDICT_BLOCK_ELEMENTS // (m * self._train_Z.shape[0]))
+        batch_size = max(1, min(batch_size, block))
         for start in range(0, X.shape[0], batch_size):
             mean, var, _ = self._latent(self._as_tensor(X[start : start + batch_size]))
             if observation_noise:
