@@ -16,13 +16,13 @@ from aloop.surrogates.gp import GPSurrogate, _make_gp
 from aloop.surrogates.mll import matern_ard_closure
 
 
-def _mll(split_name: str = "oer-raw", n: int = 120) -> ExactMarginalLogLikelihood:
+def _mll(split_name: str = "oer-raw", n: int = 120, prior: str = "lognormal") -> ExactMarginalLogLikelihood:
     data = get_data(split_name)
     X = torch.as_tensor(data.X_train[:n])
     Y = torch.as_tensor(data.y_train[:n, :1])
     bounds = torch.stack([X.min(0).values, X.max(0).values])
     bounds[1] = torch.where(bounds[1] - bounds[0] < 1e-8, bounds[0] + 1.0, bounds[1])
-    gp = _make_gp(X, Y, bounds)
+    gp = _make_gp(X, Y, bounds, prior)
     with torch.no_grad():  # move away from the prior mode so every gradient entry is non-trivial
         gen = torch.Generator().manual_seed(0)
         gp.covar_module.lengthscale = gp.covar_module.lengthscale * torch.exp(
@@ -32,8 +32,9 @@ def _mll(split_name: str = "oer-raw", n: int = 120) -> ExactMarginalLogLikelihoo
     return ExactMarginalLogLikelihood(gp.likelihood, gp).train()
 
 
-def test_value_and_gradients_match_botorchs_autograd_closure() -> None:
-    mll = _mll()
+@pytest.mark.parametrize("prior", ["lognormal", "gamma"])
+def test_value_and_gradients_match_botorchs_autograd_closure(prior: str) -> None:
+    mll = _mll(prior=prior)
     params = {k: p for k, p in get_parameters_and_bounds(mll)[0].items() if p.requires_grad}
     with gpytorch.settings.max_cholesky_size(10_000):
         ref_value, ref_grads = get_loss_closure_with_grads(mll, params)()

@@ -133,3 +133,40 @@ def test_single_observation_and_constant_targets() -> None:
 def test_bad_projection_argument() -> None:
     with pytest.raises(ValueError, match="projection"):
         GPSurrogate(projection="umap")  # type: ignore[arg-type]
+
+
+def test_gamma_lengthscale_prior_shares_the_mode_but_not_the_tail() -> None:
+    from gpytorch.priors import GammaPrior
+
+    from aloop.surrogates.gp import _matern_kernel
+
+    k = 6
+    mode = np.exp(np.sqrt(2) - 3) * np.sqrt(k)
+    ls = torch.tensor([0.9 * mode, mode, 1.1 * mode, 10 * mode], dtype=torch.float64)
+    logp = {}
+    for kind in ("lognormal", "gamma"):
+        prior = _matern_kernel(k, 1, kind).lengthscale_prior  # type: ignore[arg-type]
+        logp[kind] = prior.log_prob(ls)
+        assert logp[kind][1] > logp[kind][0] and logp[kind][1] > logp[kind][2]  # both peak at the same mode
+    assert isinstance(_matern_kernel(k, 1, "gamma").lengthscale_prior, GammaPrior)
+    # Ten times the mode: the Gamma penalises it far more (relative to its mode) than the LogNormal.
+    drop = {kind: (v[1] - v[3]).item() for kind, v in logp.items()}
+    assert drop["gamma"] > drop["lognormal"] + 5
+
+
+def test_gamma_prior_fits_conditions_and_warm_starts() -> None:
+    X, y = _toy(80)
+    gp = GPSurrogate(lengthscale_prior="gamma").fit(X[:50], y[:50])
+    grown = gp.condition(X, y)
+    assert grown.lengthscale_prior == "gamma"
+    torch.testing.assert_close(grown.gp.covar_module.lengthscale, gp.gp.covar_module.lengthscale)
+    again = GPSurrogate(lengthscale_prior="gamma").fit(X, y, warm_start=gp)
+    X_test, y_test = _toy(300, seed=7)
+    assert np.abs(again.predict(X_test)[0][:, 0] - y_test).mean() < 0.15
+    # A warm start from a model with the other prior only seeds the lengthscales.
+    GPSurrogate().fit(X, y, warm_start=gp)
+
+
+def test_bad_lengthscale_prior_argument() -> None:
+    with pytest.raises(ValueError, match="lengthscale_prior"):
+        GPSurrogate(lengthscale_prior="cauchy")  # type: ignore[arg-type]
