@@ -43,6 +43,7 @@ from aloop.surrogates import (
 
 SURROGATES: dict[str, Callable[[bool], Surrogate]] = {
     "gp": lambda quick: GPSurrogate(),
+    "gp-gamma": lambda quick: GPSurrogate(lengthscale_prior="gamma"),
     "rf": lambda quick: TreeEnsembleSurrogate("random_forest", n_estimators=100 if quick else 300),
     "et": lambda quick: TreeEnsembleSurrogate("extra_trees", n_estimators=100 if quick else 300),
     "mlp": lambda quick: MLPEnsembleSurrogate(n_members=3 if quick else 5, max_epochs=100 if quick else 500),

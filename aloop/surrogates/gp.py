@@ -47,6 +47,9 @@ LBFGS_MAXCOR = 40
 PREDICT_BLOCK_ELEMENTS = 1 << 17
 PREDICT_MIN_BLOCK = 256
 
+#: Rows of ``X_pool`` projected at a time when the input bounds come from the pool.
+POOL_BOUNDS_BLOCK = 65_536
+
 LengthscalePrior = Literal["lognormal", "gamma"]
 
 
@@ -134,6 +137,9 @@ class GPSurrogate(Surrogate):
         seed: seed of that subset.
         lengthscale_prior: ``"lognormal"`` (BoTorch's dimension-scaled LogNormal) or
             ``"gamma"`` (same mode, light-tailed; see :func:`_matern_kernel`).
+        input_bounds: the box ``Normalize`` maps to the unit cube: ``"train"`` (the
+            training rows) or ``"pool"`` (training rows and ``X_pool``, i.e. the search
+            space, as BoTorch recommends; without ``X_pool`` the training rows).
 
     Example:
         >>> X = np.random.default_rng(0).uniform(size=(40, 3))
@@ -152,6 +158,7 @@ class GPSurrogate(Surrogate):
         max_fit_rows: int | None = 800,
         seed: int = 0,
         lengthscale_prior: LengthscalePrior = "lognormal",
+        input_bounds: Literal["train", "pool"] = "train",
     ) -> None:
         super().__init__()
         if projection not in ("auto", "pca", None):
@@ -159,6 +166,9 @@ class GPSurrogate(Surrogate):
         if lengthscale_prior not in ("lognormal", "gamma"):
             raise ValueError(f"lengthscale_prior must be 'lognormal' or 'gamma', got {lengthscale_prior!r}")
         self.lengthscale_prior = lengthscale_prior
+        if input_bounds not in ("train", "pool"):
+            raise ValueError(f"input_bounds must be 'train' or 'pool', got {input_bounds!r}")
+        self.input_bounds = input_bounds
         self.projection = projection
         self.n_components = n_components
         self.whiten = whiten
@@ -174,7 +184,8 @@ class GPSurrogate(Surrogate):
         """Fit on ``n × d`` features and ``n`` / ``n × m`` targets.
 
         Args:
-            X_pool: optional unlabeled ``N × d`` candidates; only used to fit the PCA projection.
+            X_pool: optional unlabeled ``N × d`` candidates: used to fit the PCA projection
+                and, with ``input_bounds="pool"``, for the input box.
             warm_start: a fitted GP of the same shape whose hyperparameters start the
                 optimisation (a campaign refitting on a little more data converges in far
                 fewer L-BFGS steps). Ignored when the input or output widths differ.
@@ -183,14 +194,13 @@ class GPSurrogate(Surrogate):
         """
         X, y = check_training_data(X, y)
         d = X.shape[1]
+        if X_pool is not None:
+            X_pool = np.asarray(X_pool, dtype=np.float64)
+            if X_pool.ndim != 2 or X_pool.shape[1] != d:
+                raise ValueError(f"X_pool must have {d} columns like X, got shape {X_pool.shape}")
         self.projection_ = None
         if self.projection == "pca" or (self.projection == "auto" and d > self.n_components):
-            fit_rows = X
-            if X_pool is not None:
-                X_pool = np.asarray(X_pool, dtype=np.float64)
-                if X_pool.ndim != 2 or X_pool.shape[1] != d:
-                    raise ValueError(f"X_pool must have {d} columns like X, got shape {X_pool.shape}")
-                fit_rows = np.vstack([X, X_pool])
+            fit_rows = X if X_pool is None else np.vstack([X, X_pool])
             if self.projection == "auto":
                 varying = ColumnSelection().fit(fit_rows)
                 if 0 < varying.n_components_ <= self.n_components:
@@ -200,6 +210,11 @@ class GPSurrogate(Surrogate):
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
         Y = torch.as_tensor(y)
         lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
+        if self.input_bounds == "pool" and X_pool is not None:
+            for start in range(0, X_pool.shape[0], POOL_BOUNDS_BLOCK):
+                block = torch.as_tensor(X_pool[start:start + POOL_BOUNDS_BLOCK])
+                block = block if self.projection_ is None else self.projection_(block)
+                lo, hi = torch.minimum(lo, block.min(dim=0).values), torch.maximum(hi, block.max(dim=0).values)
         # Constant columns map to x − lo (as BoTorch's learned Normalize does) instead of dividing by ~0.
         hi = torch.where(hi - lo < 1e-8, lo + 1.0, hi)
         bounds = torch.stack([lo, hi])
@@ -256,7 +271,7 @@ class GPSurrogate(Surrogate):
         if Y.shape[-1] != self.num_outputs:
             raise ValueError(f"{type(self).__name__} was fitted on {self.num_outputs} outputs, got {Y.shape[-1]}")
         new = type(self)(self.projection, self.n_components, self.whiten, self.standardize, self.max_fit_rows,
-                         self.seed, self.lengthscale_prior)
+                         self.seed, self.lengthscale_prior, self.input_bounds)
         new.projection_ = self.projection_
         new.n_features = self.n_features
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))

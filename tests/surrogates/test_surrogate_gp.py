@@ -170,3 +170,23 @@ def test_gamma_prior_fits_conditions_and_warm_starts() -> None:
 def test_bad_lengthscale_prior_argument() -> None:
     with pytest.raises(ValueError, match="lengthscale_prior"):
         GPSurrogate(lengthscale_prior="cauchy")  # type: ignore[arg-type]
+
+
+def test_pool_input_bounds_cover_the_pool_and_change_only_the_box() -> None:
+    X, y = _toy(40)
+    rng = np.random.default_rng(1)
+    pool = rng.uniform(-1.0, 2.0, size=(300, 3))
+    boxed = GPSurrogate(input_bounds="pool").fit(X, y, X_pool=pool)
+    lo, hi = boxed._bounds
+    np.testing.assert_allclose(lo.numpy(), np.minimum(X.min(0), pool.min(0)))
+    np.testing.assert_allclose(hi.numpy(), np.maximum(X.max(0), pool.max(0)))
+    train_box = GPSurrogate().fit(X, y, X_pool=pool)
+    np.testing.assert_allclose(train_box._bounds[0].numpy(), X.min(0))
+    assert GPSurrogate(input_bounds="pool").fit(X, y)._bounds.shape == (2, 3)  # no pool: the training rows
+    grown = boxed.condition(np.vstack([X, pool[:5]]), np.r_[y, np.zeros(5)])
+    torch.testing.assert_close(grown._bounds, boxed._bounds)
+    _assert_agrees(boxed, pool[:20])
+    with pytest.raises(ValueError, match="X_pool must have 3 columns"):
+        GPSurrogate(input_bounds="pool").fit(X, y, X_pool=pool[:, :2])
+    with pytest.raises(ValueError, match="input_bounds"):
+        GPSurrogate(input_bounds="space")  # type: ignore[arg-type]
