@@ -53,6 +53,9 @@ STUDIES = {
     "oer-plate-3496-q1-gamma-poolbox": {**_oer("3496", 1), "strategies": ("ef-gp-log_ei", "elemnet-gp-log_ei"),
                                         "baybe": False,
                                         "surrogate_options": {"lengthscale_prior": "gamma", "input_bounds": "pool"}},
+    # Upper confidence bound (β = 4) instead of log-EI, on both plates.
+    **{f"oer-plate-{plate}-q1-ucb": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False}
+       for plate in ("3496", "3851")},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
