@@ -54,8 +54,8 @@ STUDIES = {
                                         "baybe": False,
                                         "surrogate_options": {"lengthscale_prior": "gamma", "input_bounds": "pool"}},
     # Upper confidence bound (β = 4) instead of log-EI, on both plates.
-    **{f"oer-plate-{plate}-q1-ucb": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False}
-       for plate in ("3496", "3851")},
+    **{f"oer-plate-{plate}-q{q}-ucb": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False}
+       for plate in ("3496", "3851") for q in (1, 8)},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aloop.campaigns._fields import ConfigError
-from aloop.campaigns.config import DEFAULT_LAYER, DEFAULT_SOURCE, CampaignConfig, parse_config
+from aloop.campaigns.config import DEFAULT_LAYER, DEFAULT_SOURCE, CampaignConfig, default_acquisition, parse_config
 
 _FLAGS = frozenset(
     """
@@ -110,7 +110,7 @@ def render_template(**flags: Any) -> str:
             f"source = {_v(f.get('source', DEFAULT_SOURCE))}",
             f"layer = {_v(f.get('layer', DEFAULT_LAYER))}   # hidden layer 1..16",
         ]
-    default_acq = "window" if direction == "window" else "log_ei"
+    default_acq = default_acquisition([direction])
     lines += [
         "",
         "[surrogate]",

@@ -9,9 +9,17 @@ import typer
 
 from aloop.cli._output import err, fail, out
 
-#: Strategies compared when none is given: the campaign default (ElemNet features, GP, log-EI),
-#: Magpie and elemental fractions with the same GP and policy, and random picks.
-DEFAULT_STRATEGIES = ("elemnet-gp-log_ei", "magpie-gp-log_ei", "ef-gp-log_ei", "random")
+#: Featurizers compared when no strategy is given: the campaign default (ElemNet) first.
+DEFAULT_FEATURIZERS = ("elemnet", "magpie", "ef")
+
+
+def default_strategies(direction: str) -> list[str]:
+    """The campaign default (ElemNet features, GP, the direction's default acquisition), Magpie and
+    elemental fractions with the same GP and policy, and random picks."""
+    from aloop.campaigns.config import default_acquisition
+
+    acquisition = default_acquisition([direction])
+    return [f"{feat}-gp-{acquisition}" for feat in DEFAULT_FEATURIZERS] + ["random"]
 
 
 def benchmark_command(
@@ -25,7 +33,7 @@ def benchmark_command(
     window: Annotated[tuple[float, float] | None, typer.Option("--window", help="LO HI of a target window.")] = None,
     strategy: Annotated[list[str] | None, typer.Option(
         "--strategy", "-s", help="FEATURIZER[/LAYER]-SURROGATE-ACQUISITION or 'random' (repeatable; default: "
-        + ", ".join(DEFAULT_STRATEGIES) + ").")] = None,
+        "elemnet-gp-ucb, magpie-gp-ucb, ef-gp-ucb, random; with --direction window the '-window' policy).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per strategy.")] = 20,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="Random initial measurements.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", "-q", min=1, help="Proposals per round.")] = 1,
@@ -53,7 +61,7 @@ def benchmark_command(
                                    units=units, direction=direction, window=window)
         else:
             task = Task.from_dataset(dataset, target, direction=direction, window=window)  # type: ignore[arg-type]
-        strategies = [Strategy.parse(s) for s in (strategy or DEFAULT_STRATEGIES)]
+        strategies = [Strategy.parse(s) for s in (strategy or default_strategies(direction))]
         study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth or None,
                       name=out_dir.name)
     except (ReplayError, DatasetError) as exc:

@@ -20,10 +20,20 @@ def test_template_is_valid_commented_and_round_trips(tmp_path: Path) -> None:
     assert load_config(path) == cfg
     assert cfg.search_space.elements == ("Bi", "Sb", "Te") and cfg.search_space.fixed == {"O": 0.5}
     assert cfg.featurizer.kind == "elemnet" and cfg.featurizer.source == DEFAULT_SOURCE
-    assert (cfg.surrogate.kind, cfg.acquisition.kind, cfg.initial_design.size) == ("gp", "log_ei", cfg.batch_size)
+    assert (cfg.surrogate.kind, cfg.acquisition.kind, cfg.initial_design.size) == ("gp", "ucb", cfg.batch_size)
     assert cfg.database_url == f"sqlite:///{tmp_path / 'zt.sqlite'}"
     cfg.save(tmp_path / "copy.toml")
     assert load_config(tmp_path / "copy.toml").to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(("directions", "kind"), [
+    (["maximize"], "ucb"), (["minimize"], "ucb"), (["target"], "log_ei"), (["window"], "window"),
+    (["maximize", "minimize"], "log_ei"), (["maximize", "window"], "window"),
+])
+def test_default_acquisition_follows_the_objectives(directions: list[str], kind: str) -> None:
+    from aloop.campaigns.config import default_acquisition
+
+    assert default_acquisition(directions) == kind
 
 
 def test_template_refuses_to_overwrite(tmp_path: Path) -> None:
