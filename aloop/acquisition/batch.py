@@ -200,7 +200,9 @@ def _greedy_on(
     best0 = best
     cache: dict[float, float] = {}
     ids = np.concatenate([S, pending])
-    believer = _Believer(ids, var[ids], cov, noise, capacity=pending.size + q) if policy.uses_variance else None
+    # One pick with nothing pending never conditions, so it needs no covariances.
+    needs_believer = policy.uses_variance and (q > 1 or pending.size > 0)
+    believer = _Believer(ids, var[ids], cov, noise, capacity=pending.size + q) if needs_believer else None
     uses_best = policy.needs_best(objective)
     if believer is not None:
         # Pending points and the likely picks in one call; a pick outside costs one more call.

@@ -88,6 +88,9 @@ class CampaignLog:
         self.url = url
         self.campaign_id = campaign_id
         self.name = name
+        # Events are immutable and, per campaign, committed in id order (writes hold the
+        # campaign's lock), so reads fetch only ids above the last one seen.
+        self._seen: tuple[Event, ...] = ()
 
     # --- opening ----------------------------------------------------------------------
 
@@ -174,11 +177,19 @@ class CampaignLog:
             hook(i)
         return ids
 
-    def _load(self, conn: Connection, kinds: Sequence[str] | None = None) -> list[Event]:
+    def _load(self, conn: Connection, kinds: Sequence[str] | None = None) -> tuple[Event, ...]:
         q = select(events).where(events.c.campaign_id == self.campaign_id).order_by(events.c.id)
-        if kinds is not None:
-            q = q.where(events.c.kind.in_(tuple(kinds)))
-        return [Event.from_row(r) for r in conn.execute(q)]
+        if self._seen:
+            q = q.where(events.c.id > self._seen[-1].id)
+        new = tuple(Event.from_row(r) for r in conn.execute(q))
+        if new:
+            # A new tuple only when the log grew: an unchanged log is the same object, which
+            # lets the state derivations (``aloop.campaigns.state``) reuse their results.
+            self._seen = self._seen + new
+        if kinds is None:
+            return self._seen
+        wanted = frozenset(kinds)
+        return tuple(e for e in self._seen if e.kind in wanted)
 
     def _base(self, kind: str, now: datetime, **cols: Any) -> dict[str, Any]:
         row = {
@@ -350,7 +361,7 @@ class CampaignLog:
 
     # --- derived state ----------------------------------------------------------------
 
-    def events(self, kinds: Sequence[str] | None = None) -> list[Event]:
+    def events(self, kinds: Sequence[str] | None = None) -> tuple[Event, ...]:
         """This campaign's events, oldest first (optionally only some kinds)."""
         try:
             with self._engine.connect() as conn:

@@ -1,16 +1,19 @@
 """A campaign's state derived from its events: proposals with status, observations, failures, models.
 
-Pure functions over a list of ``Event`` (oldest first), so the same derivation serves the
-live log and offline replays. A proposal's status is the kind of its latest outcome
+Pure functions over a sequence of ``Event`` (oldest first), so the same derivation serves the
+live log and offline replays. Given the log's event tuple (``CampaignLog.events()``, the same
+object while the log is unchanged) they compute once and hand out copies. A proposal's status is the kind of its latest outcome
 event (``measured``, ``failed``, ``rejected``, ``cancelled``), or ``pending`` if none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import copy
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -58,12 +61,35 @@ def proposal_status(events: Iterable[Event]) -> dict[int, str]:
     return status
 
 
+_T = TypeVar("_T")
+
+
+def _memo(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Remember ``fn``'s last result for one event tuple (by identity; lists are never remembered).
+
+    Holding the tuple keeps its identity from being reused; callers get a copy to change freely.
+    """
+    last: list[Any] = [None, None, None]  # events, extra arguments, result
+
+    @functools.wraps(fn)
+    def wrapper(events: Sequence[Event], *args: Any, **kwargs: Any) -> _T:
+        if not isinstance(events, tuple):
+            return fn(events, *args, **kwargs)
+        key = (args, sorted(kwargs.items()))
+        if last[0] is not events or last[1] != key:
+            last[:] = [events, key, fn(events, *args, **kwargs)]
+        return copy.copy(last[2])
+
+    return wrapper
+
+
 def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     extra = [c for c in df.columns if c not in columns]
     return df.reindex(columns=[*columns, *extra])
 
 
+@_memo
 def proposals(events: Sequence[Event]) -> pd.DataFrame:
     """Every proposal, oldest first, with ``status`` and ``status_at`` (time of its latest outcome).
 
@@ -109,6 +135,7 @@ def proposals(events: Sequence[Event]) -> pd.DataFrame:
     return _frame(rows, cols)
 
 
+@_memo
 def observations(events: Sequence[Event]) -> pd.DataFrame:
     """Every measurement, oldest first: one column per objective; ``attrs["units"]`` gives units."""
     rows = []
@@ -179,6 +206,7 @@ def outcomes(events: Sequence[Event], kind: str) -> pd.DataFrame:
     return _frame(rows, ["event_id", "proposal_id", "formula", "key", "reason", "at"])
 
 
+@_memo
 def model_versions(events: Sequence[Event]) -> pd.DataFrame:
     """Every fitted model, oldest first; cross-validation metrics as ``cv_<metric>`` columns."""
     rows = []
@@ -198,6 +226,7 @@ def model_versions(events: Sequence[Event]) -> pd.DataFrame:
     return _frame(rows, ["event_id", "model_version", "training_size", "fitted_at", "details"])
 
 
+@_memo
 def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[str]:
     """Composition keys that must not be proposed again.
 

@@ -156,6 +156,33 @@ def test_events_are_append_only(log: CampaignLog, db_url: str) -> None:
     assert len(log.pending()) == 1
 
 
+def test_a_second_handle_sees_every_new_event(log: CampaignLog, db_url: str) -> None:
+    # Reads fetch only events above the last id seen: another writer's events must still show.
+    with CampaignLog.open(db_url, log.name) as other:
+        assert other.events() == ()
+        ids = log.append_proposals(_props("Bi2Te3", "Sb2Te3")).proposal_ids
+        assert [e.id for e in other.events()] == list(ids)
+        before = other.events()
+        assert other.events() is before  # unchanged log, same tuple
+        other.append_measurements([_m(0.9, proposal_id=ids[0])])
+        log.fail(ids[1], "cracked")
+        assert [e.kind for e in log.events()] == ["proposed", "proposed", "measured", "failed"]
+        assert [e.kind for e in other.events()] == ["proposed", "proposed", "measured", "failed"]
+        assert [e.kind for e in other.events(["failed"])] == ["failed"]
+
+
+def test_derived_state_is_a_fresh_copy_each_time(log: CampaignLog) -> None:
+    log.append_proposals(_props("Bi2Te3", "Sb2Te3"))
+    first = log.pending()
+    first.loc[0, "formula"] = "changed"
+    first.drop(columns="status", inplace=True)
+    again = log.pending()
+    assert list(again["formula"]) == ["Bi2Te3", "Sb2Te3"] and "status" in again.columns
+    keys = log.excluded_keys()
+    keys.clear()
+    assert len(log.excluded_keys()) == 2
+
+
 def test_campaigns_share_a_database_but_not_state(db_url: str) -> None:
     with CampaignLog.open(db_url, "a", create=True) as a, CampaignLog.open(db_url, "b", create=True) as b:
         a.append_proposals(_props("Bi2Te3"))

@@ -233,7 +233,7 @@ def test_log_is_plain_campaign_log(tmp_path: Path, truth: pd.DataFrame) -> None:
     """The campaign's log is an ordinary CampaignLog: other tools can read it."""
     _init(tmp_path, truth).close()
     with CampaignLog.open(tmp_path / "seebeck.sqlite") as log:
-        assert log.name == "seebeck" and log.events() == []
+        assert log.name == "seebeck" and log.events() == ()
 
 
 def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Path, truth: pd.DataFrame) -> None:
