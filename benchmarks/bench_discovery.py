@@ -56,6 +56,11 @@ STUDIES = {
     # Upper confidence bound (β = 4) instead of log-EI, on both plates.
     **{f"oer-plate-{plate}-q{q}-ucb": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False}
        for plate in ("3496", "3851") for q in (1, 8)},
+    # UCB's exploration weight: β = 1 and β = 0.25 (σ weights 1 and 0.5) beside the default β = 4.
+    **{f"oer-plate-{plate}-q1-ucb-beta{b:g}": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                              "baybe": False, "acquisition_options": {"beta": b},
+                                              "label_suffix": f"-beta{b:g}"}
+       for plate in ("3496", "3851") for b in (1.0, 0.25)},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
@@ -140,8 +145,10 @@ def main() -> None:
         spec = STUDIES[name]
         task = spec["task"]()
         seeds = list(range(args.seeds or spec["seeds"]))
-        options = spec.get("surrogate_options", {})
-        strategies = [replace(Strategy.parse(s), surrogate_options=options) for s in spec["strategies"]]
+        options, acq_options = spec.get("surrogate_options", {}), spec.get("acquisition_options", {})
+        strategies = [replace(Strategy.parse(s), surrogate_options=options, acquisition_options=acq_options,
+                              label=s + spec["label_suffix"] if "label_suffix" in spec else None)
+                      for s in spec["strategies"]]
         study = Study(task, strategies, seeds, spec["n_init"], spec["batch_size"], spec["budget"],
                       spec.get("refit_growth", REPLAY_REFIT_GROWTH), name=name)
         out = RESULTS / name
