@@ -70,6 +70,10 @@ STUDIES = {
     "mp-transport-pf-q1": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
                            "strategies": DEFAULT, "seeds": 10, "n_init": 5, "batch_size": 1, "budget": 100,
                            "baybe": False, "surrogate_options": {"transform": "log10"}},
+    "mp-transport-pf-q1-ucb": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
+                               "strategies": ("elemnet-gp-ucb", "magpie-gp-ucb", "ef-gp-ucb", "random"), "seeds": 10,
+                               "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
+                               "surrogate_options": {"transform": "log10"}},
 }
 
 

@@ -33,9 +33,12 @@ from aloop.elemnet.transfer import FineTuneConfig, finetune  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
-SC = ("sc_ml_ef", "sc_ml_magpie", "sc_dl_ef")
-TL = ("tl_ml_featextr", "tl_ml_featextr_magpie", "tl_finetune", "tl_modfinetune", "tl_freezing")
-DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing")
+SC = ("sc_ml_ef", "sc_ml_magpie", "sc_dl_ef", "sc_blend_magpie")
+TL = ("tl_ml_featextr", "tl_ml_featextr_magpie", "tl_finetune", "tl_modfinetune", "tl_freezing", "tl_blend_magpie")
+#: A network and Magpie trees averaged with a weight chosen on validation: TL's network is
+#: fine-tuned from the source, SC's trained from scratch, so the pair separates transfer from ensembling.
+BLENDS = ("sc_blend_magpie", "tl_blend_magpie")
+DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing", *BLENDS)
 ALL = ("base", *SC, *TL, "moe", "moe_best_single")
 
 
@@ -73,18 +76,51 @@ def _mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] = ("et", "rf")) -> dict:
-    """Pick the tree learner (``et``, ``rf``, ``hgb``) on validation, refit the winner on all of train, score test."""
+def tree_predictions(F: np.ndarray, d: dict, label: str,
+                     learners: tuple[str, ...] = ("et", "rf")) -> tuple[str, np.ndarray, np.ndarray]:
+    """Pick the tree learner on validation; its validation predictions (fitted on the fit part) and
+    test predictions (the winner refitted on all of train)."""
     y, best = d["y"], None
     for kind in learners:
-        model = _trees(kind).fit(F[d["fit"]], y[d["fit"]])
-        val = _mae(model.predict(F[d["val"]]), y[d["val"]])
-        if best is None or val < best["val_mae"]:
-            best = {"val_mae": val, "config": f"{label}+{kind}"}
-    kind = best["config"].rsplit("+", 1)[1]
-    model = _trees(kind).fit(F[d["train"]], y[d["train"]])
-    best["test_mae"] = _mae(model.predict(F[d["test"]]), y[d["test"]])
-    return best
+        pv = _trees(kind).fit(F[d["fit"]], y[d["fit"]]).predict(F[d["val"]])
+        if best is None or _mae(pv, y[d["val"]]) < best[1]:
+            best = (kind, _mae(pv, y[d["val"]]), pv)
+    kind, _, pv = best
+    pt = _trees(kind).fit(F[d["train"]], y[d["train"]]).predict(F[d["test"]])
+    return f"{label}+{kind}", pv, pt
+
+
+def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] = ("et", "rf")) -> dict:
+    """Pick the tree learner (``et``, ``rf``, ``hgb``) on validation, refit the winner on all of train, score test."""
+    config, pv, pt = tree_predictions(F, d, label, learners)
+    return {"val_mae": _mae(pv, d["y"][d["val"]]), "test_mae": _mae(pt, d["y"][d["test"]]), "config": config}
+
+
+def network_predictions(mode: str, d: dict, args: argparse.Namespace) -> tuple[str, np.ndarray, np.ndarray]:
+    """Train an ElemNet on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on the
+    carved validation part that also selects between methods; its validation and test predictions."""
+    X, y = d["X"], d["y"]
+    src = None if mode == "scratch" else load_source_model(args.source)
+    config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
+                            patience=args.patience, seed=0)
+    net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
+    with torch.no_grad():
+        pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
+        pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
+    recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
+    return f"{mode} from {args.source if src is not None else 'scratch'}, epochs {len(hist)}{recipe}", pv, pt
+
+
+def blend(d: dict, a: tuple[str, np.ndarray, np.ndarray], b: tuple[str, np.ndarray, np.ndarray]) -> dict:
+    """``w·a + (1 − w)·b`` with ``w`` (steps of 0.05) chosen on the validation predictions."""
+    yv, yt = d["y"][d["val"]], d["y"][d["test"]]
+    weights = np.linspace(0.0, 1.0, 21)
+    errors = [_mae(w * a[1] + (1 - w) * b[1], yv) for w in weights]
+    w = float(weights[int(np.argmin(errors))])
+    return {"val_mae": float(min(errors)), "test_mae": _mae(w * a[2] + (1 - w) * b[2], yt),
+            "config": f"{w:.2f} × ({a[0]}) + {1 - w:.2f} × ({b[0]})", "weight": w,
+            "components": {label: {"config": c, "val_mae": _mae(pv, yv), "test_mae": _mae(pt, yt)}
+                           for label, (c, pv, pt) in (("network", a), ("trees", b))}}
 
 
 def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
@@ -95,7 +131,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
                 "test_mae": _mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
     if method == "sc_ml_ef":
         return select_trees(X, d, "EF", tuple(args.learners))
-    if method in ("sc_ml_magpie", "tl_ml_featextr_magpie") and "magpie" not in cache:
+    if method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS) and "magpie" not in cache:
         cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
     if method == "sc_ml_magpie":
         return select_trees(cache["magpie"], d, "Magpie", tuple(args.learners))
@@ -110,19 +146,16 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         F = ElemNetFeatures(source=args.source, layer=args.combo_layer).transform_fractions(X)
         return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie",
                             tuple(args.learners))
+    if method in BLENDS:
+        mode = "scratch" if method.startswith("sc_") else args.blend_mode
+        if "magpie_trees" not in cache:
+            cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))
+        return blend(d, network_predictions(mode, d, args), cache["magpie_trees"])
     if method in DL_METHODS:
         mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
                 "tl_freezing": "freezing"}[method]
-        src = None if mode == "scratch" else load_source_model(args.source)
-        config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                                patience=args.patience, seed=0)
-        # Early stopping on the same carved validation part that selects between methods.
-        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
-        with torch.no_grad():
-            pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
-            pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
-        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]),
-                "config": f"{mode} from {args.source if src is not None else 'scratch'}, epochs {len(hist)}"}
+        config, pv, pt = network_predictions(mode, d, args)
+        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config}
     if method in ("moe", "moe_best_single"):
         # Fitted on the train-fit part (MoERegressor early-stops on its own 10% of it) and
         # selected on the carved validation part like every other method.
@@ -197,6 +230,8 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=25)
+    ap.add_argument("--blend-mode", default="modfinetune", choices=("finetune", "modfinetune"),
+                    help="how tl_blend_magpie's network is trained from the source")
 
 
 def main() -> None:
