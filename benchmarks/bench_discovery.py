@@ -53,14 +53,20 @@ STUDIES = {
     "oer-plate-3496-q1-gamma-poolbox": {**_oer("3496", 1), "strategies": ("ef-gp-log_ei", "elemnet-gp-log_ei"),
                                         "baybe": False,
                                         "surrogate_options": {"lengthscale_prior": "gamma", "input_bounds": "pool"}},
-    # Upper confidence bound (β = 4) instead of log-EI, on both plates.
-    **{f"oer-plate-{plate}-q{q}-ucb": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False}
+    # Upper confidence bound (β = 4, the default until session 6) instead of log-EI, on both plates.
+    **{f"oer-plate-{plate}-q{q}-ucb": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False,
+                                       "acquisition_options": {"beta": 4.0}}
        for plate in ("3496", "3851") for q in (1, 8)},
-    # UCB's exploration weight: β = 1 and β = 0.25 (σ weights 1 and 0.5) beside the default β = 4.
+    # UCB's exploration weight: β = 1 and β = 0.25 (σ weights 1 and 0.5) beside β = 4.
     **{f"oer-plate-{plate}-q1-ucb-beta{b:g}": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                               "baybe": False, "acquisition_options": {"beta": b},
                                               "label_suffix": f"-beta{b:g}"}
        for plate in ("3496", "3851") for b in (1.0, 0.25)},
+    # Batch 8 with the default β = 1 (labelled as such; the "-ucb" studies above ran with β = 4).
+    **{f"oer-plate-{plate}-q8-ucb-beta1": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                          "baybe": False, "acquisition_options": {"beta": 1.0},
+                                          "label_suffix": "-beta1"}
+       for plate in ("3496", "3851")},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
