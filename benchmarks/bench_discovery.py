@@ -53,7 +53,7 @@ STUDIES = {
     "oer-plate-3496-q1-gamma-poolbox": {**_oer("3496", 1), "strategies": ("ef-gp-log_ei", "elemnet-gp-log_ei"),
                                         "baybe": False,
                                         "surrogate_options": {"lengthscale_prior": "gamma", "input_bounds": "pool"}},
-    # Upper confidence bound (β = 4, the default until session 6) instead of log-EI, on both plates.
+    # Upper confidence bound (β = 4, the default) instead of log-EI, on both plates.
     **{f"oer-plate-{plate}-q{q}-ucb": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"), "baybe": False,
                                        "acquisition_options": {"beta": 4.0}}
        for plate in ("3496", "3851") for q in (1, 8)},
@@ -62,7 +62,7 @@ STUDIES = {
                                               "baybe": False, "acquisition_options": {"beta": b},
                                               "label_suffix": f"-beta{b:g}"}
        for plate in ("3496", "3851") for b in (1.0, 0.25)},
-    # Batch 8 with the default β = 1 (labelled as such; the "-ucb" studies above ran with β = 4).
+    # Batch 8 with β = 1.
     **{f"oer-plate-{plate}-q8-ucb-beta1": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
                                           "label_suffix": "-beta1"}

@@ -113,7 +113,7 @@ class SurrogateConfig:
 def default_acquisition(directions: Sequence[str]) -> str:
     """The acquisition kind of a definition that names none, from its objectives' directions.
 
-    ``window`` for a window objective; ``ucb`` (β = 1, i.e. mean + 1σ) for one objective to
+    ``window`` for a window objective; ``ucb`` (β = 4, i.e. mean + 2σ) for one objective to
     maximise or minimise: replaying both OER plates, it found half of the top 5% 1.3–1.7×
     sooner than log-EI, whose expected improvement over the best *noisy* measurement keeps
     exploring late in a campaign (BENCHMARKS.md, "Retrospective discovery"); ``log_ei``

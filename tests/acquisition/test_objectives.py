@@ -50,8 +50,8 @@ def test_pi_and_ucb_hand_computed() -> None:
     mean, var = np.array([0.5]), np.array([0.25])
     assert math.exp(LogPI().score(mean, var, Maximize(), 0.0)[0]) == pytest.approx(stats.norm.cdf(1.0), rel=1e-12)
     assert math.exp(LogPI().score(mean, var, Minimize(), -1.0)[0]) == pytest.approx(stats.norm.cdf(1.0), rel=1e-12)
-    assert UCB(beta=4.0).score(mean, var, Maximize(), 0.0)[0] == pytest.approx(0.5 + 2 * 0.5)
-    assert UCB().score(mean, var, Maximize(), 0.0)[0] == pytest.approx(0.5 + 0.5)  # default β = 1
+    assert UCB().score(mean, var, Maximize(), 0.0)[0] == pytest.approx(0.5 + 2 * 0.5)  # default β = 4
+    assert UCB(beta=1.0).score(mean, var, Maximize(), 0.0)[0] == pytest.approx(0.5 + 0.5)
     assert UCB(beta=4.0).score(mean, var, Minimize(), 0.0)[0] == pytest.approx(-0.5 + 2 * 0.5)
 
 
