@@ -69,16 +69,18 @@ def _memo(fn: Callable[..., _T]) -> Callable[..., _T]:
 
     Holding the tuple keeps its identity from being reused; callers get a copy to change freely.
     """
-    last: list[Any] = [None, None, None]  # events, extra arguments, result
+    last: list[tuple[tuple[Event, ...], Any, Any]] = []  # one (events, arguments, result) entry
 
     @functools.wraps(fn)
     def wrapper(events: Sequence[Event], *args: Any, **kwargs: Any) -> _T:
         if not isinstance(events, tuple):
             return fn(events, *args, **kwargs)
         key = (args, sorted(kwargs.items()))
-        if last[0] is not events or last[1] != key:
-            last[:] = [events, key, fn(events, *args, **kwargs)]
-        return copy.copy(last[2])
+        entry = last[0] if last else None  # one read: another thread may swap the entry meanwhile
+        if entry is None or entry[0] is not events or entry[1] != key:
+            entry = (events, key, fn(events, *args, **kwargs))
+            last[:] = [entry]
+        return copy.copy(entry[2])
 
     return wrapper
 

@@ -181,6 +181,10 @@ def test_derived_state_is_a_fresh_copy_each_time(log: CampaignLog) -> None:
     keys = log.excluded_keys()
     keys.clear()
     assert len(log.excluded_keys()) == 2
+    log.fail(int(again.loc[0, "proposal_id"]), "cracked")
+    # Remembered results are per argument too: a retry of failed compositions frees one key.
+    assert len(log.excluded_keys()) == 2 and len(log.excluded_keys(include_failed=False)) == 1
+    assert len(log.excluded_keys()) == 2
 
 
 def test_campaigns_share_a_database_but_not_state(db_url: str) -> None:
