@@ -2,8 +2,9 @@
 
 Pure functions over a sequence of ``Event`` (oldest first), so the same derivation serves the
 live log and offline replays. Given the log's event tuple (``CampaignLog.events()``, the same
-object while the log is unchanged) they compute once and hand out copies. A proposal's status is the kind of its latest outcome
-event (``measured``, ``failed``, ``rejected``, ``cancelled``), or ``pending`` if none.
+object while the log is unchanged) they compute once and hand out copies. A proposal's status
+is the kind of its latest outcome event (``measured``, ``failed``, ``rejected``,
+``cancelled``), or ``pending`` if none.
 """
 
 from __future__ import annotations
