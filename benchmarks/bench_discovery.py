@@ -67,6 +67,10 @@ STUDIES = {
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
                                           "label_suffix": "-beta1"}
        for plate in ("3496", "3851")},
+    # Thompson sampling (one joint posterior draw per pick) instead of UCB.
+    **{f"oer-plate-{plate}-q1-thompson": {**_oer(plate, 1), "strategies": ("elemnet-gp-thompson", "ef-gp-thompson"),
+                                          "baybe": False}
+       for plate in ("3496", "3851")},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),

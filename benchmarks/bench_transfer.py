@@ -34,11 +34,14 @@ from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
 SC = ("sc_ml_ef", "sc_ml_magpie", "sc_dl_ef", "sc_blend_magpie")
-TL = ("tl_ml_featextr", "tl_ml_featextr_magpie", "tl_finetune", "tl_modfinetune", "tl_freezing", "tl_blend_magpie")
+TL = ("tl_ml_featextr", "tl_ml_featextr_magpie", "tl_finetune", "tl_modfinetune", "tl_freezing", "tl_blend_magpie",
+      "tl_ensemble", "tl_ensemble_blend_magpie")
 #: A network and Magpie trees averaged with a weight chosen on validation: TL's network is
 #: fine-tuned from the source, SC's trained from scratch, so the pair separates transfer from ensembling.
-BLENDS = ("sc_blend_magpie", "tl_blend_magpie")
-DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing", *BLENDS)
+BLENDS = ("sc_blend_magpie", "tl_blend_magpie", "tl_ensemble_blend_magpie")
+#: The mean of ``--ensemble-size`` networks fine-tuned from the source with seeds 0, 1, … (alone or blended).
+ENSEMBLES = ("tl_ensemble", "tl_ensemble_blend_magpie")
+DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing", *BLENDS, *ENSEMBLES)
 ALL = ("base", *SC, *TL, "moe", "moe_best_single")
 
 
@@ -96,19 +99,27 @@ def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] =
     return {"val_mae": _mae(pv, d["y"][d["val"]]), "test_mae": _mae(pt, d["y"][d["test"]]), "config": config}
 
 
-def network_predictions(mode: str, d: dict, args: argparse.Namespace) -> tuple[str, np.ndarray, np.ndarray]:
-    """Train an ElemNet on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on the
-    carved validation part that also selects between methods; its validation and test predictions."""
+def network_predictions(mode: str, d: dict, args: argparse.Namespace,
+                        seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
+    """Train an ElemNet per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on
+    the carved validation part that also selects between methods; the mean of their validation and
+    test predictions."""
     X, y = d["X"], d["y"]
     src = None if mode == "scratch" else load_source_model(args.source)
-    config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                            patience=args.patience, seed=0)
-    net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
-    with torch.no_grad():
-        pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
-        pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
+    epochs, pv, pt = [], [], []
+    for seed in seeds:
+        config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
+                                patience=args.patience, seed=seed)
+        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
+        with torch.no_grad():
+            pv.append(net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy())
+            pt.append(net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy())
+        epochs.append(str(len(hist)))
     recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
-    return f"{mode} from {args.source if src is not None else 'scratch'}, epochs {len(hist)}{recipe}", pv, pt
+    what = f"{mode} from {args.source if src is not None else 'scratch'}"
+    if len(seeds) > 1:
+        what = f"mean of {len(seeds)} seeds of {what}"
+    return f"{what}, epochs {'/'.join(epochs)}{recipe}", np.mean(pv, axis=0), np.mean(pt, axis=0)
 
 
 def blend(d: dict, a: tuple[str, np.ndarray, np.ndarray], b: tuple[str, np.ndarray, np.ndarray]) -> dict:
@@ -146,11 +157,17 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         F = ElemNetFeatures(source=args.source, layer=args.combo_layer).transform_fractions(X)
         return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie",
                             tuple(args.learners))
+    if method in ENSEMBLES and "ensemble" not in cache:  # shared by the two ensemble methods of one run
+        cache["ensemble"] = network_predictions(args.blend_mode, d, args, tuple(range(args.ensemble_size)))
+    if method == "tl_ensemble":
+        config, pv, pt = cache["ensemble"]
+        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config}
     if method in BLENDS:
-        mode = "scratch" if method.startswith("sc_") else args.blend_mode
         if "magpie_trees" not in cache:
             cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))
-        return blend(d, network_predictions(mode, d, args), cache["magpie_trees"])
+        network = cache["ensemble"] if method in ENSEMBLES else network_predictions(
+            "scratch" if method.startswith("sc_") else args.blend_mode, d, args)
+        return blend(d, network, cache["magpie_trees"])
     if method in DL_METHODS:
         mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
                 "tl_freezing": "freezing"}[method]
@@ -217,6 +234,12 @@ def summarise(task: str, results: dict) -> dict:
             "paper": dict(zip(("base", "sc", "tl"), paper)) if paper else None}
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
+    return int(text)
+
+
 def add_method_options(ap: argparse.ArgumentParser) -> None:
     """The options ``run_method`` reads (shared with ``bench_matbench.py``)."""
     ap.add_argument("--source", default="oqmd-formation-enthalpy")
@@ -231,7 +254,8 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--max-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=25)
     ap.add_argument("--blend-mode", default="modfinetune", choices=("finetune", "modfinetune"),
-                    help="how tl_blend_magpie's network is trained from the source")
+                    help="how the networks of tl_blend_magpie and tl_ensemble* are trained from the source")
+    ap.add_argument("--ensemble-size", type=_positive_int, default=5, help="networks (seeds 0, 1, …) averaged by tl_ensemble*")
 
 
 def main() -> None:

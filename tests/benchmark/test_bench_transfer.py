@@ -1,0 +1,66 @@
+"""benchmarks/bench_transfer.py: fine-tuned ensembles and blends on a small slice of the experimental formation enthalpy."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aloop.datasets import DatasetError
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transfer.py"
+_spec = importlib.util.spec_from_file_location("bench_transfer", _PATH)
+bench_transfer = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("bench_transfer", bench_transfer)
+_spec.loader.exec_module(bench_transfer)
+
+
+@pytest.fixture(scope="module")
+def task() -> dict:
+    try:
+        d = bench_transfer.task_data("expt-formation-enthalpy")
+    except DatasetError as exc:
+        pytest.skip(f"needs dataset 'expt-formation-enthalpy': {exc}")
+    d.update(fit=d["fit"][:60], val=d["val"][:20], test=d["test"][:20])
+    d["train"] = np.concatenate([d["fit"], d["val"]])
+    return d
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser()
+    bench_transfer.add_method_options(ap)
+    return ap.parse_args(["--max-epochs", "2", "--patience", "2", "--learners", "et", *argv])
+
+
+def test_ensemble_is_the_mean_of_its_seeds(task) -> None:
+    args = _args("--blend-mode", "finetune")
+    label, pv, pt = bench_transfer.network_predictions("finetune", task, args, seeds=(0, 1))
+    singles = [bench_transfer.network_predictions("finetune", task, args, seeds=(s,)) for s in (0, 1)]
+    assert label.startswith("mean of 2 seeds of finetune from oqmd-formation-enthalpy, epochs ")
+    assert pv.shape == (20,) and pt.shape == (20,)
+    np.testing.assert_allclose(pv, (singles[0][1] + singles[1][1]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pt, (singles[0][2] + singles[1][2]) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(singles[0][2], singles[1][2])  # the seeds give different members
+
+
+def test_ensemble_methods_share_one_ensemble(task) -> None:
+    args, cache = _args("--ensemble-size", "2", "--blend-mode", "finetune"), {}
+    alone = bench_transfer.run_method("tl_ensemble", task, args, cache)
+    ensemble = cache["ensemble"]
+    blended = bench_transfer.run_method("tl_ensemble_blend_magpie", task, args, cache)
+    assert cache["ensemble"] is ensemble
+    assert alone["config"].startswith("mean of 2 seeds of finetune")
+    assert blended["components"]["network"]["test_mae"] == pytest.approx(alone["test_mae"])
+    assert blended["val_mae"] <= min(alone["val_mae"], blended["components"]["trees"]["val_mae"]) + 1e-12
+    assert 0.0 <= blended["weight"] <= 1.0
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two"])
+def test_ensemble_size_must_be_a_positive_whole_number(bad: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        _args("--ensemble-size", bad)
+    assert "--ensemble-size: must be a whole number ≥ 1" in capsys.readouterr().err
