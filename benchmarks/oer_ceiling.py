@@ -1,0 +1,89 @@
+"""How fast could any strategy find half of an OER plate's top 5%? Hindsight ceilings for the AF(0.5) goal.
+
+For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_discovery.py``):
+
+* **hindsight GP**: aloop's ``GPSurrogate`` fitted to *every* measurement of the plate (raw metal
+  fractions), the plate then measured in order of its posterior mean. No campaign model knows
+  more than this one, so its experiments-to-50% bound what a GP on these inputs can reach.
+* **grid walk**: a model-free local search on the plate's 10%-step composition grid: from the
+  same 5 random initial points, measure next the unmeasured composition whose measured grid
+  neighbours (one 10% swap apart) have the lowest mean overpotential (20 seeds, median).
+* **structure**: how many top-5% compositions have a top-5% grid neighbour, and the sizes of
+  the connected groups they form.
+
+AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
+
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from aloop.benchmark.metrics import acceleration_factor, experiments_to_reach, goodness, top_mask, top_percent_curve
+from aloop.datasets import load
+from aloop.surrogates.gp import GPSurrogate
+
+
+def grid_walk(y: np.ndarray, neighbours: np.ndarray, seed: int, budget: int, n_init: int = 5) -> np.ndarray:
+    """The first ``budget`` rows the neighbour walk measures (``neighbours``: ``N × N`` adjacency)."""
+    rng = np.random.default_rng(seed)
+    order = list(rng.choice(len(y), n_init, replace=False))
+    measured = np.zeros(len(y), bool)
+    measured[order] = True
+    while len(order) < budget:
+        M = neighbours[:, measured]
+        counts = M.sum(1)
+        score = np.where(counts > 0, (M * y[measured]).sum(1) / np.maximum(counts, 1), np.inf)
+        score[measured] = np.inf
+        i = int(np.argmin(score)) if np.isfinite(score).any() else int(rng.choice(np.flatnonzero(~measured)))
+        measured[i] = True
+        order.append(i)
+    return np.array(order)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plates", nargs="+", default=["3496", "3851"])
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--budget", type=int, default=400, help="experiments each grid walk may use")
+    args = ap.parse_args()
+    out = []
+    for plate in args.plates:
+        frame = load(f"oer-plate-{plate}")
+        F = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
+        y = frame["overpotential_V"].to_numpy(float)
+        mask = top_mask(goodness(y, "minimize"), 0.05)
+        n_top, N = int(mask.sum()), len(y)
+        n_random = int(np.ceil(0.5 * n_top)) / n_top * N
+        gp = GPSurrogate(projection=None).fit(F, y)
+        curve = top_percent_curve(np.argsort(gp.predict(F)[0].ravel(), kind="stable"), mask)
+        n_gp = experiments_to_reach(curve, 0.5)
+        neighbours = np.abs(np.abs(F[:, None, :] - F[None, :, :]).sum(-1) - 0.2) < 1e-6
+        walks = [experiments_to_reach(top_percent_curve(grid_walk(y, neighbours, s, args.budget), mask), 0.5)
+                 for s in range(args.seeds)]
+        walks = [w if w is not None else np.inf for w in walks]
+        assert acceleration_factor(curve, N, n_top, 0.5) == n_random / n_gp
+        top = np.flatnonzero(mask)
+        sub = neighbours[np.ix_(top, top)]
+        _, labels = connected_components(csr_matrix(sub), directed=False)
+        r = {"plate": plate, "pool": N, "top5": n_top, "random_to_50": n_random,
+             "hindsight_gp_to_50": n_gp, "hindsight_gp_af": round(n_random / n_gp, 2),
+             "grid_walk_to_50_median": float(np.median(walks)), "grid_walk_af": round(n_random / np.median(walks), 2),
+             "top_with_top_neighbour": round(float(sub.any(1).mean()), 3),
+             "top_groups": sorted(np.bincount(labels).tolist(), reverse=True)}
+        out.append(r)
+        print(f"plate {plate}: top 5% = {r['top5']} of {r['pool']}; random needs {n_random} for half of them; "
+              f"hindsight GP {n_gp} (AF {r['hindsight_gp_af']}); grid walk median {r['grid_walk_to_50_median']:g} "
+              f"(AF {r['grid_walk_af']}); {r['top_with_top_neighbour']:.1%} have a top-5% neighbour; "
+              f"groups {r['top_groups'][:5]}…", flush=True)
+    print(json.dumps({"benchmark": "oer_ceiling", "results": out}))
+
+
+if __name__ == "__main__":
+    main()
