@@ -99,27 +99,51 @@ def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] =
     return {"val_mae": _mae(pv, d["y"][d["val"]]), "test_mae": _mae(pt, d["y"][d["test"]]), "config": config}
 
 
-def network_predictions(mode: str, d: dict, args: argparse.Namespace,
-                        seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
-    """Train an ElemNet per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on
-    the carved validation part that also selects between methods; the mean of their validation and
-    test predictions."""
+def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """One network's epochs and validation / test predictions.
+
+    Kept in ``d["network_cache"]`` (when set) under the mode, source weights, seed and recipe, so
+    the single-network, blend and ensemble methods train each network once.
+    """
     X, y = d["X"], d["y"]
     src = None if mode == "scratch" else load_source_model(args.source)
-    epochs, pv, pt = [], [], []
-    for seed in seeds:
-        config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                                patience=args.patience, seed=seed)
-        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
-        with torch.no_grad():
-            pv.append(net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy())
-            pt.append(net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy())
-        epochs.append(str(len(hist)))
+    path = None
+    if d.get("network_cache"):
+        weights = weights_digest(args.source)[:16] if src is not None else "scratch"
+        key = f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
+        path = Path(d["network_cache"]) / f"{key}.npz"
+        if path.exists():
+            z = np.load(path)
+            if np.array_equal(z["val_rows"], d["val"]) and np.array_equal(z["test_rows"], d["test"]):
+                return int(z["epochs"]), z["val"], z["test"]
+    config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
+                            patience=args.patience, seed=seed)
+    net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
+    with torch.no_grad():
+        pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
+        pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            np.savez(fh, epochs=len(hist), val=pv, test=pt, val_rows=d["val"], test_rows=d["test"])
+        tmp.replace(path)
+    return len(hist), pv, pt
+
+
+def network_predictions(mode: str, d: dict, args: argparse.Namespace,
+                        seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
+    """ElemNets trained per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on
+    the carved validation part that also selects between methods; the mean of their validation and
+    test predictions."""
+    members = [_network_member(mode, d, args, seed) for seed in seeds]
     recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
-    what = f"{mode} from {args.source if src is not None else 'scratch'}"
+    what = f"{mode} from {args.source if mode != 'scratch' else 'scratch'}"
     if len(seeds) > 1:
         what = f"mean of {len(seeds)} seeds of {what}"
-    return f"{what}, epochs {'/'.join(epochs)}{recipe}", np.mean(pv, axis=0), np.mean(pt, axis=0)
+    epochs = "/".join(str(m[0]) for m in members)
+    return (f"{what}, epochs {epochs}{recipe}", np.mean([m[1] for m in members], axis=0),
+            np.mean([m[2] for m in members], axis=0))
 
 
 def blend(d: dict, a: tuple[str, np.ndarray, np.ndarray], b: tuple[str, np.ndarray, np.ndarray]) -> dict:
@@ -285,6 +309,7 @@ def main() -> None:
                 continue
             if d is None:
                 d = task_data(task)
+                d["network_cache"] = out_dir / "networks"
             if method in DL_METHODS and len(d["y"]) > args.dl_max_rows:
                 continue
             t0 = time.time()

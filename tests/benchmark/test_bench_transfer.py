@@ -64,3 +64,19 @@ def test_ensemble_size_must_be_a_positive_whole_number(bad: str, capsys) -> None
     with pytest.raises(SystemExit):
         _args("--ensemble-size", bad)
     assert "--ensemble-size: must be a whole number ≥ 1" in capsys.readouterr().err
+
+
+def test_networks_are_trained_once_per_cache(task, tmp_path, monkeypatch) -> None:
+    args, d = _args(), {**task, "network_cache": tmp_path}
+    first = bench_transfer.network_predictions("modfinetune", d, args)
+    assert len(list(tmp_path.glob("modfinetune-*-seed0-b32-lr0.0001-p2-e2.npz"))) == 1
+
+    def no_training(*a, **k):
+        raise AssertionError("the cached network was retrained")
+
+    monkeypatch.setattr(bench_transfer, "finetune", no_training)
+    again = bench_transfer.network_predictions("modfinetune", d, args)
+    assert again[0] == first[0]
+    np.testing.assert_array_equal(again[2], first[2])
+    with pytest.raises(AssertionError, match="retrained"):  # other rows: the cached predictions do not apply
+        bench_transfer.network_predictions("modfinetune", {**d, "test": task["test"][:10]}, args)
