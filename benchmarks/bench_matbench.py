@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_transfer import ALL, add_method_options, carve, run_method, source_versions, stale  # noqa: E402
+from bench_transfer import ALL, add_method_options, carve, result_key, run_method, source_versions, stale  # noqa: E402
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, load  # noqa: E402
@@ -58,7 +58,8 @@ def main() -> None:
     for k, d in enumerate(splits):
         cache: dict = {}
         for method in args.methods:
-            path = out_dir / f"fold{k}-{method}.json"
+            key = result_key(method, args.source)
+            path = out_dir / f"fold{k}-{key}.json"
             r = json.loads(path.read_text()) if path.exists() else None
             if r is None or stale(r, method, args.source):
                 t0 = time.time()
@@ -66,8 +67,8 @@ def main() -> None:
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                          **source_versions(method, args.source))
                 path.write_text(json.dumps(r, indent=1))
-                print(f"fold {k} {method:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
-            per_method.setdefault(method, []).append(r)
+                print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
+            per_method.setdefault(key, []).append(r)
     rows = [{"method": m, "folds": len(rs), "mae": float(np.mean([r["test_mae"] for r in rs])),
              "std": float(np.std([r["test_mae"] for r in rs]))} for m, rs in per_method.items()]
     print("\n| method | folds | mean test MAE (eV) | std over folds |\n|---|---|---|---|")

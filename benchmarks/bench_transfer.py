@@ -43,6 +43,7 @@ BLENDS = ("sc_blend_magpie", "tl_blend_magpie", "tl_ensemble_blend_magpie")
 ENSEMBLES = ("tl_ensemble", "tl_ensemble_blend_magpie")
 DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing", *BLENDS, *ENSEMBLES)
 ALL = ("base", *SC, *TL, "moe", "moe_best_single")
+DEFAULT_SOURCE = "oqmd-formation-enthalpy"
 
 
 def task_data(name: str, seed: int = 0) -> dict:
@@ -225,6 +226,18 @@ def source_versions(method: str, source: str) -> dict:
     return {}
 
 
+def result_key(method: str, source: str) -> str:
+    """File stem of a cached result: a TL result from a source other than the default ends in ``@source``,
+    so results from several sources sit side by side and the TL family chooses among them on validation."""
+    return f"{method}@{source}" if method.startswith("tl_") and source != DEFAULT_SOURCE else method
+
+
+def parse_result_key(stem: str) -> tuple[str, str]:
+    """``(method, source)`` of a cached result's file stem (the inverse of :func:`result_key`)."""
+    method, _, source = stem.partition("@")
+    return method, source or DEFAULT_SOURCE
+
+
 def stale(result: dict, method: str, source: str) -> bool:
     """A cached result made with other source weights than the shipped ones (it is recomputed)."""
     return result.get("source_weights", {}) != source_versions(method, source).get("source_weights", {})
@@ -246,7 +259,7 @@ def task_names(spec: list[str]) -> list[str]:
 
 def summarise(task: str, results: dict) -> dict:
     def best(group):
-        have = {m: r for m, r in results.items() if m in group}
+        have = {k: r for k, r in results.items() if parse_result_key(k)[0] in group}
         if not have:
             return None
         m = min(have, key=lambda k: have[k]["val_mae"])
@@ -266,7 +279,8 @@ def _positive_int(text: str) -> int:
 
 def add_method_options(ap: argparse.ArgumentParser) -> None:
     """The options ``run_method`` reads (shared with ``bench_matbench.py``)."""
-    ap.add_argument("--source", default="oqmd-formation-enthalpy")
+    ap.add_argument("--source", default=DEFAULT_SOURCE,
+                    help="source model of the single-source TL methods (results of other sources are kept beside)")
     ap.add_argument("--layers", nargs="+", type=int, default=[1, 2, 3, 4])
     ap.add_argument("--combo-layer", type=int, default=2)
     ap.add_argument("--learners", nargs="+", default=["et", "rf"], choices=["et", "rf", "hgb"],
@@ -299,11 +313,12 @@ def main() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         d, cache, results = None, {}, {}
         for method in args.methods:
-            path = out_dir / f"{method}.json"
+            key = result_key(method, args.source)
+            path = out_dir / f"{key}.json"
             if path.exists() and not args.rerun:
                 cached = json.loads(path.read_text())
                 if not stale(cached, method, args.source):
-                    results[method] = cached
+                    results[key] = cached
                     continue
             if args.cached_only:
                 continue
@@ -317,13 +332,13 @@ def main() -> None:
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                      dropped_rows=d["dropped"], **source_versions(method, args.source))
             path.write_text(json.dumps(r, indent=1))
-            results[method] = r
-            print(f"{task:32s} {method:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
+            results[key] = r
+            print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)
-        for m in [p.stem for p in out_dir.glob("*.json")]:
-            cached = json.loads((out_dir / f"{m}.json").read_text())
-            if not stale(cached, m, args.source):
-                results.setdefault(m, cached)
+        for stem in [p.stem for p in out_dir.glob("*.json")]:
+            cached = json.loads((out_dir / f"{stem}.json").read_text())
+            if not stale(cached, *parse_result_key(stem)):
+                results.setdefault(stem, cached)
         summaries.append(summarise(task, results))
     print_table(summaries)
     print(json.dumps({"benchmark": "transfer", "source": args.source, "seconds": round(time.time() - t_all, 1),

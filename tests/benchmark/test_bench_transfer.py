@@ -80,3 +80,18 @@ def test_networks_are_trained_once_per_cache(task, tmp_path, monkeypatch) -> Non
     np.testing.assert_array_equal(again[2], first[2])
     with pytest.raises(AssertionError, match="retrained"):  # other rows: the cached predictions do not apply
         bench_transfer.network_predictions("modfinetune", {**d, "test": task["test"][:10]}, args)
+
+
+def test_results_of_other_sources_sit_beside_and_compete_on_validation() -> None:
+    key, parse = bench_transfer.result_key, bench_transfer.parse_result_key
+    assert key("tl_finetune", "oqmd-formation-enthalpy") == "tl_finetune"
+    assert key("tl_finetune", "oqmd-bandgap") == "tl_finetune@oqmd-bandgap"
+    assert key("sc_ml_magpie", "oqmd-bandgap") == "sc_ml_magpie"  # no source involved
+    assert parse("tl_finetune@oqmd-bandgap") == ("tl_finetune", "oqmd-bandgap")
+    assert parse("tl_finetune") == ("tl_finetune", "oqmd-formation-enthalpy")
+    results = {"sc_ml_magpie": {"val_mae": 0.5, "test_mae": 0.5},
+               "tl_finetune": {"val_mae": 0.4, "test_mae": 0.41},
+               "tl_finetune@oqmd-bandgap": {"val_mae": 0.3, "test_mae": 0.35}}
+    summary = bench_transfer.summarise("expt-bandgap", results)
+    assert summary["best_tl"]["method"] == "tl_finetune@oqmd-bandgap"
+    assert summary["best_sc"]["method"] == "sc_ml_magpie"
