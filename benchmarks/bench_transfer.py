@@ -137,11 +137,16 @@ def network_predictions(mode: str, d: dict, args: argparse.Namespace,
     """ElemNets trained per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on
     the carved validation part that also selects between methods; the mean of their validation and
     test predictions."""
-    members = [_network_member(mode, d, args, seed) for seed in seeds]
+    return mean_of_networks(mode, args, [_network_member(mode, d, args, seed) for seed in seeds])
+
+
+def mean_of_networks(mode: str, args: argparse.Namespace,
+                     members: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[str, np.ndarray, np.ndarray]:
+    """Label and mean validation / test predictions of networks given as ``(epochs, val, test)``."""
     recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
     what = f"{mode} from {args.source if mode != 'scratch' else 'scratch'}"
-    if len(seeds) > 1:
-        what = f"mean of {len(seeds)} seeds of {what}"
+    if len(members) > 1:
+        what = f"mean of {len(members)} seeds of {what}"
     epochs = "/".join(str(m[0]) for m in members)
     return (f"{what}, epochs {epochs}{recipe}", np.mean([m[1] for m in members], axis=0),
             np.mean([m[2] for m in members], axis=0))
@@ -183,10 +188,14 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie",
                             tuple(args.learners))
     if method in ENSEMBLES and "ensemble" not in cache:  # shared by the two ensemble methods of one run
-        cache["ensemble"] = network_predictions(args.blend_mode, d, args, tuple(range(args.ensemble_size)))
+        cache["members"] = [_network_member(args.blend_mode, d, args, seed) for seed in range(args.ensemble_size)]
+        cache["ensemble"] = mean_of_networks(args.blend_mode, args, cache["members"])
     if method == "tl_ensemble":
         config, pv, pt = cache["ensemble"]
-        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config}
+        members = cache["members"]
+        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config,
+                "members": [{"seed": seed, "epochs": e, "val_mae": _mae(mv, y[d["val"]]), "test_mae": _mae(mt, y[d["test"]])}
+                            for seed, (e, mv, mt) in enumerate(members)]}
     if method in BLENDS:
         if "magpie_trees" not in cache:
             cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))

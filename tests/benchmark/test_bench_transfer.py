@@ -54,6 +54,8 @@ def test_ensemble_methods_share_one_ensemble(task) -> None:
     blended = bench_transfer.run_method("tl_ensemble_blend_magpie", task, args, cache)
     assert cache["ensemble"] is ensemble
     assert alone["config"].startswith("mean of 2 seeds of finetune")
+    assert [m["seed"] for m in alone["members"]] == [0, 1]
+    assert alone["test_mae"] <= max(m["test_mae"] for m in alone["members"]) + 1e-12  # MAE is convex
     assert blended["components"]["network"]["test_mae"] == pytest.approx(alone["test_mae"])
     assert blended["val_mae"] <= min(alone["val_mae"], blended["components"]["trees"]["val_mae"]) + 1e-12
     assert 0.0 <= blended["weight"] <= 1.0
