@@ -107,16 +107,16 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
     the single-network, blend and ensemble methods train each network once.
     """
     X, y = d["X"], d["y"]
-    src = None if mode == "scratch" else load_source_model(args.source)
     path = None
     if d.get("network_cache"):
-        weights = weights_digest(args.source)[:16] if src is not None else "scratch"
+        weights = "scratch" if mode == "scratch" else weights_digest(args.source)[:16]
         key = f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
         path = Path(d["network_cache"]) / f"{key}.npz"
         if path.exists():
             z = np.load(path)
             if np.array_equal(z["val_rows"], d["val"]) and np.array_equal(z["test_rows"], d["test"]):
                 return int(z["epochs"]), z["val"], z["test"]
+    src = None if mode == "scratch" else load_source_model(args.source)
     config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
                             patience=args.patience, seed=seed)
     net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
