@@ -7,31 +7,47 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 def train_network(
     net: nn.Module,
     X_tr: Tensor,
     y_tr: Tensor,
-    X_val: Tensor,
-    y_val: Tensor,
+    X_val: Tensor | None,
+    y_val: Tensor | None,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     lr: float,
     batch_size: int,
     max_epochs: int,
-    patience: int,
+    patience: int | None,
     weight_decay: float = 0.0,
     seed: int = 0,
     history: list[dict] | None = None,
+    ema_decay: float | None = None,
 ) -> float:
     """Adam with early stopping on the validation loss; restores the best weights and returns that loss.
 
     Only parameters that require gradients are optimised. ``X_tr``: ``n × d`` inputs (or any
     tensor ``net`` accepts row-indexed), ``y_tr``: targets shaped like ``net``'s output.
     Per-epoch validation losses are appended to ``history`` when given.
+    ``patience=None`` trains exactly ``max_epochs`` epochs and keeps the last weights (a refit for
+    an epoch count found earlier); the validation set is then optional and only watched, and the
+    last epoch's validation loss (NaN without one) is returned.
+    ``ema_decay`` (per optimiser step, e.g. 0.998): validate and keep an exponential moving
+    average of the weights instead of the raw ones, which smooths the epoch-to-epoch noise of
+    small-batch training (what early stopping sees and what is returned).
     """
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie strictly between 0 and 1, got {ema_decay}")
+    if patience is None and max_epochs < 1:
+        raise ValueError(f"training without early stopping needs max_epochs ≥ 1, got {max_epochs}")
+    if X_val is None and patience is not None:
+        raise ValueError("early stopping (patience set) needs a validation set")
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay)) if ema_decay is not None else None
+    model = ema.module if ema is not None else net  # the weights that are validated and kept
     best, best_state, waited = float("inf"), copy.deepcopy(net.state_dict()), 0
     for epoch in range(1, max_epochs + 1):
         net.train()
@@ -39,17 +55,29 @@ def train_network(
             opt.zero_grad(set_to_none=True)
             loss_fn(net(X_tr[idx]), y_tr[idx]).backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
         net.eval()
-        with torch.no_grad():
-            val = float(loss_fn(net(X_val), y_val))
+        model.eval()
+        if X_val is None:
+            val = float("nan")
+        else:
+            with torch.no_grad():
+                val = float(loss_fn(model(X_val), y_val))
         if history is not None:
             history.append({"epoch": epoch, "val_loss": val})
+        if patience is None:
+            best = val
+            continue
         if val < best - 1e-7:
-            best, best_state, waited = val, copy.deepcopy(net.state_dict()), 0
+            best, best_state, waited = val, copy.deepcopy(model.state_dict()), 0
         else:
             waited += 1
             if waited >= patience:
                 break
-    net.load_state_dict(best_state)
+    if patience is not None:
+        net.load_state_dict(best_state)
+    elif ema is not None:
+        net.load_state_dict(ema.module.state_dict())
     net.eval()
     return best

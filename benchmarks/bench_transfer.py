@@ -16,6 +16,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
 from aloop.elemnet.sources import list_sources, load_source_model, weights_digest  # noqa: E402
-from aloop.elemnet.transfer import FineTuneConfig, finetune  # noqa: E402
+from aloop.elemnet.transfer import FineTuneConfig, best_epoch, finetune  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
@@ -103,6 +104,10 @@ def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] =
 def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> tuple[int, np.ndarray, np.ndarray]:
     """One network's epochs and validation / test predictions.
 
+    Default: trained on the fit part and early-stopped on the carved validation part, which then
+    also scores it (optimistic). With ``args.refit`` the network early-stops on its own 10% of the fit
+    part (drawn with its seed), so the carved validation part scores it honestly, and the test
+    predictions come from the same recipe refitted on all of train for the best epoch count.
     Kept in ``d["network_cache"]`` (when set) under the mode, source weights, seed and recipe, so
     the single-network, blend and ensemble methods train each network once.
     """
@@ -110,7 +115,8 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
     path = None
     if d.get("network_cache"):
         weights = "scratch" if mode == "scratch" else weights_digest(args.source)[:16]
-        key = f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
+        key = (f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
+               f"{'-refit' if args.refit else ''}{f'-ema{args.ema_decay:g}' if args.ema_decay else ''}")
         path = Path(d["network_cache"]) / f"{key}.npz"
         if path.exists():
             z = np.load(path)
@@ -118,18 +124,26 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
                 return int(z["epochs"]), z["val"], z["test"]
     src = None if mode == "scratch" else load_source_model(args.source)
     config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                            patience=args.patience, seed=seed)
-    net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
-    with torch.no_grad():
-        pv = net(torch.from_numpy(X[d["val"]])).squeeze(1).numpy()
-        pt = net(torch.from_numpy(X[d["test"]])).squeeze(1).numpy()
+                            patience=args.patience, seed=seed, ema_decay=args.ema_decay)
+    predict = lambda net, rows: net(torch.from_numpy(X[rows])).squeeze(1).numpy()  # noqa: E731
+    if args.refit:
+        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config)
+        epochs = best_epoch(hist)
+        refitted, _ = finetune(X[d["train"]], y[d["train"]], src, replace(config, max_epochs=epochs, patience=None))
+        with torch.no_grad():
+            pv, pt = predict(net, d["val"]), predict(refitted, d["test"])
+    else:
+        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
+        epochs = len(hist)
+        with torch.no_grad():
+            pv, pt = predict(net, d["val"]), predict(net, d["test"])
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         with tmp.open("wb") as fh:
-            np.savez(fh, epochs=len(hist), val=pv, test=pt, val_rows=d["val"], test_rows=d["test"])
+            np.savez(fh, epochs=epochs, val=pv, test=pt, val_rows=d["val"], test_rows=d["test"])
         tmp.replace(path)
-    return len(hist), pv, pt
+    return epochs, pv, pt
 
 
 def network_predictions(mode: str, d: dict, args: argparse.Namespace,
@@ -144,11 +158,13 @@ def mean_of_networks(mode: str, args: argparse.Namespace,
                      members: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[str, np.ndarray, np.ndarray]:
     """Label and mean validation / test predictions of networks given as ``(epochs, val, test)``."""
     recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
+    recipe += f", weight EMA {args.ema_decay:g}" if args.ema_decay else ""
     what = f"{mode} from {args.source if mode != 'scratch' else 'scratch'}"
     if len(members) > 1:
         what = f"mean of {len(members)} seeds of {what}"
     epochs = "/".join(str(m[0]) for m in members)
-    return (f"{what}, epochs {epochs}{recipe}", np.mean([m[1] for m in members], axis=0),
+    epochs = f"refitted on train for {epochs} epochs" if args.refit else f"epochs {epochs}"
+    return (f"{what}, {epochs}{recipe}", np.mean([m[1] for m in members], axis=0),
             np.mean([m[2] for m in members], axis=0))
 
 
@@ -247,9 +263,18 @@ def parse_result_key(stem: str) -> tuple[str, str]:
     return method, source or DEFAULT_SOURCE
 
 
-def stale(result: dict, method: str, source: str) -> bool:
-    """A cached result made with other source weights than the shipped ones (it is recomputed)."""
-    return result.get("source_weights", {}) != source_versions(method, source).get("source_weights", {})
+def network_protocol(args: argparse.Namespace) -> dict:
+    """How the networks of a run are early-stopped and averaged (``--refit``, ``--ema-decay``)."""
+    return {"refit": bool(args.refit), "ema_decay": args.ema_decay}
+
+
+def stale(result: dict, method: str, source: str, protocol: dict | None = None) -> bool:
+    """A cached result made with other source weights than the shipped ones, or a network result made
+    under another network protocol (see ``network_protocol``): it is recomputed, never mixed in."""
+    protocol = protocol or {"refit": False, "ema_decay": None}
+    made = {"refit": bool(result.get("refit", False)), "ema_decay": result.get("ema_decay")}
+    return (result.get("source_weights", {}) != source_versions(method, source).get("source_weights", {})
+            or (method in DL_METHODS and made != protocol))
 
 
 def task_names(spec: list[str]) -> list[str]:
@@ -286,6 +311,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _decay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text!r}")
+    return value
+
+
 def add_method_options(ap: argparse.ArgumentParser) -> None:
     """The options ``run_method`` reads (shared with ``bench_matbench.py``)."""
     ap.add_argument("--source", default=DEFAULT_SOURCE,
@@ -303,6 +338,11 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--blend-mode", default="modfinetune", choices=("finetune", "modfinetune"),
                     help="how the networks of tl_blend_magpie and tl_ensemble* are trained from the source")
     ap.add_argument("--ensemble-size", type=_positive_int, default=5, help="networks (seeds 0, 1, …) averaged by tl_ensemble*")
+    ap.add_argument("--refit", action="store_true",
+                    help="networks early-stop on their own 10%% of the fit part (so validation scores them honestly) "
+                         "and are refitted on all of train for the best epoch count, as the trees are")
+    ap.add_argument("--ema-decay", type=_decay, default=None,
+                    help="networks validate and keep a moving average of their weights (per step, e.g. 0.998)")
 
 
 def main() -> None:
@@ -326,7 +366,7 @@ def main() -> None:
             path = out_dir / f"{key}.json"
             if path.exists() and not args.rerun:
                 cached = json.loads(path.read_text())
-                if not stale(cached, method, args.source):
+                if not stale(cached, method, args.source, network_protocol(args)):
                     results[key] = cached
                     continue
             if args.cached_only:
@@ -339,14 +379,15 @@ def main() -> None:
             t0 = time.time()
             r = run_method(method, d, args, cache)
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                     dropped_rows=d["dropped"], **source_versions(method, args.source))
+                     dropped_rows=d["dropped"], **source_versions(method, args.source),
+                     **(network_protocol(args) if method in DL_METHODS else {}))
             path.write_text(json.dumps(r, indent=1))
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)
         for stem in [p.stem for p in out_dir.glob("*.json")]:
             cached = json.loads((out_dir / f"{stem}.json").read_text())
-            if not stale(cached, *parse_result_key(stem)):
+            if not stale(cached, *parse_result_key(stem), network_protocol(args)):
                 results.setdefault(stem, cached)
         summaries.append(summarise(task, results))
     print_table(summaries)

@@ -44,12 +44,21 @@ def test_transfer_trains_tests_and_predicts(tables, tmp_path: Path) -> None:
     (["-t", "delta_e", "-s", "magic"], "unknown strategy 'magic'"),
     (["-t", "delta_e", "-s", "featextr", "--source", "missing-model"], "no source model 'missing-model'"),
     (["-t", "delta_e", "--predict", "x.csv"], "--predict and --output go together"),
+    (["-t", "delta_e", "-s", "sc-ef", "--refit"], "--refit applies to the network strategies"),
 ])
 def test_transfer_bad_inputs(tables, args: list[str], needle: str) -> None:
     train, _ = tables
     r = runner.invoke(app, ["transfer", str(train), *args])
     assert r.exit_code == 2
     assert needle in r.output and "Traceback" not in r.output
+
+
+def test_transfer_refit_finetunes_on_every_row(tables) -> None:
+    train, test = tables
+    r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "finetune", "--refit", "--test", str(test)])
+    assert r.exit_code == 0, r.output
+    mae = float(r.output.split("test MAE ")[1].split()[0])
+    assert mae < 0.5  # eV/atom; the targets' spread is about 1 eV/atom
 
 
 def test_transfer_non_numeric_target(tmp_path: Path) -> None:

@@ -67,6 +67,9 @@ def transfer_command(
     predict: Annotated[Path | None, typer.Option("--predict", help="Table of formulas to predict.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write --predict's predictions (CSV).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    refit: Annotated[bool, typer.Option(
+        "--refit", help="Network strategies: after early stopping on 10% of the rows, retrain on every row "
+                        "for the best epoch count.")] = False,
 ) -> None:
     """Train a model on a small dataset by transfer learning from an ElemNet source model.
 
@@ -75,13 +78,15 @@ def transfer_command(
     """
     import numpy as np
 
-    from aloop.elemnet.transfer import make_regressor
+    from aloop.elemnet.transfer import MODES, make_regressor
 
     if (predict is None) != (output is None):
         fail("--predict and --output go together")
+    if refit and strategy not in MODES:
+        fail(f"--refit applies to the network strategies ({', '.join(MODES)}), not {strategy!r}")
     X, y, _ = _table(train, formula_column, target)
     try:
-        model = make_regressor(strategy, source=source, layer=layer, seed=seed)
+        model = make_regressor(strategy, source=source, layer=layer, seed=seed, **({"refit": True} if refit else {}))
         model.fit(X, y)
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -26,19 +26,23 @@ class FineTuneConfig:
     ``modfinetune``: source weights with a fresh output layer, train all;
     ``freezing``: source weights, hidden layers 1–15 frozen, train layer 16 + fresh output;
     ``scratch``: random initialisation (SC:DL(EF) in the paper).
-    Early stopping on a random ``val_fraction`` of the training rows restores the best epoch.
+    Early stopping on a random ``val_fraction`` of the training rows restores the best epoch;
+    ``patience=None`` instead trains on every row for exactly ``max_epochs`` epochs and keeps the
+    last weights (the refit for an epoch count that an early-stopped run found, see ``best_epoch``).
+    ``ema_decay`` (per step, e.g. 0.998) validates and returns a moving average of the weights.
     """
 
     mode: Mode = "modfinetune"
     lr: float = 1e-4
     batch_size: int = 32
     max_epochs: int = 400
-    patience: int = 25
+    patience: int | None = 25
     val_fraction: float = 0.1
     weight_decay: float = 0.0
     seed: int = 0
     threads: int | None = None
     loss: Literal["l1", "mse"] = "l1"
+    ema_decay: float | None = None
 
 
 def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,7 +69,9 @@ def finetune(
     """Train an ElemNet on ``X`` (``n × 86`` fractions) and ``y`` (``n`` or ``n × m``) from ``source``.
 
     Early stopping watches ``validation = (X_val, y_val)`` when given, else a random
-    ``config.val_fraction`` of the rows (which are then not trained on).
+    ``config.val_fraction`` of the rows (which are then not trained on). With
+    ``config.patience=None`` every row is trained on for ``config.max_epochs`` epochs
+    (``validation``, if given, is only watched).
     Returns the best network (eval mode, ``n × m`` predictions in raw units) and the
     per-epoch history.
     ``source`` is copied, never modified; it must be ``None`` exactly for ``mode="scratch"``.
@@ -75,8 +81,12 @@ def finetune(
         raise ValueError(f"unknown transfer mode {config.mode!r}; modes: {', '.join(MODES)}")
     if (source is None) != (config.mode == "scratch"):
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
+    if config.patience is not None and config.patience < 1:
+        raise ValueError(f"patience must be ≥ 1 epoch or None (no early stopping), got {config.patience}")
+    if config.max_epochs < 1:
+        raise ValueError(f"max_epochs must be ≥ 1, got {config.max_epochs}")
     Xt, yt = _check_xy(X, y)
-    if len(Xt) < (2 if validation is not None else 10):
+    if len(Xt) < (2 if validation is not None or config.patience is None else 10):
         raise ValueError(f"too few training rows to fine-tune with early stopping: {len(Xt)}")
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -108,6 +118,8 @@ def finetune(
         tr_idx = torch.arange(len(Xt))
         Xt, ys = torch.cat([Xt, Xv]), torch.cat([ys, (yv - mean) / std])
         val_idx = torch.arange(len(tr_idx), len(Xt))
+    elif config.patience is None:
+        tr_idx, val_idx = torch.arange(len(Xt)), None
     else:
         perm = torch.randperm(len(Xt), generator=gen)
         n_val = max(1, int(round(config.val_fraction * len(Xt))))
@@ -115,8 +127,9 @@ def finetune(
     history: list[dict] = []
     loss = nn.functional.l1_loss if config.loss == "l1" else nn.functional.mse_loss
     train_network(
-        net, Xt[tr_idx], ys[tr_idx], Xt[val_idx], ys[val_idx], loss,
+        net, Xt[tr_idx], ys[tr_idx], *((Xt[val_idx], ys[val_idx]) if val_idx is not None else (None, None)), loss,
         config.lr, config.batch_size, config.max_epochs, config.patience, config.weight_decay, config.seed, history,
+        config.ema_decay,
     )
     for h in history:  # validation loss in raw units (exact for L1 with one target)
         h["val_mae" if config.loss == "l1" else "val_mse"] = h.pop("val_loss") * float(std.mean()) ** (
@@ -129,12 +142,22 @@ def finetune(
     return net, history
 
 
+def best_epoch(history: list[dict]) -> int:
+    """The epoch (1-based) whose validation loss an early-stopped ``finetune`` restored."""
+    losses = [h.get("val_mae", h.get("val_mse")) for h in history]
+    if not losses or any(v is None or not np.isfinite(v) for v in losses):
+        raise ValueError("best_epoch needs the history of an early-stopped run (finite validation losses)")
+    return int(np.argmin(losses)) + 1
+
+
 class ElemNetRegressor(RegressorMixin, BaseEstimator):
     """A scikit-learn regressor that fine-tunes an ElemNet source model on ``n × 86`` fractions.
 
     Args:
         source: shipped source model name, or ``None`` for training from scratch.
         mode: one of ``finetune``, ``modfinetune``, ``freezing``, ``scratch``.
+        refit: after early stopping on ``val_fraction`` of the rows, train again from the source
+            on every row for the best epoch count, so no row is held out of the final network.
         Other arguments: see ``FineTuneConfig``.
 
     Example:
@@ -146,7 +169,8 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, source: str | None = "oqmd-formation-enthalpy", mode: Mode = "modfinetune", lr: float = 1e-4,
                  batch_size: int = 32, max_epochs: int = 400, patience: int = 25, val_fraction: float = 0.1,
-                 seed: int = 0, hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS) -> None:
+                 seed: int = 0, hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, refit: bool = False,
+                 ema_decay: float | None = None) -> None:
         self.source = source
         self.mode = mode
         self.lr = lr
@@ -156,14 +180,23 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         self.val_fraction = val_fraction
         self.seed = seed
         self.hidden_widths = hidden_widths
+        self.refit = refit
+        self.ema_decay = ema_decay
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ElemNetRegressor:
         from aloop.elemnet.sources import load_source_model
 
         src = None if self.source is None or self.mode == "scratch" else load_source_model(self.source)
         config = FineTuneConfig(mode=self.mode, lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
-                                patience=self.patience, val_fraction=self.val_fraction, seed=self.seed)
+                                patience=self.patience, val_fraction=self.val_fraction, seed=self.seed,
+                                ema_decay=self.ema_decay)
         self.network_, self.history_ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
+        if self.refit:
+            if self.patience is None:
+                raise ValueError("refit=True needs early stopping to find the epoch count (patience=None given)")
+            self.best_epoch_ = best_epoch(self.history_)
+            config = replace(config, max_epochs=self.best_epoch_, patience=None)
+            self.network_, _ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from aloop.datasets import DatasetError
 
@@ -82,6 +83,45 @@ def test_networks_are_trained_once_per_cache(task, tmp_path, monkeypatch) -> Non
     np.testing.assert_array_equal(again[2], first[2])
     with pytest.raises(AssertionError, match="retrained"):  # other rows: the cached predictions do not apply
         bench_transfer.network_predictions("modfinetune", {**d, "test": task["test"][:10]}, args)
+
+
+def test_refit_networks_stop_on_their_own_rows_and_refit_on_train(task, tmp_path) -> None:
+    args, d = _args("--refit"), {**task, "network_cache": tmp_path}
+    label, pv, pt = bench_transfer.network_predictions("modfinetune", d, args)
+    assert label.startswith("modfinetune from oqmd-formation-enthalpy, refitted on train for ")
+    assert len(list(tmp_path.glob("modfinetune-*-seed0-b32-lr0.0001-p2-e2-refit.npz"))) == 1
+    src = bench_transfer.load_source_model("oqmd-formation-enthalpy")
+    config = bench_transfer.FineTuneConfig(mode="modfinetune", max_epochs=2, patience=2, seed=0)
+    X, y = task["X"], task["y"]
+    stopped, hist = bench_transfer.finetune(X[task["fit"]], y[task["fit"]], src, config)  # never sees validation
+    epochs = bench_transfer.best_epoch(hist)
+    refitted, _ = bench_transfer.finetune(X[task["train"]], y[task["train"]], src,
+                                          bench_transfer.replace(config, max_epochs=epochs, patience=None))
+    with torch.no_grad():
+        np.testing.assert_allclose(pv, stopped(torch.from_numpy(X[task["val"]])).squeeze(1).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(pt, refitted(torch.from_numpy(X[task["test"]])).squeeze(1).numpy(), rtol=1e-5)
+    assert label.endswith(f"for {epochs} epochs")
+
+
+def test_results_of_the_other_protocol_are_stale() -> None:
+    stale, w = bench_transfer.stale, bench_transfer.source_versions("tl_finetune", "oqmd-formation-enthalpy")
+    shared = {"val_mae": 0.3, "test_mae": 0.4, **w}
+    plain, refit = bench_transfer.network_protocol(_args()), bench_transfer.network_protocol(_args("--refit"))
+    both = bench_transfer.network_protocol(_args("--refit", "--ema-decay", "0.998"))
+    assert plain == {"refit": False, "ema_decay": None} and both == {"refit": True, "ema_decay": 0.998}
+    assert not stale(shared, "tl_finetune", "oqmd-formation-enthalpy", plain)
+    assert stale(shared, "tl_finetune", "oqmd-formation-enthalpy", refit)
+    assert stale({**shared, **refit}, "tl_finetune", "oqmd-formation-enthalpy", plain)
+    assert not stale({**shared, **refit}, "tl_finetune", "oqmd-formation-enthalpy", refit)
+    assert stale({**shared, **refit}, "tl_finetune", "oqmd-formation-enthalpy", both)
+    assert not stale({"val_mae": 0.5, "test_mae": 0.5}, "sc_ml_magpie", "oqmd-formation-enthalpy", both)
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.1", "fast"])
+def test_ema_decay_must_lie_between_0_and_1(bad: str, capsys) -> None:
+    with pytest.raises(SystemExit):
+        _args("--ema-decay", bad)
+    assert "--ema-decay: must be a number strictly between 0 and 1" in capsys.readouterr().err
 
 
 def test_results_of_other_sources_sit_beside_and_compete_on_validation() -> None:

@@ -13,7 +13,8 @@ from sklearn.ensemble import ExtraTreesRegressor
 from aloop.chem import to_fraction_matrix
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.moe import MixtureOfExperts, MoERegressor
-from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, finetune
+from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, best_epoch, finetune
+from aloop.training import train_network
 from aloop.features import get_featurizer
 from aloop.features.elemnet import ElemNetFeatures
 
@@ -77,6 +78,61 @@ def test_finetune_bad_inputs(band_gap) -> None:
     with pytest.raises(RuntimeError, match="not fitted"):
         ElemNetRegressor().predict(X)
     assert set(MODES) == {"finetune", "modfinetune", "freezing", "scratch"}
+
+
+def test_refit_trains_every_row_for_the_best_epoch_count(band_gap) -> None:
+    X, y = band_gap
+    opts = dict(hidden_widths=TINY, batch_size=64, lr=1e-2, seed=3)
+    reg = ElemNetRegressor(source=None, mode="scratch", max_epochs=100, patience=4, refit=True, **opts).fit(X, y)
+    assert reg.best_epoch_ == best_epoch(reg.history_) < len(reg.history_)  # stopped early, restored the best
+    cfg = FineTuneConfig(mode="scratch", max_epochs=reg.best_epoch_, patience=None, batch_size=64, lr=1e-2, seed=3)
+    again, hist = finetune(X, y, None, cfg, hidden_widths=TINY)
+    assert len(hist) == reg.best_epoch_ and all(np.isnan(h["val_mae"]) for h in hist)  # nothing held out
+    with torch.no_grad():
+        np.testing.assert_allclose(reg.predict(X), again(torch.from_numpy(X)).squeeze(1).numpy(), rtol=1e-5)
+    held = ElemNetRegressor(source=None, mode="scratch", max_epochs=100, patience=4, **opts).fit(X, y)
+    assert not np.allclose(held.predict(X), reg.predict(X))
+
+
+def test_weight_ema_is_what_is_validated_and_kept(band_gap) -> None:
+    X, y = band_gap
+    cfg = dict(mode="scratch", max_epochs=4, patience=None, batch_size=32, lr=1e-2, seed=2)
+    raw, _ = finetune(X, y, None, FineTuneConfig(**cfg), hidden_widths=TINY)
+    nearly_raw, _ = finetune(X, y, None, FineTuneConfig(**cfg, ema_decay=1e-12), hidden_widths=TINY)
+    smooth, _ = finetune(X, y, None, FineTuneConfig(**cfg, ema_decay=0.95), hidden_widths=TINY)
+    Xt = torch.from_numpy(X)
+    with torch.no_grad():
+        p_raw, p_nearly, p_smooth = (n(Xt).squeeze(1).numpy() for n in (raw, nearly_raw, smooth))
+    np.testing.assert_allclose(p_nearly, p_raw, rtol=1e-4, atol=1e-4)  # a decay of ~0 keeps the last step
+    assert np.abs(p_smooth - p_raw).max() > 1e-3
+    _, hist = finetune(X, y, None, FineTuneConfig(**{**cfg, "patience": 3, "max_epochs": 30}, ema_decay=0.95),
+                       hidden_widths=TINY, validation=(X[:50], y[:50]))
+    stopped, _ = finetune(X, y, None, FineTuneConfig(**{**cfg, "patience": 3, "max_epochs": 30}, ema_decay=0.95),
+                          hidden_widths=TINY, validation=(X[:50], y[:50]))
+    with torch.no_grad():  # the kept weights are the EMA weights of the best epoch, whose MAE the history holds
+        kept = float(np.mean(np.abs(stopped(torch.from_numpy(X[:50])).squeeze(1).numpy() - y[:50])))
+    assert kept == pytest.approx(min(h["val_mae"] for h in hist), rel=1e-4)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="ema_decay must lie strictly between 0 and 1"):
+            finetune(X, y, None, FineTuneConfig(**cfg, ema_decay=bad), hidden_widths=TINY)
+
+
+def test_refit_and_epoch_bad_inputs(band_gap) -> None:
+    X, y = band_gap
+    with pytest.raises(ValueError, match="refit=True needs early stopping"):
+        ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY, patience=None, max_epochs=1, refit=True).fit(X, y)
+    with pytest.raises(ValueError, match="patience must be ≥ 1"):
+        finetune(X, y, None, FineTuneConfig(mode="scratch", patience=0), hidden_widths=TINY)
+    with pytest.raises(ValueError, match="max_epochs must be ≥ 1"):
+        finetune(X, y, None, FineTuneConfig(mode="scratch", max_epochs=0, patience=None), hidden_widths=TINY)
+    with pytest.raises(ValueError, match="early-stopped run"):
+        best_epoch([{"epoch": 1, "val_mae": float("nan")}])
+    with pytest.raises(ValueError, match="early-stopped run"):
+        best_epoch([])
+    net = ElemNet(hidden_widths=TINY)
+    Xt, yt = torch.from_numpy(X[:20]), torch.from_numpy(y[:20, None].astype(np.float32))
+    with pytest.raises(ValueError, match="needs a validation set"):
+        train_network(net, Xt, yt, None, None, torch.nn.functional.l1_loss, 1e-3, 8, 2, patience=2)
 
 
 def test_elemnet_features_layers_and_sklearn(band_gap) -> None:

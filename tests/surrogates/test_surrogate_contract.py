@@ -31,8 +31,9 @@ def test_predict_agrees_with_posterior(case: str) -> None:
     X = data.X_test[:40]
     mean, var = model.predict(X, batch_size=7)  # several chunks
     post = model.posterior(torch.as_tensor(X))
-    np.testing.assert_allclose(mean, post.mean.detach().numpy(), rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(var, post.variance.detach().numpy(), rtol=1e-6, atol=1e-9)
+    # chunks of 7 and one batch of 40 take different float32 BLAS paths: agree to ~1e-6, not bit for bit
+    np.testing.assert_allclose(mean, post.mean.detach().numpy(), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(var, post.variance.detach().numpy(), rtol=1e-5, atol=1e-9)
     batched = model.posterior(torch.as_tensor(X).reshape(10, 4, -1))  # batch_shape × q × d
     assert batched.mean.shape == (10, 4, model.num_outputs)
 
@@ -58,9 +59,10 @@ def test_covariance_is_symmetric_psd_with_predict_variance_on_the_diagonal(case:
     for c in cov:
         assert np.linalg.eigvalsh(c).min() >= -1e-8 * max(1.0, np.abs(c).max())
     _, var = model.predict(X)
-    np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2).T, var, rtol=1e-6, atol=1e-10)
+    tol = dict(rtol=1e-5, atol=1e-6 * np.abs(cov).max())  # float32 paths differ with the block shapes
+    np.testing.assert_allclose(np.diagonal(cov, axis1=1, axis2=2).T, var, **tol)
     cross = model.covariance(X[:3], X[3:8])
-    np.testing.assert_allclose(cross, cov[:, :3, 3:8], rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(cross, cov[:, :3, 3:8], **tol)
 
 
 @pytest.mark.parametrize("case", ALL)
