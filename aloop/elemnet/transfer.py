@@ -168,7 +168,7 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, source: str | None = "oqmd-formation-enthalpy", mode: Mode = "modfinetune", lr: float = 1e-4,
-                 batch_size: int = 32, max_epochs: int = 400, patience: int = 25, val_fraction: float = 0.1,
+                 batch_size: int = 32, max_epochs: int = 400, patience: int | None = 25, val_fraction: float = 0.1,
                  seed: int = 0, hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, refit: bool = False,
                  ema_decay: float | None = None) -> None:
         self.source = source
