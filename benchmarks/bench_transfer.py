@@ -16,7 +16,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
 from aloop.elemnet.sources import list_sources, load_source_model, weights_digest  # noqa: E402
-from aloop.elemnet.transfer import FineTuneConfig, best_epoch, finetune  # noqa: E402
+from aloop.elemnet.transfer import FineTuneConfig, finetune, refit  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
@@ -128,8 +127,7 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
     predict = lambda net, rows: net(torch.from_numpy(X[rows])).squeeze(1).numpy()  # noqa: E731
     if args.refit:
         net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config)
-        epochs = best_epoch(hist)
-        refitted, _ = finetune(X[d["train"]], y[d["train"]], src, replace(config, max_epochs=epochs, patience=None))
+        refitted, epochs = refit(X[d["train"]], y[d["train"]], src, config, hist)
         with torch.no_grad():
             pv, pt = predict(net, d["val"]), predict(refitted, d["test"])
     else:

@@ -150,6 +150,15 @@ def best_epoch(history: list[dict]) -> int:
     return int(np.argmin(losses)) + 1
 
 
+def refit(X: np.ndarray, y: np.ndarray, source: ElemNet | None, config: FineTuneConfig, history: list[dict],
+          hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS) -> tuple[ElemNet, int]:
+    """Retrain ``config``'s recipe from ``source`` on every row for the best epoch of an early-stopped
+    run's ``history``; returns the network and that epoch count."""
+    epochs = best_epoch(history)
+    net, _ = finetune(X, y, source, replace(config, max_epochs=epochs, patience=None), hidden_widths=hidden_widths)
+    return net, epochs
+
+
 class ElemNetRegressor(RegressorMixin, BaseEstimator):
     """A scikit-learn regressor that fine-tunes an ElemNet source model on ``n × 86`` fractions.
 
@@ -194,9 +203,7 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         if self.refit:
             if self.patience is None:
                 raise ValueError("refit=True needs early stopping to find the epoch count (patience=None given)")
-            self.best_epoch_ = best_epoch(self.history_)
-            config = replace(config, max_epochs=self.best_epoch_, patience=None)
-            self.network_, _ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
+            self.network_, self.best_epoch_ = refit(X, y, src, config, self.history_, self.hidden_widths)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from aloop.datasets import DatasetError
+from aloop.elemnet.transfer import best_epoch
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transfer.py"
 _spec = importlib.util.spec_from_file_location("bench_transfer", _PATH)
@@ -94,9 +96,9 @@ def test_refit_networks_stop_on_their_own_rows_and_refit_on_train(task, tmp_path
     config = bench_transfer.FineTuneConfig(mode="modfinetune", max_epochs=2, patience=2, seed=0)
     X, y = task["X"], task["y"]
     stopped, hist = bench_transfer.finetune(X[task["fit"]], y[task["fit"]], src, config)  # never sees validation
-    epochs = bench_transfer.best_epoch(hist)
+    epochs = best_epoch(hist)
     refitted, _ = bench_transfer.finetune(X[task["train"]], y[task["train"]], src,
-                                          bench_transfer.replace(config, max_epochs=epochs, patience=None))
+                                          replace(config, max_epochs=epochs, patience=None))
     with torch.no_grad():
         np.testing.assert_allclose(pv, stopped(torch.from_numpy(X[task["val"]])).squeeze(1).numpy(), rtol=1e-5)
         np.testing.assert_allclose(pt, refitted(torch.from_numpy(X[task["test"]])).squeeze(1).numpy(), rtol=1e-5)
