@@ -146,19 +146,23 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
 
 def network_predictions(mode: str, d: dict, args: argparse.Namespace,
                         seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
-    """ElemNets trained per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped on
-    the carved validation part that also selects between methods; the mean of their validation and
-    test predictions."""
+    """ElemNets trained per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped as
+    ``_network_member`` says; the mean of their validation and test predictions."""
     return mean_of_networks(mode, args, [_network_member(mode, d, args, seed) for seed in seeds])
 
 
-def mean_of_networks(mode: str, args: argparse.Namespace,
+def mean_of_networks(modes: str | tuple[str, ...], args: argparse.Namespace,
                      members: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[str, np.ndarray, np.ndarray]:
-    """Label and mean validation / test predictions of networks given as ``(epochs, val, test)``."""
+    """Label and mean validation / test predictions of networks given as ``(epochs, val, test)``,
+    trained in one mode or, mode after mode with the same seeds each, in several."""
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
     recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
     recipe += f", weight EMA {args.ema_decay:g}" if args.ema_decay else ""
-    what = f"{mode} from {args.source if mode != 'scratch' else 'scratch'}"
-    if len(members) > 1:
+    what = f"{' and '.join(modes)} from {args.source if modes != ('scratch',) else 'scratch'}"
+    if len(modes) > 1:
+        per_mode = len(members) // len(modes)
+        what = f"mean of {len(members)} networks ({per_mode} seed{'s' if per_mode > 1 else ''} each) of {what}"
+    elif len(members) > 1:
         what = f"mean of {len(members)} seeds of {what}"
     epochs = "/".join(str(m[0]) for m in members)
     epochs = f"refitted on train for {epochs} epochs" if args.refit else f"epochs {epochs}"
@@ -201,21 +205,28 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         F = ElemNetFeatures(source=args.source, layer=args.combo_layer).transform_fractions(X)
         return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie",
                             tuple(args.learners))
+    modes = tuple(args.blend_mode)
     if method in ENSEMBLES and "ensemble" not in cache:  # shared by the two ensemble methods of one run
-        cache["members"] = [_network_member(args.blend_mode, d, args, seed) for seed in range(args.ensemble_size)]
-        cache["ensemble"] = mean_of_networks(args.blend_mode, args, cache["members"])
+        cache["members"] = [(mode, seed, _network_member(mode, d, args, seed))
+                            for mode in modes for seed in range(args.ensemble_size)]
+        cache["ensemble"] = mean_of_networks(modes, args, [m for *_, m in cache["members"]])
     if method == "tl_ensemble":
         config, pv, pt = cache["ensemble"]
-        members = cache["members"]
         return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config,
-                "members": [{"seed": seed, "epochs": e, "val_mae": _mae(mv, y[d["val"]]), "test_mae": _mae(mt, y[d["test"]])}
-                            for seed, (e, mv, mt) in enumerate(members)]}
+                "blend_modes": list(modes),
+                "members": [{"mode": mode, "seed": seed, "epochs": e, "val_mae": _mae(mv, y[d["val"]]),
+                             "test_mae": _mae(mt, y[d["test"]])} for mode, seed, (e, mv, mt) in cache["members"]]}
     if method in BLENDS:
         if "magpie_trees" not in cache:
             cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))
-        network = cache["ensemble"] if method in ENSEMBLES else network_predictions(
-            "scratch" if method.startswith("sc_") else args.blend_mode, d, args)
-        return blend(d, network, cache["magpie_trees"])
+        if method in ENSEMBLES:
+            network = cache["ensemble"]
+        elif method.startswith("sc_"):
+            network = network_predictions("scratch", d, args)
+        else:  # seed 0 of each mode
+            network = mean_of_networks(modes, args, [_network_member(mode, d, args, 0) for mode in modes])
+        r = blend(d, network, cache["magpie_trees"])
+        return r if method.startswith("sc_") else {**r, "blend_modes": list(modes)}
     if method in DL_METHODS:
         mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
                 "tl_freezing": "freezing"}[method]
@@ -333,8 +344,9 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-epochs", type=int, default=300)
     ap.add_argument("--patience", type=int, default=25)
-    ap.add_argument("--blend-mode", default="modfinetune", choices=("finetune", "modfinetune"),
-                    help="how the networks of tl_blend_magpie and tl_ensemble* are trained from the source")
+    ap.add_argument("--blend-mode", nargs="+", default=["modfinetune"], choices=("finetune", "modfinetune"),
+                    help="how the networks of tl_blend_magpie and tl_ensemble* are trained from the source; with "
+                         "several modes tl_ensemble* average --ensemble-size seeds of each, tl_blend_magpie seed 0 of each")
     ap.add_argument("--ensemble-size", type=_positive_int, default=5, help="networks (seeds 0, 1, …) averaged by tl_ensemble*")
     ap.add_argument("--refit", action="store_true",
                     help="networks early-stop on their own 10%% of the fit part (so validation scores them honestly) "

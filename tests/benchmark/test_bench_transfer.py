@@ -64,6 +64,28 @@ def test_ensemble_methods_share_one_ensemble(task) -> None:
     assert 0.0 <= blended["weight"] <= 1.0
 
 
+def test_ensemble_over_two_modes_averages_every_member(task, tmp_path) -> None:
+    args, d = _args("--ensemble-size", "2", "--blend-mode", "finetune", "modfinetune"), {**task, "network_cache": tmp_path}
+    cache: dict = {}
+    r = bench_transfer.run_method("tl_ensemble", d, args, cache)
+    assert r["config"].startswith("mean of 4 networks (2 seeds each) of finetune and modfinetune from ")
+    assert r["blend_modes"] == ["finetune", "modfinetune"]
+    assert [(m["mode"], m["seed"]) for m in r["members"]] == [("finetune", 0), ("finetune", 1),
+                                                              ("modfinetune", 0), ("modfinetune", 1)]
+    singles = [bench_transfer.network_predictions(mode, d, args, seeds=(s,))[2]
+               for mode in ("finetune", "modfinetune") for s in (0, 1)]  # cached: the same networks
+    np.testing.assert_allclose(cache["ensemble"][2], np.mean(singles, axis=0), rtol=1e-6)
+    blended = bench_transfer.run_method("tl_blend_magpie", d, args, cache)  # seed 0 of each mode
+    assert blended["components"]["network"]["config"].startswith("mean of 2 networks (1 seed each) of finetune and ")
+    assert blended["blend_modes"] == ["finetune", "modfinetune"]
+
+
+def test_blend_mode_must_be_a_network_mode(capsys) -> None:
+    with pytest.raises(SystemExit):
+        _args("--blend-mode", "finetune", "freezing")
+    assert "--blend-mode: invalid choice: 'freezing'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["0", "-2", "two"])
 def test_ensemble_size_must_be_a_positive_whole_number(bad: str, capsys) -> None:
     with pytest.raises(SystemExit):
