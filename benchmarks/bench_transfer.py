@@ -301,8 +301,12 @@ def task_names(spec: list[str]) -> list[str]:
 
 
 def summarise(task: str, results: dict) -> dict:
+    """Base, the validation-chosen SC and TL results, MoE and the paper's figures of one task. A TL
+    blend whose network weight came out 0 holds nothing transferred (it is the Magpie trees, which
+    SC:ML(Magpie) already is), so it does not stand for TL."""
     def best(group):
-        have = {k: r for k, r in results.items() if parse_result_key(k)[0] in group}
+        have = {k: r for k, r in results.items() if parse_result_key(k)[0] in group
+                and not (k.startswith("tl_") and r.get("weight") == 0.0)}
         if not have:
             return None
         m = min(have, key=lambda k: have[k]["val_mae"])

@@ -161,3 +161,12 @@ def test_results_of_other_sources_sit_beside_and_compete_on_validation() -> None
     summary = bench_transfer.summarise("expt-bandgap", results)
     assert summary["best_tl"]["method"] == "tl_finetune@oqmd-bandgap"
     assert summary["best_sc"]["method"] == "sc_ml_magpie"
+
+
+def test_a_tl_blend_without_its_network_does_not_stand_for_tl() -> None:
+    magpie = {"val_mae": 0.30, "test_mae": 0.40}
+    results = {"sc_ml_magpie": magpie, "tl_blend_magpie": {**magpie, "weight": 0.0},
+               "tl_finetune": {"val_mae": 0.32, "test_mae": 0.35}}
+    assert bench_transfer.summarise("expt-bandgap", results)["best_tl"]["method"] == "tl_finetune"
+    results["tl_blend_magpie"] = {"val_mae": 0.29, "test_mae": 0.38, "weight": 0.05}
+    assert bench_transfer.summarise("expt-bandgap", results)["best_tl"]["method"] == "tl_blend_magpie"
