@@ -206,6 +206,8 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         return select_trees(np.hstack([F, cache["magpie"]]), d, f"{args.source}:L{args.combo_layer}+Magpie",
                             tuple(args.learners))
     modes = tuple(args.blend_mode)
+    if len(set(modes)) < len(modes):
+        raise ValueError(f"--blend-mode names a mode twice ({' '.join(modes)}); each mode's networks are averaged once")
     if method in ENSEMBLES and "ensemble" not in cache:  # shared by the two ensemble methods of one run
         cache["members"] = [(mode, seed, _network_member(mode, d, args, seed))
                             for mode in modes for seed in range(args.ensemble_size)]

@@ -80,6 +80,11 @@ def test_ensemble_over_two_modes_averages_every_member(task, tmp_path) -> None:
     assert blended["blend_modes"] == ["finetune", "modfinetune"]
 
 
+def test_blend_mode_named_twice_is_rejected(task) -> None:
+    with pytest.raises(ValueError, match="--blend-mode names a mode twice"):
+        bench_transfer.run_method("tl_ensemble", task, _args("--blend-mode", "finetune", "finetune"), {})
+
+
 def test_blend_mode_must_be_a_network_mode(capsys) -> None:
     with pytest.raises(SystemExit):
         _args("--blend-mode", "finetune", "freezing")
