@@ -144,11 +144,18 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
     return epochs, pv, pt
 
 
-def network_predictions(mode: str, d: dict, args: argparse.Namespace,
+def network_members(modes: tuple[str, ...], d: dict, args: argparse.Namespace,
+                    seeds: tuple[int, ...] | range) -> list[tuple[str, int, tuple[int, np.ndarray, np.ndarray]]]:
+    """``(mode, seed, (epochs, val, test))`` of each network, mode after mode with the same seeds each."""
+    return [(mode, seed, _network_member(mode, d, args, seed)) for mode in modes for seed in seeds]
+
+
+def network_predictions(modes: str | tuple[str, ...], d: dict, args: argparse.Namespace,
                         seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
-    """ElemNets trained per seed on the fit part (``mode`` as in ``FineTuneConfig``), early-stopped as
-    ``_network_member`` says; the mean of their validation and test predictions."""
-    return mean_of_networks(mode, args, [_network_member(mode, d, args, seed) for seed in seeds])
+    """ElemNets trained per mode and seed on the fit part (modes as in ``FineTuneConfig``), early-stopped
+    as ``_network_member`` says; the mean of their validation and test predictions."""
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    return mean_of_networks(modes, args, [m for *_, m in network_members(modes, d, args, seeds)])
 
 
 def mean_of_networks(modes: str | tuple[str, ...], args: argparse.Namespace,
@@ -209,8 +216,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     if len(set(modes)) < len(modes):
         raise ValueError(f"--blend-mode names a mode twice ({' '.join(modes)}); each mode's networks are averaged once")
     if method in ENSEMBLES and "ensemble" not in cache:  # shared by the two ensemble methods of one run
-        cache["members"] = [(mode, seed, _network_member(mode, d, args, seed))
-                            for mode in modes for seed in range(args.ensemble_size)]
+        cache["members"] = network_members(modes, d, args, range(args.ensemble_size))
         cache["ensemble"] = mean_of_networks(modes, args, [m for *_, m in cache["members"]])
     if method == "tl_ensemble":
         config, pv, pt = cache["ensemble"]
@@ -221,12 +227,8 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     if method in BLENDS:
         if "magpie_trees" not in cache:
             cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))
-        if method in ENSEMBLES:
-            network = cache["ensemble"]
-        elif method.startswith("sc_"):
-            network = network_predictions("scratch", d, args)
-        else:  # seed 0 of each mode
-            network = mean_of_networks(modes, args, [_network_member(mode, d, args, 0) for mode in modes])
+        network = cache["ensemble"] if method in ENSEMBLES else network_predictions(  # seed 0 of each mode
+            "scratch" if method.startswith("sc_") else modes, d, args)
         r = blend(d, network, cache["magpie_trees"])
         return r if method.startswith("sc_") else {**r, "blend_modes": list(modes)}
     if method in DL_METHODS:

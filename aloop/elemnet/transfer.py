@@ -195,14 +195,14 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray) -> ElemNetRegressor:
         from aloop.elemnet.sources import load_source_model
 
+        if self.refit and self.patience is None:
+            raise ValueError("refit=True needs early stopping to find the epoch count (patience=None given)")
         src = None if self.source is None or self.mode == "scratch" else load_source_model(self.source)
         config = FineTuneConfig(mode=self.mode, lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                                 patience=self.patience, val_fraction=self.val_fraction, seed=self.seed,
                                 ema_decay=self.ema_decay)
         self.network_, self.history_ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
         if self.refit:
-            if self.patience is None:
-                raise ValueError("refit=True needs early stopping to find the epoch count (patience=None given)")
             self.network_, self.best_epoch_ = refit(X, y, src, config, self.history_, self.hidden_widths)
         return self
 
