@@ -24,7 +24,8 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transfer import (  # noqa: E402
-    ALL, DL_METHODS, add_method_options, carve, network_protocol, result_key, run_method, source_versions, stale)
+    ALL, DL_METHODS, add_method_options, carve, check_unseen, network_protocol, result_key, run_method, source_versions,
+    stale)
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, load  # noqa: E402
@@ -51,6 +52,8 @@ def main() -> None:
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "matbench-expt-gap"))
     add_method_options(ap)
     args = ap.parse_args()
+    if any(m.startswith("tl_") for m in args.methods):
+        check_unseen("matbench-expt-gap", args.source)
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, _, splits = folds()

@@ -28,7 +28,7 @@ from paper_gupta2021 import PAPER  # noqa: E402
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
-from aloop.elemnet.sources import list_sources, load_source_model, weights_digest  # noqa: E402
+from aloop.elemnet.sources import list_sources, load_source_model, model_card, weights_digest  # noqa: E402
 from aloop.elemnet.transfer import FineTuneConfig, finetune, refit  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
@@ -239,7 +239,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     if method in ("moe", "moe_best_single"):
         # Fitted on the train-fit part (MoERegressor early-stops on its own 10% of it) and
         # selected on the carved validation part like every other method.
-        sources = tuple(list_sources())
+        sources = moe_sources()
         groups = [sources] if method == "moe" else [(s,) for s in sources]
         best = None
         for layer in args.moe_layers:
@@ -255,10 +255,26 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     raise ValueError(f"unknown method {method!r}; methods: {', '.join(ALL)}")
 
 
+def moe_sources() -> tuple[str, ...]:
+    """The experts of the MoE methods: the sources pre-trained from scratch on OQMD (every JARVIS and
+    experimental composition excluded). A chained source (``initialised_from`` another, trained on one
+    JARVIS property with only the experimental band-gap sets excluded) would leak other tasks' test rows."""
+    return tuple(s for s in list_sources() if not model_card(s).get("initialised_from"))
+
+
+def check_unseen(task: str, source: str) -> None:
+    """Refuse a source whose pre-training may have seen the task's compositions (the paper removed every
+    target composition from the source data, so a test compound is never seen before fine-tuning)."""
+    excluded = model_card(source).get("excluded_compositions", {}).get("datasets", [])
+    if task not in excluded:
+        raise ValueError(f"source {source!r} was not trained with {task!r}'s compositions removed "
+                         f"(it excludes {', '.join(excluded) or 'nothing'}); it cannot be benchmarked on that task")
+
+
 def source_versions(method: str, source: str) -> dict:
     """Which source-model weights a method's result depends on (sha256 per source)."""
     if method.startswith("moe"):
-        return {"source_weights": {s: weights_digest(s) for s in list_sources()}}
+        return {"source_weights": {s: weights_digest(s) for s in moe_sources()}}
     if method.startswith("tl_"):
         return {"source_weights": {source: weights_digest(source)}}
     return {}
@@ -379,6 +395,8 @@ def main() -> None:
         out_dir = Path(args.results) / task
         out_dir.mkdir(parents=True, exist_ok=True)
         d, cache, results = None, {}, {}
+        if not args.cached_only and any(m.startswith("tl_") for m in args.methods):
+            check_unseen(task, args.source)
         for method in args.methods:
             key = result_key(method, args.source)
             path = out_dir / f"{key}.json"

@@ -230,13 +230,14 @@ def test_pretrain_tiny_run_checkpoints_and_resumes(tmp_path: Path) -> None:
     "args, needle",
     [
         (["--dataset", "nope"], "unknown dataset 'nope'"),
-        (["--dataset", "mp-transport"], "no published train/val/test split"),
+        (["--dataset", "mp-transport"], "no published train/test split"),
+        (["--init-source", "nope"], "no source model 'nope'"),
         (["--exclude", "nope"], "unknown dataset 'nope'"),
     ],
-    ids=["unknown-dataset", "no-split", "unknown-exclude"],
+    ids=["unknown-dataset", "no-split", "unknown-init-source", "unknown-exclude"],
 )
 def test_pretrain_user_errors(tmp_path: Path, args: list[str], needle: str) -> None:
-    if "--exclude" in args:
+    if "--exclude" in args or "--init-source" in args:
         require("oqmd-formation-enthalpy")
     assert_clean_error(invoke("pretrain", "--run-dir", str(tmp_path / "run"), *args), 2, needle)
     assert not (tmp_path / "run").exists()

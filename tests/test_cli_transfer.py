@@ -69,5 +69,8 @@ def test_transfer_non_numeric_target(tmp_path: Path) -> None:
 
 
 def test_sources_lists_shipped_models() -> None:
-    r = runner.invoke(app, ["sources"])
+    r = runner.invoke(app, ["sources"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
+    assert "oqmd-formation-enthalpy" in r.output and "random (He)" in r.output
+    # the chained source names the source its hidden layers started from
+    assert any("jarvis-mbj-bandgap" in line and "oqmd-formation-enthalpy" in line for line in r.output.splitlines())

@@ -38,8 +38,8 @@ def _check_dataset(name: str, need_split: bool = True) -> None:
     except KeyError as exc:
         fail(str(exc.args[0]))
     if need_split and spec.split_column is None:
-        fail(f"dataset {name!r} has no published train/val/test split; pre-training needs one "
-             "(e.g. oqmd-formation-enthalpy, oqmd-bandgap, oqmd-energy-per-atom, oqmd-volume-per-atom)")
+        fail(f"dataset {name!r} has no published train/test split; pre-training needs one "
+             "(e.g. oqmd-formation-enthalpy, oqmd-bandgap, the jarvis-* datasets)")
     try:
         verify(spec)
     except DatasetError as exc:
@@ -56,7 +56,7 @@ def pretrain_command(
         "--run-dir", show_default=False,
         help="Directory for checkpoint.pt, log.jsonl, best.pt, final.pt and summary.json.")],
     dataset: Annotated[str, typer.Option(
-        "--dataset", "-d", help="Registry dataset with a published train/val/test split.")] = "oqmd-formation-enthalpy",
+        "--dataset", "-d", help="Registry dataset with a published train/test split (the validation part is the published one, or 10% carved from train with the seed).")] = "oqmd-formation-enthalpy",
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help=f"Maximum epochs {_default('max_epochs')}; raise it to extend a run.")] = None,
     batch_size: Annotated[int | None, typer.Option(
@@ -69,6 +69,9 @@ def pretrain_command(
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", "-x",
         help="Remove every composition of this registry dataset from train/val (repeatable).")] = None,
+    init_source: Annotated[str | None, typer.Option(
+        "--init-source", help="Start from this shipped source model's hidden layers (chained transfer, "
+        "e.g. oqmd-formation-enthalpy) instead of a random initialisation.")] = None,
     dropout: Annotated[bool | None, typer.Option(
         "--dropout/--no-dropout", help="Use ElemNet's published dropout (recipe default: off).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help=f"Random seed {_default('seed')}.")] = None,
@@ -89,8 +92,15 @@ def pretrain_command(
     _check_dataset(dataset)
     for name in exclude or []:
         _check_dataset(name, need_split=False)
+    if init_source is not None:
+        from aloop.elemnet.sources import SourceModelError, model_card
+
+        try:
+            model_card(init_source)
+        except SourceModelError as exc:
+            fail(str(exc))
     config = pretrain_config(dataset, max_epochs=epochs, batch_size=batch_size, peak_lr=lr, patience=patience,
-                             exclude=exclude, dropout=dropout, seed=seed, threads=threads, limit_rows=limit_rows)
+                             exclude=exclude, init_source=init_source, dropout=dropout, seed=seed, threads=threads, limit_rows=limit_rows)
     resuming = (run_dir / "checkpoint.pt").exists()
     err.print(f"{'resuming' if resuming else 'starting'} pre-training in {run_dir}: "
               + ", ".join(f"{k}={v}" for k, v in vars(config).items()), markup=False, soft_wrap=True)

@@ -20,11 +20,13 @@ def sources_command() -> None:
     if not names:
         err.print("no source models are shipped in this installation")
         return
-    table = Table("name", "dataset", "units", "test MAE", "val MAE", "epochs", "dead units (mean over layers)")
+    table = Table("name", "dataset", "initialised from", "units", "test MAE", "val MAE", "epochs",
+                  "dead units (mean over layers)")
     for name in names:
         card = model_card(name)
         dead = card["dead_unit_fraction_per_layer"]
-        table.add_row(name, card["source_dataset"]["name"], card["source_dataset"]["units"], f"{card['test_mae']:.4f}",
+        init = (card.get("initialised_from") or {}).get("source", "random (He)")
+        table.add_row(name, card["source_dataset"]["name"], init, card["source_dataset"]["units"], f"{card['test_mae']:.4f}",
                       f"{card['val_mae']:.4f}", str(card["epochs_run"]), f"{sum(dead) / len(dead):.1%}")
     out.print(table)
 

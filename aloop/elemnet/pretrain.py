@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from aloop.chem import keys_from_matrix, to_fraction_matrix
 from aloop.datasets import get_spec, load
 from aloop.elemnet.model import ElemNet, dead_unit_fractions, he_init
+from aloop.elemnet.sources import load_source_model, weights_digest
 
 
 @dataclass
@@ -41,6 +42,10 @@ class PretrainConfig:
     threads: int = 2
     dead_sample: int = 20000
     limit_rows: int | None = None  # for tests: use only the first rows of each split
+    # Chained transfer: start from this shipped source model's hidden layers (a fresh output
+    # layer) instead of He initialisation, e.g. OQMD formation enthalpy -> JARVIS MBJ band gap.
+    init_source: str | None = None
+    val_fraction: float = 0.1  # carved from train (seeded) when the dataset publishes train/test only
 
 
 @dataclass
@@ -69,11 +74,18 @@ def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]
     frame = load(config.dataset)
     target = next(iter(get_spec(config.dataset).targets))
     splits = set(frame["split"]) if "split" in frame else set()
-    if not {"train", "val", "test"} <= splits:
+    if not {"train", "test"} <= splits:
         raise ValueError(
-            f"pre-training needs a published train/val/test split; dataset {config.dataset!r} has "
+            f"pre-training needs a published train/test (or train/val/test) split; dataset {config.dataset!r} has "
             f"{sorted(splits) or 'no split'}"
         )
+    if "val" not in splits:  # carve the validation part from train with the run's seed
+        if not 0.0 < config.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {config.val_fraction}")
+        train = np.flatnonzero((frame["split"] == "train").to_numpy())
+        val = np.random.default_rng(config.seed).permutation(train)[: max(1, round(config.val_fraction * len(train)))]
+        frame = frame.assign(split=frame["split"].to_numpy().copy())
+        frame.iloc[val, frame.columns.get_loc("split")] = "val"
     drop = excluded_keys(config.exclude) if config.exclude else set()
     out = {}
     for split in ("train", "val", "test"):
@@ -145,6 +157,9 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     net = ElemNet(dropout=config.dropout)
     torch.manual_seed(config.seed)
     he_init(net)
+    init_sha = weights_digest(config.init_source) if config.init_source else None
+    if config.init_source:
+        _init_from_source(net, config.init_source)
     steps_per_epoch = math.ceil(len(Xtr) / config.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=config.peak_lr, weight_decay=config.weight_decay)
     sched = _schedule_at(opt, config, steps_per_epoch, 0)
@@ -154,6 +169,9 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         ckpt = torch.load(ckpt_path, weights_only=True)
         if _recipe(ckpt["config"]) != _recipe(asdict(config)):
             raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
+        if ckpt.get("init_source_sha256") != init_sha:
+            raise ValueError(f"{ckpt_path} started from other weights of {config.init_source!r} than the shipped ones; "
+                             "use a new run directory")
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         gen.set_state(ckpt["generator"])
@@ -199,6 +217,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         _atomic_save({
             "config": asdict(config), "model": net.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "generator": gen.get_state(), "state": asdict(state),
+            "init_source_sha256": init_sha,
         }, ckpt_path)
         with open(run_dir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(state.history[-1]) + "\n")
@@ -214,6 +233,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         "config": asdict(config),
         "n_train": len(Xtr), "n_val": len(Xva), "n_test": len(Xte),
         "epochs_run": state.epoch, "best_epoch": state.best_epoch, "schedule_changes": state.schedule_changes,
+        "init_source_sha256": init_sha,
         "val_mae": _mae(net, Xva, yva, 0.0, 1.0), "test_mae": _mae(net, Xte, yte, 0.0, 1.0),
         "dead_unit_fraction": dead_unit_fractions(net, Xtr[dead_idx]),
         "history": state.history,
@@ -221,6 +241,16 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     torch.save({"model": net.state_dict()}, run_dir / "final.pt")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+@torch.no_grad()
+def _init_from_source(net: ElemNet, source: str) -> None:
+    """Copy a shipped source model's hidden layers into ``net``; its output layer stays freshly initialised
+    (the source's is folded to another property's units)."""
+    src = load_source_model(source)
+    if src.hidden_widths != net.hidden_widths:
+        raise ValueError(f"source {source!r} has hidden widths {src.hidden_widths}, this run {net.hidden_widths}")
+    net.hidden.load_state_dict(src.hidden.state_dict())
 
 
 @torch.no_grad()

@@ -129,7 +129,12 @@ def export_source_model(run_dir: str | Path, name: str, weights_dir: Path = WEIG
             "datasets": list(config["exclude"]),
             "rule": "every composition (canonical key) of these datasets removed from train and val; the published test split is kept whole",
         },
-        "recipe": {k: v for k, v in config.items() if k not in ("dataset", "exclude", "limit_rows", "threads")},
+        "initialised_from": config.get("init_source") and {
+            "source": config["init_source"], "sha256": summary.get("init_source_sha256"),
+            "rule": "hidden layers copied from this shipped source model, a fresh output layer",
+        },
+        "recipe": {k: v for k, v in config.items()
+                   if k not in ("dataset", "exclude", "limit_rows", "threads", "init_source")},
         "seed": config["seed"],
         "data_sizes": {k: summary[k] for k in ("n_train", "n_val", "n_test")},
         "epochs_run": summary["epochs_run"],

@@ -175,3 +175,19 @@ def test_a_tl_blend_without_its_network_does_not_stand_for_tl() -> None:
     assert bench_transfer.summarise("expt-bandgap", results)["best_tl"]["method"] == "tl_finetune"
     results["tl_blend_magpie"] = {"val_mae": 0.29, "test_mae": 0.38, "weight": 0.05}
     assert bench_transfer.summarise("expt-bandgap", results)["best_tl"]["method"] == "tl_blend_magpie"
+
+
+def test_a_source_that_may_have_seen_the_task_is_refused(monkeypatch) -> None:
+    bench_transfer.check_unseen("expt-bandgap", "oqmd-formation-enthalpy")  # the shipped source excludes it
+    chained = {"excluded_compositions": {"datasets": ["expt-bandgap"]}, "initialised_from": {"source": "x"}}
+    monkeypatch.setattr(bench_transfer, "model_card", lambda name: chained)
+    bench_transfer.check_unseen("expt-bandgap", "chained")
+    with pytest.raises(ValueError, match="'chained' was not trained with 'jarvis-slme''s compositions removed"):
+        bench_transfer.check_unseen("jarvis-slme", "chained")
+
+
+def test_moe_experts_are_the_oqmd_sources(monkeypatch) -> None:
+    cards = {"oqmd-a": {}, "oqmd-b": {}, "chained": {"initialised_from": {"source": "oqmd-a"}}}
+    monkeypatch.setattr(bench_transfer, "list_sources", lambda: sorted(cards))
+    monkeypatch.setattr(bench_transfer, "model_card", cards.__getitem__)
+    assert bench_transfer.moe_sources() == ("oqmd-a", "oqmd-b")

@@ -104,6 +104,38 @@ def test_pretrain_resume_and_export(tmp_path: Path) -> None:
     assert digest == hashlib.sha256((weights / "tiny.safetensors").read_bytes()).hexdigest()
 
 
+@needs_data
+def test_chained_pretraining_from_a_source(tmp_path: Path) -> None:
+    """A JARVIS dataset (train/test only) pre-trained from a shipped source: validation is carved from
+    train with the seed, the hidden layers start as the source's, the card names the source and its sha256."""
+    from aloop.elemnet.pretrain import _init_from_source, _prepare
+
+    source = "oqmd-formation-enthalpy"
+    net = ElemNet()
+    _init_from_source(net, source)
+    src = load_source_model(source)
+    assert all(torch.equal(a, b) for a, b in zip(net.hidden.parameters(), src.hidden.parameters()))
+    assert not torch.equal(net.output.weight, src.output.weight)
+
+    config = PretrainConfig(dataset="jarvis-slme", init_source=source, max_epochs=1, batch_size=128,
+                            dead_sample=200, threads=1, exclude=("jarvis-spillage",))
+    parts = _prepare(config)
+    n_fit, n_val = len(parts["train"][0]), len(parts["val"][0])
+    assert 0.08 < n_val / (n_fit + n_val) < 0.12  # 10% carved from train (minus the excluded rows)
+    assert _prepare(config)["val"][0].tobytes() == parts["val"][0].tobytes()  # the carve is seeded
+    summary = pretrain(config, tmp_path / "run", progress=False)
+    assert summary["init_source_sha256"] == weights_digest(source)
+    export_source_model(tmp_path / "run", "chained", weights_dir=tmp_path / "weights")
+    card = model_card("chained", tmp_path / "weights")
+    assert card["initialised_from"]["source"] == source
+    assert card["initialised_from"]["sha256"] == weights_digest(source)
+    assert card["source_dataset"]["name"] == "jarvis-slme"
+    with pytest.raises(SourceModelError, match="no source model 'nope'"):
+        pretrain(PretrainConfig(dataset="jarvis-slme", init_source="nope", max_epochs=1, threads=1),
+                 tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
 def test_missing_source_model_error(tmp_path: Path) -> None:
     with pytest.raises(SourceModelError, match="no source model 'nope'"):
         load_source_model("nope", tmp_path)
