@@ -80,6 +80,13 @@ STUDIES = {
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
                           "seeds": 10, "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False},
+    # The same with ElemNet features from the chained source trained on JARVIS MBJ band gaps (every
+    # experimental band-gap composition excluded from its training), at layer 2 (the campaign default)
+    # and layer 16 (the last hidden layer, closest to its band-gap output).
+    "bandgap-window-q1-mbj": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
+                              "strategies": ("elemnet/2-gp-window", "elemnet/16-gp-window"), "seeds": 10, "n_init": 5,
+                              "batch_size": 1, "budget": 100, "baybe": False, "source": "jarvis-mbj-bandgap",
+                              "label_suffix": "@jarvis-mbj-bandgap"},
     # Materials Project transport: maximise the p-type power factor (34,627 compositions), modelled
     # as log10(PF) like the demo: it spans five decades.
     "mp-transport-pf-q1": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
@@ -166,7 +173,8 @@ def main() -> None:
         seeds = list(range(args.seeds or spec["seeds"]))
         options, acq_options = spec.get("surrogate_options", {}), spec.get("acquisition_options", {})
         strategies = [replace(Strategy.parse(s), surrogate_options=options, acquisition_options=acq_options,
-                              label=s + spec["label_suffix"] if "label_suffix" in spec else None)
+                              label=s + spec["label_suffix"] if "label_suffix" in spec else None,
+                              source=spec.get("source") if s.startswith("elemnet") else None)
                       for s in spec["strategies"]]
         study = Study(task, strategies, seeds, spec["n_init"], spec["batch_size"], spec["budget"],
                       spec.get("refit_growth", REPLAY_REFIT_GROWTH), name=name)
