@@ -53,7 +53,10 @@ def main() -> None:
     add_method_options(ap)
     args = ap.parse_args()
     if any(m.startswith("tl_") for m in args.methods):
-        check_unseen("matbench-expt-gap", args.source)
+        try:
+            check_unseen("matbench-expt-gap", args.source)
+        except ValueError as exc:
+            ap.error(str(exc))
     out_dir = Path(args.results)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, _, splits = folds()

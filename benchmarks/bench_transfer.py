@@ -391,12 +391,16 @@ def main() -> None:
     args = ap.parse_args()
     t_all = time.time()
     summaries = []
+    if not args.cached_only and any(m.startswith("tl_") for m in args.methods):
+        try:  # every task before any work
+            for task in task_names(args.tasks):
+                check_unseen(task, args.source)
+        except ValueError as exc:
+            ap.error(str(exc))
     for task in task_names(args.tasks):
         out_dir = Path(args.results) / task
         out_dir.mkdir(parents=True, exist_ok=True)
         d, cache, results = None, {}, {}
-        if not args.cached_only and any(m.startswith("tl_") for m in args.methods):
-            check_unseen(task, args.source)
         for method in args.methods:
             key = result_key(method, args.source)
             path = out_dir / f"{key}.json"

@@ -100,7 +100,8 @@ def pretrain_command(
         except SourceModelError as exc:
             fail(str(exc))
     config = pretrain_config(dataset, max_epochs=epochs, batch_size=batch_size, peak_lr=lr, patience=patience,
-                             exclude=exclude, init_source=init_source, dropout=dropout, seed=seed, threads=threads, limit_rows=limit_rows)
+                             exclude=exclude, init_source=init_source, dropout=dropout, seed=seed, threads=threads,
+                             limit_rows=limit_rows)
     resuming = (run_dir / "checkpoint.pt").exists()
     err.print(f"{'resuming' if resuming else 'starting'} pre-training in {run_dir}: "
               + ", ".join(f"{k}={v}" for k, v in vars(config).items()), markup=False, soft_wrap=True)

@@ -191,3 +191,12 @@ def test_moe_experts_are_the_oqmd_sources(monkeypatch) -> None:
     monkeypatch.setattr(bench_transfer, "list_sources", lambda: sorted(cards))
     monkeypatch.setattr(bench_transfer, "model_card", cards.__getitem__)
     assert bench_transfer.moe_sources() == ("oqmd-a", "oqmd-b")
+
+
+def test_the_command_refuses_an_unseen_check_failure_before_any_work(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench_transfer.py", "--tasks", "expt-bandgap", "jarvis-slme", "--methods",
+                                      "tl_finetune", "--source", "jarvis-mbj-bandgap", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench_transfer.main()
+    assert "'jarvis-mbj-bandgap' was not trained with 'jarvis-slme''s compositions removed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # not even the first task was started
