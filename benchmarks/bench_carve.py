@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_transfer import _mae, _trees, task_data, task_names  # noqa: E402
+from bench_transfer import _mae, _trees, task_data, task_names, tree_predictions  # noqa: E402
 
 from aloop.features import get_featurizer  # noqa: E402
 
@@ -34,8 +34,7 @@ def carve_check(task: str, learner: str = "et", folds: int = 5) -> dict:
     oof = np.empty(len(train))
     for a, b in KFold(folds, shuffle=True, random_state=0).split(train):
         oof[b] = _trees(learner).fit(F[train[a]], y[train[a]]).predict(F[train[b]])
-    carved = _trees(learner).fit(F[d["fit"]], y[d["fit"]]).predict(F[d["val"]])
-    test = _trees(learner).fit(F[train], y[train]).predict(F[d["test"]])
+    _, carved, test = tree_predictions(F, d, "Magpie", (learner,))  # exactly bench_transfer's scores
     return {"task": task, "learner": f"Magpie+{learner}", "carved_val_mae": _mae(carved, y[d["val"]]),
             "kfold_mae": _mae(oof, y[train]), "folds": folds, "test_mae": _mae(test, y[d["test"]]),
             "n_val": len(d["val"]), "n_train": len(train), "n_test": len(d["test"])}
