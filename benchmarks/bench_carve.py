@@ -21,7 +21,8 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_transfer import _mae, _trees, task_data, task_names, tree_predictions  # noqa: E402
+from bench_transfer import task_data, task_names  # noqa: E402
+from transfer_members import mae, tree_learner, tree_predictions  # noqa: E402
 
 from aloop.features import get_featurizer  # noqa: E402
 
@@ -33,10 +34,10 @@ def carve_check(task: str, learner: str = "et", folds: int = 5) -> dict:
     train = d["train"]
     oof = np.empty(len(train))
     for a, b in KFold(folds, shuffle=True, random_state=0).split(train):
-        oof[b] = _trees(learner).fit(F[train[a]], y[train[a]]).predict(F[train[b]])
+        oof[b] = tree_learner(learner).fit(F[train[a]], y[train[a]]).predict(F[train[b]])
     _, carved, test = tree_predictions(F, d, "Magpie", (learner,))  # exactly bench_transfer's scores
-    return {"task": task, "learner": f"Magpie+{learner}", "carved_val_mae": _mae(carved, y[d["val"]]),
-            "kfold_mae": _mae(oof, y[train]), "folds": folds, "test_mae": _mae(test, y[d["test"]]),
+    return {"task": task, "learner": f"Magpie+{learner}", "carved_val_mae": mae(carved, y[d["val"]]),
+            "kfold_mae": mae(oof, y[train]), "folds": folds, "test_mae": mae(test, y[d["test"]]),
             "n_val": len(d["val"]), "n_train": len(train), "n_test": len(d["test"])}
 
 

@@ -24,8 +24,9 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transfer import (  # noqa: E402
-    ALL, DL_METHODS, add_method_options, carve, check_unseen, network_protocol, result_key, run_method, source_versions,
-    stale)
+    ALL, DL_METHODS, add_method_options, carve, check_unseen, network_protocol, network_recipe, result_key, reusable,
+    run_method, source_versions,
+)
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, load  # noqa: E402
@@ -68,11 +69,12 @@ def main() -> None:
             key = result_key(method, args.source)
             path = out_dir / f"fold{k}-{key}.json"
             r = json.loads(path.read_text()) if path.exists() else None
-            if r is None or stale(r, method, args.source, network_protocol(args)):
+            if r is None or not reusable(r, method, args):
                 t0 = time.time()
                 r = run_method(method, d, args, cache)
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                         **source_versions(method, args.source), **(network_protocol(args) if method in DL_METHODS else {}))
+                         **source_versions(method, args.source),
+                         **({**network_protocol(args), "recipe": network_recipe(method, args)} if method in DL_METHODS else {}))
                 path.write_text(json.dumps(r, indent=1))
                 print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
             per_method.setdefault(key, []).append(r)

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor, RandomForestRegressor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from paper_gupta2021 import PAPER  # noqa: E402
+from transfer_members import (  # noqa: E402
+    mae, blend, mean_of_networks, network_members, network_predictions, select_trees, tree_predictions,
+)
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
-from aloop.elemnet.sources import list_sources, load_source_model, model_card, weights_digest  # noqa: E402
-from aloop.elemnet.transfer import FineTuneConfig, finetune, refit  # noqa: E402
+from aloop.elemnet.sources import list_sources, model_card, weights_digest  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
@@ -68,133 +69,12 @@ def carve(train: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     return {"fit": perm[n_val:], "val": perm[:n_val]}
 
 
-def _trees(kind: str, seed: int = 0):
-    if kind == "hgb":  # minutes instead of hours on the 10k–28k-row JARVIS tasks with 1,024 features
-        return HistGradientBoostingRegressor(max_iter=1000, learning_rate=0.1, early_stopping=True,
-                                             validation_fraction=0.1, n_iter_no_change=20, random_state=seed)
-    cls = ExtraTreesRegressor if kind == "et" else RandomForestRegressor
-    return cls(n_estimators=200, max_features=0.33, min_samples_leaf=1, n_jobs=-1, random_state=seed)
-
-
-def _mae(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
-
-
-def tree_predictions(F: np.ndarray, d: dict, label: str,
-                     learners: tuple[str, ...] = ("et", "rf")) -> tuple[str, np.ndarray, np.ndarray]:
-    """Pick the tree learner on validation; its validation predictions (fitted on the fit part) and
-    test predictions (the winner refitted on all of train)."""
-    y, best = d["y"], None
-    for kind in learners:
-        pv = _trees(kind).fit(F[d["fit"]], y[d["fit"]]).predict(F[d["val"]])
-        if best is None or _mae(pv, y[d["val"]]) < best[1]:
-            best = (kind, _mae(pv, y[d["val"]]), pv)
-    kind, _, pv = best
-    pt = _trees(kind).fit(F[d["train"]], y[d["train"]]).predict(F[d["test"]])
-    return f"{label}+{kind}", pv, pt
-
-
-def select_trees(F: np.ndarray, d: dict, label: str, learners: tuple[str, ...] = ("et", "rf")) -> dict:
-    """Pick the tree learner (``et``, ``rf``, ``hgb``) on validation, refit the winner on all of train, score test."""
-    config, pv, pt = tree_predictions(F, d, label, learners)
-    return {"val_mae": _mae(pv, d["y"][d["val"]]), "test_mae": _mae(pt, d["y"][d["test"]]), "config": config}
-
-
-def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """One network's epochs and validation / test predictions.
-
-    Default: trained on the fit part and early-stopped on the carved validation part, which then
-    also scores it (optimistic). With ``args.refit`` the network early-stops on its own 10% of the fit
-    part (drawn with its seed), so the carved validation part scores it honestly, and the test
-    predictions come from the same recipe refitted on all of train for the best epoch count.
-    Kept in ``d["network_cache"]`` (when set) under the mode, source weights, seed and recipe, so
-    the single-network, blend and ensemble methods train each network once.
-    """
-    X, y = d["X"], d["y"]
-    path = None
-    if d.get("network_cache"):
-        weights = "scratch" if mode == "scratch" else weights_digest(args.source)[:16]
-        key = (f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
-               f"{'-refit' if args.refit else ''}{f'-ema{args.ema_decay:g}' if args.ema_decay else ''}")
-        path = Path(d["network_cache"]) / f"{key}.npz"
-        if path.exists():
-            z = np.load(path)
-            if np.array_equal(z["val_rows"], d["val"]) and np.array_equal(z["test_rows"], d["test"]):
-                return int(z["epochs"]), z["val"], z["test"]
-    src = None if mode == "scratch" else load_source_model(args.source)
-    config = FineTuneConfig(mode=mode, lr=args.lr, batch_size=args.batch_size, max_epochs=args.max_epochs,
-                            patience=args.patience, seed=seed, ema_decay=args.ema_decay)
-    predict = lambda net, rows: net(torch.from_numpy(X[rows])).squeeze(1).numpy()  # noqa: E731
-    if args.refit:
-        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config)
-        refitted, epochs = refit(X[d["train"]], y[d["train"]], src, config, hist)
-        with torch.no_grad():
-            pv, pt = predict(net, d["val"]), predict(refitted, d["test"])
-    else:
-        net, hist = finetune(X[d["fit"]], y[d["fit"]], src, config, validation=(X[d["val"]], y[d["val"]]))
-        epochs = len(hist)
-        with torch.no_grad():
-            pv, pt = predict(net, d["val"]), predict(net, d["test"])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            np.savez(fh, epochs=epochs, val=pv, test=pt, val_rows=d["val"], test_rows=d["test"])
-        tmp.replace(path)
-    return epochs, pv, pt
-
-
-def network_members(modes: tuple[str, ...], d: dict, args: argparse.Namespace,
-                    seeds: tuple[int, ...] | range) -> list[tuple[str, int, tuple[int, np.ndarray, np.ndarray]]]:
-    """``(mode, seed, (epochs, val, test))`` of each network, mode after mode with the same seeds each."""
-    return [(mode, seed, _network_member(mode, d, args, seed)) for mode in modes for seed in seeds]
-
-
-def network_predictions(modes: str | tuple[str, ...], d: dict, args: argparse.Namespace,
-                        seeds: tuple[int, ...] = (0,)) -> tuple[str, np.ndarray, np.ndarray]:
-    """ElemNets trained per mode and seed on the fit part (modes as in ``FineTuneConfig``), early-stopped
-    as ``_network_member`` says; the mean of their validation and test predictions."""
-    modes = (modes,) if isinstance(modes, str) else tuple(modes)
-    return mean_of_networks(modes, args, [m for *_, m in network_members(modes, d, args, seeds)])
-
-
-def mean_of_networks(modes: str | tuple[str, ...], args: argparse.Namespace,
-                     members: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[str, np.ndarray, np.ndarray]:
-    """Label and mean validation / test predictions of networks given as ``(epochs, val, test)``,
-    trained in one mode or, mode after mode with the same seeds each, in several."""
-    modes = (modes,) if isinstance(modes, str) else tuple(modes)
-    recipe = "" if (args.batch_size, args.lr) == (32, 1e-4) else f", batch {args.batch_size}, lr {args.lr:g}"
-    recipe += f", weight EMA {args.ema_decay:g}" if args.ema_decay else ""
-    what = f"{' and '.join(modes)} from {args.source if modes != ('scratch',) else 'scratch'}"
-    if len(modes) > 1:
-        per_mode = len(members) // len(modes)
-        what = f"mean of {len(members)} networks ({per_mode} seed{'s' if per_mode > 1 else ''} each) of {what}"
-    elif len(members) > 1:
-        what = f"mean of {len(members)} seeds of {what}"
-    epochs = "/".join(str(m[0]) for m in members)
-    epochs = f"refitted on train for {epochs} epochs" if args.refit else f"epochs {epochs}"
-    return (f"{what}, {epochs}{recipe}", np.mean([m[1] for m in members], axis=0),
-            np.mean([m[2] for m in members], axis=0))
-
-
-def blend(d: dict, a: tuple[str, np.ndarray, np.ndarray], b: tuple[str, np.ndarray, np.ndarray]) -> dict:
-    """``w·a + (1 − w)·b`` with ``w`` (steps of 0.05) chosen on the validation predictions."""
-    yv, yt = d["y"][d["val"]], d["y"][d["test"]]
-    weights = np.linspace(0.0, 1.0, 21)
-    errors = [_mae(w * a[1] + (1 - w) * b[1], yv) for w in weights]
-    w = float(weights[int(np.argmin(errors))])
-    return {"val_mae": float(min(errors)), "test_mae": _mae(w * a[2] + (1 - w) * b[2], yt),
-            "config": f"{w:.2f} × ({a[0]}) + {1 - w:.2f} × ({b[0]})", "weight": w,
-            "components": {label: {"config": c, "val_mae": _mae(pv, yv), "test_mae": _mae(pt, yt)}
-                           for label, (c, pv, pt) in (("network", a), ("trees", b))}}
-
-
 def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
     X, y = d["X"], d["y"]
     if method == "base":
         m = y[d["train"]].mean()
-        return {"val_mae": _mae(np.full(len(d["val"]), y[d["fit"]].mean()), y[d["val"]]),
-                "test_mae": _mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
+        return {"val_mae": mae(np.full(len(d["val"]), y[d["fit"]].mean()), y[d["val"]]),
+                "test_mae": mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
     if method == "sc_ml_ef":
         return select_trees(X, d, "EF", tuple(args.learners))
     if method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS) and "magpie" not in cache:
@@ -220,10 +100,10 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         cache["ensemble"] = mean_of_networks(modes, args, [m for *_, m in cache["members"]])
     if method == "tl_ensemble":
         config, pv, pt = cache["ensemble"]
-        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config,
+        return {"val_mae": mae(pv, y[d["val"]]), "test_mae": mae(pt, y[d["test"]]), "config": config,
                 "blend_modes": list(modes),
-                "members": [{"mode": mode, "seed": seed, "epochs": e, "val_mae": _mae(mv, y[d["val"]]),
-                             "test_mae": _mae(mt, y[d["test"]])} for mode, seed, (e, mv, mt) in cache["members"]]}
+                "members": [{"mode": mode, "seed": seed, "epochs": e, "val_mae": mae(mv, y[d["val"]]),
+                             "test_mae": mae(mt, y[d["test"]])} for mode, seed, (e, mv, mt) in cache["members"]]}
     if method in BLENDS:
         if "magpie_trees" not in cache:
             cache["magpie_trees"] = tree_predictions(cache["magpie"], d, "Magpie", tuple(args.learners))
@@ -235,7 +115,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
                 "tl_freezing": "freezing"}[method]
         config, pv, pt = network_predictions(mode, d, args)
-        return {"val_mae": _mae(pv, y[d["val"]]), "test_mae": _mae(pt, y[d["test"]]), "config": config}
+        return {"val_mae": mae(pv, y[d["val"]]), "test_mae": mae(pt, y[d["test"]]), "config": config}
     if method in ("moe", "moe_best_single"):
         # Fitted on the train-fit part (MoERegressor early-stops on its own 10% of it) and
         # selected on the carved validation part like every other method.
@@ -246,8 +126,8 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
             for group in groups:
                 reg = MoERegressor(sources=group, layer=layer, top_k=min(2, len(group)))
                 reg.fit(X[d["fit"]], y[d["fit"]])
-                r = {"val_mae": _mae(reg.predict(X[d["val"]]), y[d["val"]]),
-                     "test_mae": _mae(reg.predict(X[d["test"]]), y[d["test"]]),
+                r = {"val_mae": mae(reg.predict(X[d["val"]]), y[d["val"]]),
+                     "test_mae": mae(reg.predict(X[d["test"]]), y[d["test"]]),
                      "config": f"MoE layer {layer} over {', '.join(group)}", "gate_weights": reg.gate_weights_,
                      "guard": reg.guard_}
                 best = r if best is None or r["val_mae"] < best["val_mae"] else best
@@ -295,6 +175,29 @@ def parse_result_key(stem: str) -> tuple[str, str]:
 def network_protocol(args: argparse.Namespace) -> dict:
     """How the networks of a run are early-stopped and averaged (``--refit``, ``--ema-decay``)."""
     return {"refit": bool(args.refit), "ema_decay": args.ema_decay}
+
+
+def network_recipe(method: str, args: argparse.Namespace) -> dict:
+    """What else a network method's result depends on: the training recipe and, for the TL blends and
+    ensembles, the modes averaged (``--blend-mode``) and the ensemble size. Recorded with each result;
+    a run reuses a cached result only when the recipes agree (results made before the recipe was
+    recorded are recomputed, from the cached networks where they exist)."""
+    if method not in DL_METHODS:
+        return {}
+    recipe = {"batch_size": args.batch_size, "lr": args.lr, "patience": args.patience, "max_epochs": args.max_epochs}
+    if method.startswith("tl_") and method in (*BLENDS, *ENSEMBLES):
+        recipe["blend_modes"] = list(args.blend_mode)
+    if method in ENSEMBLES:
+        recipe["ensemble_size"] = args.ensemble_size
+    return recipe
+
+
+def reusable(result: dict, method: str, args: argparse.Namespace) -> bool:
+    """A cached result a run may return instead of computing ``method`` again (see ``stale`` and
+    ``network_recipe``)."""
+    return (not stale(result, method, args.source, network_protocol(args))
+            and result.get("recipe", {}) == network_recipe(method, args)
+            and (method not in DL_METHODS or "recipe" in result))
 
 
 def stale(result: dict, method: str, source: str, protocol: dict | None = None) -> bool:
@@ -406,7 +309,8 @@ def main() -> None:
             path = out_dir / f"{key}.json"
             if path.exists() and not args.rerun:
                 cached = json.loads(path.read_text())
-                if not stale(cached, method, args.source, network_protocol(args)):
+                if args.cached_only and not stale(cached, method, args.source, network_protocol(args)) \
+                        or reusable(cached, method, args):
                     results[key] = cached
                     continue
             if args.cached_only:
@@ -420,7 +324,7 @@ def main() -> None:
             r = run_method(method, d, args, cache)
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                      dropped_rows=d["dropped"], **source_versions(method, args.source),
-                     **(network_protocol(args) if method in DL_METHODS else {}))
+                     **({**network_protocol(args), "recipe": network_recipe(method, args)} if method in DL_METHODS else {}))
             path.write_text(json.dumps(r, indent=1))
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",

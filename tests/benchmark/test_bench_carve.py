@@ -19,7 +19,7 @@ _spec.loader.exec_module(bench_carve)
 
 
 def test_three_scores_of_the_same_trees(monkeypatch) -> None:
-    monkeypatch.setattr(bench_carve, "_trees", lambda kind: ExtraTreesRegressor(n_estimators=5, random_state=0))
+    monkeypatch.setattr(bench_carve, "tree_learner", lambda kind: ExtraTreesRegressor(n_estimators=5, random_state=0))
     try:
         r = bench_carve.carve_check("expt-formation-enthalpy", folds=2)
     except DatasetError as exc:

@@ -13,13 +13,15 @@ import pytest
 import torch
 
 from aloop.datasets import DatasetError
-from aloop.elemnet.transfer import best_epoch
+from aloop.elemnet.sources import load_source_model
+from aloop.elemnet.transfer import FineTuneConfig, best_epoch, finetune
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_transfer.py"
 _spec = importlib.util.spec_from_file_location("bench_transfer", _PATH)
 bench_transfer = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("bench_transfer", bench_transfer)
 _spec.loader.exec_module(bench_transfer)
+import transfer_members  # noqa: E402 (benchmarks/ is on the path once bench_transfer is loaded)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_networks_are_trained_once_per_cache(task, tmp_path, monkeypatch) -> Non
     def no_training(*a, **k):
         raise AssertionError("the cached network was retrained")
 
-    monkeypatch.setattr(bench_transfer, "finetune", no_training)
+    monkeypatch.setattr(transfer_members, "finetune", no_training)
     again = bench_transfer.network_predictions("modfinetune", d, args)
     assert again[0] == first[0]
     np.testing.assert_array_equal(again[2], first[2])
@@ -119,13 +121,12 @@ def test_refit_networks_stop_on_their_own_rows_and_refit_on_train(task, tmp_path
     label, pv, pt = bench_transfer.network_predictions("modfinetune", d, args)
     assert label.startswith("modfinetune from oqmd-formation-enthalpy, refitted on train for ")
     assert len(list(tmp_path.glob("modfinetune-*-seed0-b32-lr0.0001-p2-e2-refit.npz"))) == 1
-    src = bench_transfer.load_source_model("oqmd-formation-enthalpy")
-    config = bench_transfer.FineTuneConfig(mode="modfinetune", max_epochs=2, patience=2, seed=0)
+    src = load_source_model("oqmd-formation-enthalpy")
+    config = FineTuneConfig(mode="modfinetune", max_epochs=2, patience=2, seed=0)
     X, y = task["X"], task["y"]
-    stopped, hist = bench_transfer.finetune(X[task["fit"]], y[task["fit"]], src, config)  # never sees validation
+    stopped, hist = finetune(X[task["fit"]], y[task["fit"]], src, config)  # never sees validation
     epochs = best_epoch(hist)
-    refitted, _ = bench_transfer.finetune(X[task["train"]], y[task["train"]], src,
-                                          replace(config, max_epochs=epochs, patience=None))
+    refitted, _ = finetune(X[task["train"]], y[task["train"]], src, replace(config, max_epochs=epochs, patience=None))
     with torch.no_grad():
         np.testing.assert_allclose(pv, stopped(torch.from_numpy(X[task["val"]])).squeeze(1).numpy(), rtol=1e-5)
         np.testing.assert_allclose(pt, refitted(torch.from_numpy(X[task["test"]])).squeeze(1).numpy(), rtol=1e-5)
@@ -144,6 +145,24 @@ def test_results_of_the_other_protocol_are_stale() -> None:
     assert not stale({**shared, **refit}, "tl_finetune", "oqmd-formation-enthalpy", refit)
     assert stale({**shared, **refit}, "tl_finetune", "oqmd-formation-enthalpy", both)
     assert not stale({"val_mae": 0.5, "test_mae": 0.5}, "sc_ml_magpie", "oqmd-formation-enthalpy", both)
+
+
+def test_a_cached_result_is_reused_only_for_the_same_recipe() -> None:
+    reusable, recipe = bench_transfer.reusable, bench_transfer.network_recipe
+    args = _args("--ensemble-size", "3", "--blend-mode", "finetune")
+    w = bench_transfer.source_versions("tl_ensemble", "oqmd-formation-enthalpy")
+    made = {"val_mae": 0.3, "test_mae": 0.4, **w, **bench_transfer.network_protocol(args),
+            "recipe": recipe("tl_ensemble", args)}
+    assert made["recipe"] == {"batch_size": 32, "lr": 1e-4, "patience": 2, "max_epochs": 2,
+                              "blend_modes": ["finetune"], "ensemble_size": 3}
+    assert reusable(made, "tl_ensemble", args)
+    for other in (("--ensemble-size", "5", "--blend-mode", "finetune"), ("--ensemble-size", "3"),
+                  ("--ensemble-size", "3", "--blend-mode", "finetune", "--lr", "2e-4")):
+        assert not reusable(made, "tl_ensemble", _args(*other)), other
+    legacy = {k: v for k, v in made.items() if k != "recipe"}  # made before recipes were recorded
+    assert not reusable(legacy, "tl_ensemble", args)
+    assert recipe("sc_ml_magpie", args) == {} and reusable({"val_mae": 0.5, "test_mae": 0.5}, "sc_ml_magpie", args)
+    assert "blend_modes" not in recipe("sc_blend_magpie", args) and "ensemble_size" not in recipe("tl_blend_magpie", args)
 
 
 @pytest.mark.parametrize("bad", ["0", "1", "1.5", "-0.1", "fast"])
