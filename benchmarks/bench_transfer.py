@@ -196,8 +196,7 @@ def reusable(result: dict, method: str, args: argparse.Namespace) -> bool:
     """A cached result a run may return instead of computing ``method`` again (see ``stale`` and
     ``network_recipe``)."""
     return (not stale(result, method, args.source, network_protocol(args))
-            and result.get("recipe", {}) == network_recipe(method, args)
-            and (method not in DL_METHODS or "recipe" in result))
+            and result.get("recipe", {}) == network_recipe(method, args))
 
 
 def stale(result: dict, method: str, source: str, protocol: dict | None = None) -> bool:
