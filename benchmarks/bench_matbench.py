@@ -24,8 +24,7 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transfer import (  # noqa: E402
-    ALL, DL_METHODS, add_method_options, carve, check_unseen, network_protocol, network_recipe, result_key, reusable,
-    run_method, source_versions,
+    ALL, add_method_options, carve, check_unseen, provenance, result_key, reusable, run_method,
 )
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
@@ -73,8 +72,7 @@ def main() -> None:
                 t0 = time.time()
                 r = run_method(method, d, args, cache)
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                         **source_versions(method, args.source),
-                         **({**network_protocol(args), "recipe": network_recipe(method, args)} if method in DL_METHODS else {}))
+                         **provenance(method, args))
                 path.write_text(json.dumps(r, indent=1))
                 print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
             per_method.setdefault(key, []).append(r)

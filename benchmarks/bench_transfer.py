@@ -192,6 +192,15 @@ def network_recipe(method: str, args: argparse.Namespace) -> dict:
     return recipe
 
 
+def provenance(method: str, args: argparse.Namespace) -> dict:
+    """What a result records about how it was made: source weights, and for network methods the
+    network protocol and recipe (what ``reusable`` checks)."""
+    made = source_versions(method, args.source)
+    if method in DL_METHODS:
+        made.update(network_protocol(args), recipe=network_recipe(method, args))
+    return made
+
+
 def reusable(result: dict, method: str, args: argparse.Namespace) -> bool:
     """A cached result a run may return instead of computing ``method`` again (see ``stale`` and
     ``network_recipe``)."""
@@ -308,8 +317,8 @@ def main() -> None:
             path = out_dir / f"{key}.json"
             if path.exists() and not args.rerun:
                 cached = json.loads(path.read_text())
-                if args.cached_only and not stale(cached, method, args.source, network_protocol(args)) \
-                        or reusable(cached, method, args):
+                if (args.cached_only and not stale(cached, method, args.source, network_protocol(args))
+                        or reusable(cached, method, args)):
                     results[key] = cached
                     continue
             if args.cached_only:
@@ -322,8 +331,7 @@ def main() -> None:
             t0 = time.time()
             r = run_method(method, d, args, cache)
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                     dropped_rows=d["dropped"], **source_versions(method, args.source),
-                     **({**network_protocol(args), "recipe": network_recipe(method, args)} if method in DL_METHODS else {}))
+                     dropped_rows=d["dropped"], **provenance(method, args))
             path.write_text(json.dumps(r, indent=1))
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
