@@ -64,8 +64,9 @@ def main() -> None:
     per_method: dict[str, list[dict]] = {}
     for k, d in enumerate(splits):
         cache: dict = {}
+        d["network_cache"] = out_dir / f"fold{k}-networks"  # each network trained once (e.g. for --zero-gate too)
         for method in args.methods:
-            key = result_key(method, args.source)
+            key = result_key(method, args.source, args.zero_gate)
             path = out_dir / f"fold{k}-{key}.json"
             r = json.loads(path.read_text()) if path.exists() else None
             if r is None or not reusable(r, method, args):

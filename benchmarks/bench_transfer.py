@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from paper_gupta2021 import PAPER  # noqa: E402
 from transfer_members import (  # noqa: E402
-    mae, blend, mean_of_networks, network_members, network_predictions, select_trees, tree_predictions,
+    mae, blend, mean_of_networks, network_members, network_predictions, score, select_trees, tree_predictions,
+    zero_probability,
 )
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
@@ -44,6 +45,8 @@ BLENDS = ("sc_blend_magpie", "tl_blend_magpie", "tl_ensemble_blend_magpie")
 ENSEMBLES = ("tl_ensemble", "tl_ensemble_blend_magpie")
 DL_METHODS = ("sc_dl_ef", "tl_finetune", "tl_modfinetune", "tl_freezing", *BLENDS, *ENSEMBLES)
 ALL = ("base", *SC, *TL, "moe", "moe_best_single")
+#: The methods ``--zero-gate`` applies to (Base stays the training mean; the MoE columns stay comparable).
+GATED = (*SC, *TL)
 DEFAULT_SOURCE = "oqmd-formation-enthalpy"
 
 
@@ -75,10 +78,15 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         m = y[d["train"]].mean()
         return {"val_mae": mae(np.full(len(d["val"]), y[d["fit"]].mean()), y[d["val"]]),
                 "test_mae": mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
+    gate = args.zero_gate and method in GATED
+    if (gate or method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS)) and "magpie" not in cache:
+        cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
+    if gate:  # the classifier is fitted once per task; score() reads it from the split dict
+        if "p_zero" not in cache:
+            cache["p_zero"] = zero_probability(cache["magpie"], d)
+        d = {**d, "p_zero": cache["p_zero"]}
     if method == "sc_ml_ef":
         return select_trees(X, d, "EF", tuple(args.learners))
-    if method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS) and "magpie" not in cache:
-        cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
     if method == "sc_ml_magpie":
         return select_trees(cache["magpie"], d, "Magpie", tuple(args.learners))
     if method == "tl_ml_featextr":
@@ -99,9 +107,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         cache["members"] = network_members(modes, d, args, range(args.ensemble_size))
         cache["ensemble"] = mean_of_networks(modes, args, [m for *_, m in cache["members"]])
     if method == "tl_ensemble":
-        config, pv, pt = cache["ensemble"]
-        return {"val_mae": mae(pv, y[d["val"]]), "test_mae": mae(pt, y[d["test"]]), "config": config,
-                "blend_modes": list(modes),
+        return {**score(d, *cache["ensemble"]), "blend_modes": list(modes),
                 "members": [{"mode": mode, "seed": seed, "epochs": e, "val_mae": mae(mv, y[d["val"]]),
                              "test_mae": mae(mt, y[d["test"]])} for mode, seed, (e, mv, mt) in cache["members"]]}
     if method in BLENDS:
@@ -114,8 +120,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
     if method in DL_METHODS:
         mode = {"sc_dl_ef": "scratch", "tl_finetune": "finetune", "tl_modfinetune": "modfinetune",
                 "tl_freezing": "freezing"}[method]
-        config, pv, pt = network_predictions(mode, d, args)
-        return {"val_mae": mae(pv, y[d["val"]]), "test_mae": mae(pt, y[d["test"]]), "config": config}
+        return score(d, *network_predictions(mode, d, args))
     if method in ("moe", "moe_best_single"):
         # Fitted on the train-fit part (MoERegressor early-stops on its own 10% of it) and
         # selected on the carved validation part like every other method.
@@ -160,15 +165,17 @@ def source_versions(method: str, source: str) -> dict:
     return {}
 
 
-def result_key(method: str, source: str) -> str:
-    """File stem of a cached result: a TL result from a source other than the default ends in ``@source``,
-    so results from several sources sit side by side and the TL family chooses among them on validation."""
-    return f"{method}@{source}" if method.startswith("tl_") and source != DEFAULT_SOURCE else method
+def result_key(method: str, source: str, zero_gate: bool = False) -> str:
+    """File stem of a cached result: a TL result from a source other than the default ends in ``@source``
+    and a gated one (``--zero-gate``) in ``+zero-gate``, so such results sit beside the others and
+    compete with them on validation."""
+    key = f"{method}@{source}" if method.startswith("tl_") and source != DEFAULT_SOURCE else method
+    return f"{key}+zero-gate" if zero_gate and method in GATED else key
 
 
 def parse_result_key(stem: str) -> tuple[str, str]:
     """``(method, source)`` of a cached result's file stem (the inverse of :func:`result_key`)."""
-    method, _, source = stem.partition("@")
+    method, _, source = stem.removesuffix("+zero-gate").partition("@")
     return method, source or DEFAULT_SOURCE
 
 
@@ -288,6 +295,9 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
                          "and are refitted on all of train for the best epoch count, as the trees are")
     ap.add_argument("--ema-decay", type=_decay, default=None,
                     help="networks validate and keep a moving average of their weights (per step, e.g. 0.998)")
+    ap.add_argument("--zero-gate", action="store_true",
+                    help="for a target with exact zeros (measured band gaps): predict 0 where a Magpie classifier's "
+                         "P(y = 0) exceeds a threshold chosen on validation; kept as METHOD+zero-gate beside the ungated result")
 
 
 def main() -> None:
@@ -313,7 +323,7 @@ def main() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         d, cache, results = None, {}, {}
         for method in args.methods:
-            key = result_key(method, args.source)
+            key = result_key(method, args.source, args.zero_gate)
             path = out_dir / f"{key}.json"
             if path.exists() and not args.rerun:
                 cached = json.loads(path.read_text())
@@ -329,7 +339,10 @@ def main() -> None:
             if method in DL_METHODS and len(d["y"]) > args.dl_max_rows:
                 continue
             t0 = time.time()
-            r = run_method(method, d, args, cache)
+            try:
+                r = run_method(method, d, args, cache)
+            except ValueError as exc:  # e.g. --zero-gate on a target without zeros; cached results stay
+                ap.error(f"{task} {method}: {exc}")
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                      dropped_rows=d["dropped"], **provenance(method, args))
             path.write_text(json.dumps(r, indent=1))

@@ -24,15 +24,20 @@ _spec.loader.exec_module(bench_transfer)
 import transfer_members  # noqa: E402 (benchmarks/ is on the path once bench_transfer is loaded)
 
 
-@pytest.fixture(scope="module")
-def task() -> dict:
+def _sample(name: str, n_fit: int, n_val: int, n_test: int) -> dict:
+    """A registry task's split dict cut to its first rows of each part (a tiny real sample)."""
     try:
-        d = bench_transfer.task_data("expt-formation-enthalpy")
+        d = bench_transfer.task_data(name)
     except DatasetError as exc:
-        pytest.skip(f"needs dataset 'expt-formation-enthalpy': {exc}")
-    d.update(fit=d["fit"][:60], val=d["val"][:20], test=d["test"][:20])
+        pytest.skip(f"needs dataset {name!r}: {exc}")
+    d.update(fit=d["fit"][:n_fit], val=d["val"][:n_val], test=d["test"][:n_test])
     d["train"] = np.concatenate([d["fit"], d["val"]])
     return d
+
+
+@pytest.fixture(scope="module")
+def task() -> dict:
+    return _sample("expt-formation-enthalpy", 60, 20, 20)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -219,3 +224,52 @@ def test_the_command_refuses_an_unseen_check_failure_before_any_work(monkeypatch
         bench_transfer.main()
     assert "'jarvis-mbj-bandgap' was not trained with 'jarvis-slme''s compositions removed" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # not even the first task was started
+
+
+def test_the_zero_gate_sets_a_prediction_to_zero_above_a_threshold_chosen_on_validation() -> None:
+    d = {"y": np.array([0.0, 0.0, 1.0, 0.0, 2.0]), "val": np.array([0, 1, 2]), "test": np.array([3, 4]),
+         "p_zero": (np.array([0.9, 0.4, 0.1]), np.array([0.6, 0.55]))}
+    r = transfer_members.score(d, "net", np.array([0.3, 0.2, 1.0]), np.array([0.5, 1.5]))
+    assert r["zero_gate"] == 0.5 and r["config"] == "net, zero gate P(0) > 0.50"  # the first best threshold
+    assert r["val_mae"] == pytest.approx(0.2 / 3)
+    assert r["test_mae"] == pytest.approx((0.0 + 2.0) / 2)  # both test rows are gated, even the wrong one
+    off = transfer_members.score({**d, "p_zero": (np.array([0.97, 0.97, 0.97]), d["p_zero"][1])}, "net",
+                                 np.array([0.0, 0.0, 1.0]), np.array([0.5, 1.5]))
+    assert off["zero_gate"] is None and off["config"] == "net, zero gate off"
+    assert off["test_mae"] == pytest.approx((0.5 + 0.5) / 2)
+    plain = transfer_members.score({k: v for k, v in d.items() if k != "p_zero"}, "net",
+                                   np.array([0.3, 0.2, 1.0]), np.array([0.5, 1.5]))
+    assert plain == {"val_mae": pytest.approx(0.5 / 3), "test_mae": pytest.approx(0.5), "config": "net"}
+
+
+def test_the_zero_gate_on_measured_band_gaps(tmp_path) -> None:
+    d = _sample("expt-bandgap", 300, 100, 100)
+    plain = bench_transfer.run_method("sc_ml_magpie", d, _args(), {})
+    cache: dict = {}
+    gated = bench_transfer.run_method("sc_ml_magpie", d, _args("--zero-gate"), cache)
+    assert gated["val_mae"] <= plain["val_mae"] and gated["config"].startswith(plain["config"] + ", zero gate ")
+    qv, qt = cache["p_zero"]
+    assert qv.shape == (100,) and qt.shape == (100,) and ((qv >= 0) & (qv <= 1)).all()
+    assert "p_zero" not in d  # the gate does not leak into the split dict of later, ungated methods
+    blended = bench_transfer.run_method("sc_blend_magpie", {**d, "network_cache": tmp_path}, _args("--zero-gate"), cache)
+    assert blended["val_mae"] <= gated["val_mae"] + 1e-12  # weight 0 is the gated trees
+    assert bench_transfer.run_method("base", d, _args("--zero-gate"), cache)["config"] == "training mean"
+    key, parse = bench_transfer.result_key, bench_transfer.parse_result_key
+    assert key("tl_finetune", "oqmd-bandgap", True) == "tl_finetune@oqmd-bandgap+zero-gate"
+    assert key("base", "oqmd-formation-enthalpy", True) == "base" and key("moe", "oqmd-bandgap", True) == "moe"
+    assert parse("tl_finetune@oqmd-bandgap+zero-gate") == ("tl_finetune", "oqmd-bandgap")
+    assert parse("sc_ml_magpie+zero-gate") == ("sc_ml_magpie", "oqmd-formation-enthalpy")
+
+
+def test_the_zero_gate_refuses_a_target_without_zeros(task, monkeypatch, tmp_path, capsys) -> None:
+    with pytest.raises(ValueError, match="exact zeros in 5–95% of the training rows; 'delta_e' has 0.0%"):
+        bench_transfer.run_method("sc_ml_magpie", task, _args("--zero-gate"), {})
+    (tmp_path / "expt-formation-enthalpy").mkdir()
+    kept = tmp_path / "expt-formation-enthalpy" / "sc_ml_ef.json"
+    kept.write_text('{"val_mae": 0.1, "test_mae": 0.1, "config": "kept"}')
+    monkeypatch.setattr(sys, "argv", ["bench_transfer.py", "--tasks", "expt-formation-enthalpy", "--methods",
+                                      "sc_ml_ef", "--zero-gate", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench_transfer.main()
+    assert "expt-formation-enthalpy sc_ml_ef: the zero gate needs a target with exact zeros" in capsys.readouterr().err
+    assert kept.read_text() == '{"val_mae": 0.1, "test_mae": 0.1, "config": "kept"}'
