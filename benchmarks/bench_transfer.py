@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from paper_gupta2021 import PAPER  # noqa: E402
 from transfer_members import (  # noqa: E402
     mae, blend, mean_of_networks, network_members, network_predictions, score, select_trees, tree_predictions,
-    zero_probability,
+    zero_probabilities,
 )
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
@@ -78,13 +78,12 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         m = y[d["train"]].mean()
         return {"val_mae": mae(np.full(len(d["val"]), y[d["fit"]].mean()), y[d["val"]]),
                 "test_mae": mae(np.full(len(d["test"]), m), y[d["test"]]), "config": "training mean"}
-    gate = args.zero_gate and method in GATED
-    if (gate or method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS)) and "magpie" not in cache:
-        cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
-    if gate:  # the classifier is fitted once per task; score() reads it from the split dict
+    if args.zero_gate and method in GATED:  # the classifier is fitted once per task; score() reads it from d
         if "p_zero" not in cache:
-            cache["p_zero"] = zero_probability(cache["magpie"], d)
+            cache["p_zero"] = zero_probabilities(d)
         d = {**d, "p_zero": cache["p_zero"]}
+    if method in ("sc_ml_magpie", "tl_ml_featextr_magpie", *BLENDS) and "magpie" not in cache:
+        cache["magpie"] = get_featurizer("magpie").transform_fractions(X)
     if method == "sc_ml_ef":
         return select_trees(X, d, "EF", tuple(args.learners))
     if method == "sc_ml_magpie":

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import (
-    ExtraTreesClassifier, ExtraTreesRegressor, HistGradientBoostingRegressor, RandomForestRegressor,
-)
+from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor, RandomForestRegressor
 
 from aloop.elemnet.sources import load_source_model, weights_digest
 from aloop.elemnet.transfer import FineTuneConfig, finetune, refit
+from aloop.elemnet.zero_gate import check_zero_share, choose_threshold, gate, zero_classifier, zero_probability
 
 
 def tree_learner(kind: str, seed: int = 0) -> ExtraTreesRegressor | RandomForestRegressor | HistGradientBoostingRegressor:
@@ -35,40 +34,25 @@ def mae(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-#: Thresholds on P(y = 0) the zero gate chooses from on validation; above 1 the gate is off.
-GATE_THRESHOLDS = (*np.round(np.arange(0.5, 0.96, 0.05), 2).tolist(), 1.01)
-
-
-def zero_probability(F: np.ndarray, d: dict) -> tuple[np.ndarray, np.ndarray]:
-    """P(y = 0) of the validation and test rows from an extra-trees classifier on features ``F``
-    (fitted on the fit part for validation, on all of train for test, as the tree regressors are).
-
-    For a target with exact zeros, such as measured band gaps (about half are metals' 0 eV): a
-    regressor averages over the two kinds and rarely says 0, while the median of a prediction that is 0
-    with probability above one half is 0, and the median is what minimises the absolute error."""
-    zero = d["y"] == 0
-    share = float(zero[d["train"]].mean())
-    if not 0.05 <= share <= 0.95:
-        raise ValueError(f"the zero gate needs a target with exact zeros in 5–95% of the training rows; "
-                         f"{d.get('target', 'this target')!r} has {share:.1%}")
-    fitted = lambda rows: ExtraTreesClassifier(  # noqa: E731
-        n_estimators=200, max_features=0.33, n_jobs=-1, random_state=0).fit(F[rows], zero[rows])
-    return (fitted(d["fit"]).predict_proba(F[d["val"]])[:, 1],
-            fitted(d["train"]).predict_proba(F[d["test"]])[:, 1])
+def zero_probabilities(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """P(y = 0) of the validation and test rows from ``aloop``'s zero classifier (Magpie extra trees),
+    fitted on the fit part for validation and on all of train for test, as the tree regressors are."""
+    X, zero = d["X"], d["y"] == 0
+    check_zero_share(d["y"][d["train"]], repr(d.get("target", "this target")))
+    fitted = lambda rows: zero_classifier().fit(X[rows], zero[rows])  # noqa: E731
+    return zero_probability(fitted(d["fit"]), X[d["val"]]), zero_probability(fitted(d["train"]), X[d["test"]])
 
 
 def score(d: dict, config: str, pv: np.ndarray, pt: np.ndarray) -> dict:
     """Validation and test MAE of a method's predictions. With a zero gate (``d["p_zero"]``, from
-    ``zero_probability``) a prediction becomes 0 where P(y = 0) exceeds a threshold chosen on validation."""
+    ``zero_probabilities``) a prediction becomes 0 where P(y = 0) exceeds a threshold chosen on validation."""
     yv, yt = d["y"][d["val"]], d["y"][d["test"]]
     if "p_zero" not in d:
         return {"val_mae": mae(pv, yv), "test_mae": mae(pt, yt), "config": config}
     qv, qt = d["p_zero"]
-    errors = [mae(np.where(qv > t, 0.0, pv), yv) for t in GATE_THRESHOLDS]
-    t = GATE_THRESHOLDS[int(np.argmin(errors))]
-    return {"val_mae": float(min(errors)), "test_mae": mae(np.where(qt > t, 0.0, pt), yt),
-            "config": f"{config}, zero gate {f'P(0) > {t:.2f}' if t <= 1 else 'off'}",
-            "zero_gate": t if t <= 1 else None}
+    t, val_mae = choose_threshold(qv, pv, yv)
+    return {"val_mae": val_mae, "test_mae": mae(gate(pt, qt, t), yt),
+            "config": f"{config}, zero gate {'off' if t is None else f'P(0) > {t:.2f}'}", "zero_gate": t}
 
 
 def tree_predictions(F: np.ndarray, d: dict, label: str,

@@ -74,3 +74,24 @@ def test_sources_lists_shipped_models() -> None:
     assert "oqmd-formation-enthalpy" in r.output and "random (He)" in r.output
     # the chained source names the source its hidden layers started from
     assert any("jarvis-mbj-bandgap" in line and "oqmd-formation-enthalpy" in line for line in r.output.splitlines())
+
+
+def test_transfer_zero_gate_on_measured_band_gaps(tmp_path: Path) -> None:
+    if not (Path(os.environ.get("ALOOP_DATA_DIR", "/nonexistent")) / "experimental").is_dir():
+        pytest.skip("ALOOP_DATA_DIR does not hold the shared datasets (set ALOOP_DATA_DIR=../shared/data)")
+    from aloop.datasets import load
+
+    d = load("expt-bandgap")
+    d[d["split"] == "train"].head(300).to_csv(tmp_path / "train.csv", index=False)
+    d[d["split"] == "test"].head(60).to_csv(tmp_path / "test.csv", index=False)
+    r = runner.invoke(app, ["transfer", str(tmp_path / "train.csv"), "-t", "gap expt", "-s", "sc-magpie", "--zero-gate",
+                            "--test", str(tmp_path / "test.csv")])
+    assert r.exit_code == 0, r.output
+    assert "zero gate: " in r.output and "test MAE" in r.output
+
+
+def test_transfer_zero_gate_refuses_a_target_without_zeros(tables) -> None:
+    train, _ = tables
+    r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", "--zero-gate"])
+    assert r.exit_code == 2
+    assert "the zero gate needs a target with exact zeros in 5–95% of the training rows; the target has 0.0%" in r.output

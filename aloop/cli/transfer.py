@@ -72,6 +72,9 @@ def transfer_command(
     refit: Annotated[bool, typer.Option(
         "--refit", help="Network strategies: after early stopping on 10% of the rows, retrain on every row "
                         "for the best epoch count.")] = False,
+    zero_gate: Annotated[bool, typer.Option(
+        "--zero-gate", help="For a target with exact zeros (measured band gaps: metals are 0 eV): predict 0 where a "
+                            "Magpie classifier's P(y = 0) exceeds a threshold chosen on 10% of the rows.")] = False,
 ) -> None:
     """Train a model on a small dataset by transfer learning from an ElemNet source model.
 
@@ -81,6 +84,7 @@ def transfer_command(
     import numpy as np
 
     from aloop.elemnet.transfer import MODES, make_regressor
+    from aloop.elemnet.zero_gate import ZeroGatedRegressor
 
     if (predict is None) != (output is None):
         fail("--predict and --output go together")
@@ -89,10 +93,16 @@ def transfer_command(
     X, y, _ = _table(train, formula_column, target)
     try:
         model = make_regressor(strategy, source=source, layer=layer, seed=seed, **({"refit": True} if refit else {}))
+        if zero_gate:
+            model = ZeroGatedRegressor(model, seed=seed)
         model.fit(X, y)
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     err.print(f"trained {strategy} on {len(y):,} rows of {train}", markup=False)
+    if zero_gate:
+        t = model.threshold_
+        out.print(f"zero gate: {'off (no threshold helped on validation)' if t is None else f'0 where P(0) > {t:.2f}'}",
+                  markup=False)
     if hasattr(model, "gate_weights_"):
         out.print("gate weights: " + ", ".join(f"{k} {v:.2f}" for k, v in model.gate_weights_.items()), markup=False)
     if test is not None:
