@@ -6,6 +6,7 @@ stopping; the fold's test rows are scored once. Per (fold, method) results are c
 under --results, so the table fills in over runs:
 
     ALOOP_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_matbench.py --methods base sc_ml_magpie tl_modfinetune
+    ALOOP_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_matbench.py --methods sc_ml_magpie --zero-gate  # 0 where P(gap = 0) is high
 
 The last line printed is one JSON object; the leaderboard figures are for reference
 (Matbench v0.1, 2024): MODNet 0.3327, CrabNet 0.3463, RF-SCM/Magpie 0.4461, best 0.2865 eV.

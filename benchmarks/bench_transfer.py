@@ -7,6 +7,7 @@ Each (task, method) result is cached as JSON under --results, so the table fills
     ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks small   # JARVIS ≤ 3,000 rows
     ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks large \
         --methods base sc_ml_ef sc_ml_magpie tl_ml_featextr tl_ml_featextr_magpie --layers 2 16 --learners hgb  # 31 larger JARVIS tasks
+    ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks expt-bandgap --zero-gate  # METHOD+zero-gate results
 """
 
 from __future__ import annotations
