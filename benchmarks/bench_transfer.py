@@ -2,6 +2,7 @@
 
 Model and layer selection use a validation part carved from train (10%, seed 0), never test.
 Each (task, method) result is cached as JSON under --results, so the table fills in over runs.
+``--carve-seed N`` repeats the selection on another carve; its results need a --results directory of their own.
 
     ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks expt
     ALOOP_DATA_DIR=../shared/data python benchmarks/bench_transfer.py --tasks small   # JARVIS ≤ 3,000 rows
@@ -63,7 +64,7 @@ def task_data(name: str, seed: int = 0) -> dict:
     X, y, split = X[keep], y[keep], frame["split"].to_numpy()[keep]
     train, test = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     return {"X": X, "y": y, **carve(train, seed), "train": train, "test": test,
-            "dropped": int((~keep).sum()), "target": target}
+            "dropped": int((~keep).sum()), "target": target, "carve_seed": seed}
 
 
 def carve(train: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -71,6 +72,16 @@ def carve(train: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(train)
     n_val = max(1, int(round(0.1 * len(train))))
     return {"fit": perm[n_val:], "val": perm[:n_val]}
+
+
+def check_carve(results: Path, tasks: list[str], seed: int) -> None:
+    """Refuse a results directory holding results of another carve: a run would mix (and overwrite) them."""
+    for task in tasks:
+        for path in sorted((results / task).glob("*.json")):
+            made = json.loads(path.read_text()).get("carve_seed", 0)
+            if made != seed:
+                raise ValueError(f"{path} was made on the validation carve with seed {made}, not {seed}; "
+                                 f"give each carve its own --results directory")
 
 
 def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
@@ -256,10 +267,12 @@ def summarise(task: str, results: dict) -> dict:
             "paper": dict(zip(("base", "sc", "tl"), paper)) if paper else None}
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {text!r}")
-    return int(text)
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ {minimum}, got {text!r}")
+        return int(text)
+    return parse
 
 
 def _decay(text: str) -> float:
@@ -289,7 +302,7 @@ def add_method_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--blend-mode", nargs="+", default=["modfinetune"], choices=("finetune", "modfinetune"),
                     help="how the networks of tl_blend_magpie and tl_ensemble* are trained from the source; with "
                          "several modes tl_ensemble* average --ensemble-size seeds of each, tl_blend_magpie seed 0 of each")
-    ap.add_argument("--ensemble-size", type=_positive_int, default=5, help="networks (seeds 0, 1, …) averaged by tl_ensemble*")
+    ap.add_argument("--ensemble-size", type=_whole(1), default=5, help="networks (seeds 0, 1, …) averaged by tl_ensemble*")
     ap.add_argument("--refit", action="store_true",
                     help="networks early-stop on their own 10%% of the fit part (so validation scores them honestly) "
                          "and are refitted on all of train for the best epoch count, as the trees are")
@@ -307,17 +320,20 @@ def main() -> None:
     add_method_options(ap)
     ap.add_argument("--dl-max-rows", type=int, default=5000, help="run DL methods only on tasks up to this size")
     ap.add_argument("--results", default=str(Path(__file__).parent / "results" / "transfer"))
+    ap.add_argument("--carve-seed", type=_whole(0), default=0,
+                    help="seed of the 10%% validation part carved from train (a repeat of the selection)")
     ap.add_argument("--rerun", action="store_true", help="ignore cached results")
     ap.add_argument("--cached-only", action="store_true", help="only print the table of cached results")
     args = ap.parse_args()
     t_all = time.time()
     summaries = []
-    if not args.cached_only and any(m.startswith("tl_") for m in args.methods):
-        try:  # every task before any work
+    try:  # every task before any work
+        check_carve(Path(args.results), task_names(args.tasks), args.carve_seed)
+        if not args.cached_only and any(m.startswith("tl_") for m in args.methods):
             for task in task_names(args.tasks):
                 check_unseen(task, args.source)
-        except ValueError as exc:
-            ap.error(str(exc))
+    except ValueError as exc:
+        ap.error(str(exc))
     for task in task_names(args.tasks):
         out_dir = Path(args.results) / task
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -334,7 +350,7 @@ def main() -> None:
             if args.cached_only:
                 continue
             if d is None:
-                d = task_data(task)
+                d = task_data(task, args.carve_seed)
                 d["network_cache"] = out_dir / "networks"
             if method in DL_METHODS and len(d["y"]) > args.dl_max_rows:
                 continue
@@ -344,8 +360,9 @@ def main() -> None:
             except ValueError as exc:  # e.g. --zero-gate on a target without zeros; cached results stay
                 ap.error(f"{task} {method}: {exc}")
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
-                     dropped_rows=d["dropped"], **provenance(method, args))
-            path.write_text(json.dumps(r, indent=1))
+                     dropped_rows=d["dropped"], carve_seed=args.carve_seed, **provenance(method, args))
+            path.with_suffix(".tmp").write_text(json.dumps(r, indent=1))
+            path.with_suffix(".tmp").replace(path)  # whole or not at all: parallel runs read these files
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)

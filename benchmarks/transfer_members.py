@@ -88,8 +88,10 @@ def _network_member(mode: str, d: dict, args: argparse.Namespace, seed: int) -> 
     path = None
     if d.get("network_cache"):
         weights = "scratch" if mode == "scratch" else weights_digest(args.source)[:16]
+        carve_seed = d.get("carve_seed", 0)  # seed 0's networks keep their original file names
         key = (f"{mode}-{weights}-seed{seed}-b{args.batch_size}-lr{args.lr:g}-p{args.patience}-e{args.max_epochs}"
-               f"{'-refit' if args.refit else ''}{f'-ema{args.ema_decay:g}' if args.ema_decay else ''}")
+               f"{'-refit' if args.refit else ''}{f'-ema{args.ema_decay:g}' if args.ema_decay else ''}"
+               f"{f'-carve{carve_seed}' if carve_seed else ''}")
         path = Path(d["network_cache"]) / f"{key}.npz"
         if path.exists():
             z = np.load(path)

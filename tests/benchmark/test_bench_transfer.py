@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -273,3 +274,48 @@ def test_the_zero_gate_refuses_a_target_without_zeros(task, monkeypatch, tmp_pat
         bench_transfer.main()
     assert "expt-formation-enthalpy sc_ml_ef: the zero gate needs a target with exact zeros" in capsys.readouterr().err
     assert kept.read_text() == '{"val_mae": 0.1, "test_mae": 0.1, "config": "kept"}'
+
+
+def test_another_carve_seed_carves_another_validation_part() -> None:
+    train = np.arange(1000)
+    first, again, other = (bench_transfer.carve(train, s) for s in (0, 0, 1))
+    np.testing.assert_array_equal(first["val"], again["val"])
+    assert len(other["val"]) == 100 and len(np.intersect1d(first["val"], other["val"])) < 30
+    assert sorted(np.concatenate([other["fit"], other["val"]])) == list(train)
+
+
+def test_networks_of_another_carve_are_kept_apart(task, tmp_path) -> None:
+    args = _args()
+    bench_transfer.network_predictions("modfinetune", {**task, "network_cache": tmp_path}, args)
+    bench_transfer.network_predictions("modfinetune", {**task, "network_cache": tmp_path, "carve_seed": 1}, args)
+    names = sorted(p.name for p in tmp_path.glob("modfinetune-*.npz"))
+    assert len(names) == 2 and names[0].endswith("-e2-carve1.npz") and names[1].endswith("-e2.npz")
+
+
+@pytest.mark.parametrize("bad", ["-1", "one"])
+def test_carve_seed_must_be_a_whole_number(bad: str, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(sys, "argv", ["bench_transfer.py", "--carve-seed", bad])
+    with pytest.raises(SystemExit):
+        bench_transfer.main()
+    assert "--carve-seed: must be a whole number ≥ 0" in capsys.readouterr().err
+
+
+def test_results_of_another_carve_are_refused_and_kept(monkeypatch, tmp_path, capsys) -> None:
+    (tmp_path / "expt-formation-enthalpy").mkdir()
+    kept = tmp_path / "expt-formation-enthalpy" / "base.json"
+    kept.write_text('{"val_mae": 0.1, "test_mae": 0.1, "config": "kept"}')  # made before carve seeds: seed 0
+    monkeypatch.setattr(sys, "argv", ["bench_transfer.py", "--tasks", "expt-formation-enthalpy", "--methods", "base",
+                                      "--carve-seed", "1", "--results", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        bench_transfer.main()
+    assert "base.json was made on the validation carve with seed 0, not 1" in capsys.readouterr().err
+    assert kept.read_text() == '{"val_mae": 0.1, "test_mae": 0.1, "config": "kept"}'
+    other = tmp_path / "carve1"
+    monkeypatch.setattr(sys, "argv", ["bench_transfer.py", "--tasks", "expt-formation-enthalpy", "--methods", "base",
+                                      "--carve-seed", "1", "--results", str(other)])
+    try:
+        bench_transfer.main()
+    except DatasetError as exc:
+        pytest.skip(f"needs dataset expt-formation-enthalpy: {exc}")
+    made = json.loads((other / "expt-formation-enthalpy" / "base.json").read_text())
+    assert made["carve_seed"] == 1 and made["n_train"] > 1000
