@@ -75,7 +75,8 @@ def main() -> None:
                 r = run_method(method, d, args, cache)
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                          **provenance(method, args))
-                path.write_text(json.dumps(r, indent=1))
+                path.with_suffix(".tmp").write_text(json.dumps(r, indent=1))
+                path.with_suffix(".tmp").replace(path)  # whole or not at all
                 print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
             per_method.setdefault(key, []).append(r)
     rows = [{"method": m, "folds": len(rs), "mae": float(np.mean([r["test_mae"] for r in rs])),
