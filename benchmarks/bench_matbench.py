@@ -25,7 +25,7 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transfer import (  # noqa: E402
-    ALL, add_method_options, carve, check_unseen, provenance, result_key, reusable, run_method,
+    ALL, add_method_options, carve, check_unseen, provenance, result_key, reusable, run_method, write_result,
 )
 
 from aloop.chem import to_fraction_matrix  # noqa: E402
@@ -75,8 +75,7 @@ def main() -> None:
                 r = run_method(method, d, args, cache)
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                          **provenance(method, args))
-                path.with_suffix(".tmp").write_text(json.dumps(r, indent=1))
-                path.with_suffix(".tmp").replace(path)  # whole or not at all
+                write_result(path, r)
                 print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
             per_method.setdefault(key, []).append(r)
     rows = [{"method": m, "folds": len(rs), "mae": float(np.mean([r["test_mae"] for r in rs])),

@@ -84,6 +84,13 @@ def check_carve(results: Path, tasks: list[str], seed: int) -> None:
                                  f"give each carve its own --results directory")
 
 
+def write_result(path: Path, result: dict) -> None:
+    """Write a result JSON whole or not at all (runs side by side read each other's files)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
 def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
     X, y = d["X"], d["y"]
     if method == "base":
@@ -361,8 +368,7 @@ def main() -> None:
                 ap.error(f"{task} {method}: {exc}")
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                      dropped_rows=d["dropped"], carve_seed=args.carve_seed, **provenance(method, args))
-            path.with_suffix(".tmp").write_text(json.dumps(r, indent=1))
-            path.with_suffix(".tmp").replace(path)  # whole or not at all: parallel runs read these files
+            write_result(path, r)
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)
