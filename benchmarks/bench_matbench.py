@@ -25,9 +25,10 @@ from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_transfer import (  # noqa: E402
-    ALL, add_method_options, carve, check_unseen, provenance, result_key, reusable, run_method, write_result,
+    ALL, add_method_options, carve, check_unseen, provenance, result_key, reusable, run_method,
 )
 
+from aloop.benchmark.study import write_json_atomic  # noqa: E402
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, load  # noqa: E402
 
@@ -75,7 +76,7 @@ def main() -> None:
                 r = run_method(method, d, args, cache)
                 r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                          **provenance(method, args))
-                write_result(path, r)
+                write_json_atomic(path, r, indent=1)
                 print(f"fold {k} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']})", flush=True)
             per_method.setdefault(key, []).append(r)
     rows = [{"method": m, "folds": len(rs), "mae": float(np.mean([r["test_mae"] for r in rs])),

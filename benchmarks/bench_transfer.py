@@ -30,6 +30,7 @@ from transfer_members import (  # noqa: E402
     zero_probabilities,
 )
 
+from aloop.benchmark.study import write_json_atomic  # noqa: E402
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
@@ -82,13 +83,6 @@ def check_carve(results: Path, tasks: list[str], seed: int) -> None:
             if made != seed:
                 raise ValueError(f"{path} was made on the validation carve with seed {made}, not {seed}; "
                                  f"give each carve its own --results directory")
-
-
-def write_result(path: Path, result: dict) -> None:
-    """Write a result JSON whole or not at all (runs side by side read each other's files)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
 
 
 def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> dict:
@@ -368,7 +362,7 @@ def main() -> None:
                 ap.error(f"{task} {method}: {exc}")
             r.update(seconds=round(time.time() - t0, 1), n_train=len(d["train"]), n_test=len(d["test"]),
                      dropped_rows=d["dropped"], carve_seed=args.carve_seed, **provenance(method, args))
-            write_result(path, r)
+            write_json_atomic(path, r, indent=1)  # runs side by side read each other's files
             results[key] = r
             print(f"{task:32s} {key:24s} val {r['val_mae']:.4f} test {r['test_mae']:.4f} ({r['config']}, {r['seconds']} s)",
                   flush=True)

@@ -71,12 +71,12 @@ def record_path(out_dir: Path, strategy: str, seed: int) -> Path:
     return out_dir / "runs" / _slug(strategy) / f"seed-{seed}.json"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
     """Write JSON so that a reader sees the old file or the complete new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
-        json.dump(data, fh, allow_nan=True)
+        json.dump(data, fh, allow_nan=True, indent=indent)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
