@@ -29,8 +29,9 @@ from aloop.acquisition.policies import Policy, Random, Thompson, get_policy
 class Proposal:
     """One proposed experiment.
 
-    ``mean``/``std`` are the posterior of the objective's output (a tuple per objective for
-    several objectives) before any batch conditioning; ``score`` is the acquisition value
+    ``mean``/``std`` are the posterior of the objective's output before any batch
+    conditioning: a tuple per objective with ``log_nehvi``, and one number, that of the
+    weighted sum of the objectives, with ``scalarized_log_ei``; ``score`` is the acquisition value
     when it was picked (after conditioning on pending and earlier picks; log scale for
     ``log_*`` policies, including ``+ log p_feasible``).
     """
@@ -260,6 +261,9 @@ def propose(
         coef[single.output] = 1.0
     mean_e = np.concatenate([mean, mean_ext]) @ coef
     var_e = np.concatenate([var, var_ext]) @ coef**2
+    scalarized = np.count_nonzero(coef) > 1 and hasattr(surrogate, "scalarized_predict")
+    if scalarized and pol.uses_variance:  # correlated outputs: the variance of the sum is not the sum of variances
+        var_e = np.concatenate([_scalarized(surrogate, Z, coef, chunk_size) for Z in (X_pool, X_ext)])
     noise_e = float(noise_variance(surrogate, m) @ coef**2) if pol.uses_variance else 0.0
 
     best = 0.0
@@ -277,7 +281,7 @@ def propose(
         else:
             raise ValueError(f"policy {pol.name!r} needs the incumbent: pass y_observed or best_f")
 
-    cov = _covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, chunk_size)
+    cov = _covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, chunk_size, scalarized)
     if pol.needs_members:
         mean_e, var_e = cov.mean, cov.var  # type: ignore[attr-defined]
     if isinstance(pol, Random):
@@ -296,14 +300,24 @@ class _MemberCov:
     def __init__(self, members: np.ndarray) -> None:
         self.mean = members.mean(axis=0)
         self.centred = members - self.mean
-        self.var = (self.centred**2).mean(axis=0)
+        self.dof = max(members.shape[0] - 1, 1)  # as the ensembles' own predict and covariance
+        self.var = (self.centred**2).sum(axis=0) / self.dof
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.centred[:, a].T @ self.centred[:, b] / self.centred.shape[0]
+        return self.centred[:, a].T @ self.centred[:, b] / self.dof
+
+
+def _scalarized(surrogate: object, X: np.ndarray, coef: np.ndarray, chunk_size: int) -> np.ndarray:
+    """``N`` latent variances of ``coefᵀf`` (the surrogate's own, counting correlated outputs)."""
+    if not X.shape[0]:
+        return np.zeros(0)
+    var = np.asarray(surrogate.scalarized_predict(X, coef, chunk_size)[1], dtype=np.float64)  # type: ignore[attr-defined]
+    _check_finite("surrogate variance of the scalarised objectives", var)
+    return var
 
 
 def _covariance_fn(surrogate: object, pol: Policy, rows: Callable[[np.ndarray], np.ndarray], coef: np.ndarray,
-                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int) -> CovFn | None:
+                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int, scalarized: bool = False) -> CovFn | None:
     member_fn = getattr(surrogate, "member_predictions", None)
     if pol.needs_members:
         if member_fn is None:
@@ -317,6 +331,8 @@ def _covariance_fn(surrogate: object, pol: Policy, rows: Callable[[np.ndarray], 
     cov_fn = getattr(surrogate, "covariance", None)
 
     def cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if scalarized:
+            return np.asarray(surrogate.scalarized_covariance(rows(a), rows(b), coef), dtype=np.float64)  # type: ignore[attr-defined]
         C = np.asarray(cov_fn(rows(a), rows(b)), dtype=np.float64)  # type: ignore[misc]
         return np.tensordot(coef**2, C.reshape(coef.size, len(a), len(b)), axes=1)
 

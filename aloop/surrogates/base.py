@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from botorch.models.model import Model
 
+#: Rows per block when checking prediction inputs for NaN/inf (bounds the temporary mask's memory).
+_FINITE_CHECK_ROWS = 65536
+
 
 class NotFittedError(RuntimeError):
     """A surrogate was asked for predictions before ``fit``."""
@@ -52,6 +55,10 @@ class Surrogate(Model):
     * ``covariance(Xa, Xb)``: posterior covariance of the latent function between two
       small sets: ``(na × d, nb × d)`` → ``m × na × nb``; used to condition a batch on
       pending points.
+    * ``scalarized_predict(X, weights)`` / ``scalarized_covariance(Xa, Xb, weights)``: the
+      same for the weighted sum ``wᵀf`` of the outputs (several objectives scalarised).
+      The defaults treat the outputs as independent; surrogates whose outputs are
+      correlated (multi-task GP, multi-output ensembles) override them.
     * ``n_features`` is fixed at ``fit``; other widths raise ``ValueError``.
     """
 
@@ -88,7 +95,35 @@ class Surrogate(Model):
             raise ValueError(
                 f"{type(self).__name__} was fitted on {self.n_features} features, got array of shape {X.shape}"
             )
+        for start in range(0, X.shape[0], _FINITE_CHECK_ROWS):  # in blocks: a pool can be millions of rows wide
+            block = X[start : start + _FINITE_CHECK_ROWS]
+            if not np.isfinite(block).all():
+                row = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                raise ValueError(f"{type(self).__name__}.predict: row {row} of X has NaN or infinite features")
         return X
+
+    def _check_weights(self, weights: np.ndarray) -> np.ndarray:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape != (self.num_outputs,) or not np.isfinite(w).all():
+            raise ValueError(f"weights must be {self.num_outputs} finite numbers (one per output), got {weights!r}")
+        return w
+
+    def scalarized_predict(self, X: np.ndarray, weights: np.ndarray,
+                           batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and latent variance of ``wᵀf(x)``, each ``N``, for ``N × d`` rows and ``m`` weights.
+        Exact when the outputs are independent given the data (this default)."""
+        w = self._check_weights(weights)
+        mean, var = self.predict(X, batch_size)
+        return mean @ w, var @ w**2
+
+    def scalarized_covariance(self, Xa: np.ndarray, Xb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Latent covariance ``na × nb`` of ``wᵀf`` between two small point sets (outputs independent here)."""
+        w = self._check_weights(weights)
+        return np.tensordot(w**2, self.covariance(Xa, Xb), axes=1)
+
+    def _empty_prediction(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, var)`` for zero rows: two ``0 × m`` arrays."""
+        return np.zeros((0, self.num_outputs)), np.zeros((0, self.num_outputs))
 
     @staticmethod
     def _as_tensor(X: np.ndarray | torch.Tensor) -> torch.Tensor:

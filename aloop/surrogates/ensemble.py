@@ -115,6 +115,8 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
     def member_predictions(self, X: np.ndarray, batch_size: int = 20_000) -> np.ndarray:
         """Calibrated member predictions ``s × N × m`` (for query-by-committee)."""
         X = self._check_predict_input(X)
+        if len(X) == 0:
+            return self._calibrated(self._as_tensor(np.zeros((1, self.n_features))))[:, :0].numpy()  # s × 0 × m
         chunks = [self._calibrated(self._as_tensor(X[i : i + batch_size])) for i in range(0, X.shape[0], batch_size)]
         return torch.cat(chunks, dim=1).numpy()
 
@@ -124,6 +126,8 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m``; ``observation_noise=True`` adds the noise variance."""
         X = self._check_predict_input(X)
+        if len(X) == 0:
+            return self._empty_prediction()
         means, variances = [], []
         for start in range(0, X.shape[0], batch_size):
             Xc = self._as_tensor(X[start : start + batch_size])
@@ -143,6 +147,24 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         Da, Db = Da - Da.mean(dim=0), Db - Db.mean(dim=0)
         s = max(Da.shape[0] - 1, 1)
         return (torch.einsum("sam,sbm->mab", Da, Db) / s).numpy()
+
+    def scalarized_predict(self, X: np.ndarray, weights: np.ndarray,
+                           batch_size: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and latent variance (``N`` each) of ``wᵀf`` from the members' weighted sums, so the
+        members' correlation between outputs counts."""
+        w = self._check_weights(weights)
+        values = self.member_predictions(X, batch_size) @ w  # s × N
+        var = values.var(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1])
+        return values.mean(axis=0), var
+
+    @torch.no_grad()
+    def scalarized_covariance(self, Xa: np.ndarray, Xb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Latent covariance ``na × nb`` of ``wᵀf``: the members' cross-covariance of their weighted sums."""
+        w = torch.as_tensor(self._check_weights(weights))
+        Xa, Xb = self._check_predict_input(Xa), self._check_predict_input(Xb)
+        Da, Db = (self._calibrated(self._as_tensor(Z)) @ w for Z in (Xa, Xb))  # s × na, s × nb
+        Da, Db = Da - Da.mean(dim=0), Db - Db.mean(dim=0)
+        return (Da.T @ Db / max(Da.shape[0] - 1, 1)).numpy()
 
     def noise_variance(self) -> np.ndarray:
         """Observation-noise variance per output (``m``); learned aleatoric noise: its mean over the training rows."""

@@ -207,6 +207,8 @@ class DeepKernelGP(Surrogate):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × 86`` → ``(mean, var)``, each ``N × m`` (latent variance unless ``observation_noise``)."""
         X = self._check_predict_input(X)
+        if len(X) == 0:
+            return self._empty_prediction()
         parts = [
             self.gp_.predict(self._activations_np(X[i : i + batch_size]), batch_size, observation_noise)
             for i in range(0, len(X), batch_size)

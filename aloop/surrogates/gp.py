@@ -207,6 +207,10 @@ class GPSurrogate(Surrogate):
                     self.projection_ = varying
             if self.projection_ is None and fit_rows.shape[0] >= 2:
                 self.projection_ = PCAProjection(self.n_components, self.whiten, self.standardize).fit(fit_rows)
+            if self.projection_ is not None and self.projection_.n_components_ == 0:
+                raise ValueError(f"all {fit_rows.shape[0]} fitting rows have the same features (replicates of one "
+                                 "composition?), so there is nothing to project; fit on at least two different "
+                                 "compositions or pass a varied X_pool")
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
         Y = torch.as_tensor(y)
         lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
@@ -219,7 +223,9 @@ class GPSurrogate(Surrogate):
         hi = torch.where(hi - lo < 1e-8, lo + 1.0, hi)
         bounds = torch.stack([lo, hi])
         rows = None
-        if self.max_fit_rows is not None and Z.shape[0] > self.max_fit_rows:
+        # Saved hyperparameters belong to the GP on all rows (``hyperparameters()`` of a fitted model),
+        # so they are loaded into that GP directly rather than into a subset one.
+        if self.max_fit_rows is not None and Z.shape[0] > self.max_fit_rows and hyperparameters is None:
             gen = torch.Generator().manual_seed(self.seed)
             rows = torch.randperm(Z.shape[0], generator=gen)[: self.max_fit_rows]
         gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds, self.lengthscale_prior)

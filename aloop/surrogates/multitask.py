@@ -7,7 +7,7 @@ from typing import Any, Self
 import gpytorch
 import numpy as np
 import torch
-from botorch.acquisition.objective import PosteriorTransform
+from botorch.acquisition.objective import PosteriorTransform, ScalarizedPosteriorTransform
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import MultiTaskGP
 from botorch.models.transforms.input import Normalize
@@ -137,6 +137,8 @@ class MultiTaskGPSurrogate(Surrogate):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m`` (latent variance unless ``observation_noise``)."""
         X = self._check_predict_input(X)
+        if len(X) == 0:
+            return self._empty_prediction()
         means, variances = [], []
         for start in range(0, len(X), batch_size):
             post = self.posterior(self._as_tensor(X[start : start + batch_size]))
@@ -159,6 +161,29 @@ class MultiTaskGPSurrogate(Surrogate):
                 cov = self.gp.posterior(Zt).distribution.covariance_matrix
             out.append(cov[: len(Xa), len(Xa) :] * self.outcome_tf.stdvs[0, t] ** 2)
         return torch.stack(out).numpy()
+
+    @torch.no_grad()
+    def scalarized_predict(self, X: np.ndarray, weights: np.ndarray,
+                           batch_size: int = 5_000) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and latent variance (``N`` each) of ``wᵀf`` from the joint posterior over the
+        properties at each row, so their learned correlation counts."""
+        transform = ScalarizedPosteriorTransform(torch.as_tensor(self._check_weights(weights)))
+        X = self._check_predict_input(X)
+        means, variances = [np.zeros(0)], [np.zeros(0)]
+        for start in range(0, len(X), batch_size):  # one point per batch: N × 1 × m joint posteriors
+            post = self.posterior(self._as_tensor(X[start : start + batch_size]).unsqueeze(-2),
+                                  posterior_transform=transform)
+            means.append(post.mean.reshape(-1).numpy())
+            variances.append(post.variance.reshape(-1).numpy())
+        return np.concatenate(means), np.concatenate(variances)
+
+    @torch.no_grad()
+    def scalarized_covariance(self, Xa: np.ndarray, Xb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Latent covariance ``na × nb`` of ``wᵀf`` from the joint posterior over points and properties."""
+        transform = ScalarizedPosteriorTransform(torch.as_tensor(self._check_weights(weights)))
+        Xa, Xb = self._check_predict_input(Xa), self._check_predict_input(Xb)
+        post = self.posterior(self._as_tensor(np.vstack([Xa, Xb])), posterior_transform=transform)
+        return post.distribution.covariance_matrix[: len(Xa), len(Xa) :].numpy()
 
     def noise_variance(self) -> np.ndarray:
         """Learned noise variance per property (``m``), in units of ``y`` squared."""

@@ -136,3 +136,32 @@ def test_scalarized_log_ei(two_output_gp: tuple) -> None:
     with pytest.raises(ValueError, match="Maximize/Minimize"):
         propose(gp, pool, MultiObjective([Maximize(output=0), Target(0.1, output=1)]), "scalarized_log_ei", q=1,
                 y_observed=Y)
+
+
+def test_scalarized_log_ei_uses_the_variance_of_the_weighted_sum_of_correlated_outputs() -> None:
+    from botorch.acquisition.objective import ScalarizedPosteriorTransform
+
+    from aloop.surrogates import MultiTaskGPSurrogate
+
+    rng = np.random.default_rng(0)
+    X, pool = rng.uniform(size=(40, 3)), rng.uniform(size=(200, 3))
+    f = np.sin(4 * X[:, 0]) + X[:, 1]
+    Y = np.stack([f, 2 * f], axis=1) + 0.02 * rng.normal(size=(40, 2))  # two strongly correlated properties
+    model = MultiTaskGPSurrogate().fit(X, Y)
+    mo = MultiObjective([Maximize(output=0), Minimize(output=1)])  # a trade-off: weights of opposite sign
+    pick = propose(model, pool, mo, "scalarized_log_ei", q=1, y_observed=Y)[0]
+    a = ScalarizedLogEI().coefficients(mo, 2, Y)
+    reference = model.posterior(torch.as_tensor(pool[[pick.index]]),
+                                posterior_transform=ScalarizedPosteriorTransform(torch.as_tensor(a)))
+    assert pick.std == pytest.approx(float(reference.variance.detach().sqrt()), rel=1e-5)
+    assert pick.std < 0.9 * float(np.sqrt(model.predict(pool[[pick.index]])[1] @ a**2)[0])
+
+
+def test_query_by_committee_reports_the_ensembles_own_spread() -> None:
+    from aloop.surrogates import TreeEnsembleSurrogate
+
+    rng = np.random.default_rng(1)
+    X, pool = rng.uniform(size=(40, 3)), rng.uniform(size=(100, 3))
+    model = TreeEnsembleSurrogate(n_estimators=8).fit(X, np.sin(4 * X[:, 0]) + X[:, 1])
+    for pick in propose(model, pool, Maximize(), "qbc", q=3):
+        assert pick.std == pytest.approx(float(np.sqrt(model.predict(pool[[pick.index]])[1][0, 0])), rel=1e-9)

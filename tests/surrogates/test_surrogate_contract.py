@@ -105,3 +105,59 @@ def test_bad_inputs_give_clear_errors(case: str) -> None:
         model.predict(X[:, :-1])
     with pytest.raises(ValueError, match=f"fitted on {X.shape[1]} features"):
         model.posterior(torch.as_tensor(X[:, :-1]))
+    bad_X = X.astype(np.float64).copy()
+    bad_X[2, 0] = np.nan
+    with pytest.raises(ValueError, match="row 2 of X has NaN or infinite"):
+        model.predict(bad_X)
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_zero_rows_give_empty_predictions(case: str) -> None:
+    model, data = get_fitted(case)
+    mean, var = model.predict(data.X_test[:0])
+    assert mean.shape == var.shape == (0, model.num_outputs)
+    if hasattr(model, "member_predictions"):
+        members = model.member_predictions(data.X_test[:0])
+        assert members.shape[1:] == (0, model.num_outputs) and members.shape[0] >= 2
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_scalarized_prediction_of_one_output_is_that_output(case: str) -> None:
+    model, data = get_fitted(case)
+    X = data.X_test[:15]
+    w = np.zeros(model.num_outputs)
+    w[-1] = 2.0
+    mean, var = model.predict(X)
+    s_mean, s_var = model.scalarized_predict(X, w)
+    np.testing.assert_allclose(s_mean, 2.0 * mean[:, -1], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(s_var, 4.0 * var[:, -1], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(model.scalarized_covariance(X[:4], X[:6], w), 4.0 * model.covariance(X[:4], X[:6])[-1],
+                               rtol=1e-5, atol=1e-12)
+    with pytest.raises(ValueError, match=f"weights must be {model.num_outputs} finite numbers"):
+        model.scalarized_predict(X, np.ones(model.num_outputs + 1))
+
+
+def test_scalarized_variance_counts_correlated_outputs() -> None:
+    """Plates 3496 and 3851 share compositions and chemistry: the multi-task GP learns that, so the
+    difference of their overpotentials varies less than the sum of its parts; a two-output forest's
+    members carry their own correlation. Both agree with their BoTorch posteriors."""
+    from botorch.acquisition.objective import ScalarizedPosteriorTransform
+
+    from aloop.surrogates import TreeEnsembleSurrogate
+
+    mtgp, data = get_fitted("multitask-gp")
+    X, w = data.X_test[:8], np.array([1.0, -1.0])
+    reference = mtgp.posterior(torch.as_tensor(X).unsqueeze(-2),
+                               posterior_transform=ScalarizedPosteriorTransform(torch.as_tensor(w)))
+    mean, var = mtgp.scalarized_predict(X, w)
+    np.testing.assert_allclose(var, reference.variance.detach().reshape(-1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(mean, reference.mean.detach().reshape(-1).numpy(), rtol=1e-6, atol=1e-9)
+    assert (var < 0.9 * (mtgp.predict(X)[1] @ w**2)).all()
+    np.testing.assert_allclose(np.diag(mtgp.scalarized_covariance(X, X, w)), var, rtol=1e-5)
+
+    forest = TreeEnsembleSurrogate(n_estimators=60).fit(data.X_test, data.y_test)  # fully measured rows
+    values = forest.posterior(torch.as_tensor(X[:5])).values.detach().numpy() @ w  # s × 5
+    mean, var = forest.scalarized_predict(X[:5], w)
+    np.testing.assert_allclose(var, values.var(axis=0, ddof=1), rtol=1e-6)
+    assert not np.allclose(var, forest.predict(X[:5])[1] @ w**2, rtol=0.05)  # the members' correlation counts
+    np.testing.assert_allclose(np.diag(forest.scalarized_covariance(X[:5], X[:5], w)), var, rtol=1e-6)

@@ -59,6 +59,19 @@ def test_hyperparameters_on_a_subset_then_exact_conditioning_on_all_rows() -> No
     assert np.abs(mean[:, 0] - y).mean() < 0.1
 
 
+@pytest.mark.parametrize("max_fit_rows", [None, 60])
+def test_saved_hyperparameters_rebuild_the_same_model(max_fit_rows: int | None) -> None:
+    X, y = _toy(150)
+    gp = GPSurrogate(max_fit_rows=max_fit_rows).fit(X, y)
+    again = GPSurrogate(max_fit_rows=max_fit_rows).fit(X, y, hyperparameters=gp.hyperparameters())
+    np.testing.assert_allclose(again.noise_variance(), gp.noise_variance(), rtol=1e-12)
+    Xq = _toy(40, seed=5)[0]
+    for a, b in zip(again.predict(Xq), gp.predict(Xq)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="hyperparameters must give"):
+        GPSurrogate().fit(X, y, hyperparameters={"noise": [0.1]})
+
+
 def test_condition_keeps_hyperparameters_and_learns_from_new_rows() -> None:
     X, y = _toy(120)
     small = GPSurrogate().fit(X[:40], y[:40])
@@ -128,6 +141,17 @@ def test_single_observation_and_constant_targets() -> None:
     X, _ = _toy(10)
     mean, _ = GPSurrogate().fit(X, np.full(10, 3.0)).predict(X)
     np.testing.assert_allclose(mean, 3.0, atol=1e-6)
+
+
+def test_replicates_of_one_composition_are_refused_with_a_reason() -> None:
+    X = np.zeros((4, 86))
+    X[:, [27, 25]] = 0.5  # Ni0.5Fe0.5, measured four times
+    y = np.array([0.41, 0.43, 0.40, 0.42])
+    with pytest.raises(ValueError, match="same features"):
+        GPSurrogate().fit(X, y)
+    pool = np.random.default_rng(0).dirichlet(np.ones(86), size=20)
+    mean, _ = GPSurrogate().fit(X, y, X_pool=pool).predict(X[:1])  # a varied pool gives the projection its axes
+    assert abs(mean[0, 0] - y.mean()) < 0.02
 
 
 def test_bad_projection_argument() -> None:
