@@ -184,6 +184,9 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
     """
     if errors not in ("raise", "collect"):
         raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    if isinstance(formulas, str):  # would otherwise be read one character per row
+        raise TypeError(f"to_fraction_matrix expects a sequence of formulas, got one string {formulas!r}; "
+                        "wrap it in a list")
     n = len(formulas)
     X = np.zeros((n, N_ELEMENTS), dtype=np.float32)
     bad: list[BadRow] = []

@@ -10,6 +10,40 @@ import numpy as np
 from aloop.chem import ELEMNET_ELEMENTS, N_ELEMENTS, to_fraction_matrix
 
 
+#: Rows per block when validating fraction matrices (bounds the temporary masks' memory on large pools).
+_CHECK_ROWS = 65536
+#: How far a row's sum may stray from 1 before it is rescaled (float32 fractions sum to 1 within ~1e-6).
+_SUM_TOLERANCE = 1e-5
+
+
+def check_fractions(X: np.ndarray, who: str) -> np.ndarray:
+    """Validate an ``n × 86`` matrix of elemental fractions (or amounts) and return it as fractions.
+
+    Every row must be finite and nonnegative. Rows of amounts (``Fe2O3`` as 2, 3) are divided
+    by their sums, so every featurizer sees the same fractions; all-zero rows (the placeholder
+    ``to_fraction_matrix(errors="collect")`` leaves for a formula it could not parse) stay zero.
+    The input is returned as is (as a floating array) when it already holds fractions.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != N_ELEMENTS:
+        raise ValueError(f"{who}: fraction matrix must be n × {N_ELEMENTS}, got shape {X.shape}")
+    X = X if np.issubdtype(X.dtype, np.floating) else X.astype(np.float64)
+    rescale = []
+    for start in range(0, X.shape[0], _CHECK_ROWS):
+        block = X[start : start + _CHECK_ROWS]
+        sums = block.sum(axis=1, dtype=np.float64)
+        bad = ~np.isfinite(sums) | (block < 0).any(axis=1)
+        if bad.any():
+            rows = start + np.flatnonzero(bad)
+            raise ValueError(f"{who}: negative or non-finite fractions in {rows.size} rows, e.g. rows "
+                             f"{rows[:10].tolist()}")
+        rescale.extend((start + np.flatnonzero((np.abs(sums - 1.0) > _SUM_TOLERANCE) & (sums > 0))).tolist())
+    if rescale:
+        X = X.copy()
+        X[rescale] /= X[rescale].sum(axis=1, keepdims=True)
+    return X
+
+
 class Featurizer(ABC):
     """Turns compositions into a feature matrix.
 
@@ -58,7 +92,7 @@ class ElementFractions(Featurizer):
         return [f"frac_{el}" for el in ELEMNET_ELEMENTS]
 
     def transform_fractions(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float32)
+        return np.asarray(check_fractions(X, type(self).__name__), dtype=np.float32)
 
 
 class FeaturizerTransformer:

@@ -7,7 +7,7 @@ import torch
 
 from aloop.chem import keys_from_matrix
 from aloop.elemnet.model import ElemNet
-from aloop.features.base import Featurizer
+from aloop.features.base import Featurizer, check_fractions
 
 
 class ElemNetFeatures(Featurizer):
@@ -68,7 +68,7 @@ class ElemNetFeatures(Featurizer):
         return [f"elemnet_{self.source}_L{self.layer}_{j}" for j in range(width)]
 
     def transform_fractions(self, X: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = np.ascontiguousarray(check_fractions(X, type(self).__name__), dtype=np.float32)
         if self.cache_size == 0:
             return self._forward(X)
         keys = keys_from_matrix(X)

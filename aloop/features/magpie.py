@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from aloop.chem.elements import ELEMNET_ELEMENTS, N_ELEMENTS
-from aloop.features.base import Featurizer
+from aloop.features.base import Featurizer, check_fractions
 
 #: The 22 element properties of matminer's "magpie" preset, in matminer's order.
 MAGPIE_PROPERTIES: tuple[str, ...] = (
@@ -245,19 +245,9 @@ class MagpieFeaturizer(Featurizer):
         """``n × 86`` fractions → ``n × (P·S)`` float32 features (all-zero rows give NaN).
 
         Raises:
-            ValueError: wrong shape, or negative / non-finite fractions.
+            ValueError: wrong shape, or rows that are not fractions (see ``check_fractions``).
         """
-        F = np.asarray(X)
-        if not np.issubdtype(F.dtype, np.floating):
-            F = F.astype(np.float64)
-        if F.ndim != 2 or F.shape[1] != N_ELEMENTS:
-            raise ValueError(f"MagpieFeaturizer: fraction matrix must be n × {N_ELEMENTS}, got shape {F.shape}")
-        bad = ~np.isfinite(F) | (F < 0)
-        if bad.any():
-            rows = np.flatnonzero(bad.any(axis=1))
-            raise ValueError(
-                f"MagpieFeaturizer: negative or non-finite fractions in {rows.size} rows, e.g. rows {rows[:10].tolist()}"
-            )
+        F = check_fractions(X, "MagpieFeaturizer")
         n, P, S = F.shape[0], len(self.properties), len(self.stats)
         out = np.empty((n, P * S), dtype=np.float32)
         for start in range(0, n, self.chunk_size):

@@ -37,6 +37,8 @@ class MultiTaskGPSurrogate(Surrogate):
     Args:
         projection, n_components: optional PCA of wide features, as in ``GPSurrogate``.
         rank: rank of the task covariance (None: full rank).
+        seed: seeds the random initial task covariance, so a fit is reproducible (torch's
+            global random state is left as it was).
 
     Example:
         >>> X = np.random.default_rng(0).uniform(size=(30, 2))
@@ -45,11 +47,12 @@ class MultiTaskGPSurrogate(Surrogate):
         (4, 2)
     """
 
-    def __init__(self, projection: str | None = "auto", n_components: int = 24, rank: int | None = None) -> None:
+    def __init__(self, projection: str | None = "auto", n_components: int = 24, rank: int | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         if projection not in ("auto", "pca", None):
             raise ValueError(f"projection must be 'auto', 'pca' or None, got {projection!r}")
-        self.projection, self.n_components, self.rank = projection, n_components, rank
+        self.projection, self.n_components, self.rank, self.seed = projection, n_components, rank, seed
         self.projection_: PCAProjection | None = None
         self.gp: MultiTaskGP | None = None
 
@@ -87,7 +90,15 @@ class MultiTaskGPSurrogate(Surrogate):
         self.outcome_tf.eval()
         lo, hi = Z.min(dim=0).values, Z.max(dim=0).values
         hi = torch.where(hi - lo < 1e-8, lo + 1.0, hi)
-        self.gp = MultiTaskGP(
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.gp = self._fit_gp(train_X, train_Y, k, m, lo, hi)
+        self.n_features, self._num_outputs = d, m
+        return self
+
+    def _fit_gp(self, train_X: Tensor, train_Y: Tensor, k: int, m: int, lo: Tensor, hi: Tensor) -> MultiTaskGP:
+        """The MAP-fitted ``MultiTaskGP`` on ``(row features, task)`` pairs, in eval mode."""
+        gp = MultiTaskGP(
             train_X,
             train_Y,
             task_feature=k,
@@ -100,10 +111,8 @@ class MultiTaskGPSurrogate(Surrogate):
             outcome_transform=None,
         )
         with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(self.gp.likelihood, self.gp))
-        self.gp.eval()
-        self.n_features, self._num_outputs = d, m
-        return self
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+        return gp.eval()
 
     def _features(self, X: Tensor) -> Tensor:
         X = X.to(torch.float64)

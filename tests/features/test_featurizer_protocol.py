@@ -80,3 +80,20 @@ def test_unknown_featurizer_name_lists_the_known_ones() -> None:
         get_featurizer("magpy")
     for known in BUILT_IN:
         assert repr(known) in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["ef", "magpie", "elemnet"])
+def test_fraction_rows_are_checked_and_amounts_rescaled_alike(name: str) -> None:
+    feat = get_featurizer(name)
+    X, _ = to_fraction_matrix(["Fe2O3", "NaCl"])
+    np.testing.assert_allclose(feat.transform(3 * X), feat.transform(X), rtol=1e-6, atol=1e-7)  # amounts, not fractions
+    for bad in (np.nan, -0.2, np.inf):
+        Y = X.copy()
+        Y[1, 0] = bad
+        with pytest.raises(ValueError, match=r"negative or non-finite fractions in 1 rows, e.g. rows \[1\]"):
+            feat.transform(Y)
+
+
+def test_one_string_is_not_a_sequence_of_formulas() -> None:
+    with pytest.raises(TypeError, match="one string 'CNO'"):
+        to_fraction_matrix("CNO")

@@ -45,3 +45,19 @@ def test_errors_for_unmeasured_properties_and_inf() -> None:
     Y[0, 1] = -np.inf
     with pytest.raises(ValueError, match="NaN/inf"):
         MultiTaskGPSurrogate().fit(X, Y)
+
+
+def test_fits_are_reproducible_and_leave_torchs_random_state_alone() -> None:
+    _, data = get_fitted("multitask-gp")
+    X, Y = data.X_train[:60], data.y_train[:60]
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = MultiTaskGPSurrogate().fit(X, Y).predict(data.X_test[:10])
+    assert torch.rand(1) == before
+    torch.manual_seed(7)  # another global state: the same model
+    b = MultiTaskGPSurrogate().fit(X, Y).predict(data.X_test[:10])
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    c = MultiTaskGPSurrogate(seed=1).fit(X, Y).predict(data.X_test[:10])
+    assert np.isfinite(c[1]).all()
