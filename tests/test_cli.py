@@ -187,6 +187,60 @@ def test_featurize_user_errors(tmp_path: Path, args: list[str], needle: str) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
 
 
+def _with_empty_notes(tmp_path: Path) -> Path:
+    """Formulas with a notes column that is empty in the first rows only."""
+    path = tmp_path / "n.csv"
+    path.write_text("formula,notes\nFe2O3,\nNiO,\nCoO,hello\nBi2Te3,\n")
+    return path
+
+
+@pytest.mark.parametrize("chunk_size", ["2", "10"])
+def test_featurize_csv_gz_output_is_gzip(tmp_path: Path, chunk_size: str) -> None:
+    src, out = _with_empty_notes(tmp_path), tmp_path / "out.csv.gz"
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(out), "--chunk-size", chunk_size)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # the gzip magic number
+    table = pd.read_csv(out, compression="gzip")
+    assert table["formula"].tolist() == ["Fe2O3", "NiO", "CoO", "Bi2Te3"] and len(table.columns) == 2 + 86
+
+
+def test_featurize_parquet_keeps_one_schema_across_chunks(tmp_path: Path) -> None:
+    src, out = _with_empty_notes(tmp_path), tmp_path / "n.parquet"
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(out), "--chunk-size", "2")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert table["notes"].tolist() == [None, None, "hello", None]
+    whole = tmp_path / "whole.parquet"
+    assert invoke("featurize", str(src), "-f", "ef", "-o", str(whole)).exit_code == 0
+    pd.testing.assert_frame_equal(table, pd.read_parquet(whole))
+
+
+def test_featurize_write_failure_is_a_clean_error_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def broken(self, table, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise pa.ArrowNotImplementedError("Unsupported cast from string to null")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", broken)
+    src = _with_empty_notes(tmp_path)
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(tmp_path / "n.parquet"))
+    assert_clean_error(result, 2, "cannot write n.parquet as Parquet: Unsupported cast")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv"]  # no output, no temporary file
+
+
+# --- init -------------------------------------------------------------------------------------------
+
+
+def test_init_with_an_invalid_window_reports_only_that(tmp_path: Path) -> None:
+    result = invoke("init", "w", "--dir", str(tmp_path), "--elements", "Fe,Ni", "--step", "0.5",
+                    "--direction", "window", "--window", "2", "1", "--featurizer", "ef")
+    assert_clean_error(result, 2, "objectives[0].window: must be [lo, hi] with finite numbers lo < hi")
+    assert "required" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- pretrain ---------------------------------------------------------------------------------------
 
 

@@ -37,8 +37,8 @@ def assert_clean_error(result, *needles: str, usage: bool = False) -> None:
         assert needle in result.stderr, result.stderr
 
 
-def digest(folder: Path) -> str:
-    with CampaignLog.open(folder / "pf.sqlite") as log:
+def digest(folder: Path, campaign: str = "pf") -> str:
+    with CampaignLog.open(folder / f"{campaign}.sqlite") as log:
         return log.events_digest()
 
 
@@ -184,3 +184,71 @@ def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_help(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_propose_checks_the_sheet_before_proposing(campaign_dir: Path, tmp_path: Path) -> None:
+    """A results sheet that cannot be written new is refused before anything is proposed."""
+    before = digest(campaign_dir)
+    existing = campaign_dir / "batch2.csv"  # may hold results already
+    content = existing.read_bytes()
+    for target, needle in [(tmp_path / "nodir" / "sheet.csv", "folder"), (existing, "already exists"),
+                           (tmp_path, "is a folder")]:
+        assert_clean_error(invoke("propose", "-n", "2", "-c", campaign_dir, "-o", target), needle)
+    assert existing.read_bytes() == content and digest(campaign_dir) == before
+    assert not list(tmp_path.iterdir())
+
+    result = invoke("propose", "-n", "2", "-c", campaign_dir, "-o", tmp_path / "batch.csv")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["batch.csv"]  # no temporary file left behind
+    sheet = pd.read_csv(tmp_path / "batch.csv")
+    assert list(sheet.columns) == ["proposal_id", "formula", COLUMN] and len(sheet) == 2
+    with CampaignLog.open(campaign_dir / "pf.sqlite") as log:
+        assert set(sheet["proposal_id"]) <= set(log.pending()["proposal_id"])
+
+
+def test_propose_says_what_to_do_when_the_sheet_fails_after_proposing(campaign_dir: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    result = invoke("propose", "-n", "1", "-c", campaign_dir, "-o", tmp_path / "batch.csv")
+    with CampaignLog.open(campaign_dir / "pf.sqlite") as log:
+        pid = int(log.pending()["proposal_id"].iloc[-1])
+    assert_clean_error(result, "No space left on device", f"proposals {pid} are logged as pending",
+                       f"`aloop cancel {pid}`")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_errors_name_commands_not_python_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "g", "--elements", "Ni,Fe", "--step", "0.1", "--featurizer", "ef").exit_code == 0
+    again = invoke("init", "g", "--elements", "Ni,Fe", "--step", "0.1")
+    assert_clean_error(again, "g.toml already exists", "`aloop propose -c g.toml`")
+    (tmp_path / "g.sqlite").rename(tmp_path / "moved.sqlite")
+    moved = invoke("status", "--no-cv")
+    assert_clean_error(moved, "no campaign log at", "set database_url in g.toml", "`aloop init NAME`")
+    for result in (again, moved):
+        assert "Campaign.open" not in result.stderr and "create=True" not in result.stderr
+
+
+def test_an_edited_objective_is_refused_with_both_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "g", "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef", "--objective", "gap",
+                  "--units", "eV", "--initial-size", "4").exit_code == 0
+    assert invoke("propose", "-n", "4", "-o", "s.csv").exit_code == 0
+    sheet = pd.read_csv("s.csv").assign(**{"gap [eV]": [1.1, 1.2, 1.3, 1.4]})
+    sheet.to_csv("s.csv", index=False)
+    assert invoke("record", "s.csv").exit_code == 0
+    original = Path("g.toml").read_text(encoding="utf-8")
+    before = digest(tmp_path, "g")
+    for edit, needle in [(('name = "gap"', 'name = "band_gap"'), "says objective 'band_gap' in eV"),
+                         (('units = "eV"', 'units = "meV"'), "says objective 'gap' in meV")]:
+        Path("g.toml").write_text(original.replace(*edit), encoding="utf-8")
+        for command in (["status", "--no-cv"], ["propose", "-n", "1"]):
+            assert_clean_error(invoke(*command), "the log records objective 'gap' in eV (4 measurements)", needle)
+    assert digest(tmp_path, "g") == before
+    assert 'kind = "ucb"' in original
+    Path("g.toml").write_text(original.replace('kind = "ucb"', 'kind = "thompson"'), encoding="utf-8")
+    result = invoke("propose", "-n", "1")  # other settings may change
+    assert result.exit_code == 0 and "on 4 observations" in result.stdout, result.output

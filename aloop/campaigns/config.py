@@ -7,12 +7,12 @@ candidate formulas), its objectives and the modelling choices. Errors name the f
 
 Relative paths (``candidates_csv``, a relative SQLite ``database_url``) are resolved
 against the folder of the definition file; the default log is ``<name>.sqlite`` beside it.
+``[search_space]`` is checked by :mod:`aloop.campaigns.search_space`, which also caps the
+size of a grid.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -22,7 +22,7 @@ from typing import Any
 
 from aloop.campaigns._fields import ConfigError, Fields
 from aloop.campaigns._store import resolve_sqlite, url_problem
-from aloop.chem.elements import ELEMENT_INDEX
+from aloop.campaigns.search_space import SearchSpace, parse_search_space
 
 DIRECTIONS = ("maximize", "minimize", "target", "window")
 FEATURIZER_KINDS = ("elemnet", "magpie", "ef")
@@ -35,6 +35,9 @@ INITIAL_DESIGN_KINDS = ("random", "diverse")
 DEFAULT_SOURCE = "oqmd-formation-enthalpy"
 DEFAULT_LAYER = 2
 ELEMNET_HIDDEN_LAYERS = 16
+#: Surrogate options that count rows, components or models: positive integers, checked when the
+#: definition is read (other options are checked by the surrogate itself).
+_COUNT_OPTIONS = {"gp": ("max_fit_rows", "n_components"), "ensemble": ("n_estimators", "min_samples_leaf")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 __all__ = [
@@ -65,32 +68,6 @@ class Objective:
     direction: str = "maximize"
     target: float | None = None
     window: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Where candidates come from: an element grid or a CSV of candidate formulas.
-
-    Grid mode: atomic fractions (of the whole formula unit) of ``elements`` are multiples
-    of ``step``; at most ``max_elements`` of them appear at once; ``bounds`` limits single
-    elements to ``[lo, hi]``; ``fixed`` pins elements (typically the anion) to a fraction;
-    ``charge_balanced`` keeps only compositions with a neutral oxidation-state assignment.
-    Candidate mode: ``candidates_csv`` with formulas in ``formula_column``.
-    """
-
-    elements: tuple[str, ...] = ()
-    step: float | None = None
-    max_elements: int | None = None
-    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
-    fixed: dict[str, float] = field(default_factory=dict)
-    charge_balanced: bool = False
-    candidates_csv: Path | None = None
-    formula_column: str = "formula"
-
-    @property
-    def kind(self) -> str:
-        """``"candidates"`` or ``"grid"``."""
-        return "candidates" if self.candidates_csv is not None else "grid"
 
 
 @dataclass(frozen=True)
@@ -219,13 +196,14 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None) -> CampaignC
     top = Fields(data, "", problems)
     name = top.text("name", check=_check_name)
     objectives = _objectives(top, problems)
-    space = _search_space(top.table("search_space"), problems, base)
+    space = parse_search_space(top.table("search_space"), problems, base)
     featurizer = _featurizer(top.table("featurizer", default={}), problems)
     surrogate = top.table("surrogate", default={})
-    surrogate_cfg = SurrogateConfig(
-        kind=surrogate.choice("kind", SURROGATE_KINDS, default="gp"),
-        options=dict(surrogate.table("options", default={}).raw),
-    )
+    surrogate_kind = surrogate.choice("kind", SURROGATE_KINDS, default="gp")
+    surrogate_options = surrogate.table("options", default={})
+    for key in _COUNT_OPTIONS.get(surrogate_kind, ()):
+        surrogate_options.integer(key, default=None, minimum=1)
+    surrogate_cfg = SurrogateConfig(kind=surrogate_kind, options=dict(surrogate_options.raw))
     surrogate.done()
     has_window = any(o.direction == "window" for o in objectives)
     acq = top.table("acquisition", default={})
@@ -267,27 +245,19 @@ def _check_name(value: str) -> str | None:
     return None
 
 
-def _element(value: object, where: str, problems: list[str]) -> bool:
-    if not isinstance(value, str) or value not in ELEMENT_INDEX:
-        problems.append(f"{where}: {value!r} is not an element of the 86-element ElemNet vocabulary")
-        return False
-    return True
-
-
 def _objectives(top: Fields, problems: list[str]) -> list[Objective]:
     out: list[Objective] = []
     for obj in top.tables("objectives"):
-        name = obj.text(
-            "name", check=lambda v: None if v.strip() and "[" not in v else "must be non-empty, without '['"
-        )
-        units = obj.text("units")
+        name = obj.text("name", check=_check_objective_name)
+        units = obj.text("units", check=lambda v: "must not contain '[' or ']'" if "[" in v or "]" in v else None)
         direction = obj.choice("direction", DIRECTIONS)
         target = obj.number("target", default=None)
         window = obj.pair("window", default=None)
         where = obj.where
-        if direction == "target" and target is None:
+        # A value that is present but invalid has its own problem already; "required" would be wrong.
+        if direction == "target" and "target" not in obj.raw:
             problems.append(f"{where}.target: required when direction = 'target'")
-        if direction == "window" and window is None:
+        if direction == "window" and "window" not in obj.raw:
             problems.append(f"{where}.window: required when direction = 'window' (window = [lo, hi])")
         if target is not None and direction != "target":
             problems.append(f"{where}.target: only allowed when direction = 'target'")
@@ -302,89 +272,18 @@ def _objectives(top: Fields, problems: list[str]) -> list[Objective]:
     return out
 
 
-def _search_space(space: Fields, problems: list[str], base: Path) -> SearchSpace:
-    elements = space.strings("elements", default=None)
-    csv_name = space.text("candidates_csv", default=None)
-    column = space.text("formula_column", default="formula")
-    step = space.number("step", default=None)
-    max_elements = space.integer("max_elements", default=None, minimum=1)
-    bounds_t = space.table("bounds", default={})
-    fixed_t = space.table("fixed", default={})
-    charge_balanced = space.boolean("charge_balanced", default=False)
-    w = space.where
-    if (elements is None) == (csv_name is None):
-        which = "both" if csv_name else "neither"
-        problems.append(f"{w}: give either elements (an element grid) or candidates_csv (a formula list), not {which}")
-        space.done()
-        return SearchSpace()
-    if csv_name is not None:
-        for key in ("step", "max_elements", "bounds", "fixed", "charge_balanced"):
-            if key in space.raw:
-                problems.append(f"{w}.{key}: only for an element grid, not with candidates_csv")
-        csv_path = base / csv_name
-        if not csv_path.is_file():
-            problems.append(f"{w}.candidates_csv: file not found: {csv_path}")
-        else:
-            with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-                columns = [h.strip() for h in next(csv.reader(fh), [])]
-            if column not in columns:
-                problems.append(
-                    f"{w}.formula_column: {column!r} is not a column of {csv_name}; columns: {', '.join(columns)}"
-                )
-        space.done()
-        return SearchSpace(candidates_csv=Path(csv_name), formula_column=column)
-    if "formula_column" in space.raw:
-        problems.append(f"{w}.formula_column: only with candidates_csv")
-    elements = elements or []
-    if not elements:
-        problems.append(f"{w}.elements: must list at least one element")
-    for i, el in enumerate(elements):
-        _element(el, f"{w}.elements[{i}]", problems)
-    if len(set(elements)) != len(elements):
-        problems.append(f"{w}.elements: repeats an element")
-    fixed: dict[str, float] = {}
-    for el, frac in fixed_t.raw.items():
-        if not _element(el, f"{w}.fixed.{el}", problems):
-            continue
-        if el in elements:
-            problems.append(f"{w}.fixed.{el}: a fixed element cannot also be in elements")
-        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
-            problems.append(f"{w}.fixed.{el}: must be an atomic fraction strictly between 0 and 1; got {frac!r}")
-            continue
-        fixed[el] = float(frac)
-    free = 1.0 - sum(fixed.values())
-    if fixed and free <= 0:
-        problems.append(
-            f"{w}.fixed: fixed fractions sum to {sum(fixed.values()):g}; they must leave room for the elements"
-        )
-    if step is None:
-        problems.append(f"{w}.step: required with elements (grid spacing of atomic fractions, e.g. 0.05)")
-    elif not 0 < step <= 1:
-        problems.append(f"{w}.step: must be in (0, 1]; got {step!r}")
-    elif free > 0 and abs(free / step - round(free / step)) > 1e-6:
-        problems.append(f"{w}.step: {step:g} does not divide the free fraction {free:g} (1 minus the fixed fractions)")
-    if max_elements is not None and elements and max_elements > len(elements):
-        problems.append(f"{w}.max_elements: {max_elements} exceeds the {len(elements)} listed elements")
-    bounds: dict[str, tuple[float, float]] = {}
-    for el, pair in bounds_t.raw.items():
-        where = f"{w}.bounds.{el}"
-        if el not in elements:
-            problems.append(f"{where}: {el!r} is not one of search_space.elements")
-            continue
-        ok = isinstance(pair, list) and len(pair) == 2 and all(_is_number(x) for x in pair)
-        if not ok or not 0 <= pair[0] <= pair[1] <= 1:
-            problems.append(f"{where}: must be [lo, hi] with 0 <= lo <= hi <= 1; got {pair!r}")
-            continue
-        bounds[el] = (float(pair[0]), float(pair[1]))
-    space.done()
-    return SearchSpace(
-        elements=tuple(elements),
-        step=step,
-        max_elements=max_elements if max_elements is not None else len(elements) or None,
-        bounds=bounds,
-        fixed=fixed,
-        charge_balanced=charge_balanced,
-    )
+def _check_objective_name(value: str) -> str | None:
+    """Why ``value`` cannot name an objective: results files head its column ``<name> [<units>]``."""
+    from aloop.campaigns.records import OPTIONAL_COLUMNS  # records imports this module
+
+    if not value.strip() or "[" in value:
+        return "must be non-empty, without '['"
+    if value != value.strip():
+        return f"must not start or end with spaces; got {value!r}"
+    reserved = ("proposal_id", "formula", *OPTIONAL_COLUMNS)
+    if value in reserved:
+        return f"{value!r} is the name of a results-file column ({', '.join(reserved)}); choose another name"
+    return None
 
 
 def _featurizer(feat: Fields, problems: list[str]) -> FeaturizerConfig:
@@ -400,6 +299,3 @@ def _featurizer(feat: Fields, problems: list[str]) -> FeaturizerConfig:
     feat.done()
     return FeaturizerConfig(kind=kind, source=source, layer=layer)
 
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

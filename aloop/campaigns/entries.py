@@ -62,6 +62,22 @@ class Batch:
     batch_id: int
     proposal_ids: tuple[int, ...]
 
+    def table(self, props: Sequence[Proposal], labels: Sequence[str], model_version: str | None):  # noqa: ANN201
+        """The batch as ``propose`` returns it: one row per proposal with ``proposal_id``, ``batch_id``,
+        ``formula``, ``key``, ``mean_<label>`` / ``std_<label>``, ``acquisition_value``, ``reason``
+        and ``model_version`` (a pandas DataFrame)."""
+        import pandas as pd
+
+        table = pd.DataFrame({"proposal_id": self.proposal_ids, "batch_id": self.batch_id,
+                              "formula": [p.formula for p in props], "key": [p.key for p in props]})
+        for lab in labels:
+            table[f"mean_{lab}"] = [p.mean.get(lab, math.nan) for p in props]
+            table[f"std_{lab}"] = [p.std.get(lab, math.nan) for p in props]
+        table["acquisition_value"] = [math.nan if p.acquisition_value is None else p.acquisition_value for p in props]
+        table["reason"] = [p.reason for p in props]
+        table["model_version"] = model_version
+        return table
+
 
 def utc(ts: datetime | None) -> datetime | None:
     """``ts`` as timezone-aware UTC (a naive time is taken to be UTC)."""
@@ -70,17 +86,52 @@ def utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def default_idempotency_key(m: Measurement) -> str:
-    """sha256 of (proposal id or composition key, values, measured-at): same result, same key."""
-    ident = f"proposal:{m.proposal_id}" if m.proposal_id is not None else f"key:{m.key}"
+class ReplicateWarning(UserWarning):
+    """A result stored next to an earlier value of the same proposal (a replicate), not replacing it."""
+
+
+def result_key(m: Measurement, proposal_id: int | None, key: str | None) -> str:
+    """sha256 of (proposal id, or the composition key if none, values, measured-at): same result, same key.
+
+    The log stores it for rows without an ``idempotency_key``, with the proposal the row was
+    matched to, so a result named by proposal id in one file and by formula in another is one event.
+    """
+    ident = f"proposal:{int(proposal_id)}" if proposal_id is not None else f"key:{key}"
     when = utc(m.measured_at)
     doc = [ident, sorted((k, float(v)) for k, v in m.values.items()), when.isoformat() if when else None]
     return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
 
 
-def label(m: Measurement, i: int) -> str:
-    """How to name measurement ``i`` in messages (its source row when known)."""
-    return f"row {m.row}" if m.row is not None else f"measurement {i}"
+def default_idempotency_key(m: Measurement) -> str:
+    """``result_key`` of ``m`` as given (its own proposal id or composition key), before matching."""
+    return result_key(m, m.proposal_id, m.key)
+
+
+def label(m: Measurement, i: int, row_name: str = "row") -> str:
+    """How to name measurement ``i`` in messages (its source row, e.g. ``line 3``, when known)."""
+    return f"{row_name} {m.row}" if m.row is not None else f"measurement {i}"
+
+
+Replicate = tuple[int, str | None, Mapping[str, float], Sequence[Mapping[str, float]]]
+
+
+def replicates_message(replicates: Sequence[Replicate]) -> str:
+    """The warning for results stored next to earlier values; each is (proposal id, formula, values, earlier values)."""
+
+    def show(values: Mapping[str, float]) -> str:
+        return ", ".join(f"{n} = {float(v):g}" for n, v in values.items())
+
+    lines = [
+        f"proposal {pid} ({formula}) already has a measured value ({'; '.join(show(v) for v in earlier)}); "
+        f"new: {show(values)}"
+        for pid, formula, values, earlier in replicates[:20]
+    ]
+    if len(replicates) > 20:
+        lines.append(f"… and {len(replicates) - 20} more")
+    return (
+        f"{len(replicates)} result(s) stored as replicates next to earlier values, not as corrections: "
+        "nothing is replaced (the log is append-only), so every value counts:\n  " + "\n  ".join(lines)
+    )
 
 
 def finite(x: object) -> bool:

@@ -20,7 +20,7 @@ from aloop.campaigns._store import describe, to_url
 from aloop.campaigns.config import CampaignConfig, parse_config
 from aloop.campaigns.log import list_campaigns
 from aloop.campaigns.modeling import model_space
-from aloop.campaigns.pool import CampaignError
+from aloop.campaigns.pool import CampaignError, load_candidates
 from aloop.campaigns.template import create_file, render_template
 
 
@@ -51,7 +51,8 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
     to the current directory (and written relative to the definition's folder).
 
     Raises:
-        ConfigError: invalid flags. CampaignError: ``path`` or the campaign (in its log) exists already.
+        ConfigError: invalid flags. CampaignError: ``path`` or the campaign (in its log) exists already,
+            or the candidate file has no rows or an invalid formula.
     """
     if path.is_dir():
         raise CampaignError(f"{path} is a folder; give the definition file to write, e.g. {path / 'name.toml'}")
@@ -71,6 +72,8 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
     text = _with_options(text, "acquisition", dict(acquisition_options or {}))
     config = parse_config(tomllib.loads(text), path=path)
     model_space(config)  # a bad transform is refused before anything is written
+    if config.search_space.kind == "candidates":
+        load_candidates(config)  # so is a candidate file that `propose` would refuse
     if path.exists():
         raise CampaignError(f"{path} already exists; refusing to overwrite it (open it with Campaign.open)")
     if config.name in list_campaigns(config.database_url):

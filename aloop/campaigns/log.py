@@ -44,6 +44,7 @@ from aloop.campaigns._store import (
     to_url,
     write_transaction,
 )
+from aloop.campaigns.consistency import ProposalConflictError, check_free
 from aloop.campaigns.entries import (
     AppendResult,
     Batch,
@@ -64,8 +65,10 @@ __all__ = [
     "CampaignLog",
     "CampaignLogError",
     "Measurement",
+    "NoCampaignLogError",
     "OutdatedSchemaError",
     "Proposal",
+    "ProposalConflictError",
     "default_idempotency_key",
     "list_campaigns",
     "migrate",
@@ -75,6 +78,14 @@ __all__ = [
 #: called with the row index after each INSERT, inside the open transaction, so
 #: durability tests can kill a writer half-way through. Never set it in real code.
 _test_row_hook: Callable[[int], None] | None = None
+
+
+class NoCampaignLogError(CampaignLogError):
+    """There is no campaign log at ``where`` yet (``open(..., create=True)`` creates one)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(message)
 
 
 class CampaignLog:
@@ -122,7 +133,7 @@ class CampaignLog:
             path = Path(url.database or "")
             found = check_sqlite_file(path)
             if found != "aloop" and not create:
-                raise CampaignLogError(f"no campaign log at {path} (create it with create=True or `aloop init`)")
+                raise NoCampaignLogError(str(path), f"no campaign log at {path} (create it with create=True)")
             if found == "missing" and not path.parent.is_dir():
                 raise CampaignLogError(f"cannot create {path}: folder {path.parent} does not exist")
         engine = make_engine(url)
@@ -131,7 +142,7 @@ class CampaignLog:
                 version = read_schema_version(conn, where)
             if version is None:
                 if not create:
-                    raise CampaignLogError(f"{where} holds no campaign log (create it with create=True)")
+                    raise NoCampaignLogError(where, f"{where} holds no campaign log (create it with create=True)")
                 version = create_log_schema(engine, where)
             if version < SCHEMA_VERSION:
                 raise OutdatedSchemaError(where, version)
@@ -211,7 +222,10 @@ class CampaignLog:
 
         Raises:
             CampaignLogError: empty batch, a composition twice in the batch, non-finite
-                predictions, or a composition that was rejected earlier.
+                predictions.
+            ProposalConflictError: a composition that is pending, measured or rejected in the
+                log as it stands when the batch is written (checked under the write lock, so
+                two writers never both propose a composition).
         """
         props = list(proposals)
         problems = check_proposals(props) if props else ["no proposals given"]
@@ -219,12 +233,7 @@ class CampaignLog:
             raise CampaignLogError("proposals not written:\n  " + "\n  ".join(problems))
         now = datetime.now(UTC)
         with self._write() as conn:
-            rejected = {e.composition_key for e in self._load(conn, ["rejected"])}
-            again = [p.formula for p in props if p.key in rejected]
-            if again:
-                raise CampaignLogError(
-                    f"proposals not written: rejected compositions cannot be proposed again: {', '.join(again)}"
-                )
+            check_free(props, self._load(conn))
             last = conn.execute(
                 select(func.max(events.c.batch_id)).where(events.c.campaign_id == self.campaign_id)
             ).scalar()

@@ -27,10 +27,12 @@ import pandas as pd
 
 import aloop.acquisition as acq
 from aloop.campaigns import state
+from aloop.campaigns._store import describe
 from aloop.campaigns.config import CampaignConfig, load_config
+from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
 from aloop.campaigns.entries import AppendResult, Proposal
 from aloop.campaigns.files import find_definition, write_definition
-from aloop.campaigns.log import CampaignLog, CampaignLogError
+from aloop.campaigns.log import CampaignLog, CampaignLogError, ProposalConflictError
 from aloop.campaigns.modeling import (
     MIN_OBSERVATIONS_TO_FIT,
     CVResult,
@@ -50,7 +52,7 @@ from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool, 
 from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
 from aloop.chem import to_fraction_matrix
 
-__all__ = ["Campaign", "CampaignError", "CampaignWarning", "find_definition"]
+__all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "find_definition"]
 
 
 @dataclass
@@ -68,13 +70,16 @@ class Campaign:
     """One campaign: its definition, its durable log and the propose → record → retrain loop.
 
     Open with :meth:`init` (new) or :meth:`open` (existing); close with :meth:`close` or a
-    ``with`` block. ``progress`` shows tqdm bars (``None``: only on a terminal).
+    ``with`` block. ``progress`` shows tqdm bars (``None``: only on a terminal). Every use checks that the
+    definition still has the objectives and units of the logged measurements (``DefinitionMismatchError``).
     """
 
     def __init__(self, config: CampaignConfig, log: CampaignLog, progress: bool | None = None) -> None:
         self.config = config
         self.log = log
         self.progress = progress
+        self._checked: tuple[state.Event, ...] | None = None  # the events last found to match the definition
+        self._events()
         self.space, self._surrogate_options = model_space(config)
         self._refit_growth = refit_growth(config, self._surrogate_options)
         self._objective = make_objective(config, self.space)
@@ -148,6 +153,14 @@ class Campaign:
     def name(self) -> str:
         return self.config.name
 
+    def _events(self) -> tuple[state.Event, ...]:
+        """The log's events, once the definition is known to match them (``DefinitionMismatchError`` if not)."""
+        events = self.log.events()
+        if events is not self._checked:  # the same tuple while the log is unchanged
+            check_objectives(self.config, events, describe(self.log.url))
+            self._checked = events
+        return events
+
     # --- candidates and features --------------------------------------------------------
 
     @property
@@ -181,7 +194,9 @@ class Campaign:
         is recorded when results arrived since the last fit), a feasibility model is
         trained when failures or rejections exist, and the acquisition policy picks the
         batch, conditioned on pending proposals and never repeating measured, pending,
-        failed or rejected compositions.
+        failed or rejected compositions. If another process writes to the log between the
+        pick and the write, the batch is picked again from the log as it is then; should
+        that clash too, ``CampaignError`` says to re-run (nothing written either way).
 
         Returns:
             One row per proposal: ``proposal_id``, ``batch_id``, ``formula``, ``key``,
@@ -192,7 +207,24 @@ class Campaign:
         n = self.config.batch_size if n is None else n
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise CampaignError(f"the number of proposals must be a positive integer, got {n!r}")
-        events = self.log.events()
+        retrained = False
+        for attempt in (1, 2):
+            props, fit, mode, n_obs = self._pick(self._events(), int(n))
+            retrained = retrained or bool(fit and fit.retrained)
+            try:
+                batch = self.log.append_proposals(props, model_version=fit.version if fit else None)
+                break
+            except ProposalConflictError as exc:  # another process wrote after the pick: pick again from the log now
+                if attempt == 2:
+                    raise CampaignError(f"{exc} — other processes keep writing to campaign {self.name!r} while "
+                                        "a batch is being chosen; nothing was written: run propose again") from None
+        table = batch.table(props, self.space.labels, fit.version if fit else None)
+        table.attrs.update(mode=mode, model_version=fit.version if fit else None, retrained=retrained,
+                           training_size=n_obs)
+        return table
+
+    def _pick(self, events: tuple[state.Event, ...], n: int) -> tuple[list[Proposal], _Fit | None, str, int]:
+        """``n`` proposals picked from the log state ``events``: (proposals, fit or ``None``, mode, #observations)."""
         pool = self.pool
         excluded = state.excluded_keys(events)
         eligible = ~np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype))
@@ -203,35 +235,23 @@ class Campaign:
         seed = self.config.seed + batch_no
         obs = self._observations(events)
         threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
-        labels = self.space.labels
         if len(obs) < threshold:
-            rows, reasons = initial_design(self.config.initial_design.kind, pool.features, eligible, int(n), seed)
+            rows, reasons = initial_design(self.config.initial_design.kind, pool.features, eligible, n, seed)
             props = [Proposal(str(pool.formulas[r]), str(pool.keys[r]), reason=why) for r, why in zip(rows, reasons, strict=True)]
-            fit, mode = None, f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
-        else:
-            fit = self._fit(events, obs)
-            picks = self._acquire(fit, events, int(n), seed)
-            mean, var = fit.model.predict(pool.features[[p.index for p in picks]])  # type: ignore[attr-defined]
-            props = [
-                Proposal(str(pool.formulas[p.index]), str(pool.keys[p.index]),
-                         mean={lab: float(mean[i, j]) for j, lab in enumerate(labels)},
-                         std={lab: float(np.sqrt(max(var[i, j], 0.0))) for j, lab in enumerate(labels)},
-                         acquisition_value=float(p.score), reason=p.reason)
-                for i, p in enumerate(picks)
-            ]
-            mode = f"model {fit.version} ({self.config.acquisition.kind})"
-        batch = self.log.append_proposals(props, model_version=fit.version if fit else None)
-        table = pd.DataFrame({"proposal_id": batch.proposal_ids, "batch_id": batch.batch_id,
-                              "formula": [p.formula for p in props], "key": [p.key for p in props]})
-        for lab in labels:
-            table[f"mean_{lab}"] = [p.mean.get(lab, np.nan) for p in props]
-            table[f"std_{lab}"] = [p.std.get(lab, np.nan) for p in props]
-        table["acquisition_value"] = [np.nan if p.acquisition_value is None else p.acquisition_value for p in props]
-        table["reason"] = [p.reason for p in props]
-        table["model_version"] = fit.version if fit else None
-        table.attrs.update(mode=mode, model_version=fit.version if fit else None,
-                           retrained=bool(fit and fit.retrained), training_size=len(obs))
-        return table
+            mode = f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
+            return props, None, mode, len(obs)
+        fit = self._fit(events, obs)
+        picks = self._acquire(fit, events, n, seed)
+        mean, var = fit.model.predict(pool.features[[p.index for p in picks]])  # type: ignore[attr-defined]
+        labels = self.space.labels
+        props = [
+            Proposal(str(pool.formulas[p.index]), str(pool.keys[p.index]),
+                     mean={lab: float(mean[i, j]) for j, lab in enumerate(labels)},
+                     std={lab: float(np.sqrt(max(var[i, j], 0.0))) for j, lab in enumerate(labels)},
+                     acquisition_value=float(p.score), reason=p.reason)
+            for i, p in enumerate(picks)
+        ]
+        return props, fit, f"model {fit.version} ({self.config.acquisition.kind})", len(obs)
 
     def _observations(self, events: Sequence[state.Event]) -> pd.DataFrame:
         obs = state.observations(events)
@@ -281,7 +301,7 @@ class Campaign:
 
     def surrogate(self) -> object | None:
         """The surrogate fitted on every current observation (``None`` during the initial design)."""
-        events = self.log.events()
+        events = self._events()
         obs = self._observations(events)
         if len(obs) < max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT):
             return None
@@ -369,6 +389,7 @@ class Campaign:
             df = results
         else:
             raise CampaignError(f"record() takes a DataFrame or a CSV path, got {type(results).__name__}")
+        self._events()  # refuses results while the definition contradicts the log
         rows = validate_results(df, self.config, self.log)
         problems = [
             RowProblem(m.row, name, f"{v!r} must be > 0: this campaign models log10({name})")
@@ -395,7 +416,7 @@ class Campaign:
 
     def cross_validate(self, k: int = 5) -> CVResult | None:
         """Grouped k-fold CV of the current surrogate set-up on every observation (``None`` below 5)."""
-        obs = self._observations(self.log.events())
+        obs = self._observations(self._events())
         if len(obs) < 5:
             return None
         X, Y, digest = self._training(obs)
@@ -410,18 +431,18 @@ class Campaign:
         """Counts, best so far per objective, pending proposals and model quality (k-fold CV: MAE, 95% coverage)."""
         from aloop.campaigns.report import status_dict
 
-        events = self.log.events()
+        events = self._events()
         return status_dict(self, events, self.cross_validate() if cv else None)
 
     def report(self, out_dir: str | Path = "report") -> dict[str, Path]:
         """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) to ``out_dir``; returns the paths."""
         from aloop.campaigns.report import write_report
 
-        events = self.log.events()
+        events = self._events()
         return write_report(self, events, self.cross_validate(), Path(out_dir))
 
     def export(self, path: str | Path, table: str = "events") -> Path:
         """Write every event (``table="events"``) or every observation (``"observations"``) as CSV or Parquet."""
         from aloop.campaigns.report import export_table
 
-        return export_table(self, self.log.events(), Path(path), table)
+        return export_table(self, self._events(), Path(path), table)

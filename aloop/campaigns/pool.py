@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from aloop.campaigns.config import CampaignConfig, FeaturizerConfig, SearchSpace
-from aloop.chem import GridSpace, InvalidFormulasError, charge_balanced, keys_from_matrix, to_fraction_matrix
+from aloop.campaigns.config import CampaignConfig, FeaturizerConfig
+from aloop.campaigns.search_space import grid_space
+from aloop.chem import InvalidFormulasError, charge_balanced, keys_from_matrix, to_fraction_matrix
 from aloop.chem.elements import ELEMNET_ELEMENTS
 from aloop.chem.space import formulas_from_matrix, load_candidates_csv
 from aloop.features import Featurizer, get_featurizer
@@ -129,36 +131,44 @@ def cache_path(config: CampaignConfig) -> Path:
     return config.base_dir / f"{config.name}.features.npz"
 
 
-def grid_space(s: SearchSpace) -> GridSpace:
-    """The ``GridSpace`` of a grid definition (whole-formula fractions → free-part fractions)."""
-    free = 1.0 - sum(s.fixed.values())
-    bounds = {el: (lo / free, min(hi / free, 1.0)) for el, (lo, hi) in s.bounds.items()}
-    return GridSpace(s.elements, step=float(s.step) / free, max_elements=s.max_elements, bounds=bounds, fixed=s.fixed)  # type: ignore[arg-type]
-
-
 def _progress(iterable: object, progress: bool | None, **kw: object) -> object:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=None if progress is None else not progress, leave=False, **kw)
 
 
+def load_candidates(config: CampaignConfig) -> pd.DataFrame:
+    """The valid, de-duplicated rows of a candidate-list definition's CSV (``load_candidates_csv``, plus ``key``).
+
+    ``aloop init`` calls this too, so a file that ``propose`` would refuse is refused before
+    any campaign file is written, with the same message.
+
+    Raises:
+        CampaignError: the file cannot be read, has an invalid formula (every bad row is
+            counted, the first ten are listed) or lists no candidates.
+    """
+    s = config.search_space
+    path = config.base_dir / s.candidates_csv  # type: ignore[operator]
+    try:
+        frame = load_candidates_csv(path, s.formula_column, errors="raise")
+    except InvalidFormulasError as exc:
+        bad = "; ".join(f"row {b.index + 2}: {b.formula!r}: {b.reason}" for b in exc.rows[:10])
+        more = f" (and {len(exc.rows) - 10} more)" if len(exc.rows) > 10 else ""
+        raise CampaignError(
+            f"candidates file {path}: {len(exc.rows)} formulas are invalid — fix or remove them: {bad}{more}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CampaignError(f"cannot read candidates file {path}: {exc}") from None
+    if frame.empty:
+        raise CampaignError(f"candidates file {path} lists no candidates")
+    return frame
+
+
 def _enumerate(config: CampaignConfig, progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(keys, formulas, fractions)`` of every candidate, de-duplicated by key."""
     s = config.search_space
     if s.kind == "candidates":
-        path = config.base_dir / s.candidates_csv  # type: ignore[operator]
-        try:
-            frame = load_candidates_csv(path, s.formula_column, errors="raise")
-        except InvalidFormulasError as exc:
-            bad = "; ".join(f"row {b.index + 2}: {b.formula!r}: {b.reason}" for b in exc.rows[:10])
-            more = f" (and {len(exc.rows) - 10} more)" if len(exc.rows) > 10 else ""
-            raise CampaignError(
-                f"candidates file {path}: {len(exc.rows)} formulas are invalid — fix or remove them: {bad}{more}"
-            ) from None
-        except (OSError, ValueError) as exc:
-            raise CampaignError(f"cannot read candidates file {path}: {exc}") from None
-        if frame.empty:
-            raise CampaignError(f"candidates file {path} lists no candidates")
+        frame = load_candidates(config)
         formulas = frame[s.formula_column].astype(str).to_numpy()
         X, _ = to_fraction_matrix(list(formulas))
         return frame["key"].to_numpy().astype(str), formulas.astype(str), X

@@ -11,13 +11,16 @@ A results file (CSV, or a DataFrame) has one row per measurement and these colum
 * optional: ``measured_at`` (ISO 8601; without a zone it is taken as UTC), ``operator``,
   ``notes``, ``raw_data`` (path or URI of the raw data), ``idempotency_key``.
 
-Any other column is an error, so a typo never silently drops data. Without an
-``idempotency_key`` each row gets sha256(proposal id or composition key, values,
-measured_at): recording the same file twice adds nothing.
+Any other column is an error, so a typo never silently drops data, and so is a cell beyond
+the header's columns (a value without a column is never guessed at). Without an
+``idempotency_key`` each row gets sha256(the proposal it is matched to, or its composition if
+unsolicited, values, measured_at): recording a result twice adds nothing, whether it is named
+by proposal id or by formula.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Sequence
@@ -30,6 +33,7 @@ import pandas as pd
 from aloop.campaigns.config import CampaignConfig, Objective
 from aloop.campaigns.entries import Measurement, default_idempotency_key
 from aloop.campaigns.log import CampaignLog
+from aloop.campaigns.state import match_measurements
 from aloop.chem import composition_key, to_fraction_matrix
 
 OPTIONAL_COLUMNS = ("measured_at", "operator", "notes", "raw_data", "idempotency_key")
@@ -63,9 +67,42 @@ class RecordError(ValueError):
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a results CSV as text (cells are checked by ``validate_results``); rows labelled by line number."""
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    df.index = pd.RangeIndex(2, len(df) + 2, name="line")  # line 1 is the header
+    """Read a results CSV as text (cells are checked by ``validate_results``); rows labelled by their line.
+
+    A row is labelled by the line it starts on (blank lines are skipped; a quoted cell may
+    span lines). Missing trailing cells are empty. Cells beyond the header's columns are
+    cut off and kept in ``attrs["extra_cells"]`` (line → cells) for ``validate_results`` to
+    refuse: taking one as a row index would record a value against the wrong proposal.
+
+    Raises:
+        ValueError: the file is empty, not UTF-8, or not readable as CSV.
+    """
+    header: list[str] | None = None
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    extra: dict[int, list[str]] = {}
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, skipinitialspace=True)
+        last = 0
+        try:
+            for cells in reader:
+                start, last = last + 1, reader.line_num
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue
+                if header is None:
+                    header = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
+                    continue
+                width = len(header)
+                if len(cells) > width:
+                    extra[start] = cells[width:]
+                lines.append(start)
+                rows.append(cells[:width] + [""] * (width - len(cells)))
+        except csv.Error as exc:
+            raise ValueError(f"line {reader.line_num}: {exc}") from None
+    if header is None:
+        raise ValueError("the file is empty (no header line)")
+    df = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
+    df.attrs["extra_cells"] = extra
     return df
 
 
@@ -141,12 +178,14 @@ def _objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) 
 def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog | None = None) -> list[Measurement]:
     """Check a results table against the campaign; return one ``Measurement`` per row.
 
-    ``log`` (if given) is used to check that proposal ids exist and match the formulas.
+    ``log`` (if given) is used to match rows to proposals as the log will: proposal ids must
+    exist, match the formulas and still take results (not failed, rejected or cancelled).
 
     Raises:
         RecordError: listing every bad column and every bad row with its reason (missing
-            or extra columns, wrong units, missing / non-numeric / non-finite values,
-            invalid formulas, unknown proposal ids, repeated idempotency keys).
+            or extra columns, cells beyond the header, wrong units, missing / non-numeric /
+            non-finite values, invalid formulas, unknown or closed proposals, repeated
+            idempotency keys, one result given twice).
     """
     row_name = df.index.name or "row"
     columns = [str(c) for c in df.columns]
@@ -158,6 +197,7 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         raise RecordError([RowProblem(None, None, p) for p in col_problems], len(df), row_name)
     if len(df) == 0:
         raise RecordError([RowProblem(None, None, "the file has no rows")], 0, row_name)
+    extra_cells: dict[object, list[str]] = df.attrs.get("extra_cells", {})
     props: dict[int, tuple[str, str]] = {}
     if log is not None:
         table = log.proposals()
@@ -171,6 +211,11 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     seen_keys: dict[str, object] = {}
     for i, (label, rec) in enumerate(zip(labels, df.to_dict("records"), strict=True)):
         here: list[RowProblem] = []
+        if label in extra_cells:
+            cells = extra_cells[label]
+            here.append(RowProblem(label, None, f"{len(df.columns) + len(cells)} cells but the header has "
+                                   f"{len(df.columns)} columns (extra: {', '.join(map(repr, cells))}); "
+                                   "give each value a column header, or remove it"))
         pid = _proposal_id(rec.get("proposal_id"), label, here, props if log is not None else None, config.name)
         formula, key = formulas[i], None
         if formula is not None:
@@ -235,6 +280,13 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         problems += here
         if not here:
             out.append(m)
+    if log is not None and out:
+        # As the log will match them: closed proposals, one result named by id and by formula.
+        keys = [m.idempotency_key or default_idempotency_key(m) for m in out]
+        _, unresolved = match_measurements(out, keys, log.events(), {}, config.name, row_name)
+        problems += [RowProblem(out[u.index].row, u.column, u.reason) for u in unresolved]
+        order = {lab: i for i, lab in enumerate(labels)}
+        problems.sort(key=lambda p: order.get(p.row, -1))
     if problems:
         raise RecordError(problems, len(df), row_name)
     return out

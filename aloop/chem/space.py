@@ -370,7 +370,13 @@ def exclude_measured(X: np.ndarray, measured_keys: Collection[str]) -> np.ndarra
     if not measured_keys or not len(X):
         return X
     keep = np.ones(len(X), dtype=bool)
-    measured = _support_words(to_fraction_matrix(list(measured_keys))[0] > 0)
+    support = np.zeros((len(measured_keys), N_ELEMENTS), dtype=bool)
+    for i, key in enumerate(measured_keys):  # read the element set off the key: "Nb0" (a trace) is no formula
+        try:
+            support[i, [ELEMENT_INDEX[token.rstrip("0123456789.")] for token in str(key).split()]] = True
+        except KeyError:
+            raise ValueError(f"{key!r} is not a composition key (e.g. 'Fe0.4 O0.6')") from None
+    measured = _support_words(support)
     words = _support_words(np.asarray(X) > 0)
     # Only rows whose element set occurs among the measured ones need the (slow) exact key.
     suspects = np.flatnonzero(np.isin(words[:, 0], measured[:, 0]) & np.isin(words[:, 1], measured[:, 1]))
@@ -386,8 +392,9 @@ def load_candidates_csv(
 ) -> pd.DataFrame:
     """Read a CSV of candidate formulas into a DataFrame of valid, de-duplicated candidates.
 
-    The frame keeps the file's columns (index = data-row number, 0-based) and adds ``key``
-    (the canonical composition key). Formula cells are read as text ("NaN" stays a formula).
+    The frame keeps the file's columns, names stripped of surrounding spaces (index = data-row
+    number, 0-based), and adds ``key`` (the canonical composition key). Formula cells are read
+    as text ("NaN" stays a formula).
     ``errors="raise"`` raises ``InvalidFormulasError`` listing every bad row; ``"collect"``
     drops them and lists them in ``frame.attrs["bad_rows"]``. With ``drop_duplicates`` only
     the first row of each composition is kept (the others in ``frame.attrs["duplicate_rows"]``).
@@ -395,10 +402,14 @@ def load_candidates_csv(
     if errors not in ("raise", "collect"):
         raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
     frame = pd.read_csv(path)
+    frame.columns = [str(c).strip() for c in frame.columns]  # "formula ," heads the column "formula"
     if formula_column not in frame.columns:
         raise ValueError(f"{path}: no column {formula_column!r}; columns present: {list(frame.columns)}")
+    position = [i for i, c in enumerate(frame.columns) if c == formula_column]
+    if len(position) > 1:
+        raise ValueError(f"{path}: {len(position)} columns are headed {formula_column!r}; keep one")
     # Re-read the formula column as raw text: pandas would turn the formula "NaN" into a float.
-    formulas = pd.read_csv(path, usecols=[formula_column], dtype=str, keep_default_na=False)[formula_column]
+    formulas = pd.read_csv(path, usecols=position, dtype=str, keep_default_na=False).iloc[:, 0]
     frame[formula_column] = formulas.to_numpy()
     bad: list[BadRow] = check_formulas(frame[formula_column].tolist())
     if bad and errors == "raise":

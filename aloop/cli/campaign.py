@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -31,13 +32,15 @@ CampaignOpt = Annotated[
 def _user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
     from aloop.campaigns import CampaignLogError, ConfigError, RecordError
+    from aloop.campaigns.entries import ReplicateWarning
     from aloop.campaigns.pool import CampaignError, CampaignWarning
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         warn(str(message))
 
     with warnings.catch_warnings():
-        warnings.simplefilter("always", CampaignWarning)
+        for category in (CampaignWarning, ReplicateWarning):
+            warnings.simplefilter("always", category)
         warnings.showwarning = show  # type: ignore[assignment]
         try:
             yield
@@ -49,10 +52,16 @@ def _user_errors() -> Iterator[None]:
 
 @contextmanager
 def _opened(path: Path | None) -> Iterator[Any]:
+    from aloop.campaigns.log import NoCampaignLogError
     from aloop.campaigns.loop import Campaign, find_definition
 
     with _user_errors():
-        campaign = Campaign.open(find_definition(path))
+        definition = find_definition(path)
+        try:
+            campaign = Campaign.open(definition)
+        except NoCampaignLogError as exc:
+            fail(f"no campaign log at {exc.where} (the log of {definition}): if it was moved, set "
+                 f"database_url in {definition.name} to its new place; to start a new campaign, run `aloop init NAME`")
         try:
             yield campaign
         finally:
@@ -128,7 +137,11 @@ def init_command(
     with _user_errors():
         if not directory.is_dir():
             fail(f"--dir: folder {directory} does not exist")
-        with Campaign.init(directory / f"{name}.toml", transform=transform, **flags) as campaign:
+        path = directory / f"{name}.toml"
+        if path.exists():
+            fail(f"{path} already exists; refusing to overwrite it (continue that campaign with "
+                 f"`aloop propose -c {path}`, or choose another name)")
+        with Campaign.init(path, transform=transform, **flags) as campaign:
             pool_kind = "candidate list" if campaign.config.search_space.kind == "candidates" else "element grid"
             out.print(f"created {campaign.config.path} ({pool_kind}, objective {objective!r}) "
                       f"with its log at {campaign.log.url.render_as_string(hide_password=True)}")
@@ -139,23 +152,68 @@ def _fmt(v: float, digits: int = 3) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
 
 
+def _reserve_sheet(output: Path) -> Path:
+    """Check that a new results sheet can be written at ``output``; returns an empty temporary file beside it.
+
+    Runs before anything is proposed, so a sheet that cannot be written leaves the log unchanged.
+    """
+    if output.is_dir():
+        fail(f"-o: {output} is a folder; name the sheet file, e.g. {output / 'sheet.csv'}")
+    if output.exists() or output.is_symlink():
+        fail(f"-o: {output} already exists; refusing to overwrite it (it may hold results): choose another file name")
+    if not output.parent.is_dir():
+        fail(f"-o: folder {output.parent} does not exist")
+    # Beside the sheet, so that giving it its name is one atomic step within one file system.
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.open("x").close()
+    except OSError as exc:
+        fail(f"-o: cannot write a file in folder {output.parent}: {exc.strerror or exc}")
+    return tmp
+
+
+def _place_sheet(sheet: Any, tmp: Path, output: Path) -> None:
+    """Write ``sheet`` (a DataFrame) to ``tmp``, then name it ``output`` in one step that never replaces a file."""
+    ids = " ".join(map(str, sheet["proposal_id"]))
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            sheet.to_csv(fh, index=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, output)  # refuses (FileExistsError), instead of replacing, a file that appeared meanwhile
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            os.replace(tmp, output)
+    except OSError as exc:
+        what = "it appeared meanwhile" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        fail(f"results sheet {output} not written ({what}); proposals {ids} are logged as pending: write a sheet "
+             f"for them by hand, or withdraw them with `aloop cancel {ids}`")
+
+
 def propose_command(
     n: Annotated[int | None, typer.Option("-n", "--n", help="How many compositions (default: batch_size).")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write a results sheet (CSV) to fill in.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write a results sheet (CSV) to fill in (a new file).")] = None,
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Propose the next compositions to make (retrains when results arrived) and log them as pending."""
     from rich.table import Table
 
-    with _opened(campaign_path) as campaign:
-        table = campaign.propose(n)
-        labels = campaign.space.labels
-        cfg = campaign.config
-        if output is not None:
+    tmp = _reserve_sheet(output) if output is not None else None
+    try:
+        with _opened(campaign_path) as campaign:
+            table = campaign.propose(n)
+            labels = campaign.space.labels
+            cfg = campaign.config
+        if output is not None and tmp is not None:
             sheet = table[["proposal_id", "formula"]].copy()
             for o in cfg.objectives:
                 sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
-            sheet.to_csv(output, index=False)
+            _place_sheet(sheet, tmp, output)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     rich_table = Table(title=f"{cfg.name}: batch {int(table['batch_id'].iloc[0])} — {table.attrs['mode']}")
     rich_table.add_column("id", justify="right")
     rich_table.add_column("formula")

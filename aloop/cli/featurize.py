@@ -102,7 +102,7 @@ def featurize_table(
     Raises:
         BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false).
         FileNotFoundError, KeyError, ValueError: missing input, missing column, unknown
-            output format or featurizer name.
+            output format or featurizer name, input columns that Parquet cannot hold.
     """
     import numpy as np
     import pandas as pd
@@ -125,6 +125,11 @@ def featurize_table(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as the output, so the final os.replace is an atomic rename.
     tmp = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
+    # Decided from the final name: the temporary one does not end in .gz.
+    compression = "gzip" if output_path.name.lower().endswith(".gz") else None
+    # Parquet column types come from the whole input, not from the first chunk: a column whose
+    # first chunk is empty would otherwise be typed null and refuse the text of a later chunk.
+    input_types = _arrow_types(frame, output_path) if fmt == "parquet" else None
     writer = None
     rows_out = 0
     # tqdm's disable=None hides the bar when stderr is not a terminal.
@@ -146,7 +151,8 @@ def featurize_table(
                 features = np.zeros((0, len(names)), dtype=np.float32)
             part = frame.iloc[start : start + len(chunk)][ok].reset_index(drop=True)
             part = pd.concat([part, pd.DataFrame(features, columns=names)], axis=1)
-            writer = _write_part(part, tmp, fmt, writer, first=start == 0)
+            writer = _write_part(part, tmp, writer, first=start == 0, compression=compression,
+                                 input_types=input_types, output=output_path)
             rows_out += len(part)
         if writer is not None:
             writer.close()
@@ -162,19 +168,40 @@ def featurize_table(
     return FeaturizeResult(output_path, n, rows_out, len(names), bad if skip_invalid else [])
 
 
-def _write_part(part, tmp: Path, fmt: str, writer, first: bool):  # noqa: ANN001, ANN202 (pandas/pyarrow types)
-    """Append one chunk to the temporary output; returns the open Parquet writer (``None`` for CSV)."""
-    if fmt == "csv":
-        part.to_csv(tmp, mode="w" if first else "a", header=first, index=False,
-                    compression="gzip" if tmp.name.endswith(".gz") else None)
+def _arrow_types(frame, output: Path) -> list:  # noqa: ANN001 (pandas/pyarrow types)
+    """The Arrow type of every input column, inferred from all its rows."""
+    import pyarrow as pa
+
+    try:
+        return [field.type for field in pa.Schema.from_pandas(frame, preserve_index=False)]
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot write {output.name} as Parquet: {exc}") from None
+
+
+def _write_part(part, tmp: Path, writer, first: bool, compression: str | None,  # noqa: ANN001 (pandas/pyarrow)
+                input_types: list | None, output: Path):  # noqa: ANN202
+    """Append one chunk to the temporary output; returns the open Parquet writer (``None`` for CSV).
+
+    ``input_types`` (Parquet only) are the types of the input columns, which come first in ``part``.
+    """
+    if input_types is None:
+        part.to_csv(tmp, mode="w" if first else "a", header=first, index=False, compression=compression)
         return None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(part, preserve_index=False)
-    if writer is None:
-        writer = pq.ParquetWriter(tmp, table.schema)
-    writer.write_table(table.cast(writer.schema))
+    try:
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        if writer is None:
+            schema = table.schema
+            for i, type_ in enumerate(input_types):
+                schema = schema.set(i, schema.field(i).with_type(type_))
+            writer = pq.ParquetWriter(tmp, schema)
+        writer.write_table(table.cast(writer.schema))
+    except (pa.ArrowException, TypeError) as exc:  # ArrowException covers Arrow's ValueError/TypeError subclasses
+        if writer is not None:
+            writer.close()  # the caller removes the temporary file
+        raise ValueError(f"cannot write {output.name} as Parquet: {exc}") from None
     return writer
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 
 import pytest
 
 from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
 from aloop.campaigns.config import DEFAULT_SOURCE
+from conftest import minimal_definition
 
 
 def test_template_is_valid_commented_and_round_trips(tmp_path: Path) -> None:
@@ -84,18 +84,7 @@ def test_candidate_list_and_relative_paths(tmp_path: Path) -> None:
 
 
 def _base() -> dict:
-    return tomllib.loads(
-        """
-        name = "zt"
-        [search_space]
-        elements = ["Bi", "Sb", "Te"]
-        step = 0.1
-        [[objectives]]
-        name = "zT"
-        units = ""
-        direction = "maximize"
-        """
-    )
+    return minimal_definition()
 
 
 BAD = [

@@ -21,6 +21,7 @@ from aloop.campaigns import (
     list_campaigns,
     migrate,
 )
+from aloop.campaigns.log import ProposalConflictError
 from aloop.campaigns.migrations import create_v1_schema
 from aloop.chem import composition_key
 
@@ -118,6 +119,25 @@ def test_refused_writes_change_nothing(log: CampaignLog) -> None:
         assert str(err.value), i
         assert log.events_digest() == digest, f"refusal {i} changed the log"
     assert "does not exist" in _message(refusals[0]) and "not pending" in _message(refusals[6])
+
+
+def test_a_batch_is_checked_against_the_log_as_it_is_when_written(log: CampaignLog, db_url: str) -> None:
+    # `other` picked its batch from an empty log; by the time it writes, `log` has proposed and
+    # recorded some of those compositions: the whole batch is refused and nothing is written.
+    with CampaignLog.open(db_url, log.name) as other:
+        assert other.events() == ()
+        (pid,) = log.append_proposals(_props("Bi2Te3")).proposal_ids
+        log.append_measurements([_m(0.4, formula="Sb2Te3", key=composition_key("Sb2Te3"))])  # unsolicited
+        digest = log.events_digest()
+        with pytest.raises(ProposalConflictError, match="already measured: Sb2Te3; already pending: Bi2Te3") as err:
+            other.append_proposals(_props("BiTe", "Bi2Te3", "Sb2Te3"))
+        assert err.value.keys == {composition_key("Bi2Te3"), composition_key("Sb2Te3")}
+        assert log.events_digest() == digest
+        log.fail(pid, "cracked")  # a failed composition may be tried again; a cancelled one too
+        (again,) = other.append_proposals(_props("Bi2Te3")).proposal_ids
+        log.cancel(again)
+        other.append_proposals(_props("Bi2Te3", "BiTe"))
+    assert list(log.pending()["formula"]) == ["Bi2Te3", "BiTe"]
 
 
 def _message(fn: object) -> str:

@@ -17,6 +17,7 @@ import pytest
 import aloop.campaigns.pool as pool_module
 from aloop.campaigns import Campaign, CampaignError, CampaignLog, CampaignWarning, ConfigError, RecordError
 from aloop.campaigns.log import CampaignLog as LogClass
+from aloop.campaigns.loop import DefinitionMismatchError
 from aloop.chem import check_formulas, composition_key
 from aloop.datasets import load
 
@@ -255,3 +256,89 @@ def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Pa
     (tmp_path / "bad").mkdir()
     with pytest.raises(CampaignError, match="refit_growth"):
         _init(tmp_path / "bad", truth, surrogate_options={"refit_growth": -1})
+
+
+def test_concurrent_proposers_never_propose_a_composition_twice(tmp_path: Path, truth: pd.DataFrame, db_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes pick a batch from the same log state; the one writing second picks again."""
+    first = _init(tmp_path, truth, db_url, initial_design="random")
+    second = Campaign.open(tmp_path / "seebeck.toml", progress=False)
+    write = LogClass.append_proposals
+    first_batches: list[pd.DataFrame] = []
+    interruptions = [1]  # how many of `second`'s writes `first` gets in before
+
+    def first_writes_meanwhile(log: LogClass, props: list, **kwargs: object) -> object:
+        # `second` has picked from the log as it was; `first` (same state, same picks) commits before it writes.
+        if log is second.log and interruptions[0] > 0:
+            interruptions[0] -= 1
+            first_batches.append(first.propose(3))
+        return write(log, props, **kwargs)
+
+    monkeypatch.setattr(LogClass, "append_proposals", first_writes_meanwhile)
+    batch = second.propose(3)
+    pending = first.log.pending()
+    assert len(pending) == 6 and pending["key"].is_unique
+    assert set(batch["key"]).isdisjoint(first_batches[0]["key"]) and batch["batch_id"].iloc[0] == 2
+
+    interruptions[0] = 2  # `first` gets in before both attempts: `second` gives up and writes nothing
+    with pytest.raises(CampaignError, match="already pending.*run propose again"):
+        second.propose(3)
+    pending = first.log.pending()
+    ours = [i for b in (*first_batches, batch) for i in b["proposal_id"]]
+    assert len(first_batches) == 3 and sorted(pending["proposal_id"]) == sorted(ours) and pending["key"].is_unique
+    first.close()
+    second.close()
+
+
+def test_definition_edits_that_would_drop_or_relabel_measurements_are_refused(tmp_path: Path,
+                                                                              truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth, initial_design="random")
+    _measure(campaign, campaign.propose(4), truth)
+    campaign.close()
+    path = tmp_path / "seebeck.toml"
+    original = path.read_text(encoding="utf-8")
+    extra = '\n[[objectives]]\nname = "kappa"\nunits = "W/m/K"\ndirection = "minimize"\n'
+    refused = {
+        "renamed": (original.replace('name = "S_p"', 'name = "seebeck"'),
+                    "the log records objective 'S_p' in μV/K (4 measurements), the definition says objective "
+                    "'seebeck' in μV/K"),
+        "other units": (original.replace('units = "μV/K"', 'units = "mV/K"'),
+                        "the log records objective 'S_p' in μV/K (4 measurements), the definition says objective "
+                        "'S_p' in mV/K"),
+        "added": (original + extra, "the definition says objectives 'S_p' in μV/K and 'kappa' in W/m/K"),
+    }
+    for text, message in refused.values():
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(DefinitionMismatchError) as err:
+            Campaign.open(path, progress=False)
+        assert message in str(err.value) and str(path) in str(err.value)
+
+    # Edits that only change how the next batches are chosen stay allowed.
+    edited = original
+    for before, after in [("batch_size = 4", "batch_size = 2"), ("window = [150.0, 250.0]", "window = [100.0, 200.0]"),
+                          ('[surrogate]\nkind = "gp"', '[surrogate]\nkind = "ensemble"')]:
+        assert before in edited
+        edited = edited.replace(before, after)
+    path.write_text(edited, encoding="utf-8")
+    with Campaign.open(path, progress=False) as reopened:
+        batch = reopened.propose()
+        assert len(batch) == 2 and batch.attrs["training_size"] == 4
+
+
+def test_an_open_campaign_notices_measurements_under_another_definition(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """A campaign opened before the definition was edited refuses the log once it holds measurements it cannot use."""
+    early = _init(tmp_path, truth, initial_design="random")
+    batch = early.propose(4)
+    path = tmp_path / "seebeck.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('name = "S_p"', 'name = "seebeck"'), encoding="utf-8")
+    with Campaign.open(path, progress=False) as late:  # no measurements yet: any objectives match
+        values = dict(zip(truth["key"], truth["S_p"], strict=True))
+        late.record(pd.DataFrame({"proposal_id": batch["proposal_id"],
+                                  "seebeck [μV/K]": [values[k] for k in batch["key"]]}))
+    before = _digest(early)
+    for call in (lambda: early.propose(2), lambda: early.status(cv=False),
+                 lambda: early.record(pd.DataFrame({"formula": ["Fe2O3"], COLUMN: [180.0]}))):
+        with pytest.raises(DefinitionMismatchError, match="'seebeck' in μV/K"):
+            call()
+    assert _digest(early) == before
+    early.close()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from aloop.campaigns import CampaignConfig, CampaignLog, Proposal, RecordError, read_results, validate_results
+from aloop.campaigns.entries import ReplicateWarning
 from aloop.chem import composition_key
 
 
@@ -63,7 +64,8 @@ def test_explicit_idempotency_keys_allow_identical_replicates(
             "idempotency_key": ["sample-a", "sample-b"],
         }
     )
-    assert log.append_measurements(validate_results(df, config, log)).new == 2
+    with pytest.warns(ReplicateWarning, match="1 result"):  # the second is a replicate of the first: said so
+        assert log.append_measurements(validate_results(df, config, log)).new == 2
 
 
 def _set(**cols: object):  # type: ignore[no-untyped-def]

@@ -289,6 +289,17 @@ def test_candidates_csv(tmp_path: Path) -> None:
         load_candidates_csv(path, errors="skip")
 
 
+def test_candidates_csv_header_names_are_stripped(tmp_path: Path) -> None:
+    path = tmp_path / "candidates.csv"
+    path.write_text("formula ,  note\nFe2O3,a\nNaN,b\n")
+    frame = load_candidates_csv(path)
+    assert list(frame.columns) == ["formula", "note", "key"]
+    assert frame["formula"].tolist() == ["Fe2O3", "NaN"] and frame["note"].tolist() == ["a", "b"]
+    path.write_text("formula,formula \nFe2O3,NiO\n")
+    with pytest.raises(ValueError, match="2 columns are headed 'formula'"):
+        load_candidates_csv(path)
+
+
 def test_dedupe_and_exclude_measured() -> None:
     X, _ = to_fraction_matrix(["Fe2O3", "Fe4O6", "NaCl", "O3Fe2", "Ti0.99Nb0.01NiSn", "NaCl"])
     seen: set[str] = set()
@@ -305,6 +316,13 @@ def test_dedupe_and_exclude_measured() -> None:
     # a trace dopant keeps doped and undoped compositions apart
     doped, _ = to_fraction_matrix(["Ti0.9999Nb0.0001NiSn", "TiNiSn"])
     assert len(exclude_measured(doped, {composition_key("TiNiSn")})) == 1
+    # a dopant so dilute its key rounds it to 0 ("Nb0 …") is still excluded by that key
+    trace, _ = to_fraction_matrix(["Ti0.99995Nb0.00005NiSn", "TiNiSn"])
+    trace_key = composition_key("Ti0.99995Nb0.00005NiSn")
+    assert trace_key.startswith("Nb0 ")
+    assert keys_from_matrix(exclude_measured(trace, {trace_key})) == [composition_key("TiNiSn")]
+    with pytest.raises(ValueError, match="'Qq0.5 O0.5' is not a composition key"):
+        exclude_measured(trace, {"Qq0.5 O0.5"})
 
 
 def test_module_examples() -> None:

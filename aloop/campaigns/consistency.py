@@ -1,0 +1,118 @@
+"""Whether what is about to be used or written agrees with the campaign's log as it stands.
+
+Two checks, both against the recorded events:
+
+* ``check_objectives``: the definition file may be edited between runs, but every
+  ``measured`` event keeps the objective names and units it was recorded under. Renaming,
+  adding or removing an objective would silently drop every earlier measurement from training
+  (while they still count as measured), and changing its units would silently relabel the
+  recorded values, so such edits are refused. Everything else (directions, targets and windows,
+  transforms, featurizer, surrogate, acquisition and their options, batch and initial-design
+  sizes, seed) only changes how future batches are chosen and stays allowed.
+* ``check_free``: a batch may only name compositions that are not pending, measured or
+  rejected. The log runs it inside the write transaction, so two processes that picked their
+  batches from the same state never both propose a composition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from aloop.campaigns._fields import ConfigError
+from aloop.campaigns._store import CampaignLogError
+from aloop.campaigns.entries import Proposal
+from aloop.campaigns.state import Event, proposal_status
+
+if TYPE_CHECKING:
+    from aloop.campaigns.config import CampaignConfig
+
+
+class DefinitionMismatchError(ConfigError):
+    """The definition file's objectives (names or units) differ from those the log recorded measurements of."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([message])
+
+
+class ProposalConflictError(CampaignLogError):
+    """A batch names compositions pending, measured or rejected in the log by the time it is written (``keys``).
+
+    Batches picked from an older view of the log (another process wrote meanwhile) end here;
+    picking again from the current log resolves it.
+    """
+
+    def __init__(self, message: str, keys: frozenset[str]) -> None:
+        self.keys = keys
+        super().__init__(message)
+
+
+def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
+    """Refuse (``ProposalConflictError``) proposals of compositions rejected, measured or pending in ``history``."""
+    status = proposal_status(history)
+    rejected = {e.composition_key for e in history if e.kind == "rejected"}
+    measured = {e.composition_key for e in history if e.kind == "measured"} - rejected
+    pending = {e.composition_key for e in history if e.kind == "proposed" and status[e.id] == "pending"}
+    pending -= rejected | measured
+    groups = {"rejected compositions cannot be proposed again": rejected, "already measured": measured,
+              "already pending": pending}
+    parts = [f"{why}: {', '.join(p.formula for p in props if p.key in keys)}"
+             for why, keys in groups.items() if any(p.key in keys for p in props)]
+    if parts:
+        taken = frozenset(p.key for p in props if p.key in rejected | measured | pending)
+        raise ProposalConflictError("proposals not written: " + "; ".join(parts), taken)
+
+
+def recorded_objectives(events: Sequence[Event]) -> dict[str, tuple[list[str], int]]:
+    """Objective name → (distinct units recorded, number of measurements), in order of first appearance.
+
+    Units a measurement did not state (possible through the log's Python API) are not listed.
+    """
+    found: dict[str, tuple[list[str], int]] = {}
+    for e in events:
+        if e.kind != "measured":
+            continue
+        units = e.payload.get("units") or {}
+        for name in e.payload.get("values") or {}:
+            seen, n = found.get(name, ([], 0))
+            if name in units and units[name] not in seen:
+                seen.append(units[name])
+            found[name] = (seen, n + 1)
+    return found
+
+
+def _describe(objectives: Mapping[str, Sequence[str]], counts: Mapping[str, int] | None = None) -> str:
+    """``objective 'gap' in eV (7 measurements)`` / ``objectives 'zT' (dimensionless) and 'kappa' in W/m/K``."""
+
+    def one(name: str, units: Sequence[str]) -> str:
+        parts = [repr(name)]
+        if units:
+            parts.append(" or ".join(f"in {u}" if u else "(dimensionless)" for u in units))
+        if counts is not None:
+            parts.append(f"({counts[name]} measurement{'s' if counts[name] != 1 else ''})")
+        return " ".join(parts)
+
+    items = [one(n, u) for n, u in objectives.items()]
+    listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return f"objective{'s' if len(items) > 1 else ''} {listed}"
+
+
+def check_objectives(config: CampaignConfig, events: Sequence[Event], log_name: str) -> None:
+    """Refuse (``DefinitionMismatchError``) a definition without exactly the objectives and units of the measurements.
+
+    A log without measurements matches any definition. ``log_name`` names the log in the message.
+    """
+    recorded = recorded_objectives(events)
+    if not recorded:
+        return
+    defined = {o.name: o.units for o in config.objectives}
+    if set(recorded) == set(defined) and all(set(u) <= {defined[n]} for n, (u, _) in recorded.items()):
+        return
+    where = f"the definition file {config.path}" if config.path is not None else "the campaign definition"
+    logged = _describe({n: u for n, (u, _) in recorded.items()}, {n: k for n, (_, k) in recorded.items()})
+    raise DefinitionMismatchError(
+        f"{where} does not match the campaign log {log_name}: the log records {logged}, the definition says "
+        f"{_describe({n: [u] for n, u in defined.items()})}. Renaming, adding or removing an objective or changing "
+        "its units would drop or relabel the recorded measurements: undo that edit to [[objectives]] (other "
+        "settings may change), or start a new campaign for the new objectives"
+    )
