@@ -176,18 +176,22 @@ def experiments_to_reach(curve: object, t: float) -> int | None:
 
 
 def acceleration_factor(
-    curve: object, pool_size: int, n_top: int, t: float, *, baseline: Literal["curve", "draws"] = "curve"
+    curve: object, pool_size: int, n_top: int, t: float, *, baseline: Literal["curve", "draws"] = "curve",
+    averaged: bool = False,
 ) -> float | None:
     """AF(t) = n_random(t) / n_strategy(t) for a (B,) Top% curve; None if it never reaches t.
 
-    Reaching Top% = t means finding k = ceil(t·n_top) of the n_top good rows.  ``baseline``:
+    One run's curve moves in steps of 1/n_top, so reaching Top% = t means finding
+    k = ceil(t·n_top) of the n_top good rows, the level v = k/n_top.  A curve averaged over
+    runs (``averaged=True``) takes any value, and reaching t means reaching v = t itself.
+    ``baseline``:
 
     - ``"curve"`` (default, Liang et al.'s convention): n_random is where random's expected Top%
-      curve n/N reaches k/n_top, i.e. k/n_top·N.  A curve equal to n/N then has AF ≈ 1 and a
+      curve n/N reaches v, i.e. v·N.  A curve equal to n/N then has AF ≈ 1 and a
       perfect oracle has AF = N/n_top.
-    - ``"draws"``: n_random is the expected number of random draws until the k-th good row,
-      k·(N+1)/(n_top+1) (negative hypergeometric), which is smaller than the inverted curve for
-      small n_top (for n_top = 1 it is (N+1)/2, not N).
+    - ``"draws"``: n_random is the expected number of random draws until the v·n_top-th good row,
+      v·n_top·(N+1)/(n_top+1) (negative hypergeometric), which is smaller than the inverted curve
+      for small n_top (for n_top = 1 it is (N+1)/2, not N).
     """
     pool_size = _pool_size(pool_size)
     if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
@@ -199,8 +203,8 @@ def acceleration_factor(
     n_strategy = experiments_to_reach(arr, t)
     if n_strategy is None:
         return None
-    k = math.ceil(t * n_top - _TOL)
-    n_random = k / n_top * pool_size if baseline == "curve" else k * (pool_size + 1) / (n_top + 1)
+    level = t if averaged else math.ceil(t * n_top - _TOL) / n_top
+    n_random = level * pool_size if baseline == "curve" else level * n_top * (pool_size + 1) / (n_top + 1)
     return n_random / n_strategy
 
 

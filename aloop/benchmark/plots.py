@@ -148,7 +148,7 @@ def plot_study(
         if values.size == 0:
             continue
         mean_curve = values.mean(axis=0)
-        afs = [m.acceleration_factor(mean_curve, pool_size, n_top, float(t)) for t in AF_TARGETS]
+        afs = [m.acceleration_factor(mean_curve, pool_size, n_top, float(t), averaged=True) for t in AF_TARGETS]
         ax.plot(
             AF_TARGETS, [np.nan if a is None else a for a in afs], marker="o", markersize=4,
             color=colours[label], linewidth=1.6, label=label,

@@ -245,7 +245,7 @@ def summarize(
                 q25, med, q75 = _censored_quantiles(hit, len(reach) - len(hit), (0.25, 0.5, 0.75), missed_high=True)
                 row[f"{key}_n_med"], row[f"{key}_n_q25"], row[f"{key}_n_q75"] = med, q25, q75
                 row[f"{key}_reached"] = len(hit)
-                af_mean = m.acceleration_factor(per_seed.mean(axis=0), y.size, n_top, t)
+                af_mean = m.acceleration_factor(per_seed.mean(axis=0), y.size, n_top, t, averaged=True)
                 row[f"{key}_af"] = math.nan if af_mean is None else af_mean
                 afs = [m.acceleration_factor(c, y.size, n_top, t) for c in per_seed]
                 got = [a for a in afs if a is not None]

@@ -116,6 +116,19 @@ def test_af_is_one_for_the_random_expectation_curve() -> None:
     np.testing.assert_allclose(m.enhancement_factor(curve, pool_size), 1.0)
 
 
+def test_af_of_random_runs_averaged_is_one_even_between_steps() -> None:
+    """The seed-mean curve of random orders reaches t at about t·N, whether or not t·n_top is whole."""
+    rng = np.random.default_rng(0)
+    pool_size, n_top = 200, 7
+    mask = np.zeros(pool_size, dtype=bool)
+    mask[:n_top] = True
+    mean_curve = np.mean([m.top_percent_curve(rng.permutation(pool_size), mask) for _ in range(4000)], axis=0)
+    for t in (0.25, 0.5, 0.75):  # 1.75, 3.5 and 5.25 of 7 good rows
+        assert m.acceleration_factor(mean_curve, pool_size, n_top, t, averaged=True) == pytest.approx(1.0, abs=0.04)
+    # read as one run's curve it would need ceil(t·7)/7 of the good rows, and random's count to match
+    assert m.acceleration_factor(mean_curve, pool_size, n_top, 0.5) == pytest.approx(8 / 7, abs=0.05)
+
+
 def test_af_of_a_perfect_oracle() -> None:
     rng = np.random.default_rng(0)
     y = rng.normal(size=200)
