@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--baybe", action="store_true", help="also run BayBE's default recommender (OER plates)")
     ap.add_argument("--baybe-only", action="store_true", help="skip aloop's runs (e.g. while another process does them)")
     ap.add_argument("--table", action="store_true", help="only print the Markdown tables of finished studies")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the tables and plots of finished studies from their run records; run nothing")
     ap.add_argument("--baybe-seeds", type=int, default=None, help="BayBE seeds (default: the study's)")
     args = ap.parse_args()
     names = list(STUDIES) if args.study == "all" else [args.study]
@@ -166,6 +168,12 @@ def main() -> None:
         for name in names:
             if (RESULTS / name / "results.json").exists():
                 print(f"\n{name}\n\n{markdown_table(name)}")
+        return
+    if args.report_only:
+        for name in names:
+            if (RESULTS / name / "results.json").exists():
+                report(RESULTS / name, STUDIES[name]["task"]())
+                print(f"{name}: tables and plots rewritten from {len(load_records(RESULTS / name))} run records")
         return
     for name in names:
         spec = STUDIES[name]
