@@ -34,7 +34,7 @@ from aloop.benchmark.study import write_json_atomic  # noqa: E402
 from aloop.chem import to_fraction_matrix  # noqa: E402
 from aloop.datasets import get_spec, list_specs, load  # noqa: E402
 from aloop.elemnet.moe import MoERegressor  # noqa: E402
-from aloop.elemnet.sources import list_sources, model_card, weights_digest  # noqa: E402
+from aloop.elemnet.sources import list_sources, model_card, moe_experts, weights_digest  # noqa: E402
 from aloop.features import get_featurizer  # noqa: E402
 from aloop.features.elemnet import ElemNetFeatures  # noqa: E402
 
@@ -156,7 +156,7 @@ def moe_sources() -> tuple[str, ...]:
     """The experts of the MoE methods: the sources pre-trained from scratch on OQMD (every JARVIS and
     experimental composition excluded). A chained source (``initialised_from`` another, trained on one
     JARVIS property with only the experimental band-gap sets excluded) would leak other tasks' test rows."""
-    return tuple(s for s in list_sources() if not model_card(s).get("initialised_from"))
+    return moe_experts(list_sources(), model_card)
 
 
 def check_unseen(task: str, source: str) -> None:

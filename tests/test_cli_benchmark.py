@@ -39,6 +39,28 @@ def test_csv_study_writes_tables_and_resumes(library, tmp_path):
     assert (tmp_path / "study" / "plots" / "top5_top_percent.png").stat().st_size > 5000
     again = invoke(*args)
     assert again.exit_code == 0 and "[1]" not in again.stderr  # nothing re-run
+    # Fewer seeds: the table and the count are those of the runs asked for; the others are named.
+    fewer_args = list(args)
+    fewer_args[fewer_args.index("--seeds") + 1] = "1"
+    fewer = invoke(*fewer_args)
+    assert fewer.exit_code == 0 and "[1]" not in fewer.stderr
+    said = " ".join(fewer.stderr.split())  # the console wraps long lines
+    assert "2 of 2 runs finished" in said and "also holds 2 runs of other seeds or strategies, left out" in said
+    assert all(r["seeds"] == 1 for r in json.loads((tmp_path / "study" / "results.json").read_text()))
+
+
+def test_other_target_in_the_same_folder_is_refused(tmp_path):
+    frame = load("mp-transport").drop_duplicates("formula").sample(40, random_state=2)
+    path = tmp_path / "two.csv"
+    frame[["formula", "S_p", "S_n"]].to_csv(path, index=False)
+    args = ("benchmark", "--csv", path, "-o", tmp_path / "study", "--seeds", "1", "--budget", "6", "--n-init", "4",
+            "-s", "random", "--backend", "serial")
+    assert invoke(*args, "-t", "S_p").exit_code == 0
+    before = (tmp_path / "study" / "study.json").read_text()
+    result = invoke(*args, "-t", "S_n")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "objective 'S_p' there, 'S_n' in this study" in result.stderr and "another output folder" in result.stderr
+    assert (tmp_path / "study" / "study.json").read_text() == before
 
 
 @pytest.mark.parametrize(("extra", "needle"), [
@@ -48,8 +70,13 @@ def test_csv_study_writes_tables_and_resumes(library, tmp_path):
     (("--dataset", "mp-transport", "-s", "ef-svm-ucb"), "surrogate"),
     (("--dataset", "mp-transport", "--direction", "window"), "window"),
     (("--dataset", "mp-transport", "--backend", "spark"), "backend"),
+    (("--dataset", "mp-transport", "-s", "elemnet/20-gp-ucb"), "from 1 to 16, got 20"),
+    (("--dataset", "mp-transport", "-s", "ef-gp-window"), "'ef-gp-window'"),
+    (("--csv", "library"), "--target is required with --csv"),
 ])
-def test_user_errors(tmp_path, extra, needle):
+def test_user_errors(library, tmp_path, extra, needle):
+    extra = tuple(library if a == "library" else a for a in extra)
     result = invoke("benchmark", "-o", tmp_path / "s", "--seeds", "1", "--budget", "6", *extra)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and needle in result.stderr
+    assert not (tmp_path / "s").exists()  # nothing is created before the input is known to be good

@@ -65,7 +65,7 @@ def test_transfer_non_numeric_target(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("formula,y\nFe2O3,1.0\nNaCl,abc\nMgO,\n")
     r = runner.invoke(app, ["transfer", str(bad), "-t", "y", "-s", "base"])
-    assert r.exit_code == 2 and "data rows [2, 3]" in r.output
+    assert r.exit_code == 2 and "data rows 2, 3 (file lines 3, 4)" in r.output
 
 
 def test_sources_lists_shipped_models() -> None:
@@ -95,3 +95,27 @@ def test_transfer_zero_gate_refuses_a_target_without_zeros(tables) -> None:
     r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", "--zero-gate"])
     assert r.exit_code == 2
     assert "the zero gate needs a target with exact zeros in 5–95% of the training rows; the target has 0.0%" in r.output
+
+
+def test_transfer_moe_refuses_a_single_training_row(tables, tmp_path: Path) -> None:
+    train, test = tables
+    one = tmp_path / "one.csv"
+    one.write_text("".join(train.read_text().splitlines(keepends=True)[:2]))
+    out = tmp_path / "pred.csv"
+    r = runner.invoke(app, ["transfer", str(one), "-t", "delta_e", "-s", "moe", "--test", str(test),
+                            "--predict", str(test), "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "too few training rows: 1; at least 10 are needed" in r.output and "nan" not in r.output
+    assert not out.exists()
+
+
+def test_transfer_counts_bad_formula_and_bad_target_rows_alike(tmp_path: Path) -> None:
+    """Both count data rows from 1 (header excluded) and give the file line, as `aloop featurize` does."""
+    bad_formula = tmp_path / "formula.csv"
+    bad_formula.write_text("formula,y\nFe2O3,1.0\nNaCl,2.0\nMgO,3.0\nXx3,4.0\n")
+    r = runner.invoke(app, ["transfer", str(bad_formula), "-t", "y", "-s", "base"])
+    assert r.exit_code == 2 and "row 4 (line 5): 'Xx3'" in r.output
+    bad_target = tmp_path / "target.csv"
+    bad_target.write_text("formula,y\nFe2O3,1.0\nNaCl,2.0\nMgO,3.0\nKCl,\n")
+    r = runner.invoke(app, ["transfer", str(bad_target), "-t", "y", "-s", "base"])
+    assert r.exit_code == 2 and "data row 4 (file line 5)" in r.output

@@ -13,7 +13,10 @@ whose value is their mean: a lab that synthesises a composition measures one val
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import numbers
 import tempfile
 import time
 from collections.abc import Mapping
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from aloop.campaigns.config import ACQUISITION_KINDS, FEATURIZER_KINDS, SURROGATE_KINDS
+from aloop.campaigns.config import ACQUISITION_KINDS, ELEMNET_HIDDEN_LAYERS, FEATURIZER_KINDS, SURROGATE_KINDS
 
 #: Default hyperparameter schedule of replays: refit when the data grew by 25% (see ``refit_growth``).
 REPLAY_REFIT_GROWTH = 0.25
@@ -70,6 +73,12 @@ class Task:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def digest(self) -> str:
+        """sha256 of the pool's keys and values in row order: run records index rows, so order counts."""
+        h = hashlib.sha256("\n".join(map(str, self.keys)).encode())
+        h.update(np.ascontiguousarray(self.y, dtype="<f8").tobytes())
+        return h.hexdigest()
 
     @classmethod
     def from_frame(cls, name: str, frame: pd.DataFrame, target: str, *, formula_column: str = "formula",
@@ -151,6 +160,10 @@ class Strategy:
             raise ReplayError(f"strategy: acquisition must be one of {', '.join(ACQUISITION_KINDS)}, got {self.acquisition!r}")
         if (self.layer is not None or self.source is not None) and self.featurizer != "elemnet":
             raise ReplayError("strategy: a layer or source only goes with the elemnet featurizer")
+        if self.layer is not None and (isinstance(self.layer, bool) or not isinstance(self.layer, numbers.Integral)
+                                       or not 1 <= self.layer <= ELEMNET_HIDDEN_LAYERS):
+            raise ReplayError(f"strategy {self.name!r}: the ElemNet layer must be a whole number from 1 to "
+                              f"{ELEMNET_HIDDEN_LAYERS}, got {self.layer!r}")
 
     @property
     def name(self) -> str:
@@ -191,6 +204,20 @@ class Strategy:
 
         return weights_digest(self.source or DEFAULT_SOURCE)
 
+    def spec(self) -> dict[str, Any]:
+        """Everything that makes this strategy's runs what they are, as plain JSON data.
+
+        Stored with each run record: a study refuses to mix runs of one name made with
+        different choices (the name alone hides options and, with a label, everything else).
+        """
+        data = {"featurizer": self.featurizer, "surrogate": self.surrogate, "acquisition": self.acquisition,
+                "layer": self.layer, "source": self.source, "surrogate_options": dict(self.surrogate_options),
+                "acquisition_options": dict(self.acquisition_options)}
+        try:
+            return json.loads(json.dumps(data, sort_keys=True, default=_plain))
+        except (TypeError, ValueError) as exc:
+            raise ReplayError(f"strategy {self.name!r}: options must be numbers, text, lists or tables ({exc})") from None
+
     def flags(self) -> dict[str, Any]:
         """``Campaign.init`` flags of this strategy."""
         out: dict[str, Any] = {"featurizer": self.featurizer, "surrogate": self.surrogate, "acquisition": self.acquisition}
@@ -226,23 +253,14 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     pool_csv = task.pool_csv(work / "pool.csv")
-    objective = {"objective": task.objective, "units": task.units, "direction": task.direction}
-    if task.window is not None:
-        objective["window"] = list(task.window)
-    surrogate_options = dict(strategy.surrogate_options)
-    if refit_growth is not None and strategy.surrogate == "gp":
-        surrogate_options.setdefault("refit_growth", refit_growth)
     row_of = {k: i for i, k in enumerate(task.keys)}
     column = f"{task.objective} [{task.units}]" if task.units else task.objective
     order: list[int] = []
     batches: list[int] = []
     fits: list[dict[str, float]] = []
     start = time.perf_counter()
-    with Campaign.init(work / "campaign.toml", candidates_csv=str(pool_csv), name="replay", seed=seed,
-                       batch_size=batch_size, initial_design="random", initial_size=n_init,
-                       surrogate_options=surrogate_options or None,
-                       acquisition_options=dict(strategy.acquisition_options) or None,
-                       progress=False, **objective, **strategy.flags()) as campaign:
+    args = _campaign_args(task, strategy, seed, n_init, batch_size, refit_growth, pool_csv)
+    with Campaign.init(work / "campaign.toml", progress=False, **args) as campaign:
         batch_no = 0
         while len(order) < budget:
             q = n_init if batch_no == 0 else min(batch_size, budget - len(order))
@@ -260,8 +278,55 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
         "study": study, "task": task.name, "strategy": strategy.name, "seed": int(seed), "batch_size": batch_size,
         "n_init": n_init, "budget": budget, "pool_size": len(task), "order": order, "batch": batches,
         "values": task.y[order].tolist(), "fits": fits, "seconds": time.perf_counter() - start,
-        "refit_growth": refit_growth,
+        "refit_growth": refit_growth, "spec": strategy.spec(),
     }
+
+
+def check_strategy(task: Task, strategy: Strategy, *, n_init: int = 5, batch_size: int = 1,
+                   refit_growth: float | None = REPLAY_REFIT_GROWTH) -> None:
+    """Refuse (``ReplayError``) a strategy whose replay campaign would be refused, before any run starts.
+
+    The campaign definition a replay would write is validated in a temporary folder, on a few
+    pool rows; for ElemNet, the source model must exist.
+    """
+    from aloop.campaigns import ConfigError
+    from aloop.campaigns.files import write_definition
+    from aloop.campaigns.pool import CampaignError
+    from aloop.elemnet.sources import SourceModelError
+
+    try:
+        strategy.features_version()
+        with tempfile.TemporaryDirectory(prefix="aloop-check-") as tmp:
+            pool = Path(tmp) / "pool.csv"
+            pd.DataFrame({"formula": task.formulas[:50]}).to_csv(pool, index=False)
+            write_definition(Path(tmp) / "check.toml",
+                             **_campaign_args(task, strategy, 0, n_init, batch_size, refit_growth, pool))
+    except (ConfigError, CampaignError, SourceModelError) as exc:
+        why = "; ".join(exc.problems) if isinstance(exc, ConfigError) else str(exc)  # not the temporary file's name
+        raise ReplayError(f"strategy {strategy.name!r} cannot replay this task: {why}") from None
+
+
+def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch_size: int,
+                   refit_growth: float | None, pool_csv: Path) -> dict[str, Any]:
+    """``Campaign.init`` arguments of a replay (besides the definition's path)."""
+    objective: dict[str, Any] = {"objective": task.objective, "units": task.units, "direction": task.direction}
+    if task.window is not None:
+        objective["window"] = list(task.window)
+    surrogate_options = dict(strategy.surrogate_options)
+    if refit_growth is not None and strategy.surrogate == "gp":
+        surrogate_options.setdefault("refit_growth", refit_growth)
+    return {"candidates_csv": str(pool_csv), "name": "replay", "seed": seed, "batch_size": batch_size,
+            "initial_design": "random", "initial_size": n_init, "surrogate_options": surrogate_options or None,
+            "acquisition_options": dict(strategy.acquisition_options) or None, **objective, **strategy.flags()}
+
+
+def _plain(value: Any) -> Any:
+    """numpy numbers and tuples as plain JSON values (for :meth:`Strategy.spec`)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set, np.ndarray)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _pool_scores(campaign: Any, task: Task, measured: list[int], seconds: float) -> dict[str, float]:

@@ -10,11 +10,17 @@ A run whose record exists is never redone (unless it was made with other ElemNet
 weights than the shipped ones), so an interrupted study resumes where it
 stopped; a run interrupted half-way is started again from scratch (its work folder is
 replaced). Records are written by the driver as runs finish, whatever the backend.
+
+A folder is only resumed by the same task (objective, direction, window and a digest of the
+pool's keys and values) and sizes; a strategy name is only resumed with the same choices
+(``Strategy.spec``: options, and with a label everything else), kept in ``study.json`` and in
+each record. Folders written before these were stored are accepted and ``study.json`` upgraded.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import shutil
@@ -23,9 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aloop.benchmark.replay import REPLAY_REFIT_GROWTH, ReplayError, Strategy, Task, run_replay
+from aloop.benchmark.replay import REPLAY_REFIT_GROWTH, ReplayError, Strategy, Task, check_strategy, run_replay
 
 BACKENDS = ("serial", "joblib", "ray")
+#: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
+SETUP_KEYS = ("task", "objective", "direction", "window", "pool_size", "pool_digest", "n_init", "batch_size",
+              "budget", "refit_growth")
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,18 @@ class Study:
     name: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "strategies", tuple(self.strategies))
         names = [s.name for s in self.strategies]
         if not names:
             raise ReplayError("a study needs at least one strategy")
         if len(set(names)) != len(names):
             raise ReplayError(f"strategy names must be unique, got {names}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ReplayError(f"seeds must be a non-empty list without repeats, got {list(self.seeds)}")
+        seeds = tuple(_whole("seeds", k, 0) for k in self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ReplayError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
+        object.__setattr__(self, "seeds", seeds)
+        for key in ("n_init", "batch_size", "budget"):
+            object.__setattr__(self, key, _whole(key, getattr(self, key), 1))
         if not self.n_init <= self.budget <= len(self.task):
             raise ReplayError(f"budget must be between n_init ({self.n_init}) and the pool size ({len(self.task)}), "
                               f"got {self.budget}")
@@ -58,8 +72,18 @@ class Study:
         t = self.task
         return {"name": self.name, "task": t.name, "objective": t.objective, "units": t.units,
                 "direction": t.direction, "window": list(t.window) if t.window else None, "pool_size": len(t),
-                "strategies": [s.name for s in self.strategies], "n_init": self.n_init,
+                "pool_digest": t.digest(), "strategies": [s.name for s in self.strategies],
+                "strategy_specs": {s.name: s.spec() for s in self.strategies}, "n_init": self.n_init,
                 "batch_size": self.batch_size, "budget": self.budget, "refit_growth": self.refit_growth}
+
+
+def _whole(what: str, value: Any, minimum: int) -> int:
+    """``value`` as a plain ``int`` (numpy integers too) of at least ``minimum``, else a ``ReplayError``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ReplayError(f"{what} must be whole numbers, got {value!r}")
+    if value < minimum:
+        raise ReplayError(f"{what} must be ≥ {minimum}, got {int(value)}")
+    return int(value)
 
 
 def _slug(text: str) -> str:
@@ -82,30 +106,64 @@ def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
     os.replace(tmp, path)
 
 
-def load_records(out_dir: str | Path) -> list[dict[str, Any]]:
-    """Every finished run record of a study folder (sorted by strategy, then seed)."""
+def load_records(out_dir: str | Path, strategies: Sequence[str] | None = None,
+                 seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The finished run records of a study folder (sorted by strategy, then seed): all, or those of
+    the given strategy names and seeds."""
     recs = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("runs/*/seed-*.json"))]
+    recs = [r for r in recs if (strategies is None or r["strategy"] in strategies)
+            and (seeds is None or r["seed"] in seeds)]
     return sorted(recs, key=lambda r: (r["strategy"], r["seed"]))
 
 
-def _check_setup(out_dir: Path, study: Study) -> None:
-    path = out_dir / "study.json"
+def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
+    """The set-up ``study.json`` gets: the study's own, merged with the folder's (``ReplayError`` if they differ)."""
+    path = out / "study.json"
     setup = study.setup()
-    if path.exists():
-        old = json.loads(path.read_text())
-        keys = ("task", "direction", "window", "pool_size", "n_init", "batch_size", "budget", "refit_growth")
-        changed = [k for k in keys if old.get(k) != setup.get(k)]
-        if changed:
-            raise ReplayError(f"{out_dir} holds a study with a different set-up ({', '.join(changed)}); "
-                              "use another output folder")
-        setup["strategies"] = list(dict.fromkeys([*old.get("strategies", []), *setup["strategies"]]))
-    write_json_atomic(path, setup)
+    if not path.exists():
+        return setup
+    old = json.loads(path.read_text())
+    changed = [_difference(k, old[k], setup[k]) for k in SETUP_KEYS if k in old and old[k] != setup[k]]
+    if changed:
+        raise ReplayError(f"{out} holds a study with a different set-up: {'; '.join(changed)}; "
+                          "use another output folder")
+    specs = old.get("strategy_specs", {})
+    for s in study.strategies:
+        # No spec in study.json: a strategy new to the folder, or a folder from before specs were stored.
+        records = (json.loads(p.read_text()) for p in sorted((out / "runs" / _slug(s.name)).glob("seed-*.json")))
+        seen = specs.get(s.name) or next((r["spec"] for r in records if "spec" in r), None)
+        if seen is not None and seen != setup["strategy_specs"][s.name]:
+            diff = "; ".join(_difference(k, seen.get(k), v) for k, v in setup["strategy_specs"][s.name].items()
+                             if seen.get(k) != v)
+            raise ReplayError(f"{out} holds runs of strategy {s.name!r} made with other choices ({diff}); "
+                              "give the strategy another label or use another output folder")
+    setup["strategies"] = list(dict.fromkeys([*old.get("strategies", []), *setup["strategies"]]))
+    setup["strategy_specs"] = specs | setup["strategy_specs"]
+    return setup
 
 
-def _finished(out: Path, strategy: str, seed: int, versions: dict[str, str | None]) -> bool:
-    """The run has a record made with the strategy's current features (ElemNet weights)."""
-    path = record_path(out, strategy, seed)
-    return path.exists() and json.loads(path.read_text()).get("features_version") == versions[strategy]
+def _difference(key: str, there: Any, here: Any) -> str:
+    if key == "pool_digest":
+        return "pool (its compositions or their values differ)"
+    return f"{key} {there!r} there, {here!r} in this study"
+
+
+def pending_runs(study: Study, out_dir: str | Path) -> list[tuple[Strategy, int]]:
+    """The (strategy, seed) runs of ``study`` that ``out_dir`` lacks; writes nothing.
+
+    ``ReplayError`` if the folder holds a study of another set-up. A record made with other
+    ElemNet source weights than the strategy's current ones does not count as finished.
+    """
+    out = Path(out_dir)
+    _merged_setup(out, study)
+    todo = []
+    for s in study.strategies:
+        version = s.features_version()
+        for seed in study.seeds:
+            path = record_path(out, s.name, seed)
+            if not (path.exists() and json.loads(path.read_text()).get("features_version") == version):
+                todo.append((s, seed))
+    return todo
 
 
 def _one(study: Study, strategy: Strategy, seed: int, workdir: str | None) -> dict[str, Any]:
@@ -136,11 +194,14 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
         raise ReplayError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if n_jobs < 1:
         raise ReplayError(f"n_jobs must be ≥ 1, got {n_jobs}")
+    for s in study.strategies:
+        check_strategy(study.task, s, n_init=study.n_init, batch_size=study.batch_size,
+                       refit_growth=study.refit_growth)
     out = Path(out_dir)
+    jobs = pending_runs(study, out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_setup(out, study)
+    write_json_atomic(out / "study.json", _merged_setup(out, study))
     versions = {s.name: s.features_version() for s in study.strategies}
-    jobs = [(s, seed) for s in study.strategies for seed in study.seeds if not _finished(out, s.name, seed, versions)]
 
     def workdir(s: Strategy, seed: int) -> str | None:
         return str(out / "work" / _slug(s.name) / f"seed-{seed}") if keep_work and backend != "ray" else None
@@ -180,15 +241,18 @@ def _ray_results(study: Study, jobs: list[tuple[Strategy, int]], address: str | 
 
 
 def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = (0.05, 0.01),
-           af_targets: Sequence[float] = (0.5,), title: str | None = None) -> dict[str, Path]:
-    """Write the results table (CSV, JSON, Markdown) and the plots of every finished run in ``out_dir``."""
+           af_targets: Sequence[float] = (0.5,), title: str | None = None, strategies: Sequence[str] | None = None,
+           seeds: Sequence[int] | None = None) -> dict[str, Path]:
+    """Write the results table (CSV, JSON, Markdown) and the plots of the finished runs in ``out_dir``:
+    all of them, or those of the given strategy names and seeds."""
     from aloop.benchmark.plots import plot_study
     from aloop.benchmark.summary import curves, summarize, write_tables
 
     out = Path(out_dir)
-    records = load_records(out)
+    records = load_records(out, strategies, seeds)
     if not records:
-        raise ReplayError(f"{out} holds no finished runs")
+        raise ReplayError(f"{out} holds no finished runs" + ("" if strategies is None and seeds is None
+                                                              else " of these strategies and seeds"))
     table = summarize(records, task.y, task.direction, task.window, top_fractions, af_targets)
     paths = write_tables(table, out, "results")
     label = f"{task.objective} ({task.units})" if task.units else task.objective

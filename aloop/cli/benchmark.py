@@ -27,7 +27,8 @@ def benchmark_command(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Registry dataset (aloop datasets list).")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Your own fully measured table instead of --dataset.")] = None,
     formula_column: Annotated[str, typer.Option("--formula-column", help="Formula column of --csv.")] = "formula",
-    target: Annotated[str | None, typer.Option("--target", "-t", help="Objective column (dataset default: its first target).")] = None,
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="Objective column (required with --csv; dataset default: its first target).")] = None,
     units: Annotated[str, typer.Option("--units", help="Units of --target in --csv.")] = "",
     direction: Annotated[str, typer.Option("--direction", help="maximize, minimize or window.")] = "maximize",
     window: Annotated[tuple[float, float] | None, typer.Option("--window", help="LO HI of a target window.")] = None,
@@ -57,7 +58,9 @@ def benchmark_command(
 
             if not csv.is_file():
                 fail(f"no such file: {csv}")
-            task = Task.from_frame(csv.stem, pd.read_csv(csv), target or "", formula_column=formula_column,
+            if not target:
+                fail("--target is required with --csv: name the column holding the objective values")
+            task = Task.from_frame(csv.stem, pd.read_csv(csv), target, formula_column=formula_column,
                                    units=units, direction=direction, window=window)
         else:
             task = Task.from_dataset(dataset, target, direction=direction, window=window)  # type: ignore[arg-type]
@@ -66,7 +69,8 @@ def benchmark_command(
                       name=out_dir.name)
     except (ReplayError, DatasetError) as exc:
         fail(str(exc))
-    total = len(strategies) * seeds
+    names = [s.name for s in strategies]
+    total = len(names) * seeds
     err.print(f"{task.name}: {len(task)} compositions, {len(strategies)} strategies × {seeds} seeds, "
               f"budget {budget}, batch {batch_size}, backend {backend}")
     done = [0]
@@ -80,10 +84,14 @@ def benchmark_command(
 
     try:
         records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick)
-        paths = report(out_dir, task)
+        paths = report(out_dir, task, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
-    err.print(f"{len(records)} of {total} runs finished; tables and plots in {out_dir}")
+    ours = sum(r["strategy"] in names and r["seed"] in study.seeds for r in records)
+    err.print(f"{ours} of {total} runs finished; tables and plots in {out_dir}")
+    if len(records) > ours:
+        err.print(f"{out_dir} also holds {len(records) - ours} runs of other seeds or strategies, "
+                  f"left out of the table (it shows seeds 0–{seeds - 1} of {', '.join(names)})")
     out.print(_table(paths["json"]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from aloop.cli._output import err, fail, out
+from aloop.cli._output import err, fail, out, warn
 
 
 #: The recipe defaults quoted in --help (importing torch just to print help would be slow);
@@ -74,7 +75,7 @@ def pretrain_command(
         "e.g. oqmd-formation-enthalpy) instead of a random initialisation.")] = None,
     dropout: Annotated[bool | None, typer.Option(
         "--dropout/--no-dropout", help="Use ElemNet's published dropout (recipe default: off).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help=f"Random seed {_default('seed')}.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help=f"Random seed {_default('seed')}.")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1,
         help=f"torch CPU threads {_default('threads')}; may differ when resuming.")] = None,
@@ -106,11 +107,13 @@ def pretrain_command(
     err.print(f"{'resuming' if resuming else 'starting'} pre-training in {run_dir}: "
               + ", ".join(f"{k}={v}" for k, v in vars(config).items()), markup=False, soft_wrap=True)
     try:
-        summary = pretrain(config, run_dir)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, *_, **__: warn(str(message))  # type: ignore[assignment]
+            summary = pretrain(config, run_dir)
     except KeyboardInterrupt:
         fail(f"interrupted; the last completed epoch is checkpointed in {run_dir}: re-run the same command to resume",
              code=130)
-    except ValueError as exc:  # e.g. a checkpoint written with a different recipe
+    except ValueError as exc:  # a different recipe, an unreadable run-directory file, no rows left to train on
         fail(str(exc))
     print_summary(summary, dataset, run_dir)
 

@@ -32,9 +32,11 @@ def sources_command() -> None:
 
 
 def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | None, frame)
+    """Fractions, target and frame of a table; bad rows are reported as ``aloop featurize`` does (data rows from 1)."""
     import pandas as pd
 
-    from aloop.chem import InvalidFormulasError, to_fraction_matrix
+    from aloop.chem import to_fraction_matrix
+    from aloop.cli.featurize import BadFormulaRow, _list_rows
 
     if not path.exists():
         fail(f"file not found: {path}")
@@ -42,16 +44,21 @@ def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | N
     for col in (formula_column, target):
         if col is not None and col not in frame.columns:
             fail(f"{path}: no column {col!r}; columns are {list(frame.columns)}")
-    try:
-        X, _ = to_fraction_matrix(list(frame[formula_column]))
-    except InvalidFormulasError as exc:
-        fail(f"{path}: {exc}")
+    X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
+    csv = path.suffix.lower() not in (".parquet", ".pq")
+    if bad:
+        err.print(_list_rows([BadFormulaRow(b.index + 1, b.formula, b.reason) for b in bad], csv=csv),
+                  markup=False, highlight=False, soft_wrap=True)
+        fail(f"{len(bad)} of {len(frame)} formulas in {path} are invalid (rows listed above)")
     if target is None:
         return X, None, frame
     y = pd.to_numeric(frame[target], errors="coerce").to_numpy(float)
-    bad = [i + 1 for i, v in enumerate(y) if not (v == v and abs(v) != float("inf"))]
-    if bad:
-        fail(f"{path}: column {target!r} has non-numeric, NaN or infinite values in data rows {bad[:20]}")
+    rows = [i + 1 for i, v in enumerate(y) if not (v == v and abs(v) != float("inf"))]
+    if rows:
+        more, s = (", …" if len(rows) > 20 else ""), ("s" if len(rows) > 1 else "")
+        lines = f" (file line{s} {', '.join(str(r + 1) for r in rows[:20])}{more})" if csv else ""
+        fail(f"{path}: column {target!r} has non-numeric, NaN or infinite values in data row{s} "
+             f"{', '.join(map(str, rows[:20]))}{more}{lines}")
     return X, y, frame
 
 

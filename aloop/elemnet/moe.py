@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
 from aloop.elemnet.model import ElemNet
-from aloop.elemnet.transfer import _check_xy
+from aloop.elemnet.transfer import _check_xy, check_enough_rows
 from aloop.training import train_network
 
 
@@ -97,6 +97,8 @@ class MoERegressor(RegressorMixin, BaseEstimator):
 
     With frozen experts (the default) their features are computed once, so training the
     gate and head takes seconds. ``gate_weights_`` reports which sources the target used.
+    ``sources=None`` (the default) means the default experts: every shipped source model not
+    initialised from another (``aloop.elemnet.sources.moe_experts``).
 
     ``guard=True`` protects against negative transfer: the same model is also trained on
     each expert alone, and the mixture is kept only if its early-stopping validation MAE
@@ -104,7 +106,7 @@ class MoERegressor(RegressorMixin, BaseEstimator):
     (``gate_weights_`` then puts weight 1 on it and ``guard_`` says what happened).
     """
 
-    def __init__(self, sources: tuple[str, ...] = ("oqmd-formation-enthalpy",), layer: int = 16, top_k: int = 2,
+    def __init__(self, sources: tuple[str, ...] | None = None, layer: int = 16, top_k: int = 2,
                  gate: Literal["fixed", "input"] = "fixed", head_hidden: int = 64, train_experts: bool = False,
                  lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 30,
                  val_fraction: float = 0.1, weight_decay: float = 1e-5, seed: int = 0,
@@ -114,18 +116,20 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
         self.weight_decay, self.seed, self.experts, self.guard = weight_decay, seed, experts, guard
 
-    def _experts(self) -> list[ElemNet]:
+    def _experts(self) -> tuple[list[ElemNet], list[str]]:
+        """The expert networks and their names."""
         if self.experts is not None:
-            return list(self.experts)
-        from aloop.elemnet.sources import load_source_model
+            return list(self.experts), [f"expert{i}" for i in range(len(self.experts))]
+        from aloop.elemnet.sources import load_source_model, moe_experts
 
-        return [load_source_model(s) for s in self.sources]
+        names = list(moe_experts() if self.sources is None else self.sources)
+        return [load_source_model(s) for s in names], names
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
         Xt, yt = _check_xy(X, y)
+        check_enough_rows(len(Xt))
         self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
-        experts = self._experts()
-        names = list(self.sources) if self.experts is None else [f"expert{i}" for i in range(len(experts))]
+        experts, names = self._experts()
         self.model_, self.val_mae_, self.gate_weights_ = self._fit_one(Xt, yt, experts, names)
         self.guard_ = {"mixture_val_mae": self.val_mae_, "mixture_gate_weights": self.gate_weights_, "kept": "mixture"}
         if self.guard and len(experts) > 1:

@@ -1,4 +1,12 @@
-"""Resumable CPU pre-training of ElemNet source models on a registry dataset's published split."""
+"""Resumable CPU pre-training of ElemNet source models on a registry dataset's published split.
+
+A run directory holds ``checkpoint.pt`` (everything a resumed run needs: weights, optimizer,
+schedule, the shuffling and dropout random states, the per-epoch history), ``best.pt``,
+``log.jsonl`` (the checkpoint's history, one line per epoch, rewritten from the checkpoint so
+the two agree even after a crash between the writes), and at the end ``final.pt`` and
+``summary.json``. A resumed run continues exactly as an uninterrupted one would (bit for bit
+with the same thread count).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +54,10 @@ class PretrainConfig:
     # layer) instead of He initialisation, e.g. OQMD formation enthalpy -> JARVIS MBJ band gap.
     init_source: str | None = None
     val_fraction: float = 0.1  # carved from train (seeded) when the dataset publishes train/test only
+
+
+class RunDirectoryError(ValueError):
+    """A run directory whose files cannot be resumed from (missing, truncated or not written by ``pretrain``)."""
 
 
 @dataclass
@@ -98,6 +110,10 @@ def _prepare(config: PretrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]
         if drop and split != "test":  # the published test set stays whole, so test MAE stays comparable
             keep &= np.array([k not in drop for k in keys_from_matrix(X)])
         out[split] = (X[keep], part[target].to_numpy(dtype=np.float32)[keep])
+        if split != "test" and not keep.any():
+            removed = f" after excluding the compositions of {', '.join(config.exclude)}" if config.exclude else ""
+            raise ValueError(f"no {'training' if split == 'train' else 'validation'} rows of {config.dataset} "
+                             f"are left{removed}; nothing to train on")
     return out
 
 
@@ -130,6 +146,29 @@ def _atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _write_log(run_dir: Path, history: list[dict]) -> None:
+    """Rewrite ``log.jsonl`` (atomically) from a checkpoint's history, one JSON line per epoch."""
+    tmp = run_dir / "log.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+    os.replace(tmp, run_dir / "log.jsonl")
+
+
+def _read(path: Path, keys: tuple[str, ...]) -> dict:
+    """Load a file ``pretrain`` wrote into its run directory, or raise a ``RunDirectoryError`` saying what to do."""
+    advice = f"restore {path.name} from a backup, or delete the run directory {path.parent} to start again"
+    if not path.is_file():
+        raise RunDirectoryError(f"{path} is missing; {advice}")
+    try:
+        obj = torch.load(path, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file (EOFError, RuntimeError, KeyError, ...)
+        raise RunDirectoryError(f"{path} cannot be read (truncated or not written by aloop pretrain: "
+                                f"{type(exc).__name__}); {advice}") from None
+    missing = [k for k in keys if k not in obj] if isinstance(obj, dict) else list(keys)
+    if missing:
+        raise RunDirectoryError(f"{path} is not a pre-training file (it lacks {', '.join(missing)}); {advice}")
+    return obj
+
+
 @torch.no_grad()
 def _mae(net: ElemNet, X: torch.Tensor, y: torch.Tensor, mean: float, std: float) -> float:
     net.eval()
@@ -144,12 +183,19 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     Returns a summary with the best validation MAE, the test MAE of the best epoch and the
     dead-unit fraction per hidden layer. The best network (target de-standardised into its
     output layer) is saved as ``run_dir/best.pt``.
+
+    Raises:
+        RunDirectoryError: ``run_dir``'s checkpoint or best network cannot be loaded (nothing is changed).
+        ValueError: a recipe other than the checkpoint's, an epoch limit the run cannot be extended to,
+            no rows left to train on.
     """
+    if config.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {config.seed}")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     ckpt_path = run_dir / "checkpoint.pt"
     data = _prepare(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
     Xtr, ytr = (torch.from_numpy(a) for a in data["train"])
     Xva, yva = (torch.from_numpy(a) for a in data["val"])
     Xte, yte = (torch.from_numpy(a) for a in data["test"])
@@ -166,25 +212,42 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     state = PretrainState()
     gen = torch.Generator().manual_seed(config.seed)
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=True)
+        ckpt = _read(ckpt_path, ("config", "model", "optimizer", "scheduler", "generator", "state"))
         if _recipe(ckpt["config"]) != _recipe(asdict(config)):
             raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
         if ckpt.get("init_source_sha256") != init_sha:
             raise ValueError(f"{ckpt_path} started from other weights of {config.init_source!r} than the shipped ones; "
                              "use a new run directory")
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        state = PretrainState(**ckpt["state"])
+        try:
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["generator"])
+            state = PretrainState(**ckpt["state"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise RunDirectoryError(f"{ckpt_path} does not fit this run's network ({exc}); restore it from a backup, "
+                                    f"or delete the run directory {run_dir} to start again") from None
         if ckpt["config"]["max_epochs"] == config.max_epochs:
             sched.load_state_dict(ckpt["scheduler"])
         else:
             if state.epoch >= config.max_epochs:
                 raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; max_epochs must exceed that")
+            if state.epochs_since_best >= config.patience:
+                raise ValueError(
+                    f"{ckpt_path}: the run early-stopped at epoch {state.epoch} (no better validation MAE since epoch "
+                    f"{state.best_epoch}, patience {config.patience}); a larger epoch limit does not restart it. "
+                    f"Its results are in {run_dir}; to train longer, use a new run directory")
             sched = _schedule_at(opt, config, steps_per_epoch, state.epoch * steps_per_epoch)
             state.schedule_changes.append(
                 {"at_epoch": state.epoch, "max_epochs_from": ckpt["config"]["max_epochs"], "max_epochs_to": config.max_epochs}
             )
+        if state.best_epoch > 0:
+            _read(run_dir / "best.pt", ("model", "mean", "std"))  # fail now rather than after training
+        if "torch_rng" in ckpt:  # dropout draws from the global generator
+            torch.set_rng_state(ckpt["torch_rng"])
+        elif config.dropout and state.epoch < config.max_epochs and state.epochs_since_best < config.patience:
+            warnings.warn(f"{ckpt_path} predates saving the dropout random state: the resumed epochs draw other "
+                          "dropout masks than an uninterrupted run would", stacklevel=2)
+        _write_log(run_dir, state.history)  # a crash may have come between the checkpoint and the log
     dead_idx = torch.randperm(len(Xtr), generator=torch.Generator().manual_seed(1))[: config.dead_sample]
     ytr_std = (ytr - mean) / std
     bar = tqdm(total=config.max_epochs, initial=state.epoch, desc=f"pretrain {config.dataset}", disable=not progress)
@@ -216,16 +279,15 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
             state.epochs_since_best += 1
         _atomic_save({
             "config": asdict(config), "model": net.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "generator": gen.get_state(), "state": asdict(state),
-            "init_source_sha256": init_sha,
+            "scheduler": sched.state_dict(), "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "state": asdict(state), "init_source_sha256": init_sha,
         }, ckpt_path)
-        with open(run_dir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(state.history[-1]) + "\n")
+        _write_log(run_dir, state.history)
         bar.update(1)
         bar.set_postfix(train_mae=f"{state.history[-1]['train_mae']:.4f}", val_mae=f"{val_mae:.4f}",
                         dead=f"{state.history[-1]['dead_mean']:.2f}")
     bar.close()
-    best = torch.load(run_dir / "best.pt", weights_only=True)
+    best = _read(run_dir / "best.pt", ("model", "mean", "std"))
     net.load_state_dict(best["model"])
     fold_standardisation(net, best["mean"], best["std"])
     net.eval()
@@ -238,8 +300,10 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         "dead_unit_fraction": dead_unit_fractions(net, Xtr[dead_idx]),
         "history": state.history,
     }
-    torch.save({"model": net.state_dict()}, run_dir / "final.pt")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    _atomic_save({"model": net.state_dict()}, run_dir / "final.pt")
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, run_dir / "summary.json")
     return summary
 
 

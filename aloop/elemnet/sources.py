@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +37,18 @@ def model_card(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
             f"no source model {name!r} in {weights_dir}; available: {', '.join(list_sources(weights_dir)) or 'none'}"
         )
     return json.loads(path.read_text())
+
+
+def moe_experts(names: Iterable[str] | None = None, card: Callable[[str], dict] = model_card) -> tuple[str, ...]:
+    """The default experts of a mixture: the source models not initialised from another (model card key
+    ``initialised_from``).
+
+    A chained source is trained on one JARVIS property with only the experimental band-gap sets
+    excluded, so its training set holds other JARVIS tasks' test compositions. ``names`` default
+    to the shipped source models, ``card`` to their model cards.
+    """
+    names = list_sources() if names is None else names
+    return tuple(n for n in names if not card(n).get("initialised_from"))
 
 
 def weights_digest(name: str, weights_dir: Path = WEIGHTS_DIR) -> str:

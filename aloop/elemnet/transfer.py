@@ -62,6 +62,14 @@ def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor,
     return torch.from_numpy(X), torch.from_numpy(y)
 
 
+def check_enough_rows(n_rows: int, holds_out: bool = True) -> None:
+    """Refuse to train a network on too few rows: with early stopping on a held-out part of them, at least 10."""
+    minimum = 10 if holds_out else 2
+    if n_rows < minimum:
+        detail = " (some are held out for early stopping)" if holds_out else ""
+        raise ValueError(f"too few training rows: {n_rows}; at least {minimum} are needed{detail}")
+
+
 def finetune(
     X: np.ndarray, y: np.ndarray, source: ElemNet | None, config: FineTuneConfig | None = None,
     hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, validation: tuple[np.ndarray, np.ndarray] | None = None,
@@ -86,8 +94,7 @@ def finetune(
     if config.max_epochs < 1:
         raise ValueError(f"max_epochs must be ≥ 1, got {config.max_epochs}")
     Xt, yt = _check_xy(X, y)
-    if len(Xt) < (2 if validation is not None or config.patience is None else 10):
-        raise ValueError(f"too few training rows to fine-tune with early stopping: {len(Xt)}")
+    check_enough_rows(len(Xt), holds_out=validation is None and config.patience is not None)
     if config.threads:
         torch.set_num_threads(config.threads)
     gen = torch.Generator().manual_seed(config.seed)
@@ -225,7 +232,7 @@ def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer
     ``base``: the training mean; ``sc-ef`` / ``sc-magpie``: trees on elemental fractions /
     Magpie (SC:ML); ``featextr``: trees on ElemNet layer-``layer`` activations of ``source``
     (TL:ML(FeatExtr)); ``finetune`` / ``modfinetune`` / ``freezing`` / ``scratch``: an
-    ``ElemNetRegressor``; ``moe``: a ``MoERegressor`` over every shipped source model.
+    ``ElemNetRegressor``; ``moe``: a ``MoERegressor`` over the default experts (``sources.moe_experts``).
     """
     from sklearn.dummy import DummyRegressor
     from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
@@ -248,9 +255,7 @@ def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer
         return make_pipeline(FeaturizerTransformer(feat), forest)
     if strategy == "moe":
         from aloop.elemnet.moe import MoERegressor
-        from aloop.elemnet.sources import list_sources
 
-        sources = tuple(list_sources())
-        return MoERegressor(sources=sources, top_k=min(2, len(sources)), seed=seed, **options)  # type: ignore[arg-type]
+        return MoERegressor(seed=seed, **options)  # type: ignore[arg-type]
     return ElemNetRegressor(source=None if strategy == "scratch" else source, mode=strategy, seed=seed,
                             **options)  # type: ignore[arg-type]

@@ -76,10 +76,26 @@ def test_bad_replay_sizes(small_task, kwargs, match):
 @pytest.mark.parametrize(("text", "match"), [
     ("ef-gp", "FEATURIZER"), ("soap-gp-log_ei", "featurizer"), ("ef-svm-log_ei", "surrogate"),
     ("ef-gp-best", "acquisition"), ("elemnet/x-gp-log_ei", "layer"), ("magpie/2-gp-log_ei", "layer"),
+    ("elemnet/20-gp-ucb", "layer must be a whole number from 1 to 16, got 20"), ("elemnet/0-gp-ucb", "from 1 to 16"),
 ])
 def test_bad_strategies(text, match):
     with pytest.raises(ReplayError, match=match):
         Strategy.parse(text)
+
+
+def test_spec_and_digest_identify_strategies_and_pools(small_task):
+    """A strategy's spec holds its options in plain JSON (default options add nothing to its name)."""
+    plain, beta = Strategy.parse("ef-gp-ucb"), Strategy("ef", "gp", "ucb", acquisition_options={"beta": np.float64(1)})
+    assert plain.name == beta.name == "ef-gp-ucb"
+    assert plain.spec()["acquisition_options"] == {} and beta.spec()["acquisition_options"] == {"beta": 1.0}
+    assert type(beta.spec()["acquisition_options"]["beta"]) is float
+    with pytest.raises(ReplayError, match="options must be"):
+        Strategy("ef", "gp", "ucb", acquisition_options={"beta": object()}).spec()
+    same = Task(small_task.name, small_task.formulas, small_task.keys, small_task.y.copy(), "o", "V", "minimize")
+    assert same.digest() == small_task.digest()
+    swapped = small_task.y.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    assert Task("t", small_task.formulas, small_task.keys, swapped, "o", "V", "minimize").digest() != small_task.digest()
 
 
 def test_bad_tasks(small_task):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from aloop.benchmark import ReplayError, Strategy
-from aloop.benchmark.study import Study, load_records, record_path, report, run_study
+from aloop.benchmark.study import Study, load_records, pending_runs, record_path, report, run_study
 
 STRATEGIES = [Strategy.parse("ef-gp-log_ei"), Strategy.parse("random")]
 
@@ -55,6 +57,76 @@ def test_changed_setup_is_refused(small_task, tmp_path):
     run_study(Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8), tmp_path, backend="serial")
     with pytest.raises(ReplayError, match="different set-up.*budget"):
         run_study(_study(small_task), tmp_path, backend="serial")
+
+
+def test_other_task_is_refused_and_study_json_kept(small_task, tmp_path):
+    """Another objective, or the same objective with other values or rows, never reuses a folder's runs."""
+    study = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
+    run_study(study, tmp_path, backend="serial")
+    before = (tmp_path / "study.json").read_text()
+    others = {"objective": replace(small_task, objective="other"), "pool": replace(small_task, y=small_task.y + 1),
+              "direction": replace(small_task, direction="maximize")}
+    for what, task in others.items():
+        with pytest.raises(ReplayError, match=f"different set-up: {what}.*another output folder"):
+            run_study(replace(study, task=task), tmp_path, backend="serial")
+    assert (tmp_path / "study.json").read_text() == before
+
+
+def test_other_strategy_options_are_refused(small_task, tmp_path):
+    """One name, other options: refused for the finished seeds and for new ones; a label keeps them apart."""
+    plain = Strategy.parse("ef-gp-ucb")
+    greedy = replace(plain, acquisition_options={"beta": 1e6})
+    run_study(Study(small_task, [plain], [0], n_init=4, batch_size=2, budget=6), tmp_path, backend="serial")
+    assert load_records(tmp_path)[0]["spec"] == plain.spec()
+    for seeds in ([0], [1]):
+        with pytest.raises(ReplayError, match=r"'ef-gp-ucb' made with other choices \(acquisition_options"):
+            run_study(Study(small_task, [greedy], seeds, n_init=4, batch_size=2, budget=6), tmp_path)
+    labelled = Study(small_task, [replace(greedy, label="ef-gp-ucb-beta1e6")], [0], n_init=4, batch_size=2, budget=6)
+    assert [(s.name, k) for s, k in pending_runs(labelled, tmp_path)] == [("ef-gp-ucb-beta1e6", 0)]
+
+
+def test_folder_from_before_specs_and_digests_is_resumed_and_upgraded(small_task, tmp_path):
+    """Committed studies have no pool digest, specs or objective check: their runs still count as finished."""
+    study = Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, batch_size=2, budget=8)
+    run_study(study, tmp_path, backend="serial")
+    setup = json.loads((tmp_path / "study.json").read_text())
+    legacy = {k: v for k, v in setup.items() if k not in ("pool_digest", "strategy_specs")}
+    (tmp_path / "study.json").write_text(json.dumps(legacy))
+    for seed in (0, 1):
+        path = record_path(tmp_path, "random", seed)
+        rec = json.loads(path.read_text())
+        del rec["spec"]
+        path.write_text(json.dumps(rec))
+    assert pending_runs(study, tmp_path) == []
+    assert json.loads((tmp_path / "study.json").read_text()) == legacy  # listing writes nothing
+    redo = []
+    run_study(study, tmp_path, backend="serial", on_record=redo.append)
+    assert redo == [] and json.loads((tmp_path / "study.json").read_text()) == setup
+
+
+def test_seeds_are_plain_non_negative_integers(small_task, tmp_path):
+    study = Study(small_task, STRATEGIES[1:], list(np.arange(2)), n_init=np.int64(4), budget=6)
+    assert study.seeds == (0, 1) and all(type(k) is int for k in (*study.seeds, study.n_init))
+    assert [r["seed"] for r in run_study(study, tmp_path, backend="serial")] == [0, 1]
+    for seeds, match in (([-1], "seeds must be ≥ 0, got -1"), ([0.5], "seeds must be whole numbers")):
+        with pytest.raises(ReplayError, match=match):
+            Study(small_task, STRATEGIES, seeds)
+
+
+def test_invalid_strategy_is_refused_before_the_folder_is_made(small_task, tmp_path):
+    study = Study(small_task, [STRATEGIES[1], Strategy.parse("ef-gp-window")], [0], n_init=4, budget=6)
+    with pytest.raises(ReplayError, match="'ef-gp-window'.*window"):
+        run_study(study, tmp_path / "out", backend="serial")
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_of_some_seeds(small_task, tmp_path):
+    run_study(Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, budget=6), tmp_path, backend="serial")
+    assert [r["seed"] for r in load_records(tmp_path, ["random"], [1])] == [1]
+    rows = json.loads(report(tmp_path, small_task, strategies=["random"], seeds=[1])["json"].read_text())
+    assert [r["seeds"] for r in rows] == [1]
+    with pytest.raises(ReplayError, match="no finished runs of these strategies and seeds"):
+        report(tmp_path, small_task, strategies=["ef-gp-ucb"])
 
 
 @pytest.mark.parametrize(("kw", "match"), [

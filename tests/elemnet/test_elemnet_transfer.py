@@ -239,3 +239,30 @@ def test_make_regressor_strategies(band_gap) -> None:
     with pytest.raises(ValueError, match="trees must be"):
         make_regressor("sc-ef", trees="xgb")
     assert {"featextr", "modfinetune", "moe"} <= set(STRATEGIES)
+
+
+def test_moe_refuses_too_few_rows_like_the_network_modes() -> None:
+    X = np.eye(86, dtype=np.float32)[:9]
+    y = np.arange(9.0)
+    experts = [ElemNet(hidden_widths=TINY)]
+    for rows in (1, 9):
+        with pytest.raises(ValueError, match=f"too few training rows: {rows}; at least 10 are needed"):
+            MoERegressor(experts=experts, layer=2).fit(X[:rows], y[:rows])
+        with pytest.raises(ValueError, match=f"too few training rows: {rows}; at least 10 are needed"):
+            ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY).fit(X[:rows], y[:rows])
+
+
+def test_default_moe_experts_leave_out_chained_sources(band_gap) -> None:
+    from aloop.elemnet.sources import list_sources, model_card, moe_experts
+    from aloop.elemnet.transfer import make_regressor
+
+    cards = {"a": {}, "b": {"initialised_from": None}, "chained": {"initialised_from": {"source": "a"}}}
+    assert moe_experts(cards, cards.__getitem__) == ("a", "b")
+    shipped = moe_experts()
+    assert shipped and set(shipped) <= set(list_sources())
+    assert not any(model_card(s).get("initialised_from") for s in shipped)
+    if "jarvis-mbj-bandgap" in list_sources():
+        assert "jarvis-mbj-bandgap" not in shipped
+    X, y = band_gap
+    reg = make_regressor("moe", max_epochs=2, patience=1, guard=False).fit(X[:40], y[:40])
+    assert tuple(reg.gate_weights_) == shipped
