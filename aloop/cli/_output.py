@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,3 +27,11 @@ def fail(message: str, code: int = USER_ERROR) -> NoReturn:
 def warn(message: str) -> None:
     """Print ``warning: message`` on stderr."""
     err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True, markup=True)
+
+
+def bad_rows_text(rows: Sequence[Any], csv: bool) -> str:
+    """One line per bad row (objects with 1-based ``row``, ``formula``, ``reason``); for CSV input
+    also the file line (the header is line 1)."""
+    return "\n".join(
+        f"  row {r.row}{f' (line {r.row + 1})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
+    )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aloop.cli._output import err, fail, warn
+from aloop.cli._output import bad_rows_text, err, fail, warn
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv"}
 
@@ -237,7 +237,7 @@ def featurize_command(
         result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size,
                                  options=options)
     except BadFormulasError as exc:
-        err.print(_list_rows(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
+        err.print(bad_rows_text(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
                   markup=False, highlight=False, soft_wrap=True)
         fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); "
              f"nothing written. Fix them or pass --skip-invalid.")
@@ -247,14 +247,7 @@ def featurize_command(
         fail(str(exc))
     if result.skipped:
         warn(f"skipped {len(result.skipped)} invalid formulas:")
-        err.print(_list_rows(result.skipped, csv=input.suffix.lower() not in (".parquet", ".pq")),
+        err.print(bad_rows_text(result.skipped, csv=input.suffix.lower() not in (".parquet", ".pq")),
                   markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {result.rows_out:,} rows × {result.n_features} {featurizer} features to {result.output}",
               soft_wrap=True, markup=False)
-
-
-def _list_rows(rows: Sequence[BadFormulaRow], csv: bool) -> str:
-    """One line per bad row; for CSV input also the file line (the header is line 1)."""
-    return "\n".join(
-        f"  row {r.row}{f' (line {r.row + 1})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
-    )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aloop.cli._output import err, fail, out
+from aloop.cli._output import bad_rows_text, err, fail, out
 
 
 def sources_command() -> None:
@@ -36,7 +36,7 @@ def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | N
     import pandas as pd
 
     from aloop.chem import to_fraction_matrix
-    from aloop.cli.featurize import BadFormulaRow, _list_rows
+    from aloop.cli.featurize import BadFormulaRow
 
     if not path.exists():
         fail(f"file not found: {path}")
@@ -47,7 +47,7 @@ def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | N
     X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
     csv = path.suffix.lower() not in (".parquet", ".pq")
     if bad:
-        err.print(_list_rows([BadFormulaRow(b.index + 1, b.formula, b.reason) for b in bad], csv=csv),
+        err.print(bad_rows_text([BadFormulaRow(b.index + 1, b.formula, b.reason) for b in bad], csv=csv),
                   markup=False, highlight=False, soft_wrap=True)
         fail(f"{len(bad)} of {len(frame)} formulas in {path} are invalid (rows listed above)")
     if target is None:
