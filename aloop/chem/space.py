@@ -1,4 +1,4 @@
-"""Design spaces: streamed composition grids, charge balance, candidate lists and de-duplication.
+"""Design spaces: streamed composition grids (``GridSpace``) and readable formulas of fraction rows.
 
 A grid space enumerates every composition whose free-element fractions are multiples of
 ``step`` (optionally with fixed anion content) and streams them as ``n × 86`` float32
@@ -15,28 +15,17 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
-from itertools import combinations, product
-from os import PathLike
-from typing import Literal
+from itertools import combinations
 
 import numpy as np
-import pandas as pd
-from pymatgen.core import Composition, Element
+from pymatgen.core import Element
 
+# Charge balance and candidate lists have their own modules; their names stay importable from here.
+from aloop.chem.candidates import dedupe, exclude_measured, filter_chunks, load_candidates_csv  # noqa: F401
+from aloop.chem.charge import OxidationStates, charge_balanced, oxidation_state_list  # noqa: F401
 from aloop.chem.elements import ELEMENT_INDEX, ELEMNET_ELEMENTS, N_ELEMENTS
-from aloop.chem.parse import (
-    BadRow,
-    InvalidFormulasError,
-    check_formulas,
-    composition_key,
-    keys_from_matrix,
-    to_fraction_matrix,
-)
-
-OxidationStates = Literal["common", "icsd", "all"]
 
 
 def _check_symbol(symbol: object, what: str) -> str:
@@ -234,191 +223,3 @@ def formulas_from_matrix(X: np.ndarray, order: Sequence[str] | None = None, deci
     names = np.asarray(ELEMNET_ELEMENTS)[cols]
     values = np.round(np.asarray(X, dtype=np.float64)[:, cols], decimals)
     return ["".join(f"{names[j]}{row[j]:g}" for j in np.flatnonzero(row)) for row in values]
-
-
-# --- charge balance --------------------------------------------------------------------------------
-
-
-@cache
-def oxidation_state_list(symbol: str, which: OxidationStates = "common") -> tuple[int, ...]:
-    """Oxidation states of an element from pymatgen's lists.
-
-    ``"common"``: ``Element.common_oxidation_states``; ``"icsd"``: states seen in the ICSD
-    (pymatgen's default for ``oxi_state_guesses``); ``"all"``: ``Element.oxidation_states``,
-    very inclusive (FeNi balances). An empty list falls back to the common one.
-    """
-    if which not in ("common", "icsd", "all"):
-        raise ValueError(f"oxidation_states must be 'common', 'icsd' or 'all', got {which!r}")
-    el = Element(symbol)
-    states = {"common": el.common_oxidation_states, "icsd": el.icsd_oxidation_states, "all": el.oxidation_states}
-    return tuple(sorted(states[which] or el.common_oxidation_states))
-
-
-def _as_matrix(X_or_formulas: np.ndarray | Sequence[str]) -> np.ndarray:
-    if isinstance(X_or_formulas, np.ndarray) and X_or_formulas.ndim == 2:
-        if X_or_formulas.shape[1] != N_ELEMENTS:
-            raise ValueError(f"expected an n × {N_ELEMENTS} fraction matrix, got shape {X_or_formulas.shape}")
-        return X_or_formulas
-    if isinstance(X_or_formulas, str):
-        raise TypeError("pass a sequence of formulas, not a single string")
-    return to_fraction_matrix(list(X_or_formulas), errors="raise")[0]
-
-
-def _support_words(support: np.ndarray) -> np.ndarray:
-    """Each row's element set (``n × 86`` bool) as a pair of integers, ``n × 2`` uint64."""
-    packed = np.zeros((len(support), 16), np.uint8)
-    packed[:, :11] = np.packbits(support, axis=1)
-    return packed.view(np.uint64)
-
-
-def _balanced_fast(X: np.ndarray, which: OxidationStates, tol: float) -> np.ndarray:
-    Xd = np.asarray(X, dtype=np.float64)
-    support = Xd > 0
-    mask = np.zeros(len(Xd), dtype=bool)
-    # Rows with the same set of elements share one table of state assignments.
-    words = _support_words(support)
-    order = np.lexsort((words[:, 1], words[:, 0]))
-    new_group = (np.diff(words[order], axis=0) != 0).any(axis=1)
-    for rows in np.split(order, np.flatnonzero(new_group) + 1):
-        cols = np.flatnonzero(support[rows[0]])
-        if len(cols) <= 1:
-            mask[rows] = len(cols) == 1  # a pure element is neutral (as pymatgen says)
-            continue
-        states = np.array(list(product(*(oxidation_state_list(ELEMNET_ELEMENTS[c], which) for c in cols))), float)
-        block = max(1, 4_000_000 // len(states))
-        for start in range(0, len(rows), block):
-            r = rows[start : start + block]
-            charge = Xd[np.ix_(r, cols)] @ states.T  # len(r) × n_assignments
-            mask[r] = (np.abs(charge) <= tol).any(axis=1)
-    return mask
-
-
-@lru_cache(maxsize=200_000)
-def _balanced_pymatgen(key: str, which: OxidationStates, max_combinations: int) -> bool:
-    comp = Composition(key.replace(" ", ""))
-    if len(comp) == 1:
-        return True
-    formula, _ = comp.get_integer_formula_and_factor()
-    comp = Composition(formula)
-    override = {el.symbol: list(oxidation_state_list(el.symbol, which)) for el in comp}
-    for el, amt in comp.get_el_amt_dict().items():
-        # pymatgen enumerates combinations_with_replacement(states, count) per element
-        if math.comb(int(amt) + len(override[el]) - 1, int(amt)) > max_combinations:
-            raise ValueError(f"{formula}: too many oxidation-state combinations for pymatgen; use method='fast'")
-    return bool(comp.oxi_state_guesses(oxi_states_override=override))
-
-
-def charge_balanced(
-    X_or_formulas: np.ndarray | Sequence[str],
-    oxidation_states: OxidationStates = "common",
-    method: Literal["fast", "pymatgen"] = "fast",
-    tol: float = 1e-4,
-    max_combinations: int = 100_000,
-) -> np.ndarray:
-    """Which compositions can be charge balanced with the given oxidation-state lists.
-
-    ``method="fast"`` (vectorised, exact on grids) gives every element ONE oxidation
-    state and asks whether the fraction-weighted charge sum is zero within ``tol``
-    (the SMACT-style test: Fe2O3 and FeO pass, Fe3O4 needs mixed valence and fails).
-    ``method="pymatgen"`` runs ``Composition.oxi_state_guesses`` on the reduced integer
-    formula (mixed valence allowed, Fe3O4 passes), cached by composition key; slow.
-    Pure elements count as balanced. Both use the lists of :func:`oxidation_state_list`.
-
-    Args:
-        X_or_formulas: an ``n × 86`` fraction matrix or ``n`` formulas.
-        oxidation_states: ``"common"`` (default), ``"icsd"`` or ``"all"``.
-        method: ``"fast"`` or ``"pymatgen"``.
-        tol: charge tolerance per atom for ``"fast"``.
-        max_combinations: refuse (ValueError) pymatgen searches larger than this per element.
-
-    Returns:
-        Boolean mask of shape ``n``.
-    """
-    oxidation_state_list("H", oxidation_states)  # rejects an unknown list name before any work
-    X = _as_matrix(X_or_formulas)
-    if method == "fast":
-        return _balanced_fast(X, oxidation_states, tol)
-    if method == "pymatgen":
-        keys = keys_from_matrix(X, decimals=6)  # 4 decimals would garble integer formulas like CuH10SO9
-        return np.array([_balanced_pymatgen(k, oxidation_states, max_combinations) if k else False for k in keys])
-    raise ValueError(f"method must be 'fast' or 'pymatgen', got {method!r}")
-
-
-def filter_chunks(chunks: Iterable[np.ndarray], mask_fn: Callable[[np.ndarray], np.ndarray]) -> Iterator[np.ndarray]:
-    """Keep the rows of each ``n × 86`` chunk where ``mask_fn(chunk)`` is true; empty chunks are skipped."""
-    for X in chunks:
-        keep = np.asarray(mask_fn(X), dtype=bool)
-        if keep.any():
-            yield X[keep]
-
-
-# --- candidate lists, de-duplication ---------------------------------------------------------------
-
-
-def dedupe(X: np.ndarray, seen: set[str] | None = None) -> np.ndarray:
-    """Rows of ``X`` (``n × 86``) whose canonical key is new; pass ``seen`` to dedupe across chunks (it is updated)."""
-    seen = set() if seen is None else seen
-    keep = np.zeros(len(X), dtype=bool)
-    for i, key in enumerate(keys_from_matrix(X)):
-        keep[i] = key not in seen
-        seen.add(key)
-    return X[keep]
-
-
-def exclude_measured(X: np.ndarray, measured_keys: Collection[str]) -> np.ndarray:
-    """Rows of ``X`` (``n × 86``) not already measured; keys from ``composition_key``/``keys_from_matrix``."""
-    if not measured_keys or not len(X):
-        return X
-    keep = np.ones(len(X), dtype=bool)
-    support = np.zeros((len(measured_keys), N_ELEMENTS), dtype=bool)
-    for i, key in enumerate(measured_keys):  # read the element set off the key: "Nb0" (a trace) is no formula
-        try:
-            support[i, [ELEMENT_INDEX[token.rstrip("0123456789.")] for token in str(key).split()]] = True
-        except KeyError:
-            raise ValueError(f"{key!r} is not a composition key (e.g. 'Fe0.4 O0.6')") from None
-    measured = _support_words(support)
-    words = _support_words(np.asarray(X) > 0)
-    # Only rows whose element set occurs among the measured ones need the (slow) exact key.
-    suspects = np.flatnonzero(np.isin(words[:, 0], measured[:, 0]) & np.isin(words[:, 1], measured[:, 1]))
-    keep[suspects] = [k not in measured_keys for k in keys_from_matrix(X[suspects])]
-    return X[keep]
-
-
-def load_candidates_csv(
-    path: str | PathLike[str],
-    formula_column: str = "formula",
-    errors: Literal["raise", "collect"] = "raise",
-    drop_duplicates: bool = True,
-) -> pd.DataFrame:
-    """Read a CSV of candidate formulas into a DataFrame of valid, de-duplicated candidates.
-
-    The frame keeps the file's columns, names stripped of surrounding spaces (index = data-row
-    number, 0-based), and adds ``key`` (the canonical composition key). Formula cells are read
-    as text ("NaN" stays a formula).
-    ``errors="raise"`` raises ``InvalidFormulasError`` listing every bad row; ``"collect"``
-    drops them and lists them in ``frame.attrs["bad_rows"]``. With ``drop_duplicates`` only
-    the first row of each composition is kept (the others in ``frame.attrs["duplicate_rows"]``).
-    """
-    if errors not in ("raise", "collect"):
-        raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
-    frame = pd.read_csv(path)
-    frame.columns = [str(c).strip() for c in frame.columns]  # "formula ," heads the column "formula"
-    if formula_column not in frame.columns:
-        raise ValueError(f"{path}: no column {formula_column!r}; columns present: {list(frame.columns)}")
-    position = [i for i, c in enumerate(frame.columns) if c == formula_column]
-    if len(position) > 1:
-        raise ValueError(f"{path}: {len(position)} columns are headed {formula_column!r}; keep one")
-    # Re-read the formula column as raw text: pandas would turn the formula "NaN" into a float.
-    formulas = pd.read_csv(path, usecols=position, dtype=str, keep_default_na=False).iloc[:, 0]
-    frame[formula_column] = formulas.to_numpy()
-    bad: list[BadRow] = check_formulas(frame[formula_column].tolist())
-    if bad and errors == "raise":
-        raise InvalidFormulasError(bad, len(frame))
-    frame = frame.drop(index=[b.index for b in bad])
-    frame["key"] = [composition_key(f) for f in frame[formula_column]]
-    duplicated = frame["key"].duplicated() & drop_duplicates
-    duplicates = [int(i) for i in frame.index[duplicated]]
-    frame = frame[~duplicated].copy()
-    frame.attrs["bad_rows"] = bad
-    frame.attrs["duplicate_rows"] = duplicates
-    return frame

@@ -11,18 +11,22 @@ import torch
 from botorch.acquisition.objective import PosteriorTransform
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.transforms.input import Normalize
-from botorch.models.transforms.outcome import Standardize
-from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from botorch.posteriors import Posterior
-from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import MaternKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
-from gpytorch.priors import GammaPrior
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
 from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+# GP construction lives in gp_model; its names (tests use _make_gp, _matern_kernel) stay importable from here.
+from aloop.surrogates.gp_model import (  # noqa: F401
+    LengthscalePrior,
+    _condition_on_all,
+    _load_hyperparameters,
+    _make_gp,
+    _matern_kernel,
+    _warm_start,
+)
 from aloop.surrogates.mll import matern_ard_closure
 from aloop.surrogates.projection import ColumnSelection, PCAProjection
 
@@ -49,57 +53,6 @@ PREDICT_MIN_BLOCK = 256
 
 #: Rows of ``X_pool`` projected at a time when the input bounds come from the pool.
 POOL_BOUNDS_BLOCK = 65_536
-
-LengthscalePrior = Literal["lognormal", "gamma"]
-
-
-def _matern_kernel(k: int, m: int, lengthscale_prior: LengthscalePrior) -> MaternKernel:
-    """Matérn-5/2 ARD kernel over ``k`` inputs (batched over ``m`` outputs) with a dimension-scaled prior.
-
-    Both priors have their mode at ``exp(√2 − 3)·√k`` (Hvarfner et al. 2024). ``"lognormal"``
-    is BoTorch's LogNormal(√2 + ½ log k, √3); ``"gamma"`` is a Gamma with concentration 3
-    (that of BoTorch's earlier Gamma(3, 6)) whose light right tail keeps the MAP fit from
-    drifting to long lengthscales on few observations, i.e. wider intervals away from the data.
-    """
-    batch_shape = torch.Size([m]) if m > 1 else torch.Size()
-    if lengthscale_prior == "lognormal":
-        return get_covar_module_with_dim_scaled_prior(ard_num_dims=k, batch_shape=batch_shape, use_rbf_kernel=False)
-    mode = math.exp(math.sqrt(2.0) - 3.0) * math.sqrt(k)
-    return MaternKernel(
-        nu=2.5,
-        ard_num_dims=k,
-        batch_shape=batch_shape,
-        lengthscale_prior=GammaPrior(3.0, 2.0 / mode),
-        lengthscale_constraint=GreaterThan(2.5e-2, transform=None, initial_value=mode),
-    )
-
-
-def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
-    """``SingleTaskGP`` on ``n × k`` inputs and ``n × m`` outcomes with the aloop defaults."""
-    k, m = Z.shape[-1], Y.shape[-1]
-    return SingleTaskGP(
-        Z,
-        Y,
-        covar_module=_matern_kernel(k, m, lengthscale_prior),
-        input_transform=Normalize(d=k, bounds=bounds),
-        outcome_transform=Standardize(m=m),
-    )
-
-
-@torch.no_grad()
-def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor,
-                      lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
-    """A GP on all rows with the hyperparameters of ``fitted`` (re-expressed for the new standardisation)."""
-    full = _make_gp(Z, Y, bounds, lengthscale_prior)
-    full.covar_module.load_state_dict(fitted.covar_module.state_dict())
-    old, new = fitted.outcome_transform, full.outcome_transform
-    ratio = (old.stdvs / new.stdvs).reshape(-1)  # m
-    shift = ((old.means - new.means) / new.stdvs).reshape(-1)
-    constant = fitted.mean_module.constant.reshape(-1) * ratio + shift
-    full.mean_module.constant.copy_(constant.reshape_as(full.mean_module.constant))
-    noise = fitted.likelihood.noise.reshape(-1) * ratio**2
-    full.likelihood.noise = noise.clamp_min(1.01e-4).reshape_as(full.likelihood.noise)
-    return full
 
 
 class GPSurrogate(Surrogate):
@@ -230,20 +183,10 @@ class GPSurrogate(Surrogate):
             rows = torch.randperm(Z.shape[0], generator=gen)[: self.max_fit_rows]
         gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds, self.lengthscale_prior)
         scipy_options: dict[str, Any] = {"maxcor": LBFGS_MAXCOR}
-        if warm_start is not None and warm_start.gp is not None:
-            old = warm_start.gp
-            if old.covar_module.lengthscale.shape == gp.covar_module.lengthscale.shape:
-                with torch.no_grad():
-                    gp.covar_module.lengthscale = old.covar_module.lengthscale.detach().clone()
-                    gp.likelihood.noise = old.likelihood.noise.detach().clone()
-                scipy_options["maxiter"] = WARM_START_MAXITER
+        if warm_start is not None and warm_start.gp is not None and _warm_start(gp, warm_start.gp):
+            scipy_options["maxiter"] = WARM_START_MAXITER
         if hyperparameters is not None:
-            params = dict(gp.named_parameters())
-            if set(hyperparameters) != set(params):
-                raise ValueError(f"hyperparameters must give {sorted(params)}, got {sorted(hyperparameters)}")
-            with torch.no_grad():
-                for name, value in hyperparameters.items():
-                    params[name].copy_(torch.as_tensor(value, dtype=params[name].dtype).reshape(params[name].shape))
+            _load_hyperparameters(gp, hyperparameters)
         else:
             mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
             with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
