@@ -1,4 +1,4 @@
-"""The campaign commands: init → propose → record → fail/reject → status → report → export, and clean refusals.
+"""The campaign commands: init → propose → record → fail/reject/retract → status → report → export, migrate, refusals.
 
 Every bad input (results files with missing/extra columns, wrong units, NaN, text, unknown
 elements or proposal ids; unknown ids for fail/reject; bad flags) must exit with code 2,
@@ -7,6 +7,7 @@ print one ``error:`` message without a traceback and leave the log's digest unch
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from sqlalchemy import create_engine, text
+
 from aloop.campaigns import CampaignLog
+from aloop.campaigns.migrations import create_v2_schema
 from aloop.chem import check_formulas, composition_key
 from aloop.cli import app
 from aloop.datasets import load
@@ -180,7 +184,8 @@ def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("command", ["init", "propose", "record", "fail", "reject", "cancel", "status", "report", "export"])
+@pytest.mark.parametrize("command", ["init", "propose", "record", "fail", "reject", "cancel", "retract", "status", "report",
+                                     "export", "migrate"])
 def test_help(command: str) -> None:
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.stdout
@@ -252,3 +257,56 @@ def test_an_edited_objective_is_refused_with_both_names(tmp_path: Path, monkeypa
     Path("g.toml").write_text(original.replace('kind = "ucb"', 'kind = "thompson"'), encoding="utf-8")
     result = invoke("propose", "-n", "1")  # other settings may change
     assert result.exit_code == 0 and "on 4 observations" in result.stdout, result.output
+
+
+def _gap_campaign(folder: Path, values: list[float]) -> list[int]:
+    """A grid campaign ``g`` in ``folder`` with one measured batch; returns the proposal ids."""
+    assert invoke("init", "g", "--dir", folder, "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef",
+                  "--objective", "gap", "--units", "eV").exit_code == 0
+    assert invoke("propose", "-n", len(values), "-c", folder, "-o", folder / "s.csv").exit_code == 0
+    sheet = pd.read_csv(folder / "s.csv").assign(**{"gap [eV]": values})
+    sheet.to_csv(folder / "s.csv", index=False)
+    assert invoke("record", folder / "s.csv", "-c", folder).exit_code == 0
+    return sheet["proposal_id"].tolist()
+
+
+def test_retract_a_wrong_value(tmp_path: Path) -> None:
+    ids = _gap_campaign(tmp_path, [1.1, 12.0, 1.3])
+    result = invoke("retract", ids[1], "--reason", "typed 12.0 for 1.2", "-c", tmp_path)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"retracted measurement {ids[-1] + 2} (" in text and "gap = 12)" in text
+    assert f"pending again (no measurement left): proposal(s) {ids[1]}" in text and "`aloop record`" in text
+    status = json.loads(invoke("status", "--json", "--no-cv", "-c", tmp_path).stdout)
+    assert (status["counts"]["measured"], status["counts"]["retracted"]) == (2, 1)
+    assert status["best"]["gap"]["value"] == 1.3 and status["pending"][0]["proposal_id"] == ids[1]
+    with CampaignLog.open(tmp_path / "g.sqlite") as log:
+        assert log.retractions()["operator"].tolist() == [getpass.getuser()]  # who, by default
+
+    before = digest(tmp_path, "g")
+    for args, needle in [([ids[1], "--reason", "again"], "has no measurement to retract (already retracted"),
+                         ([ids[-1] + 2, "--reason", "again"], "was already retracted on"),
+                         (["999999", "--reason", "x"], "999999: not a measurement or proposal"),
+                         ([ids[0], "--reason", " "], "give a reason")]:
+        assert_clean_error(invoke("retract", *args, "-c", tmp_path), needle)
+    assert_clean_error(invoke("retract", ids[0], "-c", tmp_path), "Missing option '--reason'", usage=True)
+    assert_clean_error(invoke("retract", "-c", tmp_path, "--reason", "x"), "Missing argument", usage=True)
+    assert digest(tmp_path, "g") == before
+
+
+def test_a_log_from_before_retractions_is_migrated_from_the_shell(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "g", "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef").exit_code == 0
+    (tmp_path / "g.sqlite").unlink()
+    engine = create_engine(f"sqlite:///{tmp_path / 'g.sqlite'}")
+    with engine.begin() as conn:  # the same campaign, as aloop wrote it before schema v3
+        create_v2_schema(conn)
+        conn.execute(text("INSERT INTO campaigns (name, created_at) VALUES ('g', '2024-05-01 12:00:00')"))
+    engine.dispose()
+    stale = invoke("status", "--no-cv")
+    assert_clean_error(stale, "schema v2; this aloop uses v3", "back it up, then run `aloop migrate -c ", "g.toml`")
+    result = invoke("migrate")
+    assert result.exit_code == 0 and "from schema v2 to v3" in " ".join(result.stdout.split()), result.output
+    assert "schema v3 already" in " ".join(invoke("migrate").stdout.split())
+    assert invoke("propose", "-n", "2").exit_code == 0

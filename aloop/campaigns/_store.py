@@ -43,6 +43,14 @@ class CampaignLogError(Exception):
     """A campaign log that cannot be opened or a write it refuses (nothing was written)."""
 
 
+class NoCampaignLogError(CampaignLogError):
+    """There is no campaign log at ``where`` yet (``open(..., create=True)`` creates one)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        self.where = where
+        super().__init__(message)
+
+
 class OutdatedSchemaError(CampaignLogError):
     """The log was written with an older schema; ``migrate(url)`` upgrades it."""
 
@@ -265,6 +273,39 @@ def find_campaign(
             stmt = campaigns.insert().values(name=name, created_at=datetime.now(UTC), definition=definition)
             cid = conn.execute(stmt.returning(campaigns.c.id)).scalar_one()
     return cid, name
+
+
+def open_log(
+    target: str | Path | URL, campaign: str | None, create: bool, definition: Mapping[str, Any] | None
+) -> tuple[Engine, URL, int, str]:
+    """``(engine, url, campaign id, name)`` of a log; see ``CampaignLog.open`` for the arguments and errors."""
+    url = to_url(target)
+    where = describe(url)
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        found = check_sqlite_file(path)
+        if found != "aloop" and not create:
+            raise NoCampaignLogError(str(path), f"no campaign log at {path} (create it with create=True)")
+        if found == "missing" and not path.parent.is_dir():
+            raise CampaignLogError(f"cannot create {path}: folder {path.parent} does not exist")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            version = read_schema_version(conn, where)
+        if version is None:
+            if not create:
+                raise NoCampaignLogError(where, f"{where} holds no campaign log (create it with create=True)")
+            version = create_log_schema(engine, where)
+        if version < SCHEMA_VERSION:
+            raise OutdatedSchemaError(where, version)
+        cid, name = find_campaign(engine, campaign, create, definition, where)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise database_error(where, exc) from None
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine, url, cid, name
 
 
 def list_campaigns(target: str | Path | URL) -> list[str]:

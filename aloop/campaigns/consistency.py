@@ -1,6 +1,6 @@
 """Whether what is about to be used or written agrees with the campaign's log as it stands.
 
-Two checks, both against the recorded events:
+Checks against the recorded events:
 
 * ``check_objectives``: the definition file may be edited between runs, but every
   ``measured`` event keeps the objective names and units it was recorded under. Renaming,
@@ -12,6 +12,9 @@ Two checks, both against the recorded events:
 * ``check_free``: a batch may only name compositions that are not pending, measured or
   rejected. The log runs it inside the write transaction, so two processes that picked their
   batches from the same state never both propose a composition.
+* ``check_pending`` and ``check_retractions``: an outcome (failed, rejected, cancelled) only
+  for a pending proposal; a retraction only for a measurement not yet retracted, named by
+  its id or by the id of a proposal that has exactly one. Both run inside the write transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import CampaignLogError
 from aloop.campaigns.entries import Proposal
-from aloop.campaigns.state import Event, proposal_status
+from aloop.campaigns.state import Event, proposal_status, retracted
 
 if TYPE_CHECKING:
     from aloop.campaigns.config import CampaignConfig
@@ -50,8 +53,9 @@ class ProposalConflictError(CampaignLogError):
 def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
     """Refuse (``ProposalConflictError``) proposals of compositions rejected, measured or pending in ``history``."""
     status = proposal_status(history)
+    gone = retracted(history)
     rejected = {e.composition_key for e in history if e.kind == "rejected"}
-    measured = {e.composition_key for e in history if e.kind == "measured"} - rejected
+    measured = {e.composition_key for e in history if e.kind == "measured" and e.id not in gone} - rejected
     pending = {e.composition_key for e in history if e.kind == "proposed" and status[e.id] == "pending"}
     pending -= rejected | measured
     groups = {"rejected compositions cannot be proposed again": rejected, "already measured": measured,
@@ -61,6 +65,74 @@ def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
     if parts:
         taken = frozenset(p.key for p in props if p.key in rejected | measured | pending)
         raise ProposalConflictError("proposals not written: " + "; ".join(parts), taken)
+
+
+def check_pending(kind: str, ids: Sequence[int], history: Sequence[Event], campaign: str) -> dict[int, Event]:
+    """The ``proposed`` events of ``ids`` (all pending), or ``CampaignLogError`` listing every problem."""
+    proposed = {e.id: e for e in history if e.kind == "proposed"}
+    status = proposal_status(history)
+    problems = []
+    for i, pid in enumerate(ids):
+        if pid not in proposed:
+            problems.append(f"proposal {pid} does not exist in campaign {campaign!r}")
+        elif pid in ids[:i]:
+            problems.append(f"proposal {pid} is listed twice")
+        elif status[pid] != "pending":
+            problems.append(f"proposal {pid} ({proposed[pid].payload['formula']}) is not pending: it was {status[pid]}")
+    if problems:
+        raise CampaignLogError(f"nothing marked {kind}:\n  " + "\n  ".join(problems))
+    return {pid: proposed[pid] for pid in ids}
+
+
+def _measurement(e: Event) -> str:
+    values = ", ".join(f"{n} = {float(v):g}" for n, v in e.payload["values"].items())
+    return f"measurement {e.id} ({e.payload.get('formula')}: {values})"
+
+
+def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: str) -> list[Event]:
+    """The ``measured`` events that ``ids`` name for retraction, or ``CampaignLogError`` listing every problem.
+
+    An id is a measurement's event id, or the id of a proposal with exactly one measurement
+    not retracted yet (with replicates, the message lists them to choose from).
+    """
+    by_id = {e.id: e for e in history}
+    gone = retracted(history)
+    of_proposal: dict[int, list[Event]] = {}
+    for e in history:
+        if e.kind == "measured" and e.proposal_id is not None:
+            of_proposal.setdefault(e.proposal_id, []).append(e)
+    chosen: list[Event] = []
+    problems = []
+    for i in ids:
+        e = by_id.get(i)
+        if e is not None and e.kind == "proposed":
+            valid = [m for m in of_proposal.get(i, []) if m.id not in gone]
+            which = f"proposal {i} ({e.payload['formula']})"
+            if len(valid) > 1:
+                problems.append(f"{which} has {len(valid)} measurements — "
+                                f"{'; '.join(map(_measurement, valid))}: give the id of the one to retract")
+                continue
+            if not valid:
+                done = ", ".join(f"measurement {m.id}" for m in of_proposal.get(i, []))
+                why = f"already retracted: {done}" if done else f"it is {proposal_status(history)[i]}"
+                problems.append(f"{which} has no measurement to retract ({why})")
+                continue
+            e = valid[0]
+        if e is None or e.kind != "measured":
+            what = "no such event" if e is None else f"event {i} is a {e.kind!r} event"
+            problems.append(f"{i}: not a measurement or proposal of campaign {campaign!r} ({what})")
+        elif e.id in gone:
+            r = gone[e.id]
+            problems.append(f"{_measurement(e)} was already retracted on {r.created_at:%Y-%m-%d %H:%M} UTC"
+                            f"{' by ' + r.payload['operator'] if r.payload.get('operator') else ''} "
+                            f"({r.payload.get('reason', '')!r})")
+        elif e in chosen:
+            problems.append(f"{_measurement(e)} is named twice")
+        else:
+            chosen.append(e)
+    if problems:
+        raise CampaignLogError("nothing retracted:\n  " + "\n  ".join(problems))
+    return chosen
 
 
 def recorded_objectives(events: Sequence[Event]) -> dict[str, tuple[list[str], int]]:

@@ -1,4 +1,4 @@
-"""The durable campaign log: append proposals, measurements, outcomes and model fits; derive state.
+"""The durable campaign log: append proposals, measurements, outcomes, retractions and model fits; derive state.
 
 The log is the single source of truth. Every write is one transaction (all rows or none);
 state (pending proposals, observations, failures, …) is recomputed from events on each
@@ -30,21 +30,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from aloop.campaigns import state
 from aloop.campaigns._store import (
     CampaignLogError,
+    NoCampaignLogError,
     OutdatedSchemaError,
-    check_sqlite_file,
-    create_log_schema,
     database_error,
     describe,
     events_digest,
-    find_campaign,
     list_campaigns,
-    make_engine,
     migrate,
-    read_schema_version,
-    to_url,
+    open_log,
     write_transaction,
 )
-from aloop.campaigns.consistency import ProposalConflictError, check_free
+from aloop.campaigns.consistency import ProposalConflictError, check_free, check_pending, check_retractions
 from aloop.campaigns.entries import (
     AppendResult,
     Batch,
@@ -56,8 +52,9 @@ from aloop.campaigns.entries import (
     measurement_payload,
     proposal_payload,
 )
-from aloop.campaigns.schema import OUTCOME_KINDS, SCHEMA_VERSION, events
-from aloop.campaigns.state import Event, resolve_measurements
+from aloop.campaigns.matching import resolve_measurements
+from aloop.campaigns.schema import STATUS_KINDS, events
+from aloop.campaigns.state import Event
 
 __all__ = [
     "AppendResult",
@@ -78,14 +75,6 @@ __all__ = [
 #: called with the row index after each INSERT, inside the open transaction, so
 #: durability tests can kill a writer half-way through. Never set it in real code.
 _test_row_hook: Callable[[int], None] | None = None
-
-
-class NoCampaignLogError(CampaignLogError):
-    """There is no campaign log at ``where`` yet (``open(..., create=True)`` creates one)."""
-
-    def __init__(self, where: str, message: str) -> None:
-        self.where = where
-        super().__init__(message)
 
 
 class CampaignLog:
@@ -127,32 +116,7 @@ class CampaignLog:
                 database is left exactly as it was.
             OutdatedSchemaError: an older schema; run ``migrate(target)`` first.
         """
-        url = to_url(target)
-        where = describe(url)
-        if url.get_backend_name() == "sqlite":
-            path = Path(url.database or "")
-            found = check_sqlite_file(path)
-            if found != "aloop" and not create:
-                raise NoCampaignLogError(str(path), f"no campaign log at {path} (create it with create=True)")
-            if found == "missing" and not path.parent.is_dir():
-                raise CampaignLogError(f"cannot create {path}: folder {path.parent} does not exist")
-        engine = make_engine(url)
-        try:
-            with engine.connect() as conn:
-                version = read_schema_version(conn, where)
-            if version is None:
-                if not create:
-                    raise NoCampaignLogError(where, f"{where} holds no campaign log (create it with create=True)")
-                version = create_log_schema(engine, where)
-            if version < SCHEMA_VERSION:
-                raise OutdatedSchemaError(where, version)
-            cid, name = find_campaign(engine, campaign, create, definition, where)
-        except SQLAlchemyError as exc:
-            engine.dispose()
-            raise database_error(where, exc) from None
-        except BaseException:
-            engine.dispose()
-            raise
+        engine, url, cid, name = open_log(target, campaign, create, definition)
         return cls(engine, url, cid, name)
 
     def close(self) -> None:
@@ -266,7 +230,7 @@ class CampaignLog:
             raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
         now = datetime.now(UTC)
         with self._write() as conn:
-            history = self._load(conn, ["proposed", *OUTCOME_KINDS])
+            history = self._load(conn, STATUS_KINDS)
             existing = self._existing(conn, keys)
             resolved, problems = resolve_measurements(rows, keys, history, existing, self.name)
             new = [
@@ -297,39 +261,14 @@ class CampaignLog:
         return found
 
     def _close(self, kind: str, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
-        scalar = isinstance(proposal_ids, numbers.Integral)
-        ids = [int(proposal_ids)] if scalar else [int(x) for x in proposal_ids]  # type: ignore[union-attr]
-        if not ids:
-            raise CampaignLogError(f"{kind}: no proposal ids given")
+        ids = _id_list(proposal_ids, kind, "proposal")
         if kind != "cancelled" and not reason.strip():
             raise CampaignLogError(f"{kind}: give a reason")
         now = datetime.now(UTC)
         with self._write() as conn:
-            history = self._load(conn, ["proposed", *OUTCOME_KINDS])
-            proposed = {e.id: e for e in history if e.kind == "proposed"}
-            status = state.proposal_status(history)
-            problems = []
-            for i, pid in enumerate(ids):
-                if pid not in proposed:
-                    problems.append(f"proposal {pid} does not exist in campaign {self.name!r}")
-                elif pid in ids[:i]:
-                    problems.append(f"proposal {pid} is listed twice")
-                elif status[pid] != "pending":
-                    problems.append(
-                        f"proposal {pid} ({proposed[pid].payload['formula']}) is not pending: it was {status[pid]}"
-                    )
-            if problems:
-                raise CampaignLogError(f"nothing marked {kind}:\n  " + "\n  ".join(problems))
-            rows = [
-                self._base(
-                    kind,
-                    now,
-                    proposal_id=pid,
-                    composition_key=proposed[pid].composition_key,
-                    payload={"reason": reason},
-                )
-                for pid in ids
-            ]
+            proposed = check_pending(kind, ids, self._load(conn, STATUS_KINDS), self.name)
+            rows = [self._base(kind, now, proposal_id=pid, composition_key=proposed[pid].composition_key,
+                               payload={"reason": reason}) for pid in ids]
             return self._rows(conn, rows)
 
     def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
@@ -343,6 +282,33 @@ class CampaignLog:
     def cancel(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
         """Withdraw pending proposals (not made); their compositions may be proposed again."""
         return self._close("cancelled", proposal_ids, reason)
+
+    def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
+        """Withdraw wrongly recorded measurements (all or none); returns the ``retracted`` event ids.
+
+        ``ids``: measurement event ids (``event_id`` of ``observations()``), or the id of a
+        proposal with exactly one measurement not yet retracted. Nothing is deleted: the value
+        stays in ``events()`` with the retraction's ``reason``, ``operator`` and time, but leaves
+        ``observations()`` (so the model's training data) and counts as never measured. A
+        proposal left without measurements is pending again and takes a corrected result.
+
+        Raises:
+            CampaignLogError: no ids or no reason; an id that is neither a measurement nor a
+                proposal with exactly one; a measurement already retracted or named twice.
+        """
+        targets = _id_list(ids, "retract", "measurement or proposal")
+        if not isinstance(reason, str) or not reason.strip():
+            raise CampaignLogError("retract: give a reason (why the recorded value is wrong)")
+        if operator is not None and not isinstance(operator, str):
+            raise CampaignLogError(f"retract: operator must be text (who retracts), got {operator!r}")
+        now = datetime.now(UTC)
+        with self._write() as conn:
+            measured = check_retractions(targets, self._load(conn), self.name)
+            rows = [self._base("retracted", now, proposal_id=m.proposal_id, composition_key=m.composition_key,
+                               idempotency_key=f"retracted:{m.id}", payload={"measurement_id": m.id, "formula":
+                               m.payload.get("formula"), "reason": reason, "operator": operator})
+                    for m in measured]
+            return self._rows(conn, rows)
 
     def record_model_fit(
         self,
@@ -388,8 +354,12 @@ class CampaignLog:
         return df[df["status"] == "pending"].reset_index(drop=True)
 
     def observations(self) -> pd.DataFrame:
-        """Every measurement, one column per objective (``attrs["units"]`` has the units)."""
+        """Every measurement not retracted, one column per objective (``attrs["units"]`` has the units)."""
         return state.observations(self.events())
+
+    def retractions(self) -> pd.DataFrame:
+        """Every retraction: the measurement withdrawn, its values, the reason, who and when."""
+        return state.retractions(self.events())
 
     def failures(self) -> pd.DataFrame:
         """Every ``failed`` event with the proposal's formula, key and the reason."""
@@ -411,3 +381,18 @@ class CampaignLog:
         """sha256 of the whole ``events`` table (every campaign): equal digests, unchanged log."""
         with self._engine.connect() as conn:
             return events_digest(conn)
+
+
+def _id_list(ids: int | Sequence[int], what: str, noun: str) -> list[int]:
+    """``ids`` (one id or several) as a list; ``CampaignLogError`` if there are none or one is not an integer."""
+    items = [ids] if isinstance(ids, numbers.Integral | str | bytes) else ids
+    try:
+        items = list(items)  # type: ignore[arg-type]
+    except TypeError:
+        items = [ids]
+    if not items:
+        raise CampaignLogError(f"{what}: no {noun} ids given")
+    bad = [x for x in items if not isinstance(x, numbers.Integral) or isinstance(x, bool)]
+    if bad:
+        raise CampaignLogError(f"{what}: {noun} ids are integers, got {bad[0]!r}")
+    return [int(x) for x in items]

@@ -3,8 +3,9 @@
 ``Campaign`` holds a definition (TOML) and its event log; every call derives the state
 (observations, pending proposals, failures, model versions) from the log, so a crash
 between two steps loses nothing and a restart resumes where the log says. Models are
-refitted deterministically from the log: a new model version is recorded only when
-results arrived (or the modelling set-up changed) since the last fit.
+refitted deterministically from the log (``aloop.campaigns.fitting``): a new model version is
+recorded only for training data no version was fitted on (results arrived or were retracted,
+or the modelling set-up changed).
 
 Example::
 
@@ -18,7 +19,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from aloop.campaigns.config import CampaignConfig, load_config
 from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
 from aloop.campaigns.entries import AppendResult, Proposal
 from aloop.campaigns.files import find_definition, write_definition
-from aloop.campaigns.log import CampaignLog, CampaignLogError, ProposalConflictError
+from aloop.campaigns.fitting import Fit, SurrogateFitter
+from aloop.campaigns.log import CampaignLog, ProposalConflictError
 from aloop.campaigns.modeling import (
     MIN_OBSERVATIONS_TO_FIT,
     CVResult,
@@ -53,17 +54,6 @@ from aloop.campaigns.records import RecordError, RowProblem, read_results, valid
 from aloop.chem import to_fraction_matrix
 
 __all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "find_definition"]
-
-
-@dataclass
-class _Fit:
-    model: object
-    version: str
-    digest: str
-    retrained: bool
-    X: np.ndarray
-    Y: np.ndarray
-    hyper_n: int  # the first rows the hyperparameters were fitted on
 
 
 class Campaign:
@@ -92,8 +82,7 @@ class Campaign:
         self._pool: CandidatePool | None = None
         self._featurizer: Any = None
         self._featurizer_id: str | None = None
-        self._fit_cache: _Fit | None = None
-        self._hyper: tuple[int, object] | None = None  # (observations, model) of the last hyperparameter fit
+        self._fitter = SurrogateFitter(log, self._new_model, self._refit_growth)
         self._cv_cache: tuple[str, CVResult | None] | None = None
 
     # --- opening ----------------------------------------------------------------------
@@ -223,7 +212,7 @@ class Campaign:
                            training_size=n_obs)
         return table
 
-    def _pick(self, events: tuple[state.Event, ...], n: int) -> tuple[list[Proposal], _Fit | None, str, int]:
+    def _pick(self, events: tuple[state.Event, ...], n: int) -> tuple[list[Proposal], Fit | None, str, int]:
         """``n`` proposals picked from the log state ``events``: (proposals, fit or ``None``, mode, #observations)."""
         pool = self.pool
         excluded = state.excluded_keys(events)
@@ -273,32 +262,6 @@ class Campaign:
         return fit_surrogate(lambda: make_surrogate(self.config, self._surrogate_options), X, Y, X_pool, warm_start,
                              hyperparameters)
 
-    def _model(self, versions: pd.DataFrame, X: np.ndarray, Y: np.ndarray) -> tuple[object, int]:
-        """A surrogate on all rows and the number of (first) rows its hyperparameters were fitted on.
-
-        With ``refit_growth = g`` the hyperparameters are re-fitted only once the
-        observations have grown by a factor ``1 + g`` since the last hyperparameter fit;
-        in between the GP is conditioned on every observation with those hyperparameters.
-        A refit starts from the previous fit's hyperparameters when this object holds it.
-        Each model version records the size and hyperparameters of its fit, so a reopened
-        campaign rebuilds exactly the same model without optimising.
-        """
-        n = len(Y)
-        if self._refit_growth is None:
-            return self._new_model(X, Y), n
-        base = self._hyper if self._hyper and self._hyper[0] <= n else None
-        if base is None:
-            saved = [d for d in versions["details"] if "hyperparameters" in (d or {})
-                     and int(d["hyperparameters_fitted_on"]) <= n]
-            if saved:
-                k = int(saved[-1]["hyperparameters_fitted_on"])
-                base = (k, self._new_model(X[:k], Y[:k], hyperparameters=saved[-1]["hyperparameters"]))
-        if base is None or n >= base[0] * (1.0 + self._refit_growth):
-            base = (n, self._new_model(X, Y, warm_start=base[1] if base else None))
-        self._hyper = base
-        model = base[1] if base[0] == n else base[1].condition(X, Y)  # type: ignore[attr-defined]
-        return model, base[0]
-
     def surrogate(self) -> object | None:
         """The surrogate fitted on every current observation (``None`` during the initial design)."""
         events = self._events()
@@ -307,42 +270,14 @@ class Campaign:
             return None
         return self._fit(events, obs).model
 
-    def _fit(self, events: Sequence[state.Event], obs: pd.DataFrame) -> _Fit:
+    def _fit(self, events: Sequence[state.Event], obs: pd.DataFrame) -> Fit:
         """The surrogate on every observation; a new version only when the training data changed."""
         X, Y, digest = self._training(obs)
-        versions = state.model_versions(events)
-        cached = self._fit_cache if self._fit_cache and self._fit_cache.digest == digest else None
-        model, hyper_n = (cached.model, cached.hyper_n) if cached else self._model(versions, X, Y)
-        same = [r for r in versions.itertuples() if (r.details or {}).get("data_digest") == digest]
-        if same:
-            fit = _Fit(model, same[-1].model_version, digest, False, X, Y, hyper_n)
-        else:
-            fit = _Fit(model, self._record_fit(len(versions), digest, len(Y), hyper_n), digest, True, X, Y, hyper_n)
-        self._fit_cache = fit
-        return fit
-
-    def _record_fit(self, known: int, digest: str, n: int, hyper_n: int) -> str:
-        details = {"data_digest": digest, "featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
+        details = {"featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
                    "transforms": dict(zip(self.space.names, self.space.transforms, strict=True))}
-        if self._refit_growth is not None and self._hyper is not None:
-            details["hyperparameters_fitted_on"] = hyper_n
-            details["hyperparameters"] = self._hyper[1].hyperparameters()  # type: ignore[attr-defined]
-        for attempt in range(1, 6):
-            version = f"v{known + attempt}"
-            try:
-                self.log.record_model_fit(version, n, details=details)
-                return version
-            except CampaignLogError:
-                # Another process may have fitted the same data meanwhile, or taken this number.
-                current = self.log.model_versions()
-                for r in current.itertuples():
-                    if (r.details or {}).get("data_digest") == digest:
-                        return str(r.model_version)
-                if version not in set(current["model_version"]):
-                    raise
-        raise CampaignError("could not record the model fit: too many concurrent fits")
+        return self._fitter.fit(events, X, Y, digest, details)
 
-    def _acquire(self, fit: _Fit, events: Sequence[state.Event], n: int, seed: int) -> list[acq.Proposal]:
+    def _acquire(self, fit: Fit, events: Sequence[state.Event], n: int, seed: int) -> list[acq.Proposal]:
         pool = self.pool
         X_obs, Y = fit.X, fit.Y
         pending = state.proposals(events)
@@ -412,6 +347,17 @@ class Campaign:
         """Withdraw pending proposals; their compositions may be proposed again."""
         return self.log.cancel(proposal_ids, reason)
 
+    def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
+        """Withdraw wrongly recorded measurements, keeping them in the log with ``reason`` and ``operator``.
+
+        ``ids`` are measurement ids (``event_id`` in ``log.observations()``; ``status()["best"]``
+        lists them), or proposal ids of proposals with exactly one measurement. A retracted
+        value leaves the training data (the next ``propose`` retrains), the best so far, the
+        status and the report. A proposal left without measurements is pending again: record
+        the corrected value for it, or ``fail``/``cancel`` it. Returns the retraction event ids.
+        """
+        return self.log.retract(ids, reason, operator)
+
     # --- where we stand -------------------------------------------------------------------
 
     def cross_validate(self, k: int = 5) -> CVResult | None:
@@ -428,7 +374,7 @@ class Campaign:
         return self._cv_cache[1]
 
     def status(self, cv: bool = True) -> dict[str, Any]:
-        """Counts, best so far per objective, pending proposals and model quality (k-fold CV: MAE, 95% coverage)."""
+        """Counts, best composition per objective (mean of replicates), pending proposals, model quality (k-fold CV)."""
         from aloop.campaigns.report import status_dict
 
         events = self._events()

@@ -33,7 +33,7 @@ import pandas as pd
 from aloop.campaigns.config import CampaignConfig, Objective
 from aloop.campaigns.entries import Measurement, default_idempotency_key
 from aloop.campaigns.log import CampaignLog
-from aloop.campaigns.state import match_measurements
+from aloop.campaigns.matching import match_measurements
 from aloop.chem import composition_key, to_fraction_matrix
 
 OPTIONAL_COLUMNS = ("measured_at", "operator", "notes", "raw_data", "idempotency_key")

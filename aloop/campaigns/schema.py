@@ -1,9 +1,10 @@
-"""The campaign log's SQL schema (version 2): meta, campaigns and the append-only events table.
+"""The campaign log's SQL schema (version 3): meta, campaigns and the append-only events table.
 
 One database may hold several campaigns. Every fact is a row of ``events``; nothing is
 ever updated or deleted (triggers refuse it), so a campaign's state is whatever its
 events say. A proposal's id is the id of its ``proposed`` event; later events about it
 (``measured``, ``failed``, ``rejected``, ``cancelled``) point to it through ``proposal_id``.
+A wrong value is never removed: a ``retracted`` event names the measurement it withdraws.
 
 ``payload`` (JSON) by kind:
 
@@ -13,6 +14,10 @@ events say. A proposal's id is the id of its ``proposed`` event; later events ab
   ``measured_at`` (ISO 8601 UTC or null), ``operator``, ``notes``, ``raw_ref``,
   ``unsolicited`` (true when the composition was never proposed).
 * ``failed`` / ``rejected`` / ``cancelled``: ``reason``.
+* ``retracted``: ``measurement_id`` (the event id of the withdrawn ``measured`` event),
+  ``formula``, ``reason``, ``operator``; ``proposal_id`` and ``composition_key`` are the
+  measurement's, and ``idempotency_key`` is ``retracted:<measurement_id>``, so the database
+  itself refuses a second retraction of one measurement.
 * ``model_fitted``: ``model_version``, ``training_size``, ``cv`` (metric → value), ``details``.
 """
 
@@ -39,11 +44,13 @@ APPLICATION_ID = "aloop.campaign-log"
 #: SQLite header field ``application_id`` (bytes 68–71): "alop". Lets ``open`` recognise a
 #: foreign SQLite file from its first 100 bytes, without connecting to (and touching) it.
 SQLITE_APPLICATION_ID = 0x616C6F70
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-EVENT_KINDS = ("proposed", "measured", "failed", "rejected", "cancelled", "model_fitted")
+EVENT_KINDS = ("proposed", "measured", "failed", "rejected", "cancelled", "model_fitted", "retracted")
 #: Kinds that close a pending proposal.
 OUTCOME_KINDS = ("measured", "failed", "rejected", "cancelled")
+#: Kinds a proposal's status is derived from (a retraction can make a measured proposal pending again).
+STATUS_KINDS = ("proposed", *OUTCOME_KINDS, "retracted")
 
 metadata = MetaData()
 

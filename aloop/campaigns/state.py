@@ -5,21 +5,24 @@ live log and offline replays. Given the log's event tuple (``CampaignLog.events(
 object while the log is unchanged) they compute once and hand out copies. A proposal's status
 is the kind of its latest outcome event (``measured``, ``failed``, ``rejected``,
 ``cancelled``), or ``pending`` if none.
+
+A retracted measurement (a ``retracted`` event names it) is left out of everything derived
+here except the events themselves and ``retractions``: it is no observation, makes no
+composition "measured", and a proposal whose every measurement is retracted is ``pending``
+again — it awaits a result, as if the wrong value had never been recorded.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pandas as pd
 
-from aloop.campaigns.entries import Measurement, ReplicateWarning, label, replicates_message, result_key
 from aloop.campaigns.schema import OUTCOME_KINDS
 
 
@@ -52,15 +55,33 @@ class Event:
         )
 
 
-def proposal_status(events: Iterable[Event]) -> dict[int, str]:
-    """Proposal id → ``pending`` or the kind of its latest outcome event."""
-    status: dict[int, str] = {}
+def retracted(events: Iterable[Event]) -> dict[int, Event]:
+    """Measurement event id → the ``retracted`` event that withdrew it."""
+    return {int(e.payload["measurement_id"]): e for e in events if e.kind == "retracted"}
+
+
+def _proposal_states(events: Iterable[Event]) -> dict[int, tuple[str, datetime | None]]:
+    """Proposal id → (status, time of the event that set it; ``None`` while first pending)."""
+    states: dict[int, tuple[str, datetime | None]] = {}
+    valid: dict[int, set[int]] = {}  # proposal → its measurements not retracted
     for e in events:
+        pid = e.proposal_id
         if e.kind == "proposed":
-            status[e.id] = "pending"
-        elif e.kind in OUTCOME_KINDS and e.proposal_id is not None:
-            status[e.proposal_id] = e.kind
-    return status
+            states[e.id] = ("pending", None)
+        elif e.kind in OUTCOME_KINDS and pid is not None:
+            states[pid] = (e.kind, e.created_at)
+            if e.kind == "measured":
+                valid.setdefault(pid, set()).add(e.id)
+        elif e.kind == "retracted" and pid in valid:
+            valid[pid].discard(int(e.payload["measurement_id"]))
+            if not valid[pid] and states[pid][0] == "measured":
+                states[pid] = ("pending", e.created_at)
+    return states
+
+
+def proposal_status(events: Iterable[Event]) -> dict[int, str]:
+    """Proposal id → ``pending`` or the kind of its latest outcome event (see the module docstring)."""
+    return {pid: status for pid, (status, _) in _proposal_states(events).items()}
 
 
 _T = TypeVar("_T")
@@ -95,15 +116,11 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
 
 @_memo
 def proposals(events: Sequence[Event]) -> pd.DataFrame:
-    """Every proposal, oldest first, with ``status`` and ``status_at`` (time of its latest outcome).
+    """Every proposal, oldest first, with ``status`` and ``status_at`` (when the status was last set).
 
     Predictions appear as ``mean_<objective>`` and ``std_<objective>`` columns.
     """
-    status = proposal_status(events)
-    status_at: dict[int, datetime] = {}
-    for e in events:
-        if e.kind in OUTCOME_KINDS and e.proposal_id is not None:
-            status_at[e.proposal_id] = e.created_at
+    states = _proposal_states(events)
     rows = []
     for e in events:
         if e.kind != "proposed":
@@ -118,8 +135,8 @@ def proposals(events: Sequence[Event]) -> pd.DataFrame:
             "acquisition_value": p.get("acquisition_value"),
             "reason": p.get("reason", ""),
             "proposed_at": e.created_at,
-            "status": status[e.id],
-            "status_at": status_at.get(e.id),
+            "status": states[e.id][0],
+            "status_at": states[e.id][1],
         }
         row.update({f"mean_{k}": v for k, v in (p.get("mean") or {}).items()})
         row.update({f"std_{k}": v for k, v in (p.get("std") or {}).items()})
@@ -141,12 +158,13 @@ def proposals(events: Sequence[Event]) -> pd.DataFrame:
 
 @_memo
 def observations(events: Sequence[Event]) -> pd.DataFrame:
-    """Every measurement, oldest first: one column per objective; ``attrs["units"]`` gives units."""
+    """Every measurement not retracted, oldest first: one column per objective; ``attrs["units"]`` gives units."""
+    gone = retracted(events)
     rows = []
     units: dict[str, str] = {}
     objectives: list[str] = []
     for e in events:
-        if e.kind != "measured":
+        if e.kind != "measured" or e.id in gone:
             continue
         p = e.payload
         for name in p["values"]:
@@ -234,16 +252,18 @@ def model_versions(events: Sequence[Event]) -> pd.DataFrame:
 def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[str]:
     """Composition keys that must not be proposed again.
 
-    Measured (solicited or not), pending and rejected compositions always; failed ones
-    unless ``include_failed=False`` (to allow a retry). Cancelled proposals are free again.
+    Measured (solicited or not; retracted measurements do not count), pending and rejected
+    compositions always; failed ones unless ``include_failed=False`` (to allow a retry).
+    Cancelled proposals are free again.
     """
     status = proposal_status(events)
+    gone = retracted(events)
     out: set[str] = set()
     rejected: set[str] = set()
     for e in events:
         if e.composition_key is None:
             continue
-        if e.kind == "measured":
+        if e.kind == "measured" and e.id not in gone:
             out.add(e.composition_key)
         elif e.kind == "rejected":
             rejected.add(e.composition_key)
@@ -254,149 +274,21 @@ def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[s
     return out | rejected
 
 
-@dataclass(frozen=True)
-class Resolved:
-    """A measurement ready to write: its proposal (``None`` = unsolicited), formula and key.
-
-    ``earlier``: values the proposal already had (log or earlier rows); any means a replicate.
-    """
-
-    measurement: Measurement
-    idempotency_key: str
-    proposal_id: int | None
-    formula: str | None
-    key: str | None
-    earlier: tuple[Mapping[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Unresolved:
-    """Why measurement ``index`` cannot be written; ``column`` is the input at fault (``None``: the row)."""
-
-    index: int
-    column: str | None
-    reason: str
-
-
-_CLOSED = ("failed", "rejected", "cancelled")  # outcomes after which a proposal takes no results
-
-
-def match_measurements(
-    rows: Sequence[Measurement],
-    keys: Sequence[str],
-    history: Sequence[Event],
-    existing: Mapping[str, Event],
-    campaign: str,
-    row_name: str = "row",
-) -> tuple[list[Resolved], list[Unresolved]]:
-    """Match new measurements to proposals and skip those already in the log; see ``resolve_measurements``.
-
-    ``keys`` are the rows' keys before matching (explicit ones, or ``default_idempotency_key``);
-    ``existing`` maps keys to logged events beyond those in ``history``.
-    """
-    proposed = {e.id: e for e in history if e.kind == "proposed"}
-    status = proposal_status(history)
-    by_key: dict[str | None, list[int]] = {}  # composition → its proposals, oldest first
-    for e in proposed.values():
-        by_key.setdefault(e.composition_key, []).append(e.id)
-    logged = {e.idempotency_key: e for e in history if e.kind == "measured" and e.idempotency_key}
-    logged.update(existing)
-    measured: dict[int, list[Mapping[str, float]]] = {}  # proposal → its values so far
-    for e in history:
-        if e.kind == "measured" and e.proposal_id is not None:
-            measured.setdefault(e.proposal_id, []).append(e.payload["values"])
-    written: dict[str, int] = {}  # key → index of the row of this call that takes it
-    out: list[Resolved] = []
-    problems: list[Unresolved] = []
-    for i, (m, k) in enumerate(zip(rows, keys, strict=True)):
-        values = {n: float(v) for n, v in m.values.items()}
-        explicit = m.idempotency_key is not None
-        if explicit and k in logged:
-            old = logged[k]
-            other_proposal = m.proposal_id is not None and old.proposal_id != int(m.proposal_id)
-            if old.payload.get("values") != values or other_proposal:
-                problems.append(Unresolved(i, "idempotency_key", f"idempotency key {k[:16]}… was recorded "
-                                           f"(event {old.id}) with other values"))
+def retractions(events: Sequence[Event]) -> pd.DataFrame:
+    """Every retraction, oldest first: the measurement withdrawn (id, proposal, formula, values), why, by whom, when."""
+    measured = {e.id: e for e in events if e.kind == "measured"}
+    rows = []
+    objectives: list[str] = []
+    for e in events:
+        if e.kind != "retracted":
             continue
-        pid = None if m.proposal_id is None else int(m.proposal_id)  # numpy ints from DataFrames too
-        column = "proposal_id" if pid is not None else "formula"
-        formula, key = m.formula, m.key
-        if pid is not None:
-            p = proposed.get(pid)
-            if p is None:
-                problems.append(Unresolved(i, column, f"proposal {pid} does not exist in campaign {campaign!r}"))
-                continue
-            if key is not None and key != p.composition_key:
-                problems.append(Unresolved(i, "formula", f"composition {formula or key!r} is not that of "
-                                           f"proposal {pid} ({p.payload['formula']})"))
-                continue
-            formula, key = p.payload["formula"], p.composition_key
-        candidates = [pid] if pid is not None else by_key.get(key, [])
-        if not explicit and _logged_result(m, pid, key, candidates, logged) is not None:
-            continue  # the same result, recorded earlier (perhaps named the other way)
-        if pid is None and candidates:
-            waiting = [q for q in candidates if status[q] == "pending"]
-            done = [q for q in candidates if status[q] == "measured"]
-            pid = waiting[0] if waiting else done[-1] if done else candidates[-1]
-        if pid is not None and status[pid] in _CLOSED:
-            reason = next(e.payload.get("reason", "") for e in reversed(history) if e.proposal_id == pid)
-            which = f"proposal {pid} ({proposed[pid].payload['formula']})"
-            which = which + " is" if m.proposal_id is not None else f"{m.formula!r} matches {which}, which is"
-            why = f" ({reason!r})" if reason else ""
-            problems.append(Unresolved(i, column, f"{which} marked {status[pid]}{why}: only pending or measured "
-                                       "proposals take results"))
-            continue
-        rk = k if explicit else result_key(m, pid, key)
-        if rk in written:
-            j = written[rk]
-            sample = f"proposal {pid}" if pid is not None else f"composition {key}"
-            problems.append(Unresolved(i, None, f"same result as {label(rows[j], j, row_name)} ({sample}, "
-                                       "same values and measured_at)"))
-            continue
-        written[rk] = i
-        earlier = tuple(measured.get(pid, ())) if pid is not None else ()
-        if pid is not None:
-            status[pid] = "measured"
-            measured[pid] = [*earlier, values]
-        out.append(Resolved(m, rk, pid, formula, key, earlier))
-    return out, problems
-
-
-def _logged_result(
-    m: Measurement, pid: int | None, key: str | None, candidates: Sequence[int], logged: Mapping[str, Event]
-) -> Event | None:
-    """The logged event of this very result, whether it was named by proposal id or by formula."""
-    for q in candidates:
-        if (e := logged.get(result_key(m, q, key))) is not None:
-            return e
-    # Unsolicited, or matched by formula before keys named the matched proposal.
-    e = logged.get(result_key(m, None, key))
-    return e if e is not None and (pid is None or e.proposal_id == pid) else None
-
-
-def resolve_measurements(
-    rows: Sequence[Measurement],
-    keys: Sequence[str],
-    history: Sequence[Event],
-    existing: Mapping[str, Event],
-    campaign: str,
-) -> tuple[list[Resolved], list[str]]:
-    """Match new measurements to proposals; skip those already recorded (``existing`` by key).
-
-    A row with a proposal id must name an existing proposal (and, if it gives a formula, the
-    same composition). A row with only a composition closes the oldest pending proposal of
-    that composition, else belongs to its latest measured proposal (a replicate), else is
-    unsolicited. A failed, rejected or cancelled proposal takes no results. A row without an
-    ``idempotency_key`` is keyed by the proposal it was matched to (``result_key``), so
-    re-recording a result, by id or by formula, adds nothing.
-
-    Returns the rows to write and the problems (a key recorded earlier with other values…).
-    If there are none, a ``ReplicateWarning`` lists the rows stored next to an earlier value.
-    """
-    resolved, unresolved = match_measurements(rows, keys, history, existing, campaign)
-    problems = [f"{label(rows[u.index], u.index)}: {u.reason}" for u in unresolved]
-    replicates = [(r.proposal_id, r.formula, r.measurement.values, r.earlier) for r in resolved
-                  if r.earlier and r.proposal_id is not None]
-    if replicates and not problems:
-        warnings.warn(replicates_message(replicates), ReplicateWarning, stacklevel=3)
-    return resolved, problems
+        m = measured[int(e.payload["measurement_id"])]
+        objectives += [name for name in m.payload["values"] if name not in objectives]
+        rows.append({"event_id": e.id, "measurement_id": m.id, "proposal_id": m.proposal_id,
+                     "formula": m.payload.get("formula"), "key": m.composition_key, **m.payload["values"],
+                     "reason": e.payload.get("reason", ""), "operator": e.payload.get("operator"),
+                     "retracted_at": e.created_at})
+    df = _frame(rows, ["event_id", "measurement_id", "proposal_id", "formula", "key", *objectives, "reason",
+                       "operator", "retracted_at"])
+    df["proposal_id"] = df["proposal_id"].astype("Int64")  # missing for unsolicited measurements
+    return df

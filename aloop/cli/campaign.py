@@ -1,4 +1,6 @@
-"""`aloop init | propose | record | fail | reject | cancel | status | report | export`: the campaign loop from the shell.
+"""`aloop init | propose | record | fail | reject | cancel | retract | status | report | export | migrate`.
+
+The campaign loop from the shell.
 
 Each command is a thin wrapper over :class:`aloop.campaigns.loop.Campaign`. The campaign
 is the single ``*.toml`` of the current folder unless ``--campaign PATH`` names one.
@@ -8,6 +10,7 @@ one line per bad row for results files — and exit with code 2; the log is left
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
@@ -52,7 +55,7 @@ def _user_errors() -> Iterator[None]:
 
 @contextmanager
 def _opened(path: Path | None) -> Iterator[Any]:
-    from aloop.campaigns.log import NoCampaignLogError
+    from aloop.campaigns.log import NoCampaignLogError, OutdatedSchemaError
     from aloop.campaigns.loop import Campaign, find_definition
 
     with _user_errors():
@@ -62,6 +65,9 @@ def _opened(path: Path | None) -> Iterator[Any]:
         except NoCampaignLogError as exc:
             fail(f"no campaign log at {exc.where} (the log of {definition}): if it was moved, set "
                  f"database_url in {definition.name} to its new place; to start a new campaign, run `aloop init NAME`")
+        except OutdatedSchemaError as exc:
+            fail(f"the log of {definition} has campaign-log schema v{exc.found}; this aloop uses v{exc.expected}: "
+                 f"back it up, then run `aloop migrate -c {definition}`")
         try:
             yield campaign
         finally:
@@ -284,6 +290,50 @@ def cancel_command(
     _close("cancelled", ids, reason, campaign_path)
 
 
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in this environment (e.g. a container without a user entry)
+        return None
+
+
+def retract_command(
+    ids: Annotated[list[int], typer.Argument(help="Measurement id(s), or proposal id(s) with exactly one measurement.",
+                                             metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Why the recorded value is wrong (kept in the log).")],
+    operator: Annotated[str | None, typer.Option(help="Who retracts it (default: your login name).")] = None,
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Retract wrongly recorded values: they leave the model's data and the best; the log keeps them and why."""
+    with _opened(campaign_path) as campaign:
+        event_ids = campaign.retract(ids, reason, operator if operator is not None else _login())
+        gone = campaign.log.retractions()
+        gone = gone[gone["event_id"].isin(event_ids)]
+        status = campaign.log.proposals().set_index("proposal_id")["status"]
+        names = [o.name for o in campaign.config.objectives]
+    for r in gone.to_dict("records"):
+        values = ", ".join(f"{n} = {r[n]:g}" for n in names if n in r)
+        out.print(f"retracted measurement {r['measurement_id']} ({r['formula']}: {values})", markup=False)
+    again = [int(p) for p in gone["proposal_id"].dropna().unique() if status.get(int(p)) == "pending"]
+    if again:
+        listed = " ".join(map(str, again))
+        out.print(f"pending again (no measurement left): proposal(s) {listed} — record the corrected value with "
+                  f"`aloop record`, or `aloop fail {listed} --reason …` / `aloop cancel {listed}`", markup=False)
+
+
+def migrate_command(campaign_path: CampaignOpt = None) -> None:
+    """Upgrade the campaign's log database to this aloop's schema (back the file up first)."""
+    from aloop.campaigns import load_config, migrate
+    from aloop.campaigns.loop import find_definition
+
+    with _user_errors():
+        config = load_config(find_definition(campaign_path))
+        old, new = migrate(config.database_url)
+    where = f"the log of {config.path}"
+    out.print(f"upgraded {where} from schema v{old} to v{new}" if new != old else f"{where} is at schema v{new} already",
+              markup=False)
+
+
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
     cv: Annotated[bool, typer.Option(help="Cross-validate the model (k-fold MAE, 95% coverage).")] = True,
@@ -333,6 +383,8 @@ def register(app: typer.Typer) -> None:
     app.command("fail")(fail_command)
     app.command("reject")(reject_command)
     app.command("cancel")(cancel_command)
+    app.command("retract")(retract_command)
     app.command("status")(status_command)
     app.command("report")(report_command)
     app.command("export")(export_command)
+    app.command("migrate")(migrate_command)

@@ -330,8 +330,8 @@ def test_migrate_upgrades_a_v1_log(db_url: str) -> None:
     engine.dispose()
     with pytest.raises(OutdatedSchemaError, match="v1"):
         CampaignLog.open(db_url, "old")
-    assert migrate(db_url) == (1, 2)
-    assert migrate(db_url) == (2, 2)
+    assert migrate(db_url) == (1, 3)
+    assert migrate(db_url) == (3, 3)
     with CampaignLog.open(db_url, "old") as log:
         assert log.events()[0].composition_key == "Bi0.4 Te0.6"  # backfilled
         with pytest.raises(CampaignLogError, match="rejected"):

@@ -1,0 +1,175 @@
+"""Matching new measurements to the proposals they answer, and recognising results the log already holds.
+
+Pure functions over the log's events (``aloop.campaigns.state``): ``validate_results`` uses
+them to report every bad row of a results file, and the log to decide, inside its write
+transaction, which proposal each row closes and which rows are already recorded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aloop.campaigns.entries import Measurement, ReplicateWarning, label, replicates_message, result_key
+from aloop.campaigns.state import Event, proposal_status, retracted
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A measurement ready to write: its proposal (``None`` = unsolicited), formula and key.
+
+    ``earlier``: values the proposal already had (log or earlier rows); any means a replicate.
+    """
+
+    measurement: Measurement
+    idempotency_key: str
+    proposal_id: int | None
+    formula: str | None
+    key: str | None
+    earlier: tuple[Mapping[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """Why measurement ``index`` cannot be written; ``column`` is the input at fault (``None``: the row)."""
+
+    index: int
+    column: str | None
+    reason: str
+
+
+_CLOSED = ("failed", "rejected", "cancelled")  # outcomes after which a proposal takes no results
+
+
+def match_measurements(
+    rows: Sequence[Measurement],
+    keys: Sequence[str],
+    history: Sequence[Event],
+    existing: Mapping[str, Event],
+    campaign: str,
+    row_name: str = "row",
+) -> tuple[list[Resolved], list[Unresolved]]:
+    """Match new measurements to proposals and skip those already in the log; see ``resolve_measurements``.
+
+    ``keys`` are the rows' keys before matching (explicit ones, or ``default_idempotency_key``);
+    ``existing`` maps keys to logged events beyond those in ``history``.
+    """
+    proposed = {e.id: e for e in history if e.kind == "proposed"}
+    status = proposal_status(history)
+    by_key: dict[str | None, list[int]] = {}  # composition → its proposals, oldest first
+    for e in proposed.values():
+        by_key.setdefault(e.composition_key, []).append(e.id)
+    logged = {e.idempotency_key: e for e in history if e.kind == "measured" and e.idempotency_key}
+    logged.update(existing)
+    gone = retracted(history)
+    measured: dict[int, list[Mapping[str, float]]] = {}  # proposal → its values so far (not retracted)
+    for e in history:
+        if e.kind == "measured" and e.proposal_id is not None and e.id not in gone:
+            measured.setdefault(e.proposal_id, []).append(e.payload["values"])
+    written: dict[str, int] = {}  # key → index of the row of this call that takes it
+    out: list[Resolved] = []
+    problems: list[Unresolved] = []
+    for i, (m, k) in enumerate(zip(rows, keys, strict=True)):
+        values = {n: float(v) for n, v in m.values.items()}
+        explicit = m.idempotency_key is not None
+        if explicit and k in logged:
+            old = logged[k]
+            other_proposal = m.proposal_id is not None and old.proposal_id != int(m.proposal_id)
+            if old.payload.get("values") != values or other_proposal:
+                problems.append(Unresolved(i, "idempotency_key", f"idempotency key {k[:16]}… was recorded "
+                                           f"(event {old.id}) with other values"))
+            elif old.id in gone:
+                problems.append(Unresolved(i, "idempotency_key", _was_retracted(old, gone[old.id], "a new key")))
+            continue
+        pid = None if m.proposal_id is None else int(m.proposal_id)  # numpy ints from DataFrames too
+        column = "proposal_id" if pid is not None else "formula"
+        formula, key = m.formula, m.key
+        if pid is not None:
+            p = proposed.get(pid)
+            if p is None:
+                problems.append(Unresolved(i, column, f"proposal {pid} does not exist in campaign {campaign!r}"))
+                continue
+            if key is not None and key != p.composition_key:
+                problems.append(Unresolved(i, "formula", f"composition {formula or key!r} is not that of "
+                                           f"proposal {pid} ({p.payload['formula']})"))
+                continue
+            formula, key = p.payload["formula"], p.composition_key
+        candidates = [pid] if pid is not None else by_key.get(key, [])
+        if not explicit and (old := _logged_result(m, pid, key, candidates, logged)) is not None:
+            if old.id in gone:
+                problems.append(Unresolved(i, None, _was_retracted(old, gone[old.id], "an idempotency_key")))
+            continue  # the same result, recorded earlier (perhaps named the other way)
+        if pid is None and candidates:
+            waiting = [q for q in candidates if status[q] == "pending"]
+            done = [q for q in candidates if status[q] == "measured"]
+            pid = waiting[0] if waiting else done[-1] if done else candidates[-1]
+        if pid is not None and status[pid] in _CLOSED:
+            reason = next(e.payload.get("reason", "") for e in reversed(history) if e.proposal_id == pid)
+            which = f"proposal {pid} ({proposed[pid].payload['formula']})"
+            which = which + " is" if m.proposal_id is not None else f"{m.formula!r} matches {which}, which is"
+            why = f" ({reason!r})" if reason else ""
+            problems.append(Unresolved(i, column, f"{which} marked {status[pid]}{why}: only pending or measured "
+                                       "proposals take results"))
+            continue
+        rk = k if explicit else result_key(m, pid, key)
+        if rk in written:
+            j = written[rk]
+            sample = f"proposal {pid}" if pid is not None else f"composition {key}"
+            problems.append(Unresolved(i, None, f"same result as {label(rows[j], j, row_name)} ({sample}, "
+                                       "same values and measured_at)"))
+            continue
+        written[rk] = i
+        earlier = tuple(measured.get(pid, ())) if pid is not None else ()
+        if pid is not None:
+            status[pid] = "measured"
+            measured[pid] = [*earlier, values]
+        out.append(Resolved(m, rk, pid, formula, key, earlier))
+    return out, problems
+
+
+def _was_retracted(measured: Event, retraction: Event, remedy: str) -> str:
+    """Why a row repeating a retracted measurement is refused (re-recording it would be a silent no-op)."""
+    return (f"this result was recorded as measurement {measured.id} and retracted on "
+            f"{retraction.created_at:%Y-%m-%d %H:%M} UTC ({retraction.payload.get('reason', '')!r}): to record "
+            f"the same value again, give the row {remedy}; otherwise remove the row")
+
+
+def _logged_result(
+    m: Measurement, pid: int | None, key: str | None, candidates: Sequence[int], logged: Mapping[str, Event]
+) -> Event | None:
+    """The logged event of this very result, whether it was named by proposal id or by formula."""
+    for q in candidates:
+        if (e := logged.get(result_key(m, q, key))) is not None:
+            return e
+    # Unsolicited, or matched by formula before keys named the matched proposal.
+    e = logged.get(result_key(m, None, key))
+    return e if e is not None and (pid is None or e.proposal_id == pid) else None
+
+
+def resolve_measurements(
+    rows: Sequence[Measurement],
+    keys: Sequence[str],
+    history: Sequence[Event],
+    existing: Mapping[str, Event],
+    campaign: str,
+) -> tuple[list[Resolved], list[str]]:
+    """Match new measurements to proposals; skip those already recorded (``existing`` by key).
+
+    A row with a proposal id must name an existing proposal (and, if it gives a formula, the
+    same composition). A row with only a composition closes the oldest pending proposal of
+    that composition, else belongs to its latest measured proposal (a replicate), else is
+    unsolicited. A failed, rejected or cancelled proposal takes no results. A row without an
+    ``idempotency_key`` is keyed by the proposal it was matched to (``result_key``), so
+    re-recording a result, by id or by formula, adds nothing.
+
+    Returns the rows to write and the problems (a key recorded earlier with other values…).
+    If there are none, a ``ReplicateWarning`` lists the rows stored next to an earlier value.
+    """
+    resolved, unresolved = match_measurements(rows, keys, history, existing, campaign)
+    problems = [f"{label(rows[u.index], u.index)}: {u.reason}" for u in unresolved]
+    replicates = [(r.proposal_id, r.formula, r.measurement.values, r.earlier) for r in resolved
+                  if r.earlier and r.proposal_id is not None]
+    if replicates and not problems:
+        warnings.warn(replicates_message(replicates), ReplicateWarning, stacklevel=3)
+    return resolved, problems

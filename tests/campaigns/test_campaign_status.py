@@ -1,0 +1,106 @@
+"""What status and the report say: the best composition (replicates merged) and retracted values.
+
+A small grid campaign (Ni–Fe–Co, elemental-fraction features, maximise ``gap``) driven
+through ``Campaign``; no data directory needed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aloop.acquisition import Maximize, Minimize
+from aloop.campaigns import Campaign
+from aloop.campaigns.best import running_best
+from aloop.campaigns.report import _summary_lines
+
+GAP = "gap [eV]"
+A, B = "Ni0.5Fe0.5", "Fe0.5Co0.5"
+
+
+@pytest.fixture
+def campaign(tmp_path: Path) -> Campaign:
+    with Campaign.init(tmp_path / "g.toml", elements=["Ni", "Fe", "Co"], step=0.1, featurizer="ef", objective="gap",
+                       units="eV", initial_size=4, batch_size=2, seed=1, progress=False) as c:
+        yield c
+
+
+def _record(campaign: Campaign, **columns: list) -> tuple[int, ...]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return campaign.record(pd.DataFrame(columns)).event_ids
+
+
+@pytest.mark.parametrize(
+    ("values_a", "best", "mean", "n"),
+    [([1.0, 0.2], B, 0.8, 1),  # the lucky 1.0 of A does not win: A's mean is 0.6
+     ([1.0, 0.9], A, 0.95, 2)],
+)
+def test_best_is_the_composition_with_the_best_mean_of_its_replicates(
+    campaign: Campaign, tmp_path: Path, values_a: list[float], best: str, mean: float, n: int
+) -> None:
+    ids = _record(campaign, formula=[A, B, A], **{GAP: [values_a[0], 0.8, values_a[1]]})
+    got = campaign.status(cv=False)["best"]["gap"]
+    expected_ids = [ids[0], ids[2]] if best == A else [ids[1]]
+    assert (got["formula"], got["n"], got["measurements"]) == (best, n, expected_ids)
+    assert got["value"] == pytest.approx(mean)
+    assert got["values"] == ([*values_a] if best == A else [0.8])
+    line = next(s for s in _summary_lines(campaign.status(cv=False)) if s.startswith("best gap"))
+    assert line == (f"best gap: {mean:.4g} eV — {best} (mean of 2: 1, 0.9; measurements {ids[0]}, {ids[2]})"
+                    if n == 2 else f"best gap: 0.8 eV — {B} (measurement {ids[1]})")
+
+    md = campaign.report(tmp_path / "rep")["markdown"].read_text()
+    rows = [r for r in md.splitlines() if r.startswith(f"| {A} |")]
+    assert rows == [f"| {A} |  | {np.mean(values_a):.4g} | 2 | {ids[0]}, {ids[2]} |"]
+
+
+def test_the_best_so_far_curve_follows_the_best_mean() -> None:
+    keys, y = ["a", "b", "a"], np.array([1.0, 0.8, 0.2])
+    np.testing.assert_allclose(running_best(keys, y, Maximize()), [1.0, 1.0, 0.8])  # steps down with A's replicate
+    np.testing.assert_allclose(running_best(keys, y, Minimize()), [1.0, 0.8, 0.6])
+
+
+def test_a_retraction_retrains_and_leaves_status_best_and_report(campaign: Campaign, tmp_path: Path) -> None:
+    first = campaign.propose(4)
+    _record(campaign, proposal_id=first["proposal_id"].tolist(), **{GAP: [0.5, 0.6, 0.7, 0.4]})
+    typo, other = campaign.propose(2)["proposal_id"].tolist()
+    assert campaign.log.model_versions()["training_size"].tolist() == [4]
+    (wrong,) = _record(campaign, proposal_id=[typo], **{GAP: [66.0]})
+    assert campaign.propose(1).attrs["model_version"] == "v2"  # trained on the 66
+    assert campaign.status(cv=False)["best"]["gap"]["value"] == 66.0
+
+    campaign.retract(typo, "typed 66 for 0.66", operator="ann")
+    status = campaign.status(cv=False)
+    assert status["best"]["gap"]["value"] == 0.7
+    assert (status["counts"]["measured"], status["counts"]["retracted"]) == (4, 1)
+    assert typo in [p["proposal_id"] for p in status["pending"]]
+    # The data are v1's again: v1 serves them (v2, trained on the 66, is no longer up to date).
+    assert (status["model"]["version"], status["model"]["up_to_date"]) == ("v1", True)
+    nxt = campaign.propose(1)
+    assert (nxt.attrs["model_version"], nxt.attrs["training_size"]) == ("v1", 4)
+
+    _record(campaign, proposal_id=[other], **{GAP: [0.3]})
+    nxt = campaign.propose(1)
+    assert (nxt.attrs["model_version"], nxt.attrs["retrained"], nxt.attrs["training_size"]) == ("v3", True, 5)
+    events = campaign._events()
+    assert 66.0 not in campaign._fit(events, campaign._observations(events)).Y
+
+    paths = campaign.report(tmp_path / "rep")
+    md = paths["markdown"].read_text()
+    best_table = md.split("## Best compositions")[1].split("##")[0]
+    assert "66" not in best_table and "| 0.7 |" in best_table
+    retracted = md.split("## Retracted measurements")[1]
+    assert f"| {wrong} | {typo} |" in retracted and "typed 66 for 0.66 | ann |" in retracted
+    campaign.export(tmp_path / "events.csv")
+    events = pd.read_csv(tmp_path / "events.csv")
+    row = events[events["kind"] == "retracted"].iloc[0]
+    assert (row["measurement_id"], row["proposal_id"], row["reason"], row["operator"]) == (
+        wrong, typo, "typed 66 for 0.66", "ann")
+    assert 66.0 in events[GAP].tolist()  # the wrong value stays in the raw history
+
+    _record(campaign, proposal_id=[typo], **{GAP: [0.66]})  # the corrected value is recorded as usual
+    assert campaign.status(cv=False)["counts"]["measured"] == 6
