@@ -14,22 +14,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
+from cli_helpers import invoke
 from sqlalchemy import create_engine, text
 
 from aloop.campaigns import CampaignLog
 from aloop.campaigns.migrations import create_v2_schema
 from aloop.chem import check_formulas, composition_key
-from aloop.cli import app
 from aloop.datasets import load
 
-runner = CliRunner()
 COLUMN = "PF_p [μW/(cm·K²)]"
 
-
-def invoke(*args: object):  # -> typer.testing.Result
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def assert_clean_error(result, *needles: str, usage: bool = False) -> None:
@@ -70,6 +64,7 @@ def campaign_dir(tmp_path_factory: pytest.TempPathFactory, truth: dict[str, floa
     result = invoke("propose", "-c", folder, "-o", folder / "batch1.csv")
     assert result.exit_code == 0, result.output
     assert "initial design" in result.stdout
+    assert (folder / "batch1.csv").read_bytes().startswith("\ufeffproposal_id,".encode())  # Excel needs the BOM
     sheet = pd.read_csv(folder / "batch1.csv")
     assert list(sheet.columns) == ["proposal_id", "formula", COLUMN] and len(sheet) == 4
     sheet[COLUMN] = [truth[f] for f in sheet["formula"]]
@@ -154,7 +149,7 @@ def test_bad_results_change_nothing(campaign_dir: Path, case: str) -> None:
         (["reject", "999999", "--reason", "x"], "proposal 999999 does not exist"),
         (["reject", "1", "--reason", "x"], "is not pending"),
         (["propose", "-n", "0"], "positive integer"),
-        (["propose", "-n", "100000"], "still available"),
+        (["record", "."], "is a folder, not a results file"),
         (["record", "nowhere.csv"], "results file not found"),
         (["export", "out.xlsx"], "export format"),
         (["export", "out.csv", "--table", "everything"], "unknown export table"),
@@ -170,11 +165,17 @@ def test_bad_commands_change_nothing(campaign_dir: Path, args: list[str], needle
 def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert_clean_error(invoke("status"), "no campaign definition")
-    assert_clean_error(invoke("init", "x", "--direction", "maximise"), "direction", "maximise")
+    grid = ("--elements", "Ni,Fe", "--step", "0.1")
+    assert_clean_error(invoke("init", "x"), "say where the candidates come from", "--elements", "--candidates")
+    assert_clean_error(invoke("init", "x", "--step", "0.1"), "--step need --elements")
+    assert_clean_error(invoke("init", "x", "--candidates", "c.csv", *grid), "--candidates and --elements, --step")
+    assert_clean_error(invoke("init", "x", *grid, "--direction", "maximise"), "direction", "maximise")
+    assert_clean_error(invoke("init", "x", *grid, "--direction", "window"), "--direction window needs --window")
+    assert_clean_error(invoke("init", "x", *grid, "--window", "1", "2"), "--window is only for --direction window")
     assert_clean_error(invoke("init", "x", "--elements", "Ni,Qq", "--step", "0.1"), "Qq")
     assert_clean_error(invoke("init", "x", "--candidates", "missing.csv"), "file not found")
     assert_clean_error(invoke("init", "x", "--fixed", "O:0.6", "--elements", "Ni,Fe", "--step", "0.1"), "ELEMENT=VALUE")
-    assert_clean_error(invoke("init", "bad name"), "campaign name")
+    assert_clean_error(invoke("init", "bad name", *grid), "campaign name")
     assert not list(tmp_path.iterdir())  # nothing half-written
     assert invoke("init", "a", "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef").exit_code == 0
     assert_clean_error(invoke("init", "a", "--elements", "Ni,Fe", "--step", "0.1"), "already exists")

@@ -39,6 +39,14 @@ ELEMNET_HIDDEN_LAYERS = 16
 #: definition is read (other options are checked by the surrogate itself).
 _COUNT_OPTIONS = {"gp": ("max_fit_rows", "n_components"), "ensemble": ("n_estimators", "min_samples_leaf")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Columns of the tables derived from the log (``state.observations``/``retractions``, ``best.by_composition``,
+#: the events export ``report.events_table``), where an objective's values sit in a column of its name.
+TABLE_COLUMNS = (
+    "event_id", "proposal_id", "formula", "key", "measured_at", "recorded_at", "operator", "notes", "raw_ref",
+    "unsolicited", "idempotency_key", "n", "measurements", "measurement_id", "reason", "retracted_at", "kind",
+    "created_at", "batch_id", "composition_key", "model_version", "acquisition_value", "training_size", "details",
+)
 
 __all__ = [
     "AcquisitionConfig",
@@ -171,32 +179,45 @@ class CampaignConfig:
         Path(path).write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
 
 
-def load_config(path: str | Path) -> CampaignConfig:
+def load_config(path: str | Path, check_files: bool = False) -> CampaignConfig:
     """Read and validate a campaign definition file.
 
+    A missing candidates file is no problem here unless ``check_files``: a campaign's log can
+    be read, reported and added to without it (proposing needs it and says so).
+
     Raises:
-        ConfigError: listing every invalid field (``section.field: reason``).
+        ConfigError: listing every invalid field (``section.field: reason``), or naming a
+            file that is not a definition (a campaign log, say).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"]) from None
+    if raw.startswith(_SQLITE_MAGIC):
+        toml = path.with_suffix(".toml")
+        raise ConfigError([f"{path} is a SQLite database (a campaign log?), not a campaign definition: give the "
+                           + (f"definition {toml}" if toml.is_file() and toml != path else "definition (.toml) file")])
     try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path} is not a campaign definition: it is not UTF-8 text (a .toml file is)"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path} is not valid TOML: {exc}"]) from None
-    return parse_config(data, path=path)
+    return parse_config(data, path=path, check_files=check_files)
 
 
-def parse_config(data: Mapping[str, Any], path: Path | None = None) -> CampaignConfig:
-    """Validate a parsed TOML document; ``path`` (the definition file) anchors relative paths."""
+def parse_config(data: Mapping[str, Any], path: Path | None = None, check_files: bool = True) -> CampaignConfig:
+    """Validate a parsed TOML document; ``path`` (the definition file) anchors relative paths.
+
+    ``check_files``: a candidates file that does not exist is a problem (as when a campaign is created).
+    """
     problems: list[str] = []
     base = path.parent if path is not None else Path.cwd()
     top = Fields(data, "", problems)
     name = top.text("name", check=_check_name)
     objectives = _objectives(top, problems)
-    space = parse_search_space(top.table("search_space"), problems, base)
+    space = parse_search_space(top.table("search_space"), problems, base, check_files)
     featurizer = _featurizer(top.table("featurizer", default={}), problems)
     surrogate = top.table("surrogate", default={})
     surrogate_kind = surrogate.choice("kind", SURROGATE_KINDS, default="gp")
@@ -283,19 +304,19 @@ def _check_objective_name(value: str) -> str | None:
     reserved = ("proposal_id", "formula", *OPTIONAL_COLUMNS)
     if value in reserved:
         return f"{value!r} is the name of a results-file column ({', '.join(reserved)}); choose another name"
+    if value in TABLE_COLUMNS:
+        return (f"{value!r} is the name of a column of the campaign's observation and event tables "
+                f"({', '.join(TABLE_COLUMNS)}); choose another name")
     return None
 
 
 def _featurizer(feat: Fields, problems: list[str]) -> FeaturizerConfig:
     kind = feat.choice("kind", FEATURIZER_KINDS, default="elemnet")
-    if kind != "elemnet":
-        for key in ("source", "layer"):
-            if key in feat.raw:
-                problems.append(f"{feat.where}.{key}: only for kind = 'elemnet'")
-        feat.done()
-        return FeaturizerConfig(kind=kind, source=None, layer=None)
+    # Checked whatever the kind, used only by elemnet: switching kind is a one-line edit either way.
     source = feat.text("source", default=DEFAULT_SOURCE)
     layer = feat.integer("layer", default=DEFAULT_LAYER, minimum=1, maximum=ELEMNET_HIDDEN_LAYERS)
     feat.done()
+    if kind != "elemnet":
+        return FeaturizerConfig(kind=kind, source=None, layer=None)
     return FeaturizerConfig(kind=kind, source=source, layer=layer)
 

@@ -15,11 +15,21 @@ Checks against the recorded events:
 * ``check_pending`` and ``check_retractions``: an outcome (failed, rejected, cancelled) only
   for a pending proposal; a retraction only for a measurement not yet retracted, named by
   its id or by the id of a proposal that has exactly one. Both run inside the write transaction.
+* ``magnitude_problem`` and ``find_outliers``: a value no surrogate can model is refused; one
+  far outside the spread of the values recorded so far (of their log10, for an objective
+  modelled as log10) is recorded with an ``OutlierWarning``.
+
+Units and header names are compared after Unicode NFKC normalisation (``canonical``), so the
+micro sign U+00B5 and the Greek mu U+03BC, which look the same, are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import statistics
+import unicodedata
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aloop.campaigns._fields import ConfigError
@@ -29,6 +39,125 @@ from aloop.campaigns.state import Event, proposal_status, retracted
 
 if TYPE_CHECKING:
     from aloop.campaigns.config import CampaignConfig
+
+#: Values beyond ±1e100 are refused. Every surrogate standardises an objective by its standard
+#: deviation (a root of summed squared deviations) and scales predictive variances back by its
+#: square, so a value of magnitude M needs n·M² to stay below float64's ~1.8e308: with
+#: |v| ≤ 1e100, M² ≤ 1e200 leaves room for 1e8 observations. No measured quantity comes near
+#: it in any unit; such a value is a typo (1e200 for 0.32), and one in the log would make every
+#: later fit, status and report overflow.
+MAX_MAGNITUDE = 1e100
+#: A recorded value more than this many robust spreads (1.4826 × median absolute deviation)
+#: from the median of the objective's values already recorded is flagged (``OutlierWarning``):
+#: a decimal slip (320 for 0.32) is thousands of spreads out, the best sample of a campaign tens.
+OUTLIER_SPREADS = 1000.0
+#: For an objective modelled as log10 the spread is that of log10(values): a value more than this
+#: many of those spreads from their median, and at least ``OUTLIER_SPREADS`` times (or 1/that) the
+#: median, is flagged (``robust_spread``). On the raw scale, values spread over decades would flag
+#: any new high one and never a low one.
+OUTLIER_LOG_SPREADS = 10.0
+#: Below this many recorded values of an objective, no spread is trusted and nothing is flagged.
+OUTLIER_MIN_VALUES = 5
+
+
+class OutlierWarning(UserWarning):
+    """Values recorded far outside the spread of those recorded before them (typos?), with how to retract them."""
+
+
+def canonical(text: str) -> str:
+    """``text`` in Unicode NFKC without surrounding blanks: the form headers, names and units are compared in."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def magnitude_problem(value: float, shown: str | None = None) -> str | None:
+    """Why ``value`` (as the user wrote it: ``shown``) cannot be recorded (beyond ``MAX_MAGNITUDE``), or ``None``."""
+    if abs(value) <= MAX_MAGNITUDE:
+        return None
+    return (f"value {shown or format(value, 'g')} is beyond ±{MAX_MAGNITUDE:g}, more than any surrogate can model "
+            "in float64 (a typo?): give the measured value in the column's units")
+
+
+def robust_spread(values: Sequence[float], log: bool = False) -> float | None:
+    """The spread of ``values`` that outliers do not inflate: 1.4826·MAD, else 1.2533·mean absolute deviation.
+
+    Both estimate the standard deviation of normal data. If all values are equal, the spread
+    is ``|median|`` (a relative tolerance), and ``None`` (unknown) when that is 0 too. With
+    ``log`` (values are log10 of the measured ones) it is at least log10(``OUTLIER_SPREADS``) /
+    ``OUTLIER_LOG_SPREADS``: nothing within a factor ``OUTLIER_SPREADS`` of the median stands out.
+    """
+    med = statistics.median(values)
+    deviations = [abs(v - med) for v in values]
+    spread = 1.4826 * statistics.median(deviations) or 1.2533 * statistics.fmean(deviations)
+    if log:
+        return max(spread, math.log10(OUTLIER_SPREADS) / OUTLIER_LOG_SPREADS)
+    return spread or abs(med) or None
+
+
+@dataclass(frozen=True)
+class Outlier:
+    """A new value of objective ``name`` lying ``spreads`` robust spreads from the ``median`` of ``n`` recorded ones.
+
+    ``log``: the spreads are those of log10 of the values (an objective modelled as log10).
+    """
+
+    index: int
+    name: str
+    value: float
+    median: float
+    spreads: float
+    n: int
+    log: bool = False
+
+    def describe(self) -> str:
+        """The warning's text for this value: ``zT = 320 is 2.1e+03 robust spreads from the median (0.42) of …``."""
+        spreads = f"robust spreads of log10({self.name})" if self.log else "robust spreads"
+        return (f"{self.name} = {self.value:g} is {self.spreads:.3g} {spreads} from the median ({self.median:.4g}) "
+                f"of the {self.n} values recorded before")
+
+
+def find_outliers(
+    new: Sequence[Mapping[str, float]], history: Sequence[Event], log_scale: Collection[str] = ()
+) -> list[Outlier]:
+    """The values of ``new`` rows more than ``OUTLIER_SPREADS`` robust spreads from the median of the recorded ones.
+
+    Compared, per objective, with the measurements of ``history`` that are not retracted, once
+    there are at least ``OUTLIER_MIN_VALUES`` of them. Objectives in ``log_scale`` (modelled as
+    log10) are compared in log10 (``OUTLIER_LOG_SPREADS``; values <= 0 are left out), so a value
+    1e-12 among ones near 1e-4 is flagged, and one 20× the highest of values spread over decades is not.
+    """
+    gone = retracted(history)
+    recorded: dict[str, list[float]] = {}
+    for e in history:
+        if e.kind == "measured" and e.id not in gone:
+            for name, v in (e.payload.get("values") or {}).items():
+                recorded.setdefault(name, []).append(float(v))
+    found = []
+    for name, old in recorded.items():
+        log = name in log_scale
+        scale = [math.log10(v) for v in old if v > 0] if log else old
+        if len(scale) < OUTLIER_MIN_VALUES or (spread := robust_spread(scale, log)) is None:
+            continue
+        med = statistics.median(scale)
+        for i, row in enumerate(new):
+            if name not in row or (log and row[name] <= 0):
+                continue
+            k = abs((math.log10(row[name]) if log else float(row[name])) - med) / spread
+            if k > (OUTLIER_LOG_SPREADS if log else OUTLIER_SPREADS):
+                found.append(Outlier(i, name, float(row[name]), 10**med if log else med, k, len(scale), log))
+    return sorted(found, key=lambda o: o.index)
+
+
+def outliers_message(found: Sequence[Outlier], where: Sequence[str], undo: Sequence[str]) -> str:
+    """The ``OutlierWarning`` text: each value with its row (``where``) and the command that retracts it (``undo``)."""
+    lines = [f"{row}: {o.describe()}; undo: {cmd}" for o, row, cmd in zip(found[:20], where, undo, strict=False)]
+    if len(found) > 20:
+        lines.append(f"… and {len(found) - 20} more")
+    log = (f"; for one modelled as log10: more than {OUTLIER_LOG_SPREADS:g} robust spreads of its log10, and over "
+           f"{OUTLIER_SPREADS:g}× or under 1/{OUTLIER_SPREADS:g} of the median" if any(o.log for o in found) else "")
+    return (f"{len(found)} value(s) recorded far outside the spread of the campaign's earlier values "
+            f"(more than {OUTLIER_SPREADS:g} robust spreads from their median{log}) — a typo or wrong units? If a "
+            "value is wrong, retract it with `aloop retract ID --reason ...` (it leaves the model and the best) and "
+            "record the right one:\n  " + "\n  ".join(lines))
 
 
 class DefinitionMismatchError(ConfigError):
@@ -178,7 +307,9 @@ def check_objectives(config: CampaignConfig, events: Sequence[Event], log_name: 
     if not recorded:
         return
     defined = {o.name: o.units for o in config.objectives}
-    if set(recorded) == set(defined) and all(set(u) <= {defined[n]} for n, (u, _) in recorded.items()):
+    same_units = all({canonical(x) for x in u} <= {canonical(defined[n])} for n, (u, _) in recorded.items()
+                     if n in defined)  # 'µW' (micro sign) and 'μW' (Greek mu) are one unit
+    if set(recorded) == set(defined) and same_units:
         return
     where = f"the definition file {config.path}" if config.path is not None else "the campaign definition"
     logged = _describe({n: u for n, (u, _) in recorded.items()}, {n: k for n, (_, k) in recorded.items()})

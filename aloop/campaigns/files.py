@@ -1,4 +1,4 @@
-"""Campaign definition files on disk: finding the one to open, writing a new one (with model options).
+"""Campaign files on disk: finding the definition to open, writing a new one (with model options), results files.
 
 ``write_definition`` renders the commented template of ``aloop init``
 (:func:`aloop.campaigns.template.render_template`), adds ``options = {…}`` lines to the
@@ -14,14 +14,19 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import describe, to_url
 from aloop.campaigns.config import CampaignConfig, parse_config
 from aloop.campaigns.log import list_campaigns
 from aloop.campaigns.modeling import model_space
-from aloop.campaigns.pool import CampaignError, load_candidates
+from aloop.campaigns.pool import CampaignError, file_sha256, load_candidates
+from aloop.campaigns.records import read_results
 from aloop.campaigns.template import create_file, render_template
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def find_definition(path: str | Path | None = None) -> Path:
@@ -50,10 +55,17 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
     ``name`` defaults to the file's stem; a relative ``candidates_csv`` is taken relative
     to the current directory (and written relative to the definition's folder).
 
+    A candidate-list definition records the file's sha256 and number of candidates
+    (``candidates_sha256``, ``candidates_count``), so that a later change is pointed out.
+
     Raises:
-        ConfigError: invalid flags. CampaignError: ``path`` or the campaign (in its log) exists already,
-            or the candidate file has no rows or an invalid formula.
+        ConfigError: invalid flags, or no search space (neither ``elements`` nor ``candidates_csv``).
+        CampaignError: ``path`` or the campaign (in its log) exists already, or the candidate
+            file has no rows or an invalid formula.
     """
+    if flags.get("elements") is None and flags.get("candidates_csv") is None:
+        raise ConfigError(["search_space: say where candidates come from: elements and step (an element grid, "
+                           "e.g. elements=['Ni', 'Fe', 'Co'], step=0.05) or candidates_csv (a CSV of formulas)"])
     if path.is_dir():
         raise CampaignError(f"{path} is a folder; give the definition file to write, e.g. {path / 'name.toml'}")
     if not path.parent.is_dir():
@@ -68,12 +80,18 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
     options = dict(surrogate_options or {})
     if transform is not None:
         options["transform"] = dict(transform) if isinstance(transform, Mapping) else transform
-    text = _with_options(render_template(**flags), "surrogate", options)
-    text = _with_options(text, "acquisition", dict(acquisition_options or {}))
-    config = parse_config(tomllib.loads(text), path=path)
+
+    def render(**extra: Any) -> tuple[str, CampaignConfig]:
+        text = _with_options(render_template(**flags, **extra), "surrogate", options)
+        text = _with_options(text, "acquisition", dict(acquisition_options or {}))
+        return text, parse_config(tomllib.loads(text), path=path)
+
+    text, config = render()
     model_space(config)  # a bad transform is refused before anything is written
     if config.search_space.kind == "candidates":
-        load_candidates(config)  # so is a candidate file that `propose` would refuse
+        count = len(load_candidates(config))  # so is a candidate file that `propose` would refuse
+        digest = file_sha256(config.base_dir / config.search_space.candidates_csv)  # type: ignore[operator]
+        text, config = render(candidates_sha256=digest, candidates_count=count)
     if path.exists():
         raise CampaignError(f"{path} already exists; refusing to overwrite it (open it with Campaign.open)")
     if config.name in list_campaigns(config.database_url):
@@ -105,3 +123,15 @@ def _with_options(text: str, section: str, options: Mapping[str, Any]) -> str:
     start = lines.index(f"[{section}]")
     lines.insert(start + 2, f"options = {_inline(dict(options))}")
     return "\n".join(lines) + "\n"
+
+
+def read_results_file(path: Path) -> pd.DataFrame:
+    """A results CSV read as text cells (``records.read_results``); a missing file or a folder is a ``CampaignError``."""
+    if path.is_dir():
+        raise CampaignError(f"{path} is a folder, not a results file: give the CSV file itself")
+    if not path.is_file():
+        raise CampaignError(f"results file not found: {path}")
+    try:
+        return read_results(path)
+    except (ValueError, OSError) as exc:
+        raise CampaignError(f"cannot read results file {path}: {exc}") from None

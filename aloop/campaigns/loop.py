@@ -31,7 +31,7 @@ from aloop.campaigns._store import describe
 from aloop.campaigns.config import CampaignConfig, load_config
 from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
 from aloop.campaigns.entries import AppendResult, Proposal
-from aloop.campaigns.files import find_definition, write_definition
+from aloop.campaigns.files import find_definition, read_results_file, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
 from aloop.campaigns.modeling import (
@@ -49,11 +49,12 @@ from aloop.campaigns.modeling import (
     pool_sample,
     refit_growth,
 )
-from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool, load_pool, resolve_featurizer
-from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
-from aloop.chem import to_fraction_matrix
+from aloop.campaigns.pool import (CampaignError, CampaignWarning, CandidatePool, NothingToProposeError, load_pool,
+                                  resolve_featurizer)
+from aloop.campaigns.records import RecordError, RowProblem, validate_results
 
-__all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "find_definition"]
+__all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "NothingToProposeError",
+           "find_definition"]
 
 
 class Campaign:
@@ -117,7 +118,7 @@ class Campaign:
         ``create=True`` also creates the log of a hand-written definition.
         """
         path = find_definition(path)
-        config = load_config(path)
+        config = load_config(path, check_files=create)
         log = CampaignLog.open(config.database_url, config.name, create=create, definition=config.to_dict())
         try:
             return cls(config, log, progress)
@@ -154,31 +155,34 @@ class Campaign:
 
     @property
     def pool(self) -> CandidatePool:
-        """Every candidate with its features (built once, then loaded from ``<name>.features.npz``)."""
+        """Every candidate with its features (built once, then loaded from ``<name>.features.npz``).
+
+        A candidates file changed since the campaign was created gets a ``CampaignWarning`` (naming
+        pending proposals no longer in it); a missing one a ``CampaignError``.
+        """
         if self._pool is None:
-            featurizer, ident = resolve_featurizer(self.config.featurizer)
-            self._pool = load_pool(self.config, featurizer, ident, self.progress)
-            self._featurizer, self._featurizer_id = featurizer, ident
+            props, ident = state.proposals(self._events()), self._featurizer_ident()
+            self._pool = load_pool(self.config, self._featurizer, ident, self.progress, props[props["status"] == "pending"])
         return self._pool
+
+    def _featurizer_ident(self) -> str:
+        """The featurizer's cache identifier (the definition's featurizer is resolved once, into ``_featurizer``)."""
+        if self._featurizer_id is None:
+            self._featurizer, self._featurizer_id = resolve_featurizer(self.config.featurizer)
+        return self._featurizer_id
 
     def features(self, formulas: Sequence[str], keys: Sequence[str] | None = None) -> np.ndarray:
         """Features of compositions: pool rows by key where possible, else computed."""
-        pool = self.pool
-        rows = pool.rows(keys) if keys is not None else np.full(len(formulas), -1)
-        out = np.empty((len(formulas), pool.features.shape[1]), dtype=np.float32)
-        out[rows >= 0] = pool.features[rows[rows >= 0]]
-        missing = np.flatnonzero(rows < 0)
-        if missing.size:
-            X, _ = to_fraction_matrix([formulas[i] for i in missing])
-            out[missing] = self._featurizer.transform_fractions(X)
-        return out
+        return self.pool.features_of(formulas, keys, self._featurizer)
 
     # --- the loop -----------------------------------------------------------------------
 
-    def propose(self, n: int | None = None) -> pd.DataFrame:
+    def propose(self, n: int | None = None, *, allow_fewer: bool | None = None) -> pd.DataFrame:
         """Propose ``n`` (default: ``batch_size``) new compositions and write them to the log as pending.
 
-        Cold start (fewer observations than the initial design size): random or diverse
+        When fewer than ``n`` candidates are left, the default batch (``n=None``, or ``allow_fewer=True``)
+        is the ones left (``attrs["requested"]`` keeps ``n``); an explicit ``n`` raises ``CampaignError``.
+        With none left: ``NothingToProposeError`` (a ``CampaignError``; nothing written). Cold start (fewer observations than the initial design size): random or diverse
         picks. Otherwise the surrogate is fitted on every observation (a new model version
         is recorded when results arrived since the last fit), a feasibility model is
         trained when failures or rejections exist, and the acquisition policy picks the
@@ -190,15 +194,15 @@ class Campaign:
         Returns:
             One row per proposal: ``proposal_id``, ``batch_id``, ``formula``, ``key``,
             ``mean_<label>``/``std_<label>`` per objective (model space), ``acquisition_value``,
-            ``reason``, ``model_version``. ``attrs`` holds ``mode``, ``model_version``,
-            ``retrained`` and ``training_size``.
+            ``reason``, ``model_version``. ``attrs``: ``mode``, ``model_version``, ``retrained``, ``training_size``, ``requested``.
         """
+        allow_fewer = n is None if allow_fewer is None else allow_fewer
         n = self.config.batch_size if n is None else n
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise CampaignError(f"the number of proposals must be a positive integer, got {n!r}")
         retrained = False
         for attempt in (1, 2):
-            props, fit, mode, n_obs = self._pick(self._events(), int(n))
+            props, fit, mode, n_obs = self._pick(self._events(), int(n), allow_fewer)
             retrained = retrained or bool(fit and fit.retrained)
             try:
                 batch = self.log.append_proposals(props, model_version=fit.version if fit else None)
@@ -209,17 +213,23 @@ class Campaign:
                                         "a batch is being chosen; nothing was written: run propose again") from None
         table = batch.table(props, self.space.labels, fit.version if fit else None)
         table.attrs.update(mode=mode, model_version=fit.version if fit else None, retrained=retrained,
-                           training_size=n_obs)
+                           training_size=n_obs, requested=int(n))
         return table
 
-    def _pick(self, events: tuple[state.Event, ...], n: int) -> tuple[list[Proposal], Fit | None, str, int]:
+    def _pick(self, events: tuple[state.Event, ...], n: int,
+              allow_fewer: bool = False) -> tuple[list[Proposal], Fit | None, str, int]:
         """``n`` proposals picked from the log state ``events``: (proposals, fit or ``None``, mode, #observations)."""
         pool = self.pool
         excluded = state.excluded_keys(events)
         eligible = ~np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype))
-        if n > eligible.sum():
-            raise CampaignError(f"asked for {n} proposals but only {int(eligible.sum())} of {len(pool)} candidates "
+        left = int(eligible.sum())
+        if left == 0:
+            raise NothingToProposeError(f"nothing left to propose: each of the {len(pool):,} candidates is measured, "
+                                        "pending, failed or rejected")
+        if n > left and not allow_fewer:
+            raise CampaignError(f"asked for {n} proposals but only {left} of {len(pool)} candidates "
                                 "are still available (the others are measured, pending, failed or rejected)")
+        n = min(n, left)
         batch_no = 1 + max((e.batch_id or 0 for e in events), default=0)
         seed = self.config.seed + batch_no
         obs = self._observations(events)
@@ -252,9 +262,13 @@ class Campaign:
     def _training(self, obs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
         X = self.features(obs["formula"].tolist(), obs["key"].tolist())
         Y = self.space.forward(obs[list(self.space.names)].to_numpy(dtype=np.float64))
-        setup = {"featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
+        return X, Y, self._digest(obs)
+
+    def _digest(self, obs: pd.DataFrame) -> str:
+        """What identifies a model fitted on ``obs`` with this set-up (needs no features)."""
+        setup = {"featurizer": self._featurizer_ident(), "surrogate": self.config.surrogate.kind,
                  "options": self._surrogate_options, "refit_growth": self._refit_growth, "transforms": self.space.transforms, "seed": self.config.seed}
-        return X, Y, data_digest(obs["event_id"].tolist(), setup)
+        return data_digest(obs["event_id"].tolist(), setup)
 
     def _new_model(self, X: np.ndarray, Y: np.ndarray, warm_start: object | None = None,
                    hyperparameters: dict | None = None) -> object:
@@ -305,21 +319,14 @@ class Campaign:
     def record(self, results: pd.DataFrame | str | Path) -> AppendResult:
         """Record a results table (a DataFrame, or a CSV path) — every row or none.
 
-        See :mod:`aloop.campaigns.records` for the columns. Rows naming compositions that
-        were never proposed are accepted and flagged ``unsolicited``; rows already recorded
-        (same idempotency key) are skipped.
+        See :mod:`aloop.campaigns.records` for the columns. Rows naming compositions never proposed are
+        accepted and flagged ``unsolicited``; rows already recorded (same idempotency key) are skipped.
 
         Raises:
             RecordError: listing every bad row (nothing written). CampaignLogError: the log refused.
         """
         if isinstance(results, str | Path):
-            path = Path(results)
-            if not path.is_file():
-                raise CampaignError(f"results file not found: {path}")
-            try:
-                df = read_results(path)
-            except (ValueError, OSError) as exc:
-                raise CampaignError(f"cannot read results file {path}: {exc}") from None
+            df = read_results_file(Path(results))
         elif isinstance(results, pd.DataFrame):
             df = results
         else:
@@ -350,11 +357,9 @@ class Campaign:
     def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
         """Withdraw wrongly recorded measurements, keeping them in the log with ``reason`` and ``operator``.
 
-        ``ids`` are measurement ids (``event_id`` in ``log.observations()``; ``status()["best"]``
-        lists them), or proposal ids of proposals with exactly one measurement. A retracted
-        value leaves the training data (the next ``propose`` retrains), the best so far, the
-        status and the report. A proposal left without measurements is pending again: record
-        the corrected value for it, or ``fail``/``cancel`` it. Returns the retraction event ids.
+        ``ids``: measurement ids (``event_id`` in ``log.observations()``, listed by ``status()["best"]``) or ids
+        of proposals with one measurement. A retracted value leaves the training data, the best, the status
+        and the report; a proposal left without measurements is pending again. Returns the retraction event ids.
         """
         return self.log.retract(ids, reason, operator)
 
@@ -374,18 +379,19 @@ class Campaign:
         return self._cv_cache[1]
 
     def status(self, cv: bool = True) -> dict[str, Any]:
-        """Counts, best composition per objective (mean of replicates), pending proposals, model quality (k-fold CV)."""
+        """Counts, best composition per objective (mean of replicates), pending proposals, model quality (k-fold CV).
+
+        Works without the candidates file (counts of candidates and the CV are then left out, with a warning).
+        """
         from aloop.campaigns.report import status_dict
 
-        events = self._events()
-        return status_dict(self, events, self.cross_validate() if cv else None)
+        return status_dict(self, self._events(), cv)
 
     def report(self, out_dir: str | Path = "report") -> dict[str, Path]:
         """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) to ``out_dir``; returns the paths."""
         from aloop.campaigns.report import write_report
 
-        events = self._events()
-        return write_report(self, events, self.cross_validate(), Path(out_dir))
+        return write_report(self, self._events(), Path(out_dir))
 
     def export(self, path: str | Path, table: str = "events") -> Path:
         """Write every event (``table="events"``) or every observation (``"observations"``) as CSV or Parquet."""

@@ -1,18 +1,56 @@
-"""Matching new measurements to the proposals they answer, and recognising results the log already holds.
+"""Matching a results file's columns to the objectives, its rows to the proposals they answer, and recognising
+results the log already holds.
 
 Pure functions over the log's events (``aloop.campaigns.state``): ``validate_results`` uses
 them to report every bad row of a results file, and the log to decide, inside its write
 transaction, which proposal each row closes and which rows are already recorded.
+A row without an ``idempotency_key`` that repeats a logged result (same sample, values and
+measured_at) is skipped, so recording a sheet twice adds nothing; ``already_recorded_message``
+tells the user so and how to record a genuine repeat. Values beyond ``MAX_MAGNITUDE`` are refused.
+``announce`` gives a valid file's warnings: rows already recorded, values far outside the recorded spread.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from aloop.campaigns.entries import Measurement, ReplicateWarning, label, replicates_message, result_key
+from aloop.campaigns.config import Objective
+from aloop.campaigns.consistency import (
+    OutlierWarning,
+    canonical,
+    find_outliers,
+    magnitude_problem,
+    outliers_message,
+)
+from aloop.campaigns.entries import (
+    Measurement,
+    ReplicateWarning,
+    label,
+    replicates_message,
+    result_key,
+)
 from aloop.campaigns.state import Event, proposal_status, retracted
+
+#: Columns a results file may have besides proposal_id, formula and the objectives.
+OPTIONAL_COLUMNS = ("measured_at", "operator", "notes", "raw_data", "idempotency_key")
+_HEADER = re.compile(r"^(?P<name>.*?)\s*\[(?P<units>[^\]]*)\]$")
+
+
+class AlreadyRecordedWarning(UserWarning):
+    """Rows skipped because the log holds the same result, with how to record a genuine repeat instead."""
+
+
+def already_recorded_message(where: Sequence[str]) -> str:
+    """The ``AlreadyRecordedWarning`` text for the skipped rows ``where`` (``line 3``…)."""
+    rows = ", ".join(where[:20]) + (f" and {len(where) - 20} more" if len(where) > 20 else "")
+    return (f"{len(where)} row(s) skipped as already recorded ({rows}): the log holds a result with the same sample, "
+            "values and measured_at, so recording a sheet twice adds nothing. If a row is a genuine repeat "
+            "measurement that gave the same value, give it a measured_at (when it was measured) or an "
+            "idempotency_key (e.g. the sample's id) and record it again")
 
 
 @dataclass(frozen=True)
@@ -72,6 +110,10 @@ def match_measurements(
     problems: list[Unresolved] = []
     for i, (m, k) in enumerate(zip(rows, keys, strict=True)):
         values = {n: float(v) for n, v in m.values.items()}
+        huge = [(n, why) for n, v in values.items() if (why := magnitude_problem(v))]
+        if huge:
+            problems += [Unresolved(i, n, f"{n}: {why}") for n, why in huge]  # files are refused earlier
+            continue
         explicit = m.idempotency_key is not None
         if explicit and k in logged:
             old = logged[k]
@@ -173,3 +215,77 @@ def resolve_measurements(
     if replicates and not problems:
         warnings.warn(replicates_message(replicates), ReplicateWarning, stacklevel=3)
     return resolved, problems
+
+
+def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -> tuple[dict[str, str], list[str]]:
+    """Objective name → column of a results table, and the column problems (missing, wrong units, extra).
+
+    Headers, objective names and units are compared in NFKC (``canonical``): 'µW' (micro sign) is 'μW' (mu).
+    """
+    problems: list[str] = []
+    found: dict[str, str] = {}
+    names = {canonical(o.name): o for o in objectives}
+    extra = []
+    for col in columns:
+        m = _HEADER.match(canonical(col))
+        name, units = (m["name"].strip(), m["units"].strip()) if m else (canonical(col), None)
+        if name in ("proposal_id", "formula") or (name in OPTIONAL_COLUMNS and units is None):
+            continue
+        if name not in names:
+            extra.append(col)
+            continue
+        obj = names[name]
+        if obj.name in found:
+            problems.append(f"columns {found[obj.name]!r} and {col!r} both give objective {obj.name!r}")
+        elif units is None and obj.units:
+            problems.append(f"column {col!r} must state its units: '{obj.name} [{obj.units}]'")
+        elif units is not None and units != canonical(obj.units):
+            want = f"'{obj.name} [{obj.units}]'" if obj.units else f"'{obj.name}' (dimensionless)"
+            typed = _HEADER.match(col.strip())
+            problems.append(f"column {col!r}: units {typed['units'].strip() if typed else units!r} differ from the "
+                            f"campaign's; expected {want}")
+        found.setdefault(obj.name, col)
+    for o in objectives:
+        if o.name not in found:
+            problems.append(
+                f"missing column for objective {o.name!r}: '{o.name} [{o.units}]'"
+                if o.units
+                else f"missing column for objective {o.name!r}: '{o.name}'"
+            )
+    if extra:
+        allowed = [
+            "proposal_id",
+            "formula",
+            *(f"{o.name} [{o.units}]" if o.units else o.name for o in objectives),
+            *OPTIONAL_COLUMNS,
+        ]
+        problems.append(f"unexpected column(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}")
+    if "proposal_id" not in columns and "formula" not in columns:
+        problems.append("missing column: give proposal_id or formula (or both) for each row")
+    return found, problems
+
+
+def announce(rows: Sequence[Measurement], resolved: Sequence[Resolved], history: Sequence[Event], row_name: str,
+             log_scale: Collection[str] = ()) -> None:
+    """Warn about valid rows the log already holds, and values far outside the spread of the recorded ones.
+
+    ``resolved`` are the ``rows`` that ``match_measurements`` keeps; ``log_scale`` the objectives
+    modelled as log10. The ``OutlierWarning`` names the command that retracts each value.
+    """
+    kept = {id(r.measurement) for r in resolved}
+    skipped = [f"{row_name} {m.row}" for m in rows if id(m) not in kept and m.idempotency_key is None]
+    if skipped:
+        warnings.warn(already_recorded_message(skipped), AlreadyRecordedWarning, stacklevel=3)
+    found = find_outliers([r.measurement.values for r in resolved], history, log_scale)
+    if not found:
+        return
+    per_proposal = Counter(r.proposal_id for r in resolved)
+
+    def undo(r: Resolved) -> str:
+        if r.proposal_id is not None and not r.earlier and per_proposal[r.proposal_id] == 1:
+            return f'aloop retract {r.proposal_id} --reason "..."'
+        return 'aloop retract ID --reason "..." (ID: its event_id in `aloop export obs.csv --table observations`)'
+
+    where = [f"{row_name} {resolved[o.index].measurement.row}" for o in found]
+    message = outliers_message(found, where, [undo(resolved[o.index]) for o in found])
+    warnings.warn(message, OutlierWarning, stacklevel=3)

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,10 @@ _CHUNK = 20_000
 
 class CampaignError(ValueError):
     """A campaign operation that cannot be done as asked (the message says why; nothing was written)."""
+
+
+class NothingToProposeError(CampaignError):
+    """Every candidate is measured, pending, failed or rejected: there is nothing left to propose."""
 
 
 class CampaignWarning(UserWarning):
@@ -70,6 +75,17 @@ class CandidatePool:
         if self._index is None:
             self._index = {k: i for i, k in enumerate(self.keys.tolist())}
         return np.array([self._index.get(k, -1) for k in keys], dtype=np.int64)  # type: ignore[attr-defined]
+
+    def features_of(self, formulas: Sequence[str], keys: Sequence[str] | None, featurizer: Featurizer) -> np.ndarray:
+        """Features of compositions: pool rows by key where possible, else computed with ``featurizer``."""
+        rows = self.rows(keys) if keys is not None else np.full(len(formulas), -1)
+        out = np.empty((len(formulas), self.features.shape[1]), dtype=np.float32)
+        out[rows >= 0] = self.features[rows[rows >= 0]]
+        missing = np.flatnonzero(rows < 0)
+        if missing.size:
+            X, _ = to_fraction_matrix([formulas[i] for i in missing])
+            out[missing] = featurizer.transform_fractions(X)
+        return out
 
     def components(self) -> list[str]:
         """Elements that vary across the pool (present somewhere, not at one constant fraction everywhere)."""
@@ -124,6 +140,57 @@ def space_hash(config: CampaignConfig) -> str:
         }
         h.update(json.dumps(doc, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def missing_candidates(config: CampaignConfig) -> Path | None:
+    """The candidates file of a candidate-list campaign if it is missing, else ``None`` (also for a grid)."""
+    s = config.search_space
+    if s.kind != "candidates":
+        return None
+    path = config.base_dir / s.candidates_csv  # type: ignore[operator]
+    return None if path.is_file() else path
+
+
+def missing_candidates_error(config: CampaignConfig, path: Path) -> CampaignError:
+    """The error of an operation that needs the candidate list when its file is missing."""
+    where = f" in {config.path}" if config.path is not None else ""
+    return CampaignError(f"candidates file {path} is missing (search_space.candidates_csv{where}): proposing "
+                         "needs the candidate list; restore the file, or set candidates_csv to where it is now")
+
+
+def candidates_change(config: CampaignConfig, pool: CandidatePool, pending: pd.DataFrame) -> str | None:
+    """What changed in the candidates file since the campaign was created, or ``None``.
+
+    Compares the file with the sha256 recorded in the definition (definitions without one are
+    not checked); ``pending`` (``proposal_id``, ``formula``, ``key``) are the pending proposals,
+    those no longer in the file are named.
+    """
+    s = config.search_space
+    if s.kind != "candidates" or s.candidates_sha256 is None:
+        return None
+    path = config.base_dir / s.candidates_csv  # type: ignore[operator]
+    digest = file_sha256(path)
+    if digest == s.candidates_sha256:
+        return None
+    then = f"{s.candidates_count:,}" if s.candidates_count is not None else "?"
+    note = (f"candidates file {path} changed since the campaign was created: {then} candidates then, "
+            f"{len(pool):,} now; proposals come from the file as it is now")
+    gone = pending[pool.rows(pending["key"]) < 0] if len(pending) else pending
+    if len(gone):
+        listed = ", ".join(f"{int(r.proposal_id)} {r.formula}" for r in gone.itertuples())
+        note += f"; pending proposal(s) no longer in it: {listed}"
+    where = f" in {config.path.name}" if config.path is not None else ""
+    return (f"{note} (if the change is meant, set candidates_sha256 = \"{digest}\" and "
+            f"candidates_count = {len(pool)} under [search_space]{where} to stop this warning)")
 
 
 def cache_path(config: CampaignConfig) -> Path:
@@ -209,8 +276,23 @@ def build_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progr
     return CandidatePool(keys, formulas, X, F, ident)
 
 
-def load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progress: bool | None = None) -> CandidatePool:
-    """The campaign's pool from its feature cache, (re)built and cached when missing or stale."""
+def load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progress: bool | None = None,
+              pending: pd.DataFrame | None = None) -> CandidatePool:
+    """The campaign's pool from its feature cache, (re)built and cached when missing or stale.
+
+    A candidates file changed since the campaign was created gets a ``CampaignWarning`` naming the
+    ``pending`` proposals (``proposal_id``, ``formula``, ``key``) no longer in it; a missing one a ``CampaignError``.
+    """
+    if (missing := missing_candidates(config)) is not None:
+        raise missing_candidates_error(config, missing)
+    pool = _load_pool(config, featurizer, ident, progress)
+    no_pending = pd.DataFrame(columns=["proposal_id", "formula", "key"])
+    if note := candidates_change(config, pool, no_pending if pending is None else pending):
+        warnings.warn(note, CampaignWarning, stacklevel=3)
+    return pool
+
+
+def _load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progress: bool | None) -> CandidatePool:
     path = cache_path(config)
     digest = space_hash(config)
     if path.is_file():

@@ -8,37 +8,62 @@ A results file (CSV, or a DataFrame) has one row per measurement and these colum
 * one column per objective, headed ``<name> [<units>]`` with exactly the units of the
   campaign definition (``band_gap [eV]``). A dimensionless objective (``units = ""``) is
   headed ``<name>`` (or ``<name> []``). Units live in the header, never in the cells.
-* optional: ``measured_at`` (ISO 8601; without a zone it is taken as UTC), ``operator``,
-  ``notes``, ``raw_data`` (path or URI of the raw data), ``idempotency_key``.
+* optional: ``measured_at`` (ISO 8601 only: ``2026-03-11`` or ``2026-03-11T14:30[:00]``, with
+  ``Z`` or ``±HH:MM`` or no zone, which is taken as UTC; ``11/03/2026`` is refused, never
+  guessed), ``operator``, ``notes``, ``raw_data`` (path or URI of the raw data), ``idempotency_key``.
 
 Any other column is an error, so a typo never silently drops data, and so is a cell beyond
-the header's columns (a value without a column is never guessed at). Without an
+the header's columns (a value without a column is never guessed at). Headers and units are
+compared in Unicode NFKC (``µ`` micro sign = ``μ`` Greek mu). Excel's leftovers are ignored:
+rows of empty cells, empty cells past the last column, columns without a header and without
+values; a semicolon-separated file, decimal commas and a file not in UTF-8 are refused with
+how to save it instead. A value beyond ±``MAX_MAGNITUDE`` is refused; one far outside the
+spread of the values already recorded is recorded with an ``OutlierWarning``. Without an
 ``idempotency_key`` each row gets sha256(the proposal it is matched to, or its composition if
 unsolicited, values, measured_at): recording a result twice adds nothing, whether it is named
-by proposal id or by formula.
+by proposal id or by formula (an ``AlreadyRecordedWarning`` says how to record a genuine repeat).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from aloop.campaigns.config import CampaignConfig, Objective
-from aloop.campaigns.entries import Measurement, default_idempotency_key
+from aloop.campaigns.config import CampaignConfig
+from aloop.campaigns.consistency import canonical, magnitude_problem
+from aloop.campaigns.entries import Measurement, default_idempotency_key, utc
 from aloop.campaigns.log import CampaignLog
-from aloop.campaigns.matching import match_measurements
+from aloop.campaigns.matching import (
+    OPTIONAL_COLUMNS,
+    Resolved,
+    announce,
+    match_measurements,
+    objective_columns,
+)
+from aloop.campaigns.state import Event
 from aloop.chem import composition_key, to_fraction_matrix
 
-OPTIONAL_COLUMNS = ("measured_at", "operator", "notes", "raw_data", "idempotency_key")
-_HEADER = re.compile(r"^(?P<name>.*?)\s*\[(?P<units>[^\]]*)\]$")
+_UNNAMED = re.compile(r"(Unnamed: \d+(_level_\d+)?)?")  # no header cell (pandas names it 'Unnamed: 3')
+_INTEGER, _DIGITS = re.compile(r"[+-]?\d+"), re.compile(r"\d+")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 _MAX_KEY = 128
+_SAVE_UTF8 = "save it as 'CSV UTF-8 (Comma delimited)' (Excel: File › Save As) and record that file"
+_SAVE_DOT = ("save it as CSV with ',' between cells and '.' decimals (Excel: File › Options › Advanced, untick "
+             "'Use system separators', decimal separator '.')")
+_ISO = ("ISO 8601 format: 2026-03-11 or 2026-03-11T14:30:00, optionally with a zone (Z or +01:00; without one, "
+        "UTC is assumed); day and month are never guessed")
 
 
 @dataclass(frozen=True)
@@ -69,41 +94,61 @@ class RecordError(ValueError):
 def read_results(path: str | Path) -> pd.DataFrame:
     """Read a results CSV as text (cells are checked by ``validate_results``); rows labelled by their line.
 
-    A row is labelled by the line it starts on (blank lines are skipped; a quoted cell may
-    span lines). Missing trailing cells are empty. Cells beyond the header's columns are
-    cut off and kept in ``attrs["extra_cells"]`` (line → cells) for ``validate_results`` to
-    refuse: taking one as a row index would record a value against the wrong proposal.
+    A row is labelled by the line it starts on (blank lines and rows of empty cells are
+    skipped; a quoted cell may span lines). Missing trailing cells are empty. Cells beyond the
+    header's columns are cut off and, unless all empty, kept in ``attrs["extra_cells"]``
+    (line → cells) for ``validate_results`` to refuse: taking one as a row index would record
+    a value against the wrong proposal.
 
     Raises:
-        ValueError: the file is empty, not UTF-8, or not readable as CSV.
+        ValueError: the file is empty, not UTF-8, semicolon-separated or not readable as CSV.
     """
     header: list[str] | None = None
     lines: list[int] = []
     rows: list[list[str]] = []
     extra: dict[int, list[str]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, skipinitialspace=True)
-        last = 0
-        try:
-            for cells in reader:
-                start, last = last + 1, reader.line_num
-                if not cells or (len(cells) == 1 and not cells[0].strip()):
-                    continue
-                if header is None:
-                    header = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
-                    continue
-                width = len(header)
-                if len(cells) > width:
-                    extra[start] = cells[width:]
-                lines.append(start)
-                rows.append(cells[:width] + [""] * (width - len(cells)))
-        except csv.Error as exc:
-            raise ValueError(f"line {reader.line_num}: {exc}") from None
+    reader = csv.reader(io.StringIO(_decode(Path(path).read_bytes()), newline=""), skipinitialspace=True)
+    last = 0
+    try:
+        for cells in reader:
+            start, last = last + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if header is None:
+                if sum(c.count(";") for c in cells) >= len(cells):
+                    raise ValueError(f"line {start}: the header {','.join(cells)!r} looks like a semicolon-separated "
+                                     f"file (as Excel writes where numbers have decimal commas): {_SAVE_DOT}")
+                header = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
+                continue
+            width = len(header)
+            if any(c.strip() for c in cells[width:]):
+                extra[start] = cells[width:]
+            lines.append(start)
+            rows.append(cells[:width] + [""] * (width - len(cells)))
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.line_num}: {exc}") from None
     if header is None:
         raise ValueError("the file is empty (no header line)")
     df = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
     df.attrs["extra_cells"] = extra
     return df
+
+
+def _decode(data: bytes) -> str:
+    """The text of a results file (UTF-8, with or without BOM), or ``ValueError`` saying how to save it as such."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
+        raise ValueError(f"the file is not UTF-8 text: it looks like UTF-16 (Excel's 'Unicode Text'); {_SAVE_UTF8}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        byte, line = data[exc.start : exc.start + 1], data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(
+            f"the file is not UTF-8 text: line {line}, column {column} has byte "
+            f"0x{byte.hex()} ({byte.decode('cp1252', errors='replace')!r} in Windows-1252, the encoding of Excel's "
+            f"plain 'CSV (Comma delimited)'); {_SAVE_UTF8}"
+        ) from None
 
 
 def _missing(v: object) -> bool:
@@ -120,59 +165,29 @@ def _number(v: object) -> tuple[float | None, str | None]:
     try:
         x = float(v.strip()) if isinstance(v, str) else float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return None, f"{v!r} is not a number"
+        comma = isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip())
+        return None, f"{v!r} is not a number" + (f" (a decimal comma? {_SAVE_DOT})" if comma else "")
     if math.isnan(x):
         return None, "missing value (NaN)"
     if not math.isfinite(x):
         return None, f"value {v!r} is not finite"
-    return x, None
+    return (None, why) if (why := magnitude_problem(x, v.strip() if isinstance(v, str) else None)) else (x, None)
+
+
+def _timestamp(v: object) -> datetime:
+    """``v`` (ISO 8601 text, or a date/time object) as aware UTC; a naive time is UTC. ``ValueError`` if not ISO."""
+    if isinstance(v, np.datetime64):
+        v = pd.Timestamp(v)
+    if isinstance(v, pd.Timestamp):
+        v = v.to_pydatetime()
+    if isinstance(v, date) and not isinstance(v, datetime):
+        v = datetime(v.year, v.month, v.day)
+    when = v if isinstance(v, datetime) else datetime.fromisoformat(str(v).strip())
+    return utc(when)  # type: ignore[return-value]
 
 
 def _text(v: object) -> str | None:
     return None if _missing(v) else str(v).strip()
-
-
-def _objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -> tuple[dict[str, str], list[str]]:
-    """Objective name → column, and the column problems (missing, wrong units, extra)."""
-    problems: list[str] = []
-    found: dict[str, str] = {}
-    names = {o.name: o for o in objectives}
-    extra = []
-    for col in columns:
-        m = _HEADER.match(col)
-        name, units = (m["name"].strip(), m["units"].strip()) if m else (col.strip(), None)
-        if name in ("proposal_id", "formula") or (name in OPTIONAL_COLUMNS and units is None):
-            continue
-        if name not in names:
-            extra.append(col)
-            continue
-        obj = names[name]
-        if name in found:
-            problems.append(f"columns {found[name]!r} and {col!r} both give objective {name!r}")
-        elif units is None and obj.units:
-            problems.append(f"column {col!r} must state its units: '{name} [{obj.units}]'")
-        elif units is not None and units != obj.units:
-            want = f"'{name} [{obj.units}]'" if obj.units else f"'{name}' (dimensionless)"
-            problems.append(f"column {col!r}: units {units!r} differ from the campaign's; expected {want}")
-        found.setdefault(name, col)
-    for o in objectives:
-        if o.name not in found:
-            problems.append(
-                f"missing column for objective {o.name!r}: '{o.name} [{o.units}]'"
-                if o.units
-                else f"missing column for objective {o.name!r}: '{o.name}'"
-            )
-    if extra:
-        allowed = [
-            "proposal_id",
-            "formula",
-            *(f"{o.name} [{o.units}]" if o.units else o.name for o in objectives),
-            *OPTIONAL_COLUMNS,
-        ]
-        problems.append(f"unexpected column(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}")
-    if "proposal_id" not in columns and "formula" not in columns:
-        problems.append("missing column: give proposal_id or formula (or both) for each row")
-    return found, problems
 
 
 def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog | None = None) -> list[Measurement]:
@@ -180,19 +195,22 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
 
     ``log`` (if given) is used to match rows to proposals as the log will: proposal ids must
     exist, match the formulas and still take results (not failed, rejected or cancelled).
+    A valid table then warns (``AlreadyRecordedWarning``) about rows the log already holds and
+    (``OutlierWarning``) about values far outside the spread of the recorded ones.
 
     Raises:
         RecordError: listing every bad column and every bad row with its reason (missing
             or extra columns, cells beyond the header, wrong units, missing / non-numeric /
-            non-finite values, invalid formulas, unknown or closed proposals, repeated
-            idempotency keys, one result given twice).
+            non-finite / huge values, invalid formulas, non-ISO times, unknown or closed
+            proposals, repeated idempotency keys, one result given twice).
     """
     row_name = df.index.name or "row"
-    columns = [str(c) for c in df.columns]
+    width = len(df.columns)
+    df, col_problems = _tidy_columns(df, row_name)  # first: empty rows are not rows
+    columns = list(df.columns)
     dupes = sorted({c for c in columns if columns.count(c) > 1})
-    col_of, col_problems = _objective_columns(columns, config.objectives)
-    if dupes:
-        col_problems.append(f"repeated column(s): {', '.join(map(repr, dupes))}")
+    col_of, more = objective_columns(columns, config.objectives)
+    col_problems += more + ([f"repeated column(s): {', '.join(map(repr, dupes))}"] if dupes else [])
     if col_problems:
         raise RecordError([RowProblem(None, None, p) for p in col_problems], len(df), row_name)
     if len(df) == 0:
@@ -205,6 +223,7 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     formulas = [_text(v) for v in df["formula"]] if "formula" in df.columns else [None] * len(df)
     _, bad = to_fraction_matrix([f if f is not None else "H" for f in formulas], errors="collect")
     bad_formula = {b.index: b.reason for b in bad}
+    log_scale = _log10_objectives(config)
     problems: list[RowProblem] = []
     out: list[Measurement] = []
     labels = list(df.index)
@@ -212,10 +231,7 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     for i, (label, rec) in enumerate(zip(labels, df.to_dict("records"), strict=True)):
         here: list[RowProblem] = []
         if label in extra_cells:
-            cells = extra_cells[label]
-            here.append(RowProblem(label, None, f"{len(df.columns) + len(cells)} cells but the header has "
-                                   f"{len(df.columns)} columns (extra: {', '.join(map(repr, cells))}); "
-                                   "give each value a column header, or remove it"))
+            here.append(RowProblem(label, None, _extra_cells_reason(list(rec.values()), extra_cells[label], width)))
         pid = _proposal_id(rec.get("proposal_id"), label, here, props if log is not None else None, config.name)
         formula, key = formulas[i], None
         if formula is not None:
@@ -224,16 +240,15 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
             else:
                 key = composition_key(formula)
                 if pid is not None and pid in props and props[pid][0] != key:
-                    here.append(
-                        RowProblem(
-                            label, "formula", f"{formula!r} is not the composition of proposal {pid} ({props[pid][1]})"
-                        )
-                    )
+                    why = f"{formula!r} is not the composition of proposal {pid} ({props[pid][1]})"
+                    here.append(RowProblem(label, "formula", why))
         elif pid is None and not any(p.column == "proposal_id" for p in here):
             here.append(RowProblem(label, None, "needs a proposal_id or a formula"))
         values: dict[str, float] = {}
         for name, col in col_of.items():
             x, why = _number(rec[col])
+            if why is None and name in log_scale and x <= 0:  # type: ignore[operator]
+                why = f"{x!r} must be > 0: this campaign models log10({name})"
             if why:
                 here.append(RowProblem(label, col, why))
             else:
@@ -241,16 +256,9 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         when = None
         if not _missing(rec.get("measured_at")):
             try:
-                when = pd.Timestamp(str(rec["measured_at"]).strip())
-                when = (when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")).to_pydatetime()
-            except (ValueError, TypeError):
-                here.append(
-                    RowProblem(
-                        label,
-                        "measured_at",
-                        f"{rec['measured_at']!r} is not a date/time (ISO 8601, e.g. 2024-05-01T14:30:00+02:00)",
-                    )
-                )
+                when = _timestamp(rec["measured_at"])
+            except (ValueError, TypeError, OverflowError):
+                here.append(RowProblem(label, "measured_at", f"{rec['measured_at']!r} is not a date/time in {_ISO}"))
         idem = _text(rec.get("idempotency_key"))
         if idem is not None and len(idem) > _MAX_KEY:
             here.append(RowProblem(label, "idempotency_key", f"longer than {_MAX_KEY} characters"))
@@ -280,16 +288,66 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         problems += here
         if not here:
             out.append(m)
+    resolved: list[Resolved] = []
+    history: Sequence[Event] = ()
     if log is not None and out:
         # As the log will match them: closed proposals, one result named by id and by formula.
+        history = log.events()
         keys = [m.idempotency_key or default_idempotency_key(m) for m in out]
-        _, unresolved = match_measurements(out, keys, log.events(), {}, config.name, row_name)
+        resolved, unresolved = match_measurements(out, keys, history, {}, config.name, row_name)
         problems += [RowProblem(out[u.index].row, u.column, u.reason) for u in unresolved]
         order = {lab: i for i, lab in enumerate(labels)}
         problems.sort(key=lambda p: order.get(p.row, -1))
     if problems:
         raise RecordError(problems, len(df), row_name)
+    if log is not None:
+        announce(out, resolved, history, row_name, log_scale)
     return out
+
+
+def _tidy_columns(df: pd.DataFrame, row_name: str) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` without empty rows and header-less columns, fixed headers in NFKC; problems: such columns with values.
+
+    A row is empty when all its cells are (Excel's ``,,,`` rows, NaN rows of ``pd.read_csv``)
+    and it has no cells beyond the header either.
+    """
+    attrs = dict(df.attrs)
+    extra = attrs.get("extra_cells", {})
+    rows = zip(df.index, df.itertuples(index=False), strict=True)
+    filled_rows = [lab in extra or not all(map(_missing, row)) for lab, row in rows]
+    df = df[filled_rows] if not all(filled_rows) else df
+    problems = []
+    keep = []
+    for j, col in enumerate(map(str, df.columns)):
+        if _UNNAMED.fullmatch(col.strip()):
+            filled = [(lab, v) for lab, v in zip(df.index, df.iloc[:, j], strict=True) if not _missing(v)]
+            if filled:
+                problems.append(f"column {j + 1} has no header but holds values ({row_name} {filled[0][0]}: "
+                                f"{filled[0][1]!r}): give it a header, or delete the column")
+            continue  # an empty column without a header (Excel's trailing ',') is nothing
+        keep.append(j)
+    fixed = ("proposal_id", "formula", *OPTIONAL_COLUMNS)  # objective headers stay as typed, for messages
+    names = [canonical(str(c)) if canonical(str(c)) in fixed else str(c) for c in df.columns[keep]]
+    df = df.iloc[:, keep].set_axis(names, axis=1)
+    df.attrs = attrs
+    return df, problems
+
+
+def _extra_cells_reason(cells: list[object], extra: list[str], width: int) -> str:
+    """Why a row with cells past the header's last column is refused (with a hint when decimal commas split numbers)."""
+    why = (f"{width + len(extra)} cells but the header has {width} columns (extra: {', '.join(map(repr, extra))}); "
+           "give each value a column header, or remove it")
+    every = [str(c).strip() for c in [*cells, *extra]][1:]  # the first is the proposal id or formula
+    if any(_INTEGER.fullmatch(a) and _DIGITS.fullmatch(b) for a, b in pairwise(every)):
+        why += f" (if a number was written with a decimal comma, as 0,42, it became two cells: {_SAVE_DOT})"
+    return why
+
+
+def _log10_objectives(config: CampaignConfig) -> set[str]:
+    """Objectives the campaign models as log10 (``[surrogate] options.transform``): their values must be > 0."""
+    spec = config.surrogate.options.get("transform", "none")
+    per = spec if isinstance(spec, Mapping) else dict.fromkeys(config.objective_names, spec)
+    return {n for n, t in per.items() if t == "log10"}
 
 
 def _proposal_id(

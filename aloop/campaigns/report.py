@@ -15,7 +15,7 @@ import base64
 import html
 import io
 import json
-import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,12 +23,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from aloop.atomic import write_atomically
 from aloop.campaigns import state
 from aloop.campaigns._store import describe
 from aloop.campaigns.best import best_so_far, by_composition, objectives
-from aloop.campaigns.figures import model_units, plot_best_so_far, plot_calibration, plot_parity, plot_ternary, png
+from aloop.campaigns.figures import (
+    model_units,
+    plot_best_so_far,
+    plot_calibration,
+    plot_parity,
+    plot_ternary,
+    png,
+)
 from aloop.campaigns.modeling import CVResult
-from aloop.campaigns.pool import CampaignError
+from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -38,16 +46,35 @@ if TYPE_CHECKING:
 EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-def status_dict(campaign: Campaign, events: Sequence[state.Event], cv: CVResult | None) -> dict[str, Any]:
-    """The JSON-able summary behind ``Campaign.status()`` and ``aloop status``."""
+def status_dict(campaign: Campaign, events: Sequence[state.Event], cv: bool = True) -> dict[str, Any]:
+    """The JSON-able summary behind ``Campaign.status()`` and ``aloop status`` (``cv``: cross-validate the model).
+
+    Without the candidate list (its file missing or unreadable: a ``CampaignWarning`` says so) the counts
+    of candidates are ``None`` and there is no cross-validation.
+    """
+    pool = _pool_or_none(campaign)
+    return _status(campaign, events, pool, campaign.cross_validate() if cv and pool is not None else None, cv)
+
+
+def _pool_or_none(campaign: Campaign) -> CandidatePool | None:
+    """The campaign's candidate pool, or ``None`` with a ``CampaignWarning`` when it cannot be had."""
+    try:
+        return campaign.pool
+    except CampaignError as exc:
+        warnings.warn(f"{exc} (until then, status and report go without candidate counts and cross-validation)",
+                      CampaignWarning, stacklevel=3)
+        return None
+
+
+def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePool | None, cv: CVResult | None,
+            cv_asked: bool) -> dict[str, Any]:
     props = state.proposals(events)
     raw_obs = state.observations(events)
     obs = campaign._observations(events)
-    pool = campaign.pool
-    excluded = state.excluded_keys(events)
+    excluded = np.asarray(sorted(state.excluded_keys(events)), dtype=str)
     counts = {
-        "candidates": len(pool),
-        "available": int(len(pool) - np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype)).sum()),
+        "candidates": len(pool) if pool is not None else None,
+        "available": int(len(pool) - np.isin(pool.keys, excluded.astype(pool.keys.dtype)).sum()) if pool is not None else None,
         "proposed": len(props),
         "batches": int(props["batch_id"].nunique()) if len(props) else 0,
         "measured": len(raw_obs),
@@ -58,10 +85,10 @@ def status_dict(campaign: Campaign, events: Sequence[state.Event], cv: CVResult 
     pending = props[props["status"] == "pending"] if len(props) else props
     versions = state.model_versions(events)
     model: dict[str, Any] = {"version": None, "training_size": 0, "up_to_date": False,
-                             "featurizer": campaign._featurizer_id, "surrogate": campaign.config.surrogate.kind,
+                             "featurizer": campaign._featurizer_ident(), "surrogate": campaign.config.surrogate.kind,
                              "modelled_as": list(campaign.space.labels)}
     if len(versions):
-        digest = campaign._training(obs)[2] if len(obs) else None
+        digest = campaign._digest(obs) if len(obs) else None
         # After a retraction the data may again be that of an earlier version, which is then the one in use.
         same = versions[[(d or {}).get("data_digest") == digest for d in versions["details"]]]
         last = (same if len(same) else versions).iloc[-1]
@@ -71,8 +98,10 @@ def status_dict(campaign: Campaign, events: Sequence[state.Event], cv: CVResult 
         model["cv"] = {lab: {"folds": cv.folds, "n": m["n"], "mae": m["mae"], "rmse": m["rmse"],
                              "coverage_95": m["coverage_95"], "miscalibration_area": m["miscalibration_area"]}
                        for lab, m in cv.metrics.items()}
-    elif len(obs) < 5:
+    elif cv_asked and len(obs) < 5:
         model["cv"] = f"needs at least 5 observations (have {len(obs)})"
+    elif cv_asked:
+        model["cv"] = "needs the candidate list (see the warning)"
     return {
         "campaign": campaign.name,
         "definition": str(campaign.config.path),
@@ -96,10 +125,18 @@ def _md_table(df: pd.DataFrame) -> str:
     return head + "".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |\n" for row in cells.to_numpy())
 
 
-def write_report(campaign: Campaign, events: Sequence[state.Event], cv: CVResult | None, out_dir: Path) -> dict[str, Path]:
-    """Write ``report.html``, ``report.md`` and the PNG figures into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    status = status_dict(campaign, events, cv)
+def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Path) -> dict[str, Path]:
+    """Write ``report.html``, ``report.md`` and the PNG figures into the folder ``out_dir`` (made if need be)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CampaignError(f"cannot write the report into {out_dir}: it is a file, not a folder (a report is a "
+                            "folder holding report.html, report.md and PNG figures): name a folder")
+    pool = _pool_or_none(campaign)
+    cv = campaign.cross_validate() if pool is not None else None
+    status = _status(campaign, events, pool, cv, True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CampaignError(f"cannot make the report folder {out_dir}: {exc.strerror or exc}") from None
     obs = campaign._observations(events)
     figures: dict[str, tuple[str, Figure]] = {}
     if len(obs):
@@ -107,7 +144,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], cv: CVResult
     if cv is not None:
         figures["parity"] = ("Parity plot (cross-validation, error bars ±1.96σ)", plot_parity(cv, model_units(campaign)))
         figures["calibration"] = ("Calibration of the predictive uncertainty (cross-validation)", plot_calibration(cv))
-    components = campaign.pool.components()
+    components = pool.components() if pool is not None else []
     grid = campaign.config.search_space.elements
     if set(grid) == set(components):
         components = list(grid)  # the definition's order
@@ -117,7 +154,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], cv: CVResult
     paths: dict[str, Path] = {}
     for key, data in pngs.items():
         paths[key] = out_dir / f"{key}.png"
-        _atomic_write(paths[key], data)
+        write_atomically(paths[key], data)
 
     names = list(campaign.space.names)
     top = by_composition(obs, names)
@@ -146,7 +183,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], cv: CVResult
     for title, df in tables:
         md += [f"## {title}\n", _md_table(df)]
     paths["markdown"] = out_dir / "report.md"
-    _atomic_write(paths["markdown"], "\n".join(md).encode())
+    write_atomically(paths["markdown"], "\n".join(md).encode())
 
     body = [f"<h1>Campaign report: {html.escape(campaign.name)}</h1>", "<ul>",
             *[f"<li>{html.escape(s)}</li>" for s in summary], "</ul>"]
@@ -161,7 +198,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], cv: CVResult
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>aloop report: {html.escape(campaign.name)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
     paths["html"] = out_dir / "report.html"
-    _atomic_write(paths["html"], page.encode())
+    write_atomically(paths["html"], page.encode())
     return paths
 
 
@@ -171,7 +208,8 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
         f"{c['measured']} measured ({c['unsolicited']} unsolicited), {c['retracted']} retracted, "
         f"{c['pending']} pending, {c['failed']} failed, "
         f"{c['rejected']} rejected, {c['cancelled']} cancelled; {c['proposed']} proposed in {c['batches']} batches; "
-        f"{c['available']:,} of {c['candidates']:,} candidates still available",
+        + (f"{c['available']:,} of {c['candidates']:,} candidates still available" if c["candidates"] is not None
+           else "candidates: unknown (no candidate list)"),
     ]
     for name, b in status["best"].items():
         hits = f" ({b['hits']} in the window)" if "hits" in b else ""
@@ -180,8 +218,10 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
                else f"measurement {ids}")
         lines.append(f"best {name}: {b['value']:.4g} {b['units']} — {b['formula']} ({how}){hits}")
     fresh = "" if m["up_to_date"] or m["version"] is None else "; results changed since: the next propose retrains"
+    version = (f"latest version {m['version']} (trained on {m['training_size']} observations{fresh})"
+               if m["version"] is not None else "no model yet (the initial design comes first)")
     lines.append(f"model: {m['surrogate']} on {m['featurizer']} features, modelled as {', '.join(m['modelled_as'])}; "
-                 f"latest version {m['version']} (trained on {m['training_size']} observations{fresh})")
+                 + version)
     cv = m.get("cv")
     if isinstance(cv, dict):
         for lab, s in cv.items():
@@ -239,10 +279,16 @@ def events_table(campaign: Campaign, events: Sequence[state.Event]) -> pd.DataFr
 
 
 def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, table: str) -> Path:
-    """Write the events or observations table to ``path`` (``.csv``, ``.parquet`` or ``.pq``), atomically."""
+    """Write the events or observations table to the new file ``path`` (``.csv``, ``.parquet`` or ``.pq``), atomically.
+
+    An existing file is never replaced (it may be a filled-in results sheet): ``CampaignError``.
+    """
     fmt = EXPORT_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise CampaignError(f"cannot tell the export format of {path.name!r}: use .csv, .parquet or .pq")
+    if path.exists() or path.is_symlink():
+        what = "a folder" if path.is_dir() else "a file"
+        raise CampaignError(f"{path} already exists ({what}); refusing to overwrite it: choose another file name")
     if table == "events":
         df = events_table(campaign, events)
     elif table == "observations":
@@ -259,14 +305,10 @@ def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, 
         buf.write(df.to_csv(index=False).encode())
     else:
         df.to_parquet(buf, index=False)
-    _atomic_write(path, buf.getvalue())
-    return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_atomically(path, buf.getvalue(), replace=False)
+    except FileExistsError:
+        raise CampaignError(f"{path} appeared while the export was written; it was left as it is") from None
+    except OSError as exc:
+        raise CampaignError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -39,7 +39,9 @@ class SearchSpace:
     of ``step``; at most ``max_elements`` of them appear at once; ``bounds`` limits single
     elements to ``[lo, hi]``; ``fixed`` pins elements (typically the anion) to a fraction;
     ``charge_balanced`` keeps only compositions with a neutral oxidation-state assignment.
-    Candidate mode: ``candidates_csv`` with formulas in ``formula_column``.
+    Candidate mode: ``candidates_csv`` with formulas in ``formula_column``; ``candidates_sha256``
+    and ``candidates_count`` record the file as it was when the campaign was created (``aloop
+    init`` writes them; older definitions lack them), so a later change can be pointed out.
     """
 
     elements: tuple[str, ...] = ()
@@ -50,6 +52,8 @@ class SearchSpace:
     charge_balanced: bool = False
     candidates_csv: Path | None = None
     formula_column: str = "formula"
+    candidates_sha256: str | None = None
+    candidates_count: int | None = None
 
     @property
     def kind(self) -> str:
@@ -81,44 +85,60 @@ def _grid_size_problem(s: SearchSpace) -> str | None:
     return None
 
 
-def parse_search_space(space: Fields, problems: list[str], base: Path) -> SearchSpace:
-    """Validate ``[search_space]``; relative ``candidates_csv`` paths are resolved against ``base``."""
+def parse_search_space(space: Fields, problems: list[str], base: Path, check_files: bool = True) -> SearchSpace:
+    """Validate ``[search_space]``; relative ``candidates_csv`` paths are resolved against ``base``.
+
+    ``check_files``: a candidates file that does not exist is a problem (else it is left to whoever needs it).
+    """
     before = len(problems)
     elements = space.strings("elements", default=None)
     csv_name = space.text("candidates_csv", default=None)
     column = space.text("formula_column", default="formula")
+    sha = space.text("candidates_sha256", default=None, check=_check_sha256)
+    count = space.integer("candidates_count", default=None, minimum=1)
     step = space.number("step", default=None)
     max_elements = space.integer("max_elements", default=None, minimum=1)
     bounds_t = space.table("bounds", default={})
     fixed_t = space.table("fixed", default={})
     charge_balanced = space.boolean("charge_balanced", default=False)
     w = space.where
-    if (elements is None) == (csv_name is None):
-        which = "both" if csv_name else "neither"
+    if not space.raw and any(p.startswith(f"{w}: ") for p in problems):  # missing or not a table: said once
+        return SearchSpace()
+    if ("elements" in space.raw) == ("candidates_csv" in space.raw):
+        which = "both" if "candidates_csv" in space.raw else "neither"
         problems.append(f"{w}: give either elements (an element grid) or candidates_csv (a formula list), not {which}")
         space.done()
         return SearchSpace()
-    if csv_name is not None:
+    if "candidates_csv" in space.raw:
         for key in ("step", "max_elements", "bounds", "fixed", "charge_balanced"):
             if key in space.raw:
                 problems.append(f"{w}.{key}: only for an element grid, not with candidates_csv")
+        if csv_name is None:  # not text: said already
+            space.done()
+            return SearchSpace()
         csv_path = base / csv_name
-        if not csv_path.is_file():
-            problems.append(f"{w}.candidates_csv: file not found: {csv_path}")
-        else:
-            with csv_path.open(encoding="utf-8-sig", newline="") as fh:
-                columns = [h.strip() for h in next(csv.reader(fh), [])]
+        if csv_path.is_dir() or (check_files and not csv_path.exists()):
+            problems.append(f"{w}.candidates_csv: {'is a folder' if csv_path.is_dir() else 'file not found'}: {csv_path}")
+        elif csv_path.is_file():
+            try:
+                with csv_path.open(encoding="utf-8-sig", newline="") as fh:
+                    columns = [h.strip() for h in next(csv.reader(fh), [])]
+            except (OSError, UnicodeDecodeError, csv.Error) as exc:
+                problems.append(f"{w}.candidates_csv: cannot read {csv_path}: {exc}")
+                columns = [column]
             if column not in columns:
                 problems.append(
                     f"{w}.formula_column: {column!r} is not a column of {csv_name}; columns: {', '.join(columns)}"
                 )
         space.done()
-        return SearchSpace(candidates_csv=Path(csv_name), formula_column=column)
-    if "formula_column" in space.raw:
-        problems.append(f"{w}.formula_column: only with candidates_csv")
-    elements = elements or []
-    if not elements:
+        return SearchSpace(candidates_csv=Path(csv_name), formula_column=column, candidates_sha256=sha,
+                           candidates_count=count)
+    for key in ("formula_column", "candidates_sha256", "candidates_count"):
+        if key in space.raw:
+            problems.append(f"{w}.{key}: only with candidates_csv")
+    if elements == []:  # (not a list of text: said already)
         problems.append(f"{w}.elements: must list at least one element")
+    elements = elements or []
     for i, el in enumerate(elements):
         _element(el, f"{w}.elements[{i}]", problems)
     if len(set(elements)) != len(elements):
@@ -139,7 +159,8 @@ def parse_search_space(space: Fields, problems: list[str], base: Path) -> Search
             f"{w}.fixed: fixed fractions sum to {sum(fixed.values()):g}; they must leave room for the elements"
         )
     if step is None:
-        problems.append(f"{w}.step: required with elements (grid spacing of atomic fractions, e.g. 0.05)")
+        if "step" not in space.raw:  # an invalid step has its own problem already
+            problems.append(f"{w}.step: required with elements (grid spacing of atomic fractions, e.g. 0.05)")
     elif not 0 < step <= 1:
         problems.append(f"{w}.step: must be in (0, 1]; got {step!r}")
     elif step < _MIN_STEP - 1e-12:
@@ -172,6 +193,12 @@ def parse_search_space(space: Fields, problems: list[str], base: Path) -> Search
     if len(problems) == before and (problem := _grid_size_problem(result)):
         problems.append(f"{w}: {problem}")
     return result
+
+
+def _check_sha256(value: str) -> str | None:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        return f"must be the 64 lower-case hex digits of a sha256; got {value!r}"
+    return None
 
 
 def _element(value: object, where: str, problems: list[str]) -> bool:

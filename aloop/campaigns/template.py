@@ -13,7 +13,7 @@ from aloop.campaigns.config import DEFAULT_LAYER, DEFAULT_SOURCE, CampaignConfig
 _FLAGS = frozenset(
     """
     name elements step max_elements bounds fixed charge_balanced candidates_csv formula_column
-    objective units direction target window featurizer source layer surrogate acquisition
+    candidates_sha256 candidates_count objective units direction target window featurizer source layer surrogate acquisition
     batch_size initial_design initial_size seed database_url
     """.split()
 )
@@ -65,6 +65,13 @@ def render_template(**flags: Any) -> str:
             f"candidates_csv = {_v(str(csv))}",
             f"formula_column = {_v(f.get('formula_column', 'formula'))}",
         ]
+        if f.get("candidates_sha256") is not None:
+            lines += [
+                "# The file as it was at `aloop init` (aloop warns when it changes; after a deliberate edit,",
+                "# copy the new values from that warning here to silence it).",
+                f"candidates_sha256 = {_v(f['candidates_sha256'])}",
+                f"candidates_count = {_v(f['candidates_count'])}",
+            ]
     else:
         elements = elements or ["Bi", "Sb", "Te"]
         lines += [
@@ -102,14 +109,12 @@ def render_template(**flags: Any) -> str:
     lines += [
         "",
         "[featurizer]",
-        "# elemnet (transfer-learned activations) | magpie | ef (element fractions)",
+        "# elemnet (transfer-learned activations) | magpie | ef (element fractions);",
+        "# source and layer are used with elemnet only (`aloop sources` lists the sources)",
         f"kind = {_v(feat)}",
+        f"source = {_v(f.get('source', DEFAULT_SOURCE))}",
+        f"layer = {_v(f.get('layer', DEFAULT_LAYER))}   # hidden layer 1..16",
     ]
-    if feat == "elemnet":
-        lines += [
-            f"source = {_v(f.get('source', DEFAULT_SOURCE))}",
-            f"layer = {_v(f.get('layer', DEFAULT_LAYER))}   # hidden layer 1..16",
-        ]
     default_acq = default_acquisition([direction])
     lines += [
         "",
@@ -122,10 +127,20 @@ def render_template(**flags: Any) -> str:
         "[initial_design]",
         "# first batch, before any measurement: random | diverse (spread over feature space)",
         f"kind = {_v(f.get('initial_design', 'diverse'))}",
-        f"size = {_v(f.get('initial_size', batch))}",
+        _size_line(f.get("initial_size"), batch),
         "",
     ]
     return "\n".join(lines)
+
+
+def _size_line(size: Any, batch: Any) -> str:
+    """``size = …`` of ``[initial_design]``: the batch size unless given (left out when the batch size is invalid,
+    so an invalid batch size is reported once, not once more as the size)."""
+    if size is not None:
+        return f"size = {_v(size)}"
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1:
+        return f"size = {_v(batch)}"
+    return "# size = the batch size"
 
 
 def create_file(path: Path, text: str) -> None:
@@ -163,7 +178,8 @@ def config_to_dict(cfg: CampaignConfig) -> dict[str, Any]:
     """The TOML document of a definition (paths as written, ``None`` fields left out)."""
     s = cfg.search_space
     if s.kind == "candidates":
-        space: dict[str, Any] = {"candidates_csv": str(s.candidates_csv), "formula_column": s.formula_column}
+        space: dict[str, Any] = {"candidates_csv": str(s.candidates_csv), "formula_column": s.formula_column,
+                                 "candidates_sha256": s.candidates_sha256, "candidates_count": s.candidates_count}
     else:
         space = {"elements": list(s.elements), "step": s.step, "max_elements": s.max_elements}
         space["charge_balanced"] = s.charge_balanced

@@ -1,8 +1,16 @@
-"""Console output shared by the CLI commands: rich consoles and clean one-line user errors."""
+"""Output shared by the CLI commands: rich consoles, clean one-line user errors, new files written in one step.
+
+Text that comes from users or files (names, formulas, units such as ``[eV]``, paths) goes
+through :func:`escape` (or ``markup=False``), so rich never takes ``[eV]`` for a markup tag.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -35,3 +43,43 @@ def bad_rows_text(rows: Sequence[Any], csv: bool) -> str:
     return "\n".join(
         f"  row {r.row}{f' (line {r.row + 1})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
     )
+
+
+def reserve_new_file(path: Path, option: str, example: str = "out.csv") -> Path:
+    """Check that the new file ``path`` (given with ``option``, e.g. ``-o``) can be written; exit with a user
+    error if not. Returns an empty temporary file beside it, for :func:`aloop.atomic.name_new_file`."""
+    if path.is_dir():
+        fail(f"{option}: {path} is a folder; name the file, e.g. {path / example}")
+    if path.exists() or path.is_symlink():
+        fail(f"{option}: {path} already exists; refusing to overwrite it (it may hold results): choose another file name")
+    if not path.parent.is_dir():
+        fail(f"{option}: folder {path.parent} does not exist")
+    # Beside the file, so that giving it its name is one atomic step within one file system.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.open("x").close()
+    except OSError as exc:
+        fail(f"{option}: cannot write a file in folder {path.parent}: {exc.strerror or exc}")
+    return tmp
+
+
+@contextmanager
+def campaign_errors() -> Iterator[None]:
+    """Turn the errors a campaign user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
+    from aloop.campaigns import CampaignLogError, ConfigError, RecordError
+    from aloop.campaigns.entries import ReplicateWarning
+    from aloop.campaigns.pool import CampaignError, CampaignWarning
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        warn(str(message))
+
+    with warnings.catch_warnings():
+        for category in (CampaignWarning, ReplicateWarning):
+            warnings.simplefilter("always", category)
+        warnings.showwarning = show  # type: ignore[assignment]
+        try:
+            yield
+        except (CampaignError, ConfigError, CampaignLogError, RecordError, FileExistsError) as exc:
+            fail(str(exc))
+        except (OSError, ValueError) as exc:
+            fail(f"{type(exc).__name__}: {exc}")

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Annotated, Any
 
 import typer
 
-from aloop.cli._output import fail, out, warn
+from aloop.atomic import name_new_file
+from aloop.cli._output import campaign_errors, fail, out, reserve_new_file, warn
 
 CampaignOpt = Annotated[
     Path | None,
@@ -32,33 +32,11 @@ CampaignOpt = Annotated[
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn the errors a user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
-    from aloop.campaigns import CampaignLogError, ConfigError, RecordError
-    from aloop.campaigns.entries import ReplicateWarning
-    from aloop.campaigns.pool import CampaignError, CampaignWarning
-
-    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-        warn(str(message))
-
-    with warnings.catch_warnings():
-        for category in (CampaignWarning, ReplicateWarning):
-            warnings.simplefilter("always", category)
-        warnings.showwarning = show  # type: ignore[assignment]
-        try:
-            yield
-        except (CampaignError, ConfigError, CampaignLogError, RecordError, FileExistsError) as exc:
-            fail(str(exc))
-        except (OSError, ValueError) as exc:
-            fail(f"{type(exc).__name__}: {exc}")
-
-
-@contextmanager
 def _opened(path: Path | None) -> Iterator[Any]:
     from aloop.campaigns.log import NoCampaignLogError, OutdatedSchemaError
     from aloop.campaigns.loop import Campaign, find_definition
 
-    with _user_errors():
+    with campaign_errors():
         definition = find_definition(path)
         try:
             campaign = Campaign.open(definition)
@@ -103,12 +81,12 @@ def init_command(
     bound: Annotated[list[str] | None, typer.Option(help="Element fraction bounds, e.g. Ni=0:0.5 (repeatable).")] = None,
     charge_balanced: Annotated[bool, typer.Option(help="Keep only charge-balanced grid compositions.")] = False,
     candidates: Annotated[Path | None, typer.Option(help="CSV of candidate formulas (instead of a grid).")] = None,
-    formula_column: Annotated[str, typer.Option(help="Formula column of the candidates CSV.")] = "formula",
+    formula_column: Annotated[str | None, typer.Option(help="Formula column of the candidates CSV [default: formula].")] = None,
     objective: Annotated[str, typer.Option(help="Name of the measured quantity.")] = "property",
     units: Annotated[str, typer.Option(help="Its units (result files repeat them in the header).")] = "",
     direction: Annotated[str, typer.Option(help="maximize | minimize | target | window.")] = "maximize",
     target: Annotated[float | None, typer.Option(help="Target value (direction target).")] = None,
-    window: Annotated[tuple[float, float] | None, typer.Option(help="LO HI of a window (direction window).")] = None,
+    window: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of a window (direction window).")] = None,
     transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
     featurizer: Annotated[str, typer.Option(help="elemnet | magpie | ef.")] = "elemnet",
     surrogate: Annotated[str, typer.Option(help="gp | ensemble.")] = "gp",
@@ -120,8 +98,16 @@ def init_command(
     database_url: Annotated[str | None, typer.Option(help="Log URL (default: NAME.sqlite beside the definition).")] = None,
     directory: Annotated[Path, typer.Option("--dir", help="Folder to write the definition into.")] = Path("."),
 ) -> None:
-    """Create a campaign: a commented definition NAME.toml and its empty event log."""
+    """Create a campaign: a commented definition NAME.toml and its empty event log.
+
+    Give the search space: an element grid (--elements and --step, optionally --max-elements,
+    --fixed, --bound, --charge-balanced) or a candidate list (--candidates FILE.csv).
+    """
     from aloop.campaigns.loop import Campaign
+
+    _check_init_flags(candidates, formula_column, direction, target, window,
+                      {"--elements": elements, "--step": step, "--max-elements": max_elements, "--fixed": fixed,
+                       "--bound": bound, "--charge-balanced": charge_balanced})
 
     flags: dict[str, Any] = {"name": name, "objective": objective, "units": units, "direction": direction,
                              "featurizer": featurizer, "surrogate": surrogate, "batch_size": batch_size,
@@ -137,10 +123,10 @@ def init_command(
     if charge_balanced:
         flags["charge_balanced"] = True
     if candidates is not None:
-        flags["formula_column"] = formula_column
+        flags["formula_column"] = formula_column or "formula"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         fail(f"campaign name {name!r}: use letters, digits, '.', '_' or '-' (it names the files)")
-    with _user_errors():
+    with campaign_errors():
         if not directory.is_dir():
             fail(f"--dir: folder {directory} does not exist")
         path = directory / f"{name}.toml"
@@ -150,48 +136,47 @@ def init_command(
         with Campaign.init(path, transform=transform, **flags) as campaign:
             pool_kind = "candidate list" if campaign.config.search_space.kind == "candidates" else "element grid"
             out.print(f"created {campaign.config.path} ({pool_kind}, objective {objective!r}) "
-                      f"with its log at {campaign.log.url.render_as_string(hide_password=True)}")
-    out.print("next: `aloop propose` for the first batch (edit the .toml first if you like)")
+                      f"with its log at {campaign.log.url.render_as_string(hide_password=True)}", markup=False)
+    out.print("next: `aloop propose` for the first batch (edit the .toml first if you like)", markup=False)
+
+
+def _check_init_flags(candidates: Path | None, formula_column: str | None, direction: str, target: float | None,
+                      window: tuple[float, float] | None, grid: dict[str, Any]) -> None:
+    """Refuse flags that would be ignored or that the definition would reject less clearly (exit code 2)."""
+    given = [flag for flag, value in grid.items() if value not in (None, False, [])]
+    if candidates is not None and given:
+        fail(f"--candidates and {', '.join(given)}: a campaign searches either a candidate list (--candidates) "
+             "or an element grid (--elements, --step, …), not both")
+    if candidates is None and grid["--elements"] is None:
+        fail("say where the candidates come from: --elements EL,EL,… --step STEP for an element grid (e.g. "
+             "--elements Ni,Fe,Co --step 0.05), or --candidates FILE.csv for a list of formulas"
+             + (f" ({', '.join(given)} need --elements)" if given else ""))
+    if formula_column is not None and candidates is None:
+        fail("--formula-column is only for --candidates (the formula column of the candidates CSV)")
+    if direction == "window" and window is None:
+        fail("--direction window needs --window LOW HIGH (the window's bounds, e.g. --window 1.1 1.7)")
+    if direction == "target" and target is None:
+        fail("--direction target needs --target VALUE (the value to get closest to)")
+    if window is not None and direction != "window":
+        fail(f"--window is only for --direction window (not {direction})")
+    if target is not None and direction != "target":
+        fail(f"--target is only for --direction target (not {direction})")
 
 
 def _fmt(v: float, digits: int = 3) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
 
 
-def _reserve_sheet(output: Path) -> Path:
-    """Check that a new results sheet can be written at ``output``; returns an empty temporary file beside it.
-
-    Runs before anything is proposed, so a sheet that cannot be written leaves the log unchanged.
-    """
-    if output.is_dir():
-        fail(f"-o: {output} is a folder; name the sheet file, e.g. {output / 'sheet.csv'}")
-    if output.exists() or output.is_symlink():
-        fail(f"-o: {output} already exists; refusing to overwrite it (it may hold results): choose another file name")
-    if not output.parent.is_dir():
-        fail(f"-o: folder {output.parent} does not exist")
-    # Beside the sheet, so that giving it its name is one atomic step within one file system.
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        tmp.open("x").close()
-    except OSError as exc:
-        fail(f"-o: cannot write a file in folder {output.parent}: {exc.strerror or exc}")
-    return tmp
-
-
 def _place_sheet(sheet: Any, tmp: Path, output: Path) -> None:
     """Write ``sheet`` (a DataFrame) to ``tmp``, then name it ``output`` in one step that never replaces a file."""
     ids = " ".join(map(str, sheet["proposal_id"]))
     try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
+        # With a BOM, Excel reads the sheet as UTF-8 (units such as μW stay readable); `record` accepts both.
+        with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
             sheet.to_csv(fh, index=False)
             fh.flush()
             os.fsync(fh.fileno())
-        try:
-            os.link(tmp, output)  # refuses (FileExistsError), instead of replacing, a file that appeared meanwhile
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links
-            os.replace(tmp, output)
+        name_new_file(tmp, output)
     except OSError as exc:
         what = "it appeared meanwhile" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
         fail(f"results sheet {output} not written ({what}); proposals {ids} are logged as pending: write a sheet "
@@ -203,13 +188,21 @@ def propose_command(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Also write a results sheet (CSV) to fill in (a new file).")] = None,
     campaign_path: CampaignOpt = None,
 ) -> None:
-    """Propose the next compositions to make (retrains when results arrived) and log them as pending."""
-    from rich.table import Table
+    """Propose the next compositions to make (retrains when results arrived) and log them as pending.
 
-    tmp = _reserve_sheet(output) if output is not None else None
+    Near the end of a campaign, proposes the candidates that are left (with a warning) when fewer
+    than asked for remain; with none left, says so and exits with code 0 without writing a sheet.
+    """
+    from aloop.campaigns.pool import NothingToProposeError
+
+    tmp = reserve_new_file(output, "-o", "sheet.csv") if output is not None else None
     try:
         with _opened(campaign_path) as campaign:
-            table = campaign.propose(n)
+            try:
+                table = campaign.propose(n, allow_fewer=True)
+            except NothingToProposeError as exc:
+                out.print(f"{exc} — no proposals made{', no sheet written' if output else ''}", markup=False)
+                return
             labels = campaign.space.labels
             cfg = campaign.config
         if output is not None and tmp is not None:
@@ -220,27 +213,39 @@ def propose_command(
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    rich_table = Table(title=f"{cfg.name}: batch {int(table['batch_id'].iloc[0])} — {table.attrs['mode']}")
+    out.print(_proposal_table(table, labels, cfg))
+    if len(table) < table.attrs["requested"]:
+        warn(f"only {len(table)} candidate(s) left to propose: proposed {len(table)} instead of {table.attrs['requested']}")
+    if table.attrs["retrained"]:
+        out.print(f"retrained: model {table.attrs['model_version']} on {table.attrs['training_size']} observations",
+                  markup=False)
+    if output is not None:
+        out.print(f"results sheet for the lab: {output} (fill in the values, then `aloop record {output}`)", markup=False)
+
+
+def _proposal_table(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
+    """The rich table of a batch; every text is escaped, so units such as ``[eV]`` show as written."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rich_table = Table(title=escape(f"{cfg.name}: batch {int(table['batch_id'].iloc[0])} — {table.attrs['mode']}"))
     rich_table.add_column("id", justify="right")
     rich_table.add_column("formula")
     for lab, o in zip(labels, cfg.objectives, strict=True):
         unit = f" [{o.units}]" if o.units and lab == o.name else ""
-        rich_table.add_column(f"{lab}{unit} mean ± std", justify="right")
+        rich_table.add_column(escape(f"{lab}{unit} mean ± std"), justify="right")
     rich_table.add_column("acq. value", justify="right")
     rich_table.add_column("reason")
     for r in table.to_dict("records"):
         preds = [f"{_fmt(r[f'mean_{lab}'])} ± {_fmt(r[f'std_{lab}'], 2)}" if _fmt(r[f"mean_{lab}"]) else "—"
                  for lab in labels]
-        rich_table.add_row(str(r["proposal_id"]), r["formula"], *preds, _fmt(r["acquisition_value"], 4) or "—", r["reason"])
-    out.print(rich_table)
-    if table.attrs["retrained"]:
-        out.print(f"retrained: model {table.attrs['model_version']} on {table.attrs['training_size']} observations")
-    if output is not None:
-        out.print(f"results sheet for the lab: {output} (fill in the values, then `aloop record {output}`)")
+        rich_table.add_row(str(r["proposal_id"]), escape(r["formula"]), *preds,
+                           _fmt(r["acquisition_value"], 4) or "—", escape(str(r["reason"])))
+    return rich_table
 
 
 def record_command(
-    results: Annotated[Path, typer.Argument(help="Results CSV: proposal_id and/or formula, '<objective> [<units>]' columns.")],
+    results: Annotated[Path, typer.Argument(help="Results CSV: proposal_id and/or formula, `<objective> [<units>]` columns.")],
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Record measured results — every row or none; bad rows are listed with their reasons."""
@@ -251,7 +256,7 @@ def record_command(
             obs = campaign.log.observations()
             unsolicited = obs[obs["event_id"].isin(result.event_ids) & obs["unsolicited"]]["formula"].tolist()
     out.print(f"recorded {result.new} new measurement(s) from {results}"
-              + (f"; {result.duplicates} already recorded (skipped)" if result.duplicates else ""))
+              + (f"; {result.duplicates} already recorded (skipped)" if result.duplicates else ""), markup=False)
     if unsolicited:
         warn(f"{len(unsolicited)} measurement(s) of compositions never proposed were recorded and flagged "
              f"unsolicited: {', '.join(unsolicited)}")
@@ -260,7 +265,7 @@ def record_command(
 def _close(kind: str, ids: list[int], reason: str, campaign_path: Path | None) -> None:
     with _opened(campaign_path) as campaign:
         getattr(campaign, {"failed": "fail", "rejected": "reject", "cancelled": "cancel"}[kind])(ids, reason)
-    out.print(f"marked {kind}: proposal(s) {', '.join(map(str, ids))}")
+    out.print(f"marked {kind}: proposal(s) {', '.join(map(str, ids))}", markup=False)
 
 
 def fail_command(
@@ -326,7 +331,7 @@ def migrate_command(campaign_path: CampaignOpt = None) -> None:
     from aloop.campaigns import load_config, migrate
     from aloop.campaigns.loop import find_definition
 
-    with _user_errors():
+    with campaign_errors():
         config = load_config(find_definition(campaign_path))
         old, new = migrate(config.database_url)
     where = f"the log of {config.path}"
@@ -340,6 +345,8 @@ def status_command(
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Where the campaign stands: counts, best so far, pending proposals, model quality."""
+    from rich.markup import escape
+
     from aloop.campaigns.report import _summary_lines
 
     with _opened(campaign_path) as campaign:
@@ -347,7 +354,7 @@ def status_command(
     if as_json:
         out.print_json(json.dumps(status, default=str))
         return
-    out.print(f"[bold]{status['campaign']}[/] ({status['definition']})")
+    out.print(f"[bold]{escape(status['campaign'])}[/] ({escape(status['definition'])})")
     for line in _summary_lines(status):
         out.print(f"  {line}", markup=False)
     if status["pending"]:
@@ -361,18 +368,18 @@ def report_command(
     """Write the campaign report: best so far, parity and calibration (CV), ternary diagram."""
     with _opened(campaign_path) as campaign:
         paths = campaign.report(out_dir)
-    out.print(f"wrote {paths['html']} and {paths['markdown']}")
+    out.print(f"wrote {paths['html']} and {paths['markdown']}", markup=False)
 
 
 def export_command(
-    output: Annotated[Path, typer.Argument(help="OUT.csv or OUT.parquet.")],
+    output: Annotated[Path, typer.Argument(help="OUT.csv or OUT.parquet (a new file; an existing one is never replaced).")],
     table: Annotated[str, typer.Option(help="events (every event) or observations.")] = "events",
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Export every event (or every observation) as CSV or Parquet."""
     with _opened(campaign_path) as campaign:
         campaign.export(output, table=table)
-    out.print(f"wrote {output} ({table})")
+    out.print(f"wrote {output} ({table})", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
-from aloop.campaigns.config import DEFAULT_SOURCE
+from aloop.campaigns.config import DEFAULT_SOURCE, FeaturizerConfig
 from conftest import minimal_definition
 
 
@@ -24,6 +24,17 @@ def test_template_is_valid_commented_and_round_trips(tmp_path: Path) -> None:
     assert cfg.database_url == f"sqlite:///{tmp_path / 'zt.sqlite'}"
     cfg.save(tmp_path / "copy.toml")
     assert load_config(tmp_path / "copy.toml").to_dict() == cfg.to_dict()
+
+
+def test_switching_the_featurizer_is_a_one_line_edit(tmp_path: Path) -> None:
+    """The template always writes source and layer; kinds other than elemnet leave them unused."""
+    path = tmp_path / "zt.toml"
+    write_template(path, name="zt", elements="Bi, Sb, Te", step=0.1, featurizer="magpie", layer=4)
+    assert load_config(path).featurizer == FeaturizerConfig("magpie", None, None)
+    path.write_text(path.read_text().replace('kind = "magpie"', 'kind = "elemnet"'))
+    assert load_config(path).featurizer == FeaturizerConfig("elemnet", DEFAULT_SOURCE, 4)
+    path.write_text(path.read_text().replace('kind = "elemnet"', 'kind = "ef"'))
+    assert load_config(path).featurizer == FeaturizerConfig("ef", None, None)
 
 
 @pytest.mark.parametrize(("directions", "kind"), [
@@ -119,7 +130,7 @@ BAD = [
         lambda d: d.update(featurizer={"kind": "elemnet", "layer": 17}),
         "featurizer.layer: must be >= 1 and <= 16; got 17",
     ),
-    (lambda d: d.update(featurizer={"kind": "magpie", "layer": 3}), "featurizer.layer: only for kind = 'elemnet'"),
+    (lambda d: d.update(featurizer={"kind": "magpie", "layer": 17}), "featurizer.layer"),
     (lambda d: d.update(featurizer={"kind": "soap"}), "featurizer.kind: must be one of elemnet, magpie, ef"),
     (lambda d: d.update(surrogate={"kind": "svm"}), "surrogate.kind: must be one of"),
     (lambda d: d.update(acquisition={"kind": "window"}), "acquisition.kind: 'window' needs an objective"),

@@ -7,8 +7,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from aloop.campaigns import CampaignConfig, CampaignLog, Proposal, RecordError, read_results, validate_results
+from aloop.campaigns import (
+    CampaignConfig,
+    CampaignLog,
+    Proposal,
+    RecordError,
+    read_results,
+    validate_results,
+)
 from aloop.campaigns.entries import ReplicateWarning
+from aloop.campaigns.matching import AlreadyRecordedWarning
 from aloop.chem import composition_key
 
 
@@ -45,7 +53,10 @@ def test_a_good_file_is_recorded_once(
     first = log.append_measurements(rows)
     assert (first.new, first.duplicates, first.unsolicited) == (3, 0, 1)
     digest = log.events_digest()
-    again = log.append_measurements(validate_results(read_results(path), config, log))
+    # Recording the sheet twice adds nothing, and says how to record a genuine repeat instead.
+    with pytest.warns(AlreadyRecordedWarning, match=r"3 row\(s\) skipped as already recorded \(line 2, line 3, "
+                      r"line 4\).*genuine repeat.*measured_at.*idempotency_key"):
+        again = log.append_measurements(validate_results(read_results(path), config, log))
     assert (again.new, again.duplicates) == (0, 3)
     assert log.events_digest() == digest
     obs = log.observations()

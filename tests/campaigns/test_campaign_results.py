@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from cli_helpers import invoke
 
 from aloop.campaigns import (
     CampaignLog,
@@ -25,14 +25,9 @@ from aloop.campaigns import (
 )
 from aloop.campaigns.entries import ReplicateWarning
 from aloop.chem import composition_key
-from aloop.cli import app
 
-runner = CliRunner()
 GAP = "gap [eV]"
 
-
-def invoke(*args: object):  # -> click.testing.Result
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def digest(folder: Path) -> str:
@@ -112,8 +107,9 @@ def test_one_result_given_by_id_or_by_formula_is_recorded_once(
     (p1, f1), (p2, f2), (p3, f3) = props[:3]
     recorded(folder, f"proposal_id,formula,{GAP}\n{p1},{f1},0.0\n", "a.csv")
     before = digest(folder)
-    again, _ = recorded(folder, f"formula,{GAP}\n{f1},0.0\n", "b.csv")
+    again, hint = recorded(folder, f"formula,{GAP}\n{f1},0.0\n", "b.csv")
     assert "recorded 0 new" in again and "1 already recorded" in again
+    assert "warning: 1 row(s) skipped as already recorded (line 2)" in hint and "genuine repeat" in hint, hint
     assert digest(folder) == before
     # The other way round: first by formula, then by id.
     recorded(folder, f"formula,{GAP}\n{f2},0.7\n", "c.csv")

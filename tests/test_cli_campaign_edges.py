@@ -1,0 +1,119 @@
+"""The campaign commands at the edges: the end of the pool, a candidates file that changed or went
+missing, units in brackets, files that must not be overwritten, and the messages of misuse."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cli_helpers import invoke, one_line
+
+from aloop.campaigns import Campaign, CampaignError, CampaignLog
+
+GRID = ("--elements", "Ni,Fe", "--step", "0.25", "--featurizer", "ef")  # 5 compositions
+
+
+
+def assert_clean_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.stderr.startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+
+def digest(db: Path, name: str) -> str:
+    with CampaignLog.open(db, name) as log:
+        return log.events_digest()
+
+
+def test_propose_at_the_end_of_the_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "end", *GRID, "--initial-size", "3").exit_code == 0
+    assert invoke("propose", "-n", "3").exit_code == 0
+    before = digest(tmp_path / "end.sqlite", "end")
+    with Campaign.open("end.toml") as campaign:  # from Python, an explicit n is a promise: refused
+        with pytest.raises(CampaignError, match="asked for 10 proposals but only 2 of 5"):
+            campaign.propose(10)
+    assert digest(tmp_path / "end.sqlite", "end") == before
+
+    rest = invoke("propose", "-n", "10", "-o", "rest.csv")  # the CLI proposes what is left, and says so
+    assert rest.exit_code == 0, rest.output
+    assert "only 2 candidate(s) left to propose: proposed 2 instead of 10" in one_line(rest.stderr)
+    assert len(pd.read_csv("rest.csv")) == 2
+
+    none = invoke("propose", "-o", "more.csv")
+    assert none.exit_code == 0, none.output
+    assert "nothing left to propose" in one_line(none.stdout) and "no sheet written" in one_line(none.stdout)
+    assert not (tmp_path / "more.csv").exists() and not list(tmp_path.glob(".more.csv*"))
+    with CampaignLog.open(tmp_path / "end.sqlite", "end") as log:
+        assert len(log.pending()) == 5
+
+
+def test_candidates_file_changed_or_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    formulas = ["NiO", "FeO", "CoO", "Fe2O3", "NiFe2O4", "CoFe2O4"]
+    pd.DataFrame({"formula": formulas}).to_csv("cands.csv", index=False)
+    assert invoke("init", "c", "--candidates", "cands.csv", "--featurizer", "ef", "--initial-size", "2").exit_code == 0
+    space = tomllib.loads(Path("c.toml").read_text())["search_space"]
+    assert space["candidates_count"] == 6 and len(space["candidates_sha256"]) == 64
+    first = invoke("propose", "-n", "2")
+    assert first.exit_code == 0 and "changed" not in first.stderr
+    pending = CampaignLog.open(tmp_path / "c.sqlite", "c").pending()
+    gone_id, gone = int(pending["proposal_id"].iloc[0]), pending["formula"].iloc[0]
+
+    # Edited: one new formula, one pending proposal's formula removed.
+    pd.DataFrame({"formula": [f for f in formulas if f != gone] + ["Co3O4", "NiCo2O4"]}).to_csv("cands.csv", index=False)
+    changed = invoke("status", "--no-cv")
+    assert changed.exit_code == 0, changed.output
+    said = one_line(changed.stderr)
+    assert "cands.csv changed since the campaign was created: 6 candidates then, 7 now" in said
+    assert f"pending proposal(s) no longer in it: {gone_id} {gone}" in said and "candidates_sha256 =" in said
+
+    # Missing: what needs only the log still works; propose says what to do.
+    Path("cands.csv").unlink()
+    status = invoke("status")
+    assert status.exit_code == 0, status.output
+    assert "is missing" in one_line(status.stderr) and "candidates: unknown" in one_line(status.stdout)
+    assert invoke("export", "ev.csv").exit_code == 0 and Path("ev.csv").is_file()
+    assert invoke("report", "-o", "rep").exit_code == 0 and Path("rep/report.html").is_file()
+    assert_clean_error(invoke("propose"), "candidates file", "cands.csv is missing", "candidates_csv")
+
+
+def test_units_in_brackets_and_status_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "g", *GRID, "--objective", "gap", "--units", "eV", "--initial-size", "2").exit_code == 0
+    fresh = invoke("status", "--no-cv")
+    assert fresh.exit_code == 0 and "no model yet" in one_line(fresh.stdout) and "None" not in fresh.stdout
+    assert "cross-validation" not in fresh.stdout  # --no-cv says nothing about CV
+    proposed = invoke("propose")
+    assert proposed.exit_code == 0, proposed.output
+    assert "gap [eV] mean ± std" in one_line(proposed.stdout)  # rich would take '[eV]' for markup
+
+
+def test_export_and_report_never_replace_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "x", *GRID).exit_code == 0
+    Path("sheet.csv").write_text("proposal_id,property\n1,0.5\n")
+    assert_clean_error(invoke("export", "sheet.csv"), "sheet.csv already exists", "refusing to overwrite")
+    assert Path("sheet.csv").read_text() == "proposal_id,property\n1,0.5\n"
+    assert_clean_error(invoke("report", "-o", "sheet.csv"), "it is a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv", "x.sqlite", "x.toml"]
+
+
+def test_misuse_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    zero = invoke("init", "z", *GRID, "--batch-size", "0")
+    assert_clean_error(zero, "batch_size: must be >= 1; got 0")
+    assert "initial_design" not in zero.stderr  # one mistake, one complaint
+    assert_clean_error(invoke("init", "z", *GRID, "--objective", "n"), "'n' is the name of a column")
+    assert not list(tmp_path.iterdir())
+
+    assert invoke("init", "y", *GRID).exit_code == 0
+    assert_clean_error(invoke("status", "-c", "y.sqlite"), "y.sqlite is a SQLite database", "give the definition y.toml")
+    Path("y.toml").write_text(Path("y.toml").read_text().replace("batch_size = 8", "batch_size = -3"))
+    bad = invoke("status", "--no-cv")
+    assert_clean_error(bad, "batch_size: must be >= 1; got -3")
+    assert bad.stderr.count("batch_size") == 1
