@@ -101,6 +101,12 @@ def test_datasets_show_verified_file() -> None:
     assert "present, sha256 OK" in result.stdout and "published, column 'split'" in result.stdout
 
 
+def test_datasets_show_says_which_way_is_better() -> None:
+    assert "lower overpotential_V (minimize)" in " ".join(invoke("datasets", "show", "oer-plate-3496").stdout.split())
+    said = " ".join(invoke("datasets", "show", "expt-bandgap", env={"ALOOP_DATA_DIR": "/nonexistent"}).stdout.split())
+    assert "not recorded (benchmarks need --direction)" in said
+
+
 def test_datasets_show_unknown_is_a_clean_error() -> None:
     assert_clean_error(invoke("datasets", "show", "nope"), 2, "unknown dataset 'nope'", "expt-bandgap")
 

@@ -54,7 +54,7 @@ def test_other_target_in_the_same_folder_is_refused(tmp_path):
     path = tmp_path / "two.csv"
     frame[["formula", "S_p", "S_n"]].to_csv(path, index=False)
     args = ("benchmark", "--csv", path, "-o", tmp_path / "study", "--seeds", "1", "--budget", "6", "--n-init", "4",
-            "-s", "random", "--backend", "serial")
+            "-s", "random", "--backend", "serial", "--direction", "maximize")
     assert invoke(*args, "-t", "S_p").exit_code == 0
     before = (tmp_path / "study" / "study.json").read_text()
     result = invoke(*args, "-t", "S_n")
@@ -73,6 +73,10 @@ def test_other_target_in_the_same_folder_is_refused(tmp_path):
     (("--dataset", "mp-transport", "-s", "elemnet/20-gp-ucb"), "from 1 to 16, got 20"),
     (("--dataset", "mp-transport", "-s", "ef-gp-window"), "'ef-gp-window'"),
     (("--csv", "library"), "--target is required with --csv"),
+    (("--csv", "library", "-t", "S_p"), "--direction is required with --csv"),
+    (("--dataset", "expt-bandgap"), ("dataset 'expt-bandgap' does not record whether a higher or lower 'gap expt' "
+                                     "is better; give --direction")),
+    (("--dataset", "mp-transport", "-t", "S_p"), "does not record whether a higher or lower 'S_p' is better"),
 ])
 def test_user_errors(library, tmp_path, extra, needle):
     extra = tuple(library if a == "library" else a for a in extra)
@@ -80,3 +84,35 @@ def test_user_errors(library, tmp_path, extra, needle):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and needle in result.stderr
     assert not (tmp_path / "s").exists()  # nothing is created before the input is known to be good
+
+
+def test_dataset_direction_defaults_to_the_registrys_and_is_said(tmp_path):
+    """oer-plate-3496 records that lower overpotential is better: the study minimises and says why."""
+    args = ("benchmark", "-d", "oer-plate-3496", "-o", tmp_path / "s", "--seeds", "1", "--budget", "6",
+            "--n-init", "5", "-s", "random", "--backend", "serial")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert ("objective: minimize overpotential_V (V) (the registry's default for oer-plate-3496: "
+            "lower overpotential_V is better)") in said
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["direction"] == "minimize"
+    against = invoke(*args[:3], "--direction", "maximize", *args[3:])  # the folder holds a minimising study
+    assert against.exit_code == 2 and "direction 'minimize' there, 'maximize' in this study" in against.stderr
+    other = invoke(*args[:3], "--direction", "maximize", "-o", tmp_path / "t", *args[5:])
+    assert other.exit_code == 0 and "(given; the registry says lower overpotential_V is better)" in " ".join(
+        other.stderr.split())
+
+
+def test_csv_rows_left_out_of_the_pool_are_named_by_file_line(library, tmp_path):
+    lines = library.read_text().splitlines()
+    lines[2] = "Xx3," + lines[2].split(",", 1)[1]  # data row 2, file line 3
+    lines[5] = lines[5].split(",", 1)[0] + ",n/a"  # data row 5, file line 6
+    path = tmp_path / "holes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("benchmark", "--csv", path, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+                    "--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "random", "--backend", "serial")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"2 of 80 rows of {path} are left out of the pool:" in said
+    assert "row 2 (line 3): 'Xx3': " in said and "'S_p' is missing or not a finite number" in said
+    assert "row 5 (line 6): " in said and json.loads((tmp_path / "s" / "study.json").read_text())["pool_size"] == 78

@@ -59,13 +59,50 @@ def test_transfer_refit_finetunes_on_every_row(tables) -> None:
     assert r.exit_code == 0, r.output
     mae = float(r.output.split("test MAE ")[1].split()[0])
     assert mae < 0.5  # eV/atom; the targets' spread is about 1 eV/atom
+    # the early-stopping validation MAE of the run that found the epoch count, which is then used on every row
+    line = next(x for x in r.stdout.splitlines() if x.startswith("validation MAE "))
+    epoch = int(line.split("best epoch ")[1].split()[0])
+    assert " on 20 held-out rows (early stopping: best epoch " in line
+    assert f"retrained on all 200 rows for {epoch} epochs" in line and float(line.split()[2]) < 0.5
+
+
+def test_transfer_reports_the_validation_mae_of_a_held_out_part_for_trees(tables, tmp_path: Path) -> None:
+    """sc-ef has no internal split: a copy is scored on a seeded 10%; the predicting model is unchanged (all rows)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+
+    from aloop.chem import to_fraction_matrix
+    from aloop.elemnet.transfer import make_regressor
+
+    train, test = tables
+    out = tmp_path / "pred.csv"
+    r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", "--seed", "3",
+                            "--predict", str(test), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.stdout.splitlines() if x.startswith("validation MAE "))
+    assert line.endswith("on 20 held-out rows (a copy fitted on the other 180, seed 3; the model used for "
+                         "--test/--predict is fitted on all 200)")
+    frame, new = pd.read_csv(train), pd.read_csv(test)
+    X, y = to_fraction_matrix(list(frame["formula"]))[0], frame["delta_e"].to_numpy(float)
+    rows = np.random.default_rng(3).permutation(200)
+    model = make_regressor("sc-ef", seed=3)
+    mae = np.mean(np.abs(clone(model).fit(X[rows[20:]], y[rows[20:]]).predict(X[rows[:20]]) - y[rows[:20]]))
+    assert float(line.split()[2]) == pytest.approx(mae, abs=5e-5)
+    expected = model.fit(X, y).predict(to_fraction_matrix(list(new["formula"]))[0])
+    np.testing.assert_allclose(pd.read_csv(out)["predicted_delta_e"].to_numpy(), expected, rtol=1e-12)
 
 
 def test_transfer_non_numeric_target(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("formula,y\nFe2O3,1.0\nNaCl,abc\nMgO,\n")
     r = runner.invoke(app, ["transfer", str(bad), "-t", "y", "-s", "base"])
-    assert r.exit_code == 2 and "data rows 2, 3 (file lines 3, 4)" in r.output
+    assert r.exit_code == 2 and "values in row 2 (line 3), row 3 (line 4)" in " ".join(r.output.split())
+    import pandas as pd
+
+    pd.read_csv(bad).to_parquet(tmp_path / "bad.parquet")  # no file lines to name in a Parquet table
+    r = runner.invoke(app, ["transfer", str(tmp_path / "bad.parquet"), "-t", "y", "-s", "base"])
+    assert r.exit_code == 2 and "values in row 2, row 3" in " ".join(r.output.split()) and "line" not in r.output
 
 
 def test_sources_lists_shipped_models() -> None:
@@ -118,4 +155,9 @@ def test_transfer_counts_bad_formula_and_bad_target_rows_alike(tmp_path: Path) -
     bad_target = tmp_path / "target.csv"
     bad_target.write_text("formula,y\nFe2O3,1.0\nNaCl,2.0\nMgO,3.0\nKCl,\n")
     r = runner.invoke(app, ["transfer", str(bad_target), "-t", "y", "-s", "base"])
-    assert r.exit_code == 2 and "data row 4 (file line 5)" in r.output
+    assert r.exit_code == 2 and "values in row 4 (line 5)" in " ".join(r.output.split())
+    many = tmp_path / "many.csv"
+    many.write_text("formula,y\n" + "NaCl,x\n" * 25)
+    r = runner.invoke(app, ["transfer", str(many), "-t", "y", "-s", "base"])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 2 and "row 20 (line 21), … (25 rows in all)" in said and "row 21 " not in said

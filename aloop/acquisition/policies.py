@@ -143,7 +143,21 @@ class UCB(Policy):
         return objective.ucb(mean, _std(var), self.beta)
 
     def reason(self, objective: Objective, mean: float, std: float, best: float | None) -> str:
-        return f"optimistic: mean {_pm(objective, mean, std)}, upper bound μ+{math.sqrt(self.beta):.2g}σ"
+        """Explains a UCB pick: the optimistic end of ``μ ± √β σ`` in the objective's units (the upper
+        bound when maximising, the lower bound when minimising), or for a target or window the
+        optimistic distance ``|μ − c| − √β σ`` to it (its centre ``c``), which UCB ranks by."""
+        k = math.sqrt(self.beta)
+        head = f"optimistic: mean {_pm(objective, mean, std)}, "
+        if isinstance(objective, Target | Window):
+            centre, what = ((objective.value, f"target {objective.value:g}") if isinstance(objective, Target)
+                            else (objective.centre, f"window {objective.lo:g}–{objective.hi:g} (centre {objective.centre:g})"))
+            gap = abs(mean - centre) - k * std
+            if gap <= 0:  # a negative "distance" reads wrongly: say that the range reaches the centre
+                return head + f"{what} within μ ± {k:.2g}σ (|μ−{centre:g}|−{k:.2g}σ = {objective.fmt(gap)})"
+            return head + f"optimistic distance to {what}: |μ−{centre:g}|−{k:.2g}σ = {objective.fmt(gap)}"
+        if getattr(objective, "sign", 1.0) < 0:
+            return head + f"lower bound μ−{k:.2g}σ = {objective.fmt(mean - k * std)}"
+        return head + f"upper bound μ+{k:.2g}σ = {objective.fmt(mean + k * std)}"
 
 
 @dataclass(frozen=True)

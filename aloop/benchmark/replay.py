@@ -82,27 +82,27 @@ class Task:
 
     @classmethod
     def from_frame(cls, name: str, frame: pd.DataFrame, target: str, *, formula_column: str = "formula",
-                   units: str = "", direction: str = "maximize", window: tuple[float, float] | None = None) -> Task:
+                   units: str = "", direction: str | None = None,
+                   window: tuple[float, float] | None = None) -> Task:
         """A task from a table with a formula column and a numeric target column.
 
-        Rows whose formula does not parse or whose target is missing are dropped (and
-        counted in the error if nothing is left); rows of one composition are averaged.
+        A table does not say which way is better, so ``direction`` is required (``"window"``
+        is implied by a ``window``). Rows whose formula does not parse or whose target is
+        missing are dropped (and counted in the error if nothing is left); rows of one
+        composition are averaged.
         """
-        from aloop.chem import keys_from_matrix, to_fraction_matrix
+        from aloop.chem import keys_from_matrix
 
-        for col in (formula_column, target):
-            if col not in frame.columns:
-                raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
-        values = pd.to_numeric(frame[target], errors="coerce")
-        keep = np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
-        frame = frame.loc[keep].reset_index(drop=True)
-        X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
-        ok = np.ones(len(frame), dtype=bool)
-        ok[[b.index for b in bad]] = False
+        if direction is None and window is not None:
+            direction = "window"
+        if direction is None:
+            raise ReplayError(f"task {name!r}: say which way is better for {target!r}: direction='maximize', "
+                              "'minimize' or 'window' (with window=(lo, hi))")
+        ok, X, _ = _usable(frame, target, formula_column, name)
         frame = frame.loc[ok].reset_index(drop=True)
         if len(frame) == 0:
             raise ReplayError(f"task {name!r}: no row has a parseable formula and a numeric {target!r}")
-        frame = frame.assign(_key=keys_from_matrix(X[ok]), _y=pd.to_numeric(frame[target]))
+        frame = frame.assign(_key=keys_from_matrix(X), _y=pd.to_numeric(frame[target]))
         numeric = [c for c in frame.columns if c not in (formula_column, target, "_key", "_y")
                    and pd.api.types.is_numeric_dtype(frame[c])]
         grouped = frame.groupby("_key", sort=False)
@@ -113,9 +113,14 @@ class Task:
                    None if window is None else (float(window[0]), float(window[1])), extra)
 
     @classmethod
-    def from_dataset(cls, dataset: str, target: str | None = None, *, direction: str = "maximize",
+    def from_dataset(cls, dataset: str, target: str | None = None, *, direction: str | None = None,
                      window: tuple[float, float] | None = None) -> Task:
-        """A task from a registry dataset (units from the registry; the first target by default)."""
+        """A task from a registry dataset (units from the registry; the first target by default).
+
+        ``direction=None`` takes the registry's direction for the target (``DatasetSpec.directions``,
+        e.g. lower overpotential is better), ``"window"`` if a ``window`` is given, and otherwise
+        raises a ``ReplayError`` asking for one.
+        """
         from aloop.datasets import get_spec, load
 
         try:
@@ -125,6 +130,11 @@ class Task:
         target = target or next(iter(spec.targets))
         if target not in spec.targets:
             raise ReplayError(f"dataset {dataset!r} has no target {target!r}; targets: {', '.join(spec.targets)}")
+        if direction is None and window is None:
+            direction = spec.direction(target)
+            if direction is None:
+                raise ReplayError(f"dataset {dataset!r} does not record whether a higher or lower {target!r} is "
+                                  "better; give the direction: 'maximize', 'minimize' or 'window' (with a window)")
         return cls.from_frame(dataset, load(dataset), target, units=spec.targets[target],
                               direction=direction, window=window)
 
@@ -132,6 +142,31 @@ class Task:
         """Write the candidates (``formula`` column only: the campaign must not see the values)."""
         pd.DataFrame({"formula": self.formulas}).to_csv(path, index=False)
         return path
+
+
+def dropped_rows(frame: pd.DataFrame, target: str, formula_column: str = "formula") -> list[tuple[int, str, str]]:
+    """The rows ``Task.from_frame`` leaves out, as ``(0-based position in frame, formula, reason)``."""
+    return _usable(frame, target, formula_column, "table")[2]
+
+
+def _usable(frame: pd.DataFrame, target: str, formula_column: str,
+            name: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    """``(mask of usable rows, their n × 86 fractions, dropped rows)``: a row needs a finite target and a formula."""
+    from aloop.chem import to_fraction_matrix
+
+    for col in (formula_column, target):
+        if col not in frame.columns:
+            raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
+    values = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
+    formulas = list(frame[formula_column])
+    why = {int(i): (formulas[i], f"{target!r} is missing or not a finite number")
+           for i in np.flatnonzero(~np.isfinite(values))}
+    for b in bad:
+        why.setdefault(b.index, (b.formula, b.reason))
+    ok = np.ones(len(frame), dtype=bool)
+    ok[list(why)] = False
+    return ok, X[ok], [(i, f, r) for i, (f, r) in sorted(why.items())]
 
 
 @dataclass(frozen=True)

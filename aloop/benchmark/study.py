@@ -24,7 +24,7 @@ import numbers
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,15 @@ SETUP_KEYS = ("task", "objective", "direction", "window", "pool_size", "pool_dig
 
 @dataclass(frozen=True)
 class Study:
-    """What to replay: one task, several strategies and seeds, and the campaign sizes."""
+    """What to replay: one task, several strategies and seeds, and the campaign sizes.
+
+    ``seeds`` is a list of distinct whole numbers, or a count ``n`` meaning seeds ``0..n-1``
+    (as ``aloop benchmark --seeds N``).
+    """
 
     task: Task
     strategies: Sequence[Strategy]
-    seeds: Sequence[int]
+    seeds: Sequence[int] | int
     n_init: int = 5
     batch_size: int = 1
     budget: int = 100
@@ -57,7 +61,7 @@ class Study:
             raise ReplayError("a study needs at least one strategy")
         if len(set(names)) != len(names):
             raise ReplayError(f"strategy names must be unique, got {names}")
-        seeds = tuple(_whole("seeds", k, 0) for k in self.seeds)
+        seeds = _seeds(self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ReplayError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")
         object.__setattr__(self, "seeds", seeds)
@@ -75,6 +79,15 @@ class Study:
                 "pool_digest": t.digest(), "strategies": [s.name for s in self.strategies],
                 "strategy_specs": {s.name: s.spec() for s in self.strategies}, "n_init": self.n_init,
                 "batch_size": self.batch_size, "budget": self.budget, "refit_growth": self.refit_growth}
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """Study seeds from a count ``n`` (seeds ``0..n-1``) or an iterable of whole numbers ≥ 0."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return tuple(range(_whole("the number of seeds", value, 1)))
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ReplayError(f"seeds must be a count n (seeds 0..n-1) or a list of whole numbers, got {value!r}")
+    return tuple(_whole("seeds", k, 0) for k in value)
 
 
 def _whole(what: str, value: Any, minimum: int) -> int:

@@ -49,9 +49,15 @@ from aloop.campaigns.modeling import (
     pool_sample,
     refit_growth,
 )
-from aloop.campaigns.pool import (CampaignError, CampaignWarning, CandidatePool, NothingToProposeError, load_pool,
-                                  resolve_featurizer)
-from aloop.campaigns.records import RecordError, RowProblem, validate_results
+from aloop.campaigns.pool import (
+    CampaignError,
+    CampaignWarning,
+    CandidatePool,
+    NothingToProposeError,
+    load_pool,
+    resolve_featurizer,
+)
+from aloop.campaigns.records import validate_results
 
 __all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "NothingToProposeError",
            "find_definition"]
@@ -332,15 +338,7 @@ class Campaign:
         else:
             raise CampaignError(f"record() takes a DataFrame or a CSV path, got {type(results).__name__}")
         self._events()  # refuses results while the definition contradicts the log
-        rows = validate_results(df, self.config, self.log)
-        problems = [
-            RowProblem(m.row, name, f"{v!r} must be > 0: this campaign models log10({name})")
-            for m in rows for name, t in zip(self.space.names, self.space.transforms, strict=True)
-            if t == "log10" and (v := m.values.get(name)) is not None and v <= 0
-        ]
-        if problems:
-            raise RecordError(problems, len(df), df.index.name or "row")
-        return self.log.append_measurements(rows)
+        return self.log.append_measurements(validate_results(df, self.config, self.log))
 
     def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         """Mark pending proposals as failed syntheses (they inform the feasibility model)."""

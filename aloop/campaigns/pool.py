@@ -219,7 +219,7 @@ def load_candidates(config: CampaignConfig) -> pd.DataFrame:
     try:
         frame = load_candidates_csv(path, s.formula_column, errors="raise")
     except InvalidFormulasError as exc:
-        bad = "; ".join(f"row {b.index + 2}: {b.formula!r}: {b.reason}" for b in exc.rows[:10])
+        bad = "; ".join(f"row {b.index + 1} (line {b.index + 2}): {b.formula!r}: {b.reason}" for b in exc.rows[:10])
         more = f" (and {len(exc.rows) - 10} more)" if len(exc.rows) > 10 else ""
         raise CampaignError(
             f"candidates file {path}: {len(exc.rows)} formulas are invalid — fix or remove them: {bad}{more}"

@@ -62,7 +62,8 @@ def load_candidates_csv(
     The frame keeps the file's columns, names stripped of surrounding spaces (index = data-row
     number, 0-based), and adds ``key`` (the canonical composition key). Formula cells are read
     as text ("NaN" stays a formula).
-    ``errors="raise"`` raises ``InvalidFormulasError`` listing every bad row; ``"collect"``
+    ``errors="raise"`` raises ``InvalidFormulasError`` listing every bad row (as ``row N (line M)``,
+    data rows from 1, lines counting the header; ``BadRow.index`` stays 0-based); ``"collect"``
     drops them and lists them in ``frame.attrs["bad_rows"]``. With ``drop_duplicates`` only
     the first row of each composition is kept (the others in ``frame.attrs["duplicate_rows"]``).
     """
@@ -80,7 +81,7 @@ def load_candidates_csv(
     frame[formula_column] = formulas.to_numpy()
     bad: list[BadRow] = check_formulas(frame[formula_column].tolist())
     if bad and errors == "raise":
-        raise InvalidFormulasError(bad, len(frame))
+        raise InvalidFormulasError(bad, len(frame), file=path)
     frame = frame.drop(index=[b.index for b in bad])
     frame["key"] = [composition_key(f) for f in frame[formula_column]]
     duplicated = frame["key"].duplicated() & drop_duplicates

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from os import PathLike
 
 import numpy as np
 from pymatgen.core import Composition
@@ -46,13 +47,21 @@ class BadRow:
 
 
 class InvalidFormulasError(ValueError):
-    """Every bad formula of a batch at once (``rows``), not just the first."""
+    """Every bad formula of a batch at once (``rows``), not just the first.
 
-    def __init__(self, rows: Sequence[BadRow], total: int) -> None:
+    The message names each formula as a reader finds it: by its 0-based ``index`` in the
+    sequence given (``index 3``), or, with ``file`` (a CSV with a header line), as
+    ``row N (line M)``: data rows counted from 1, file lines counting the header, as the CLI does.
+    """
+
+    def __init__(self, rows: Sequence[BadRow], total: int, file: str | PathLike[str] | None = None) -> None:
         self.rows = list(rows)
-        shown = "\n".join(f"  row {r.index}: {r.formula!r}: {r.reason}" for r in self.rows[:20])
+        self.total = total
+        where = ((lambda i: f"row {i + 1} (line {i + 2})") if file is not None else (lambda i: f"index {i}"))
+        shown = "\n".join(f"  {where(r.index)}: {r.formula!r}: {r.reason}" for r in self.rows[:20])
         more = f"\n  … and {len(self.rows) - 20} more" if len(self.rows) > 20 else ""
-        super().__init__(f"{len(self.rows)} of {total} formulas are invalid:\n{shown}{more}")
+        within = f" in {file}" if file is not None else ""
+        super().__init__(f"{len(self.rows)} of {total} formulas{within} are invalid:\n{shown}{more}")
 
 
 def _parse_adducts(text: str) -> Composition:
@@ -176,7 +185,8 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
 
     Args:
         formulas: ``n`` formula strings.
-        errors: ``"raise"`` raises ``InvalidFormulasError`` listing every bad row;
+        errors: ``"raise"`` raises ``InvalidFormulasError`` listing every bad row by its
+            0-based index in ``formulas``;
             ``"collect"`` leaves bad rows as zeros and returns them.
 
     Returns:

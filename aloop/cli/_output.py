@@ -67,14 +67,16 @@ def reserve_new_file(path: Path, option: str, example: str = "out.csv") -> Path:
 def campaign_errors() -> Iterator[None]:
     """Turn the errors a campaign user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
     from aloop.campaigns import CampaignLogError, ConfigError, RecordError
+    from aloop.campaigns.consistency import OutlierWarning
     from aloop.campaigns.entries import ReplicateWarning
+    from aloop.campaigns.matching import AlreadyRecordedWarning
     from aloop.campaigns.pool import CampaignError, CampaignWarning
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         warn(str(message))
 
     with warnings.catch_warnings():
-        for category in (CampaignWarning, ReplicateWarning):
+        for category in (CampaignWarning, ReplicateWarning, OutlierWarning, AlreadyRecordedWarning):
             warnings.simplefilter("always", category)
         warnings.showwarning = show  # type: ignore[assignment]
         try:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aloop.cli._output import err, fail, out
+from aloop.cli._output import bad_rows_text, err, fail, out, warn
 
 #: Featurizers compared when no strategy is given: the campaign default (ElemNet) first.
 DEFAULT_FEATURIZERS = ("elemnet", "magpie", "ef")
@@ -30,11 +30,15 @@ def benchmark_command(
     target: Annotated[str | None, typer.Option(
         "--target", "-t", help="Objective column (required with --csv; dataset default: its first target).")] = None,
     units: Annotated[str, typer.Option("--units", help="Units of --target in --csv.")] = "",
-    direction: Annotated[str, typer.Option("--direction", help="maximize, minimize or window.")] = "maximize",
+    direction: Annotated[str | None, typer.Option("--direction", help=(
+        "maximize, minimize or window. With --dataset the default is the registry's direction for the target "
+        "(minimize for the OER plates' overpotential; `aloop datasets show`); required with --csv and for targets "
+        "without one; --window implies window."),
+        show_default=False)] = None,
     window: Annotated[tuple[float, float] | None, typer.Option("--window", help="LO HI of a target window.")] = None,
     strategy: Annotated[list[str] | None, typer.Option(
         "--strategy", "-s", help="FEATURIZER[/LAYER]-SURROGATE-ACQUISITION or 'random' (repeatable; default: "
-        "elemnet-gp-ucb, magpie-gp-ucb, ef-gp-ucb, random; with --direction window the '-window' policy).")] = None,
+        "elemnet-gp-ucb, magpie-gp-ucb, ef-gp-ucb, random; with direction window the '-window' policy).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per strategy.")] = 20,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="Random initial measurements.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", "-q", min=1, help="Proposals per round.")] = 1,
@@ -52,6 +56,9 @@ def benchmark_command(
 
     if (dataset is None) == (csv is None):
         fail("give exactly one of --dataset NAME or --csv PATH")
+    if direction is None and window is not None:
+        direction = "window"
+    said = "given"
     try:
         if csv is not None:
             import pandas as pd
@@ -60,11 +67,18 @@ def benchmark_command(
                 fail(f"no such file: {csv}")
             if not target:
                 fail("--target is required with --csv: name the column holding the objective values")
-            task = Task.from_frame(csv.stem, pd.read_csv(csv), target, formula_column=formula_column,
+            if direction is None:
+                fail("--direction is required with --csv: a table does not say whether higher or lower values are "
+                     "better (maximize, minimize, or window with --window LO HI)")
+            frame = pd.read_csv(csv)
+            _warn_dropped(csv, frame, target, formula_column)
+            task = Task.from_frame(csv.stem, frame, target, formula_column=formula_column,
                                    units=units, direction=direction, window=window)
         else:
-            task = Task.from_dataset(dataset, target, direction=direction, window=window)  # type: ignore[arg-type]
-        strategies = [Strategy.parse(s) for s in (strategy or default_strategies(direction))]
+            registry, said = _registry_direction(dataset, target, direction)  # type: ignore[arg-type]
+            task = Task.from_dataset(dataset, target, direction=direction or registry,  # type: ignore[arg-type]
+                                     window=window)
+        strategies = [Strategy.parse(s) for s in (strategy or default_strategies(task.direction))]
         study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth or None,
                       name=out_dir.name)
     except (ReplayError, DatasetError) as exc:
@@ -73,6 +87,8 @@ def benchmark_command(
     total = len(names) * seeds
     err.print(f"{task.name}: {len(task)} compositions, {len(strategies)} strategies × {seeds} seeds, "
               f"budget {budget}, batch {batch_size}, backend {backend}")
+    goal = f"window {task.window[0]:g}–{task.window[1]:g}" if task.window else task.direction
+    err.print(f"objective: {goal} {task.objective}{f' ({task.units})' if task.units else ''} ({said})", markup=False)
     done = [0]
 
     def tick(rec: dict) -> None:
@@ -93,6 +109,42 @@ def benchmark_command(
         err.print(f"{out_dir} also holds {len(records) - ours} runs of other seeds or strategies, "
                   f"left out of the table (it shows seeds 0–{seeds - 1} of {', '.join(names)})")
     out.print(_table(paths["json"]))
+
+
+def _warn_dropped(csv: Path, frame: object, target: str, formula_column: str) -> None:
+    """Warn about the rows of ``csv`` the pool leaves out (data rows from 1 and their file lines, as ``aloop featurize``)."""
+    from types import SimpleNamespace
+
+    from aloop.benchmark.replay import dropped_rows
+
+    dropped = dropped_rows(frame, target, formula_column)  # type: ignore[arg-type]
+    if dropped:
+        warn(f"{len(dropped)} of {len(frame)} rows of {csv} are left out of the pool:")  # type: ignore[arg-type]
+        rows = [SimpleNamespace(row=i + 1, formula=f, reason=r) for i, f, r in dropped[:20]]
+        more = f"\n  … and {len(dropped) - 20} more" if len(dropped) > 20 else ""
+        err.print(bad_rows_text(rows, csv=True) + more, markup=False, highlight=False, soft_wrap=True)
+
+
+def _registry_direction(dataset: str, target: str | None, given: str | None) -> tuple[str | None, str]:
+    """The registry's direction for a dataset's target (``None`` if it has none) and how the output
+    names where the direction came from; a clear error when none is given and the registry has none."""
+    from aloop.datasets import get_spec
+
+    try:
+        spec = get_spec(dataset)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    target = target or next(iter(spec.targets))
+    if target not in spec.targets:
+        fail(f"dataset {dataset!r} has no target {target!r}; targets: {', '.join(spec.targets)}")
+    way = spec.direction(target)
+    better = f"{'lower' if way == 'minimize' else 'higher'} {target} is better"
+    if given is None and way is None:
+        fail(f"dataset {dataset!r} does not record whether a higher or lower {target!r} is better; give --direction "
+             "maximize, minimize, or window with --window LO HI")
+    if given is None:
+        return way, f"the registry's default for {dataset}: {better}"
+    return way, "given" if way in (None, given) or given == "window" else f"given; the registry says {better}"
 
 
 #: (column of the results table, heading) shown on the terminal; results.md has them all.

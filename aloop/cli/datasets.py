@@ -125,6 +125,8 @@ def show_command(
         ("rows", f"{spec.rows:,}"),
         ("formula column", formula),
         ("targets", _targets(spec.targets)),
+        ("better", ", ".join(f"{'lower' if way == 'minimize' else 'higher'} {col} ({way})"
+                             for col, way in spec.directions.items()) or "not recorded (benchmarks need --direction)"),
         ("split", f"published, column {spec.split_column!r}" if spec.split_column else "none published"),
         ("citation", spec.citation),
         ("origin", spec.origin_url),

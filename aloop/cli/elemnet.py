@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from aloop.cli._output import err, fail, out, warn
+
+if TYPE_CHECKING:
+    from aloop.elemnet.pretrain import RecipeMismatchError
 
 
 #: The recipe defaults quoted in --help (importing torch just to print help would be slow);
@@ -88,7 +91,7 @@ def pretrain_command(
     continued later with the same command; a larger --epochs extends a run (the learning-rate
     schedule is rebuilt for the new length). Any other change of recipe needs a new --run-dir.
     """
-    from aloop.elemnet.pretrain import pretrain
+    from aloop.elemnet.pretrain import RecipeMismatchError, check_resume, pretrain
 
     _check_dataset(dataset)
     for name in exclude or []:
@@ -103,7 +106,12 @@ def pretrain_command(
     config = pretrain_config(dataset, max_epochs=epochs, batch_size=batch_size, peak_lr=lr, patience=patience,
                              exclude=exclude, init_source=init_source, dropout=dropout, seed=seed, threads=threads,
                              limit_rows=limit_rows)
-    resuming = (run_dir / "checkpoint.pt").exists()
+    try:
+        resuming = check_resume(config, run_dir)
+    except RecipeMismatchError as exc:
+        fail(_mismatch_text(exc))
+    except ValueError as exc:  # an unreadable checkpoint, other initial weights
+        fail(str(exc))
     err.print(f"{'resuming' if resuming else 'starting'} pre-training in {run_dir}: "
               + ", ".join(f"{k}={v}" for k, v in vars(config).items()), markup=False, soft_wrap=True)
     try:
@@ -113,9 +121,34 @@ def pretrain_command(
     except KeyboardInterrupt:
         fail(f"interrupted; the last completed epoch is checkpointed in {run_dir}: re-run the same command to resume",
              code=130)
-    except ValueError as exc:  # a different recipe, an unreadable run-directory file, no rows left to train on
+    except RecipeMismatchError as exc:
+        fail(_mismatch_text(exc))
+    except ValueError as exc:  # an unreadable run-directory file, no rows left to train on
         fail(str(exc))
     print_summary(summary, dataset, run_dir)
+
+
+#: ``PretrainConfig`` field -> the `aloop pretrain` option that sets it.
+OPTIONS = {"dataset": "--dataset", "exclude": "--exclude", "batch_size": "--batch-size", "max_epochs": "--epochs",
+           "peak_lr": "--lr", "patience": "--patience", "dropout": "--dropout/--no-dropout", "seed": "--seed",
+           "init_source": "--init-source", "limit_rows": "--limit-rows"}
+
+
+def _mismatch_text(exc: RecipeMismatchError) -> str:
+    """The refusal to resume another recipe: each differing option with the checkpoint's value and
+    this command's (marked when it is the default, as when the option is left out)."""
+    from dataclasses import fields
+
+    from aloop.elemnet.pretrain import PretrainConfig
+
+    def shown(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    defaults = {f.name: shown(f.default) for f in fields(PretrainConfig)}
+    parts = [f"{OPTIONS.get(k, k)} {shown(old)!r} in the checkpoint, {shown(new)!r} now"
+             + (" (the default)" if shown(new) == defaults.get(k) else "") for k, old, new in exc.differences]
+    return (f"{exc.path} was written with a different recipe: {'; '.join(parts)}. Give the checkpoint's values to "
+            "resume it, or use a new --run-dir")
 
 
 def print_summary(summary: dict, dataset: str, run_dir: Path) -> None:

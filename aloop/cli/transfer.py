@@ -54,12 +54,57 @@ def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | N
         return X, None, frame
     y = pd.to_numeric(frame[target], errors="coerce").to_numpy(float)
     rows = [i + 1 for i, v in enumerate(y) if not (v == v and abs(v) != float("inf"))]
-    if rows:
-        more, s = (", …" if len(rows) > 20 else ""), ("s" if len(rows) > 1 else "")
-        lines = f" (file line{s} {', '.join(str(r + 1) for r in rows[:20])}{more})" if csv else ""
-        fail(f"{path}: column {target!r} has non-numeric, NaN or infinite values in data row{s} "
-             f"{', '.join(map(str, rows[:20]))}{more}{lines}")
+    if rows:  # named as the bad formulas are: "row N (line M)", data rows from 1, lines counting the header
+        more = f", … ({len(rows)} rows in all)" if len(rows) > 20 else ""
+        named = ", ".join(f"row {r}" + (f" (line {r + 1})" if csv else "") for r in rows[:20])
+        fail(f"{path}: column {target!r} has non-numeric, NaN or infinite values in {named}{more}")
     return X, y, frame
+
+
+#: Share of the training rows the tree and ``base`` strategies hold out for their validation MAE
+#: (as the network strategies do for early stopping).
+VALIDATION_FRACTION = 0.1
+
+
+def validation_text(model: object, X: object, y: object, seed: int) -> str:
+    """The validation MAE line of ``aloop transfer`` and what it was measured on.
+
+    Network strategies and ``moe`` report their early-stopping MAE (the best epoch's, on a seeded
+    10% of the rows they did not train on). The tree strategies and ``base`` have no internal
+    split: a copy is fitted on a seeded 90% and scored on the other 10%, while the model that
+    predicts is fitted on every row as before. With the zero gate, the MAE is the regressor's, ungated.
+    """
+    import numpy as np
+    from sklearn.base import clone
+
+    from aloop.elemnet.moe import MoERegressor
+    from aloop.elemnet.transfer import ElemNetRegressor, best_epoch
+    from aloop.elemnet.zero_gate import ZeroGatedRegressor
+
+    X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+    gated = isinstance(model, ZeroGatedRegressor)
+    inner = model.regressor_ if gated else model  # type: ignore[attr-defined]
+    note, n = (" (before the zero gate)" if gated else ""), len(y)
+    if isinstance(inner, ElemNetRegressor | MoERegressor):
+        n_val = max(1, int(round(inner.val_fraction * n)))
+        if isinstance(inner, MoERegressor):
+            kept = inner.guard_["kept"]
+            how = "early stopping" + (f"; the guard kept {kept}, the best of the mixture and each expert alone"
+                                      if inner.guard and len(inner.gate_weights_) > 1 else "")
+            return f"validation MAE {inner.val_mae_:.4f}{note} on {n_val:,} held-out rows ({how})"
+        epoch = best_epoch(inner.history_)
+        how = f"early stopping: best epoch {epoch} of {len(inner.history_)}"
+        if inner.refit:
+            how += f"; the network was then retrained on all {n:,} rows for {epoch} epochs"
+        return f"validation MAE {inner.history_[epoch - 1]['val_mae']:.4f}{note} on {n_val:,} held-out rows ({how})"
+    if n < 10:
+        return f"no validation MAE: {n} rows are too few to hold out a part (at least 10 are needed)"
+    rows = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(VALIDATION_FRACTION * n)))
+    val, fit = rows[:n_val], rows[n_val:]
+    mae = float(np.mean(np.abs(clone(inner).fit(X[fit], y[fit]).predict(X[val]) - y[val])))
+    return (f"validation MAE {mae:.4f}{note} on {n_val:,} held-out rows (a copy fitted on the other {len(fit):,}, "
+            f"seed {seed}; the model used for --test/--predict is fitted on all {n:,})")
 
 
 def transfer_command(
@@ -85,8 +130,10 @@ def transfer_command(
 ) -> None:
     """Train a model on a small dataset by transfer learning from an ElemNet source model.
 
-    Prints the validation MAE (early stopping / held-out part of the training table) and,
-    with --test, the test MAE; with --predict and -o, writes predictions.
+    Prints the validation MAE and, with --test, the test MAE; with --predict and -o, writes
+    predictions. The validation MAE is measured on a seeded 10% of the training rows: the
+    early-stopping part of the network strategies and moe, and for base, sc-ef, sc-magpie and
+    featextr a part held out from a copy of the model (the model itself is fitted on every row).
     """
     import numpy as np
 
@@ -106,6 +153,10 @@ def transfer_command(
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     err.print(f"trained {strategy} on {len(y):,} rows of {train}", markup=False)
+    try:
+        out.print(validation_text(model, X, y, seed), markup=False, soft_wrap=True)
+    except ValueError as exc:
+        fail(str(exc.args[0]) if exc.args else str(exc))
     if zero_gate:
         t = model.threshold_
         out.print(f"zero gate: {'off (no threshold helped on validation)' if t is None else f'0 where P(0) > {t:.2f}'}",

@@ -41,7 +41,9 @@ class DatasetSpec:
     """One registry entry: where a dataset comes from and how to read it.
 
     ``path`` is relative to the data directory; ``embedded`` entries ship inside an
-    installed package instead and need no data directory.
+    installed package instead and need no data directory. ``directions`` says, for the targets
+    where the source does, which way is better (``"maximize"`` or ``"minimize"``); a target not
+    in it has no agreed direction (a band gap, a Seebeck coefficient) and a benchmark must be told.
     """
 
     name: str
@@ -62,6 +64,17 @@ class DatasetSpec:
     embedded: str | None = None  # "package:relative/path" for datasets shipped inside a wheel
     fraction_columns: tuple[str, ...] = ()
     notes: str = ""
+    directions: dict[str, str] = field(default_factory=dict)  # target column -> "maximize" | "minimize"
+
+    def __post_init__(self) -> None:
+        for col, way in self.directions.items():
+            if col not in self.targets or way not in ("maximize", "minimize"):
+                raise ValueError(f"dataset {self.name!r}: directions must map targets to 'maximize' or 'minimize', "
+                                 f"got {col!r}: {way!r}")
+
+    def direction(self, target: str) -> str | None:
+        """Which way is better for ``target`` (``"maximize"``/``"minimize"``), or ``None`` if the registry does not say."""
+        return self.directions.get(target)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -192,6 +205,7 @@ _add(DatasetSpec(
     origin_url=f"{MATMINER_DATASETS_URL}/ucsb_thermoelectrics.csv", formula_column="composition",
     targets={"zT": "dimensionless", "S [muV/K]": "μV/K", "PF [W/mK^2]": "W/(mK²)", "kappa [W/mK]": "W/(mK)",
              "sigma [S/cm]": "S/cm", "T [K]": "K"}, index_col=0,
+    directions={"zT": "maximize", "PF [W/mK^2]": "maximize"},
 ))
 _add(DatasetSpec(
     name="estm-thermoelectric", path="experimental/estm_thermoelectric.csv",
@@ -201,6 +215,7 @@ _add(DatasetSpec(
     origin_url="https://github.com/KRICT-DATA/SIMD/tree/72d597cb6fdf6b79f6ca86ff759f9136de5d66ef/dataset", formula_column="Formula",
     targets={"ZT": "dimensionless", "temperature(K)": "K", "seebeck_coefficient(μV/K)": "μV/K",
              "electrical_conductivity(S/m)": "S/m", "thermal_conductivity(W/mK)": "W/(mK)", "power_factor(W/mK2)": "W/(mK²)"},
+    directions={"ZT": "maximize", "power_factor(W/mK2)": "maximize"},
 ))
 _add(DatasetSpec(
     name="citrine-thermal-conductivity", path="experimental/citrine_thermal_conductivity.csv",
@@ -219,7 +234,7 @@ for _plate, _sha, _rows, _metals in [
         name=f"oer-plate-{_plate}", path=f"campaigns/olympus_oer_plate_{_plate}.csv", sha256=_sha, rows=_rows,
         group="campaigns", description=f"JCAP OER catalyst plate {_plate}: mixed-metal oxides of {', '.join(_metals)} (lower overpotential is better)",
         citation=ROHR, origin_url=f"{OLYMPUS_URL}/dataset_oer_plate_{_plate}", license="MIT (Olympus)",
-        formula_column=None, targets={"overpotential_V": "V"},
+        formula_column=None, targets={"overpotential_V": "V"}, directions={"overpotential_V": "minimize"},
         fraction_columns=tuple(f"{m.lower()}_load" for m in _metals),
         notes="formula = the metal composition (e.g. Ni0.1Fe0.2Co0.6Mn0.1) of the oxide; oxygen content was not measured, raw fractions kept",
     ))
@@ -234,6 +249,7 @@ _add(DatasetSpec(
     formula_column="pretty_formula",
     targets={"PF_p": "μW/(cm·K²)", "PF_n": "μW/(cm·K²)", "S_p": "μV/K", "S_n": "μV/K", "sigma_p": "1/(Ω·m)",
              "sigma_n": "1/(Ω·m)", "kappa_p": "W/(m·K)", "kappa_n": "W/(m·K)", "m_p": "m_e", "m_n": "m_e"},
+    directions={"PF_p": "maximize", "PF_n": "maximize"},
     embedded="matminer", notes="mp_id is the Materials Project id; 7 noble-gas entries lie outside the ElemNet vocabulary",
 ))
 

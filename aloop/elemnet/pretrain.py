@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,17 @@ class PretrainConfig:
 
 class RunDirectoryError(ValueError):
     """A run directory whose files cannot be resumed from (missing, truncated or not written by ``pretrain``)."""
+
+
+class RecipeMismatchError(ValueError):
+    """A run directory's checkpoint was written with another recipe; ``differences`` holds
+    ``(field, checkpoint's value, this config's value)`` for every field that differs."""
+
+    def __init__(self, path: Path, differences: list[tuple[str, Any, Any]]) -> None:
+        self.path, self.differences = path, differences
+        said = "; ".join(f"{k} {old!r} there, {new!r} now" for k, old, new in differences)
+        super().__init__(f"{path} was written with a different recipe ({said}); resume with the checkpoint's "
+                         "values or use a new run directory")
 
 
 @dataclass
@@ -140,6 +152,36 @@ def _recipe(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in ("threads", "max_epochs")}
 
 
+def recipe_differences(checkpoint_config: dict, config: PretrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(field, checkpoint's value, config's value)`` for each recipe field (``_recipe``) that differs."""
+    old, new = _recipe(checkpoint_config), _recipe(asdict(config))
+    return [(k, old.get(k), new.get(k)) for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]
+
+
+def _check_same_recipe(ckpt: dict, config: PretrainConfig, ckpt_path: Path) -> None:
+    """Raise ``RecipeMismatchError`` (naming the fields) or ``ValueError`` unless ``config`` may resume ``ckpt``."""
+    differences = recipe_differences(ckpt["config"], config)
+    if differences:
+        raise RecipeMismatchError(ckpt_path, differences)
+    if ckpt.get("init_source_sha256") != (weights_digest(config.init_source) if config.init_source else None):
+        raise ValueError(f"{ckpt_path} started from other weights of {config.init_source!r} than the shipped ones; "
+                         "use a new run directory")
+
+
+def check_resume(config: PretrainConfig, run_dir: str | Path) -> bool:
+    """Whether ``pretrain(config, run_dir)`` resumes a checkpoint (``False``: it starts afresh).
+
+    Raises what ``pretrain`` would before training: ``RecipeMismatchError`` (every differing field
+    with both values), ``RunDirectoryError`` for an unreadable checkpoint, ``ValueError`` for
+    other initial weights.
+    """
+    ckpt_path = Path(run_dir) / "checkpoint.pt"
+    if not ckpt_path.exists():
+        return False
+    _check_same_recipe(_read(ckpt_path, ("config",)), config, ckpt_path)
+    return True
+
+
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -186,8 +228,8 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
 
     Raises:
         RunDirectoryError: ``run_dir``'s checkpoint or best network cannot be loaded (nothing is changed).
-        ValueError: a recipe other than the checkpoint's, an epoch limit the run cannot be extended to,
-            no rows left to train on.
+        RecipeMismatchError: a recipe other than the checkpoint's (a ``ValueError``, naming the fields).
+        ValueError: other initial weights, an epoch limit the run cannot be extended to, no rows left to train on.
     """
     if config.seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {config.seed}")
@@ -213,11 +255,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     gen = torch.Generator().manual_seed(config.seed)
     if ckpt_path.exists():
         ckpt = _read(ckpt_path, ("config", "model", "optimizer", "scheduler", "generator", "state"))
-        if _recipe(ckpt["config"]) != _recipe(asdict(config)):
-            raise ValueError(f"{ckpt_path} was written with a different recipe; use a new run directory")
-        if ckpt.get("init_source_sha256") != init_sha:
-            raise ValueError(f"{ckpt_path} started from other weights of {config.init_source!r} than the shipped ones; "
-                             "use a new run directory")
+        _check_same_recipe(ckpt, config, ckpt_path)
         try:
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])

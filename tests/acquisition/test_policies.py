@@ -104,6 +104,28 @@ def test_reasons_are_human_readable(fitted_gp: tuple) -> None:
     assert "from target 0.25" in tgt.reason
 
 
+def test_ucb_reason_names_the_optimistic_bound_for_the_direction(fitted_gp: tuple) -> None:
+    """Minimising, UCB ranks by μ − 2σ: the reason says lower bound and shows that value, as the score is its negative."""
+    from aloop.acquisition.policies import UCB
+
+    assert UCB().reason(Minimize(units="V"), 0.411, 0.051, None) == (
+        "optimistic: mean 0.411 ± 0.051 V, lower bound μ−2σ = 0.309 V")
+    assert UCB().reason(Maximize(units="V"), 0.411, 0.051, None).endswith("upper bound μ+2σ = 0.513 V")
+    assert UCB(beta=9.0).reason(Target(0.25, units="eV"), 0.411, 0.051, None).endswith(
+        "optimistic distance to target 0.25: |μ−0.25|−3σ = 0.008 eV")
+    # within reach of the target or window: no negative "distance" on its own
+    assert UCB().reason(Target(0.25, units="eV"), 0.3, 0.05, None).endswith(
+        "target 0.25 within μ ± 2σ (|μ−0.25|−2σ = -0.05 eV)")
+    assert UCB().reason(Window(1.1, 1.7, units="eV"), 2.0, 0.1, None).endswith(
+        "optimistic distance to window 1.1–1.7 (centre 1.4): |μ−1.4|−2σ = 0.4 eV")
+    gp, _, _, pool = fitted_gp
+    for objective, sign in ((Minimize(units="V"), -1.0), (Maximize(units="V"), 1.0)):
+        pick = propose(gp, pool, objective, "ucb", q=1)[0]
+        shown = float(pick.reason.split(" = ")[1].split()[0])
+        assert shown == pytest.approx(sign * pick.score, rel=5e-3)  # shown to 3 significant figures
+        assert ("lower bound μ−2σ" if sign < 0 else "upper bound μ+2σ") in pick.reason
+
+
 @pytest.fixture(scope="module")
 def two_output_gp() -> tuple[TorchGP, np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(2)

@@ -101,8 +101,10 @@ def test_spec_and_digest_identify_strategies_and_pools(small_task):
 def test_bad_tasks(small_task):
     frame = pd.DataFrame({"formula": ["NiO"] * 3, "y": [1, 2, 3]})
     with pytest.raises(ReplayError, match="no column 'z'"):
-        Task.from_frame("t", frame, "z")
+        Task.from_frame("t", frame, "z", direction="maximize")
     with pytest.raises(ReplayError, match="at least 10"):
+        Task.from_frame("t", frame, "y", direction="maximize")
+    with pytest.raises(ReplayError, match="say which way is better for 'y': direction='maximize', 'minimize'"):
         Task.from_frame("t", frame, "y")
     with pytest.raises(ReplayError, match="window"):
         Task("t", small_task.formulas, small_task.keys, small_task.y, "o", "V", "window")
@@ -110,3 +112,13 @@ def test_bad_tasks(small_task):
         Task("t", small_task.formulas, small_task.keys, small_task.y, "o", "V", "down")
     with pytest.raises(ReplayError, match="no target"):
         Task.from_dataset("oer-plate-3496", "gap")
+
+
+def test_dataset_tasks_take_the_registrys_direction() -> None:
+    """Lower overpotential is better (registry); a target the registry has no direction for needs one."""
+    assert Task.from_dataset("oer-plate-3496").direction == "minimize"
+    assert Task.from_dataset("oer-plate-3496", direction="maximize").direction == "maximize"  # an explicit one wins
+    assert Task.from_dataset("mp-transport", "PF_p").direction == "maximize"
+    with pytest.raises(ReplayError, match="does not record whether a higher or lower 'S_p' is better"):
+        Task.from_dataset("mp-transport", "S_p")
+    assert Task.from_dataset("mp-transport", "S_p", window=(100.0, 200.0)).direction == "window"

@@ -113,6 +113,17 @@ def test_seeds_are_plain_non_negative_integers(small_task, tmp_path):
             Study(small_task, STRATEGIES, seeds)
 
 
+def test_a_seed_count_means_seeds_0_to_n_minus_1(small_task):
+    """As `aloop benchmark --seeds N`: an int n is seeds 0..n-1; other types are clear errors, not TypeErrors."""
+    assert Study(small_task, STRATEGIES, 3).seeds == (0, 1, 2)
+    assert Study(small_task, STRATEGIES, np.int64(2)).seeds == (0, 1)
+    for seeds, match in ((0, "the number of seeds must be ≥ 1, got 0"), (2.0, "a count n .* got 2.0"),
+                         ("01", "a count n .* got '01'"), (None, "a count n .* got None"),
+                         (True, "a count n .* got True")):
+        with pytest.raises(ReplayError, match=match):
+            Study(small_task, STRATEGIES, seeds)
+
+
 def test_invalid_strategy_is_refused_before_the_folder_is_made(small_task, tmp_path):
     study = Study(small_task, [STRATEGIES[1], Strategy.parse("ef-gp-window")], [0], n_init=4, budget=6)
     with pytest.raises(ReplayError, match="'ef-gp-window'.*window"):

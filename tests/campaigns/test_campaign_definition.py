@@ -109,7 +109,7 @@ def test_other_surrogate_options_pass_through() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("formula\nFe2O3\nXy3\n", "1 formulas are invalid — fix or remove them: row 3: 'Xy3': unknown element 'Xy'"),
+    ("formula\nFe2O3\nXy3\n", "1 formulas are invalid — fix or remove them: row 2 \\(line 3\\): 'Xy3': unknown element 'Xy'"),
     ("formula\n", "lists no candidates"),
     ("", "formula_column: 'formula' is not a column"),
 ], ids=["bad-formula", "no-rows", "empty-file"])

@@ -82,7 +82,9 @@ def test_batch_reports_every_bad_row_at_once() -> None:
     assert [r.formula for r in rows] == ["", "Xx2", "He", "Fe0O", None]
     message = str(info.value)
     assert "5 of 7 formulas are invalid" in message
-    assert "row 3: 'Xx2': unknown element" in message
+    # positions in the list given, 0-based, named as such (not "row 3", read as the third)
+    assert "index 3: 'Xx2': unknown element" in message and "index 1: ''" in message
+    assert "row " not in message
 
     X, bad = to_fraction_matrix(formulas, errors="collect")
     assert [b.index for b in bad] == [1, 3, 4, 5, 6]

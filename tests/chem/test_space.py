@@ -274,6 +274,10 @@ def test_candidates_csv(tmp_path: Path) -> None:
     with pytest.raises(InvalidFormulasError) as info:
         load_candidates_csv(path)
     assert [(r.index, r.formula) for r in info.value.rows] == [(3, "Xx2"), (4, ""), (6, "He")]
+    # a file's rows as the CLI names them: data rows from 1, file lines counting the header
+    message = str(info.value)
+    assert f"3 of 7 formulas in {path} are invalid" in message
+    assert "row 4 (line 5): 'Xx2': unknown element" in message and "row 7 (line 8): 'He'" in message
 
     frame = load_candidates_csv(path, errors="collect")
     assert frame["formula"].tolist() == ["Fe2O3", "NaN", "LiFePO4"]  # "NaN" is sodium nitride, not a float

@@ -43,6 +43,19 @@ def test_registry_entries_are_complete() -> None:
     assert get_spec("expt-bandgap").targets == {"gap expt": "eV"}
 
 
+def test_registry_directions_name_targets_and_say_lower_overpotential_is_better() -> None:
+    from aloop.datasets import DatasetSpec
+
+    for spec in ALL_SPECS:
+        assert set(spec.directions) <= set(spec.targets), spec.name
+    assert get_spec("oer-plate-3496").direction("overpotential_V") == "minimize"
+    assert get_spec("oer-plate-3851").direction("overpotential_V") == "minimize"
+    assert get_spec("expt-bandgap").direction("gap expt") is None  # no agreed direction: a benchmark must be told
+    base = get_spec("oer-plate-3496")
+    with pytest.raises(ValueError, match="directions must map targets to 'maximize' or 'minimize', got 'eta': 'down'"):
+        DatasetSpec(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, "directions": {"eta": "down"}})
+
+
 def test_registry_agrees_with_the_data_manifest(shared_data: Path) -> None:
     with open(shared_data / "MANIFEST.csv", newline="") as fh:
         manifest = {row["file"]: row for row in csv.DictReader(fh)}

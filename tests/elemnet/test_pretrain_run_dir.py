@@ -152,3 +152,27 @@ def test_nothing_left_to_train_on_and_a_negative_seed(tmp_path: Path) -> None:
     result = _cli("--run-dir", str(tmp_path / "run"), "--seed", "-3")
     assert result.exit_code == 2 and "--seed" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_resuming_another_recipe_names_each_differing_option_before_saying_resuming(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = _cli("--run-dir", str(run), "--epochs", "1", "--lr", "0.001")
+    assert first.exit_code == 0, first.output
+    before = _files(run)
+    result = _cli("--run-dir", str(run), "--epochs", "1")  # --lr left out: the recipe default
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "resuming pre-training" not in said, result.output
+    assert "different recipe: --lr 0.001 in the checkpoint, 0.0006 now (the default)" in said
+    # --dataset left out: the default dataset, named with the checkpoint's; several fields at once
+    result = CliRunner().invoke(app, ["pretrain", "--run-dir", str(run), "--epochs", "1", "--limit-rows", "256",
+                                      "--batch-size", "64", "--threads", "1", "--lr", "0.001"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "resuming pre-training" not in said, result.output
+    assert (f"--dataset '{DATASET}' in the checkpoint, 'oqmd-formation-enthalpy' now (the default); "
+            "--batch-size 128 in the checkpoint, 64 now") in said
+    assert _files(run) == before
+    # The library names the fields too.
+    with pytest.raises(pretrain_module.RecipeMismatchError, match=r"peak_lr 0.001 there, 0.0006 now"):
+        pretrain(replace(TINY, max_epochs=1), run, progress=False)
+    assert pretrain_module.check_resume(replace(TINY, max_epochs=1, peak_lr=0.001), run)
+    assert not pretrain_module.check_resume(TINY, tmp_path / "fresh")

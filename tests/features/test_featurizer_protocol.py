@@ -61,7 +61,7 @@ def test_every_bad_formula_is_reported(name: str) -> None:
     message = str(info.value)
     assert "4 of 7 formulas are invalid" in message
     for i in (1, 2, 4, 5):
-        assert f"row {i}:" in message
+        assert f"index {i}:" in message
 
 
 def test_registry() -> None:
