@@ -178,8 +178,28 @@ def check_resume(config: PretrainConfig, run_dir: str | Path) -> bool:
     ckpt_path = Path(run_dir) / "checkpoint.pt"
     if not ckpt_path.exists():
         return False
-    _check_same_recipe(_read(ckpt_path, ("config",)), config, ckpt_path)
+    ckpt = _read(ckpt_path, ("config", "state"))
+    _check_same_recipe(ckpt, config, ckpt_path)
+    _check_extension(ckpt, config, ckpt_path)
     return True
+
+
+def _check_extension(ckpt: dict, config: PretrainConfig, ckpt_path: Path) -> None:
+    """Raise ``ValueError`` when ``config``'s epoch limit differs from the checkpoint's and cannot extend its run."""
+    if ckpt["config"]["max_epochs"] == config.max_epochs:
+        return
+    try:
+        state = PretrainState(**ckpt["state"])
+    except TypeError as exc:
+        raise RunDirectoryError(f"{ckpt_path} holds no run state aloop can read ({exc}); restore it from a backup, "
+                                f"or delete the run directory {ckpt_path.parent} to start again") from None
+    if state.epoch >= config.max_epochs:
+        raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; max_epochs must exceed that")
+    if state.epochs_since_best >= config.patience:
+        raise ValueError(
+            f"{ckpt_path}: the run early-stopped at epoch {state.epoch} (no better validation MAE since epoch "
+            f"{state.best_epoch}, patience {config.patience}); a larger epoch limit does not restart it. "
+            f"Its results are in {ckpt_path.parent}; to train longer, use a new run directory")
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
@@ -256,6 +276,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
     if ckpt_path.exists():
         ckpt = _read(ckpt_path, ("config", "model", "optimizer", "scheduler", "generator", "state"))
         _check_same_recipe(ckpt, config, ckpt_path)
+        _check_extension(ckpt, config, ckpt_path)
         try:
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -267,13 +288,6 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         if ckpt["config"]["max_epochs"] == config.max_epochs:
             sched.load_state_dict(ckpt["scheduler"])
         else:
-            if state.epoch >= config.max_epochs:
-                raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; max_epochs must exceed that")
-            if state.epochs_since_best >= config.patience:
-                raise ValueError(
-                    f"{ckpt_path}: the run early-stopped at epoch {state.epoch} (no better validation MAE since epoch "
-                    f"{state.best_epoch}, patience {config.patience}); a larger epoch limit does not restart it. "
-                    f"Its results are in {run_dir}; to train longer, use a new run directory")
             sched = _schedule_at(opt, config, steps_per_epoch, state.epoch * steps_per_epoch)
             state.schedule_changes.append(
                 {"at_epoch": state.epoch, "max_epochs_from": ckpt["config"]["max_epochs"], "max_epochs_to": config.max_epochs}

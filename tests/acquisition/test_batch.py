@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TableSurrogate, random_table
+from acquisition_models import TableSurrogate, random_table
 
 from aloop.acquisition import (
     UCB,

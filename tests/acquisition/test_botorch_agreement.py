@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from botorch.acquisition.analytic import LogExpectedImprovement, LogProbabilityOfImprovement, UpperConfidenceBound
-from conftest import TorchGP
+from acquisition_models import TorchGP
 
 from aloop.acquisition import UCB, LogEI, LogPI, Maximize, MaxVariance, Minimize, propose
 

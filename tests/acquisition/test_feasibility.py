@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TableSurrogate
+from acquisition_models import TableSurrogate
 
 from aloop.acquisition import UCB, FeasibilityModel, LogEI, Maximize, propose
 

@@ -7,7 +7,7 @@ from typing import Any, Self
 import numpy as np
 import pytest
 import torch
-from conftest import TorchGP
+from acquisition_models import TorchGP
 
 from aloop.acquisition import (
     LogNEHVI,

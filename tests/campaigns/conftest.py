@@ -87,24 +87,6 @@ def make_config(**overrides: object) -> CampaignConfig:
     return parse_config(data)
 
 
-def minimal_definition(name: str = "zt") -> dict:
-    """The smallest valid definition, as the dict ``tomllib`` reads: a Bi–Sb–Te grid, maximise zT."""
-    import tomllib
-
-    return tomllib.loads(
-        f"""
-        name = "{name}"
-        [search_space]
-        elements = ["Bi", "Sb", "Te"]
-        step = 0.1
-        [[objectives]]
-        name = "zT"
-        units = ""
-        direction = "maximize"
-        """
-    )
-
-
 @pytest.fixture
 def config() -> CampaignConfig:
     return make_config()

@@ -9,7 +9,7 @@ import pytest
 
 from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
 from aloop.campaigns.config import DEFAULT_SOURCE, FeaturizerConfig
-from conftest import minimal_definition
+from campaign_definitions import minimal_definition
 
 
 def test_template_is_valid_commented_and_round_trips(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from aloop.campaigns import ConfigError, parse_config
 from aloop.campaigns.search_space import MAX_GRID_CANDIDATES
-from conftest import minimal_definition
+from campaign_definitions import minimal_definition
 
 
 def _data(space: dict | None = None, objective: dict | None = None, **top: object) -> dict:
