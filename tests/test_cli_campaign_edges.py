@@ -77,7 +77,7 @@ def test_candidates_file_changed_or_missing(tmp_path: Path, monkeypatch: pytest.
     status = invoke("status")
     assert status.exit_code == 0, status.output
     assert "is missing" in one_line(status.stderr) and "candidates: unknown" in one_line(status.stdout)
-    assert invoke("export", "ev.csv").exit_code == 0 and Path("ev.csv").is_file()
+    assert invoke("export", "ev.csv").exit_code == 0 and Path("ev.csv").read_bytes().startswith(b"\xef\xbb\xbfevent_id")
     assert invoke("report", "-o", "rep").exit_code == 0 and Path("rep/report.html").is_file()
     assert_clean_error(invoke("propose"), "candidates file", "cands.csv is missing", "candidates_csv")
 
@@ -86,7 +86,7 @@ def test_units_in_brackets_and_status_lines(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.chdir(tmp_path)
     assert invoke("init", "g", *GRID, "--objective", "gap", "--units", "eV", "--initial-size", "2").exit_code == 0
     fresh = invoke("status", "--no-cv")
-    assert fresh.exit_code == 0 and "no model yet" in one_line(fresh.stdout) and "None" not in fresh.stdout
+    assert fresh.exit_code == 0 and "no model fitted yet" in one_line(fresh.stdout) and "None" not in fresh.stdout
     assert "cross-validation" not in fresh.stdout  # --no-cv says nothing about CV
     proposed = invoke("propose")
     assert proposed.exit_code == 0, proposed.output
@@ -109,6 +109,8 @@ def test_misuse_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert_clean_error(zero, "batch_size: must be >= 1; got 0")
     assert "initial_design" not in zero.stderr  # one mistake, one complaint
     assert_clean_error(invoke("init", "z", *GRID, "--objective", "n"), "'n' is the name of a column")
+    twice = invoke("init", "z", "--elements", "Ni,Fe", "--step", "0.1", "--fixed", "O=0.6", "--fixed", "O=0.5")
+    assert_clean_error(twice, "--fixed O given twice, with different values")
     assert not list(tmp_path.iterdir())
 
     assert invoke("init", "y", *GRID).exit_code == 0
@@ -117,3 +119,24 @@ def test_misuse_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     bad = invoke("status", "--no-cv")
     assert_clean_error(bad, "batch_size: must be >= 1; got -3")
     assert bad.stderr.count("batch_size") == 1
+
+
+def test_a_sheet_filled_in_part_records_the_filled_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's flow: 4 proposed, 2 measured; the empty rows stay pending (then fail / reject them)."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "p", *GRID, "--objective", "gap", "--units", "eV", "--initial-size", "4").exit_code == 0
+    assert invoke("propose", "-n", "4", "-o", "sheet.csv").exit_code == 0
+    sheet = pd.read_csv("sheet.csv")
+    before = digest(tmp_path / "p.sqlite", "p")
+    assert_clean_error(invoke("record", "sheet.csv"), "nothing to record: no row has a value in 'gap [eV]'")
+    assert digest(tmp_path / "p.sqlite", "p") == before
+    sheet.loc[:1, "gap [eV]"] = [1.2, 0.8]
+    sheet.to_csv("sheet.csv", index=False)
+    result = invoke("record", "sheet.csv")
+    assert result.exit_code == 0 and "recorded 2 new" in result.stdout, result.output
+    assert "2 row(s) without any value left out (line 4, line 5)" in one_line(result.stderr)
+    ids = sheet["proposal_id"].tolist()
+    assert invoke("fail", ids[2], "--reason", "cracked").exit_code == 0
+    assert invoke("reject", ids[3], "--reason", "toxic").exit_code == 0
+    again = invoke("record", "sheet.csv")  # the same sheet again: nothing new, the closed rows still empty
+    assert again.exit_code == 0 and "recorded 0 new" in again.stdout, again.output

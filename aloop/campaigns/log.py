@@ -263,7 +263,9 @@ class CampaignLog:
     def _close(self, kind: str, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         ids = _id_list(proposal_ids, kind, "proposal")
         if kind != "cancelled" and not reason.strip():
-            raise CampaignLogError(f"{kind}: give a reason")
+            verb = {"failed": "fail", "rejected": "reject"}.get(kind, kind)
+            raise CampaignLogError(f"{verb}: give a reason (--reason TEXT: why the proposal is {kind}); it is kept "
+                                   "in the log and teaches the feasibility model")
         now = datetime.now(UTC)
         with self._write() as conn:
             proposed = check_pending(kind, ids, self._load(conn, STATUS_KINDS), self.name)

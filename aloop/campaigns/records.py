@@ -22,6 +22,8 @@ spread of the values already recorded is recorded with an ``OutlierWarning``. Wi
 ``idempotency_key`` each row gets sha256(the proposal it is matched to, or its composition if
 unsolicited, values, measured_at): recording a result twice adds nothing, whether it is named
 by proposal id or by formula (an ``AlreadyRecordedWarning`` says how to record a genuine repeat).
+A row with no value in any objective column (a sheet filled in part) is left out with an
+``UnfilledRowsWarning``: its proposal stays pending.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import csv
 import io
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -59,6 +62,8 @@ _UNNAMED = re.compile(r"(Unnamed: \d+(_level_\d+)?)?")  # no header cell (pandas
 _INTEGER, _DIGITS = re.compile(r"[+-]?\d+"), re.compile(r"\d+")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 _MAX_KEY = 128
+_BINARY = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive"),
+           (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"), (b"PAR1", "a Parquet file"))
 _SAVE_UTF8 = "save it as 'CSV UTF-8 (Comma delimited)' (Excel: File › Save As) and record that file"
 _SAVE_DOT = ("save it as CSV with ',' between cells and '.' decimals (Excel: File › Options › Advanced, untick "
              "'Use system separators', decimal separator '.')")
@@ -73,6 +78,10 @@ class RowProblem:
     row: object
     column: str | None
     reason: str
+
+
+class UnfilledRowsWarning(UserWarning):
+    """Rows of a results sheet left out because no objective has a value in them (not measured yet)."""
 
 
 class RecordError(ValueError):
@@ -136,6 +145,9 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 def _decode(data: bytes) -> str:
     """The text of a results file (UTF-8, with or without BOM), or ``ValueError`` saying how to save it as such."""
+    for magic, kind in _BINARY:
+        if data.startswith(magic):
+            raise ValueError(f"the file is {kind}, not CSV text: {_SAVE_UTF8}")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
         raise ValueError(f"the file is not UTF-8 text: it looks like UTF-16 (Excel's 'Unicode Text'); {_SAVE_UTF8}")
     try:
@@ -228,7 +240,11 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     out: list[Measurement] = []
     labels = list(df.index)
     seen_keys: dict[str, object] = {}
+    unfilled: list[object] = []  # rows of a sheet not filled in yet: no value in any objective column
     for i, (label, rec) in enumerate(zip(labels, df.to_dict("records"), strict=True)):
+        if label not in extra_cells and all(_missing(rec[c]) for c in col_of.values()):
+            unfilled.append(label)
+            continue
         here: list[RowProblem] = []
         if label in extra_cells:
             here.append(RowProblem(label, None, _extra_cells_reason(list(rec.values()), extra_cells[label], width)))
@@ -288,6 +304,10 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         problems += here
         if not here:
             out.append(m)
+    if len(unfilled) == len(df):
+        named = ", ".join(map(repr, col_of.values()))
+        raise RecordError([RowProblem(None, None, f"nothing to record: no row has a value in {named} (every cell "
+                                      "is empty, a missing value); fill in the measured values")], len(df), row_name)
     resolved: list[Resolved] = []
     history: Sequence[Event] = ()
     if log is not None and out:
@@ -300,6 +320,11 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         problems.sort(key=lambda p: order.get(p.row, -1))
     if problems:
         raise RecordError(problems, len(df), row_name)
+    if unfilled:
+        rows = ", ".join(f"{row_name} {r}" for r in unfilled[:20]) + (" …" if len(unfilled) > 20 else "")
+        warnings.warn(f"{len(unfilled)} row(s) without any value left out ({rows}): not recorded, so their proposals "
+                      "stay pending (record them once measured, or `aloop fail` / `aloop cancel` them)",
+                      UnfilledRowsWarning, stacklevel=2)
     if log is not None:
         announce(out, resolved, history, row_name, log_scale)
     return out

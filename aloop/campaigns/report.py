@@ -216,10 +216,13 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
         ids = ", ".join(map(str, b["measurements"]))
         how = (f"mean of {b['n']}: {', '.join(f'{v:.4g}' for v in b['values'])}; measurements {ids}" if b["n"] > 1
                else f"measurement {ids}")
-        lines.append(f"best {name}: {b['value']:.4g} {b['units']} — {b['formula']} ({how}){hits}")
-    fresh = "" if m["up_to_date"] or m["version"] is None else "; results changed since: the next propose retrains"
+        units = f" {b['units']}" if b["units"] else ""
+        lines.append(f"best {name}: {b['value']:.4g}{units} — {b['formula']} ({how}){hits}")
+    fresh = ("" if m["up_to_date"] or m["version"] is None
+             else "; the results or the model set-up changed since: the next propose retrains")
     version = (f"latest version {m['version']} (trained on {m['training_size']} observations{fresh})"
-               if m["version"] is not None else "no model yet (the initial design comes first)")
+               if m["version"] is not None else "no model fitted yet (`aloop propose` fits one once the initial design is "
+                                                  "measured)")
     lines.append(f"model: {m['surrogate']} on {m['featurizer']} features, modelled as {', '.join(m['modelled_as'])}; "
                  + version)
     cv = m.get("cv")
@@ -302,7 +305,7 @@ def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, 
         raise CampaignError(f"cannot write {path}: folder {path.parent} does not exist")
     buf = io.BytesIO()
     if fmt == "csv":
-        buf.write(df.to_csv(index=False).encode())
+        buf.write(df.to_csv(index=False).encode("utf-8-sig"))  # the BOM makes Excel read UTF-8 (units such as μV/K)
     else:
         df.to_parquet(buf, index=False)
     try:

@@ -70,13 +70,15 @@ def campaign_errors() -> Iterator[None]:
     from aloop.campaigns.consistency import OutlierWarning
     from aloop.campaigns.entries import ReplicateWarning
     from aloop.campaigns.matching import AlreadyRecordedWarning
+    from aloop.campaigns.records import UnfilledRowsWarning
     from aloop.campaigns.pool import CampaignError, CampaignWarning
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         warn(str(message))
 
     with warnings.catch_warnings():
-        for category in (CampaignWarning, ReplicateWarning, OutlierWarning, AlreadyRecordedWarning):
+        for category in (CampaignWarning, ReplicateWarning, OutlierWarning, AlreadyRecordedWarning,
+                         UnfilledRowsWarning):
             warnings.simplefilter("always", category)
         warnings.showwarning = show  # type: ignore[assignment]
         try:

@@ -59,9 +59,12 @@ def _pairs(items: list[str] | None, what: str, parse: Any) -> dict[str, Any]:
         if not sep or not el.strip():
             fail(f"--{what}: expected ELEMENT=VALUE, got {item!r}")
         try:
-            out_[el.strip()] = parse(value.strip())
+            parsed = parse(value.strip())
         except ValueError:
             fail(f"--{what}: cannot read the value of {item!r}")
+        if el.strip() in out_ and out_[el.strip()] != parsed:
+            fail(f"--{what} {el.strip()} given twice, with different values: keep one")
+        out_[el.strip()] = parsed
     return out_
 
 
@@ -75,7 +78,7 @@ def _bound(text: str) -> list[float]:
 def init_command(
     name: Annotated[str, typer.Argument(help="Campaign name; writes NAME.toml (and the log NAME.sqlite) here.")],
     elements: Annotated[str | None, typer.Option(help="Grid elements, e.g. 'Ni,Fe,Co'.")] = None,
-    step: Annotated[float | None, typer.Option(help="Grid spacing of atomic fractions (e.g. 0.05).")] = None,
+    step: Annotated[float | None, typer.Option(help="Grid spacing of atomic fractions [default: 0.05].")] = None,
     max_elements: Annotated[int | None, typer.Option(help="At most this many grid elements at once.")] = None,
     fixed: Annotated[list[str] | None, typer.Option(help="Pinned element fraction, e.g. O=0.6 (repeatable).")] = None,
     bound: Annotated[list[str] | None, typer.Option(help="Element fraction bounds, e.g. Ni=0:0.5 (repeatable).")] = None,

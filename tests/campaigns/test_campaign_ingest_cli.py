@@ -5,7 +5,9 @@ Each case drives the real command on a small grid campaign (six pending proposal
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -83,6 +85,20 @@ def test_re_recording_a_sheet_says_how_to_record_a_genuine_repeat(campaign: tupl
     assert "recorded 1 new" in out and "stored as replicates" in err and "already recorded" not in err
 
 
+def _parquet_bytes() -> bytes:
+    buf = io.BytesIO()
+    pd.DataFrame({"formula": ["Ni"], "gap [µW]": [0.4]}).to_parquet(buf)
+    return buf.getvalue()
+
+
+def _zip_bytes() -> bytes:
+    """A zip archive, as an .xlsx workbook is."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("content", "needles"),
     [
@@ -93,8 +109,10 @@ def test_re_recording_a_sheet_says_how_to_record_a_genuine_repeat(campaign: tupl
         (b'formula,gap [\xc2\xb5W],measured_at\nNi,"0,4",11/03/2026\n',
          ["line 2: gap [µW]: '0,4' is not a number (a decimal comma?", ("line 2: measured_at: '11/03/2026' is not a "
                                                                         "date/time in ISO 8601 format")]),
+        (_parquet_bytes(), ["the file is a Parquet file, not CSV text", "'CSV UTF-8"]),
+        (_zip_bytes(), ["the file is an Excel workbook (.xlsx)", "'CSV UTF-8"]),
     ],
-    ids=["cp1252", "utf-16", "semicolons", "decimal-comma-and-date"],
+    ids=["cp1252", "utf-16", "semicolons", "decimal-comma-and-date", "parquet", "xlsx"],
 )
 def test_files_excel_saved_otherwise_get_a_clear_error(
     campaign: tuple[Path, list[int]], content: bytes, needles: list[str]
