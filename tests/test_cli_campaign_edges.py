@@ -135,6 +135,10 @@ def test_a_sheet_filled_in_part_records_the_filled_rows(tmp_path: Path, monkeypa
     result = invoke("record", "sheet.csv")
     assert result.exit_code == 0 and "recorded 2 new" in result.stdout, result.output
     assert "2 row(s) without any value left out (line 4, line 5)" in one_line(result.stderr)
+    with CampaignLog.open(tmp_path / "p.sqlite", "p") as log:
+        ids_of = dict(zip(log.observations()["proposal_id"], log.observations()["event_id"], strict=True))
+    said = one_line(result.stdout)  # the ids `aloop retract` takes, by line
+    assert f"measurement ids: line 2: {ids_of[sheet['proposal_id'][0]]}, line 3: {ids_of[sheet['proposal_id'][1]]}" in said
     ids = sheet["proposal_id"].tolist()
     assert invoke("fail", ids[2], "--reason", "cracked").exit_code == 0
     assert invoke("reject", ids[3], "--reason", "toxic").exit_code == 0

@@ -47,12 +47,17 @@ class Measurement:
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What ``append_measurements`` did: ``new`` rows written, ``duplicates`` already present."""
+    """What ``append_measurements`` did: ``new`` rows written, ``duplicates`` already present.
+
+    ``event_ids`` are the new measurements' ids (what ``aloop retract`` takes), ``rows`` the
+    input row label (``Measurement.row``: a results file's line) of each, in the same order.
+    """
 
     new: int
     duplicates: int
     unsolicited: int
     event_ids: tuple[int, ...]
+    rows: tuple[object, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -248,7 +248,8 @@ class CampaignLog:
             if problems:
                 raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
             ids = self._rows(conn, new, _test_row_hook)
-        return AppendResult(len(new), len(rows) - len(new), unsolicited, tuple(ids))
+        return AppendResult(len(new), len(rows) - len(new), unsolicited, tuple(ids),
+                            tuple(r.measurement.row for r in resolved))
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Event]:
         found: dict[str, Event] = {}

@@ -284,7 +284,8 @@ def announce(rows: Sequence[Measurement], resolved: Sequence[Resolved], history:
     def undo(r: Resolved) -> str:
         if r.proposal_id is not None and not r.earlier and per_proposal[r.proposal_id] == 1:
             return f'aloop retract {r.proposal_id} --reason "..."'
-        return 'aloop retract ID --reason "..." (ID: its event_id in `aloop export obs.csv --table observations`)'
+        return ('aloop retract ID --reason "..." (ID: the measurement id `aloop record` lists for this row; '
+                'in Python, AppendResult.event_ids)')
 
     where = [f"{row_name} {resolved[o.index].measurement.row}" for o in found]
     message = outliers_message(found, where, [undo(resolved[o.index]) for o in found])

@@ -260,6 +260,9 @@ def record_command(
             unsolicited = obs[obs["event_id"].isin(result.event_ids) & obs["unsolicited"]]["formula"].tolist()
     out.print(f"recorded {result.new} new measurement(s) from {results}"
               + (f"; {result.duplicates} already recorded (skipped)" if result.duplicates else ""), markup=False)
+    if result.new:  # the ids `aloop retract` takes
+        pairs = [f"line {r}: {i}" for r, i in zip(result.rows, result.event_ids, strict=True)]
+        out.print("measurement ids: " + ", ".join(pairs[:50]) + (" …" if len(pairs) > 50 else ""), markup=False)
     if unsolicited:
         warn(f"{len(unsolicited)} measurement(s) of compositions never proposed were recorded and flagged "
              f"unsolicited: {', '.join(unsolicited)}")

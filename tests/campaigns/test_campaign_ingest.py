@@ -111,8 +111,8 @@ def test_a_value_far_outside_the_recorded_spread_is_recorded_with_a_warning_sayi
     assert "line 2" not in message and "kappa" not in message
     assert list(log.observations()["zT"]) == [0.30, 0.35, 0.42, 0.45, 0.50, 0.41, 320.0]  # recorded all the same
     # A replicate's or unsolicited row's undo names the measurement id to look up.
-    with pytest.warns(OutlierWarning, match=r"line 2: zT = -500 .*undo: aloop retract ID --reason \"...\" \(ID: its "
-                      r"event_id in `aloop export obs.csv --table observations`\)"):
+    with pytest.warns(OutlierWarning, match=r"line 2: zT = -500 .*undo: aloop retract ID --reason \"...\" \(ID: the "
+                      r"measurement id `aloop record` lists for this row; in Python, AppendResult.event_ids\)"):
         record(tmp_path / "c.csv", f"{HEAD}\n{pids[0]},,-500,1.0\n", config, log)
 
 
