@@ -144,3 +144,15 @@ def test_a_sheet_filled_in_part_records_the_filled_rows(tmp_path: Path, monkeypa
     assert invoke("reject", ids[3], "--reason", "toxic").exit_code == 0
     again = invoke("record", "sheet.csv")  # the same sheet again: nothing new, the closed rows still empty
     assert again.exit_code == 0 and "recorded 0 new" in again.stdout, again.output
+
+
+def test_a_result_outside_the_search_space_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "o", *GRID, "--initial-size", "1").exit_code == 0
+    assert invoke("propose", "-n", "1").exit_code == 0  # builds the candidate pool
+    Path("r.csv").write_text("formula,property\nNi3Fe,0.5\nNiO,0.7\n")  # Ni3Fe is on the 0.25 grid, NiO is not
+    result = invoke("record", "r.csv")
+    assert result.exit_code == 0 and "recorded 2 new" in result.stdout, result.output
+    said = one_line(result.stderr)
+    assert "1 recorded composition(s) are not in the campaign's search space (NiO)" in said
+    assert said.split("search space (")[1].split(")")[0] == "NiO"  # Ni3Fe, unsolicited too, is a candidate

@@ -135,3 +135,14 @@ def read_results_file(path: Path) -> pd.DataFrame:
         return read_results(path)
     except (ValueError, OSError) as exc:
         raise CampaignError(f"cannot read results file {path}: {exc}") from None
+
+
+def results_table(results: pd.DataFrame | str | Path) -> pd.DataFrame:
+    """The table ``Campaign.record`` takes: a DataFrame as it is, a path read as text cells (``read_results_file``)."""
+    import pandas as pd
+
+    if isinstance(results, str | Path):
+        return read_results_file(Path(results))
+    if isinstance(results, pd.DataFrame):
+        return results
+    raise CampaignError(f"record() takes a DataFrame or a CSV path, got {type(results).__name__}")

@@ -31,7 +31,7 @@ from aloop.campaigns._store import describe
 from aloop.campaigns.config import CampaignConfig, load_config
 from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
 from aloop.campaigns.entries import AppendResult, Proposal
-from aloop.campaigns.files import find_definition, read_results_file, write_definition
+from aloop.campaigns.files import find_definition, results_table, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
 from aloop.campaigns.modeling import (
@@ -54,8 +54,10 @@ from aloop.campaigns.pool import (
     CampaignWarning,
     CandidatePool,
     NothingToProposeError,
+    cache_path,
     load_pool,
     resolve_featurizer,
+    warn_outside_candidates,
 )
 from aloop.campaigns.records import validate_results
 
@@ -325,20 +327,19 @@ class Campaign:
     def record(self, results: pd.DataFrame | str | Path) -> AppendResult:
         """Record a results table (a DataFrame, or a CSV path) — every row or none.
 
-        See :mod:`aloop.campaigns.records` for the columns. Rows naming compositions never proposed are
-        accepted and flagged ``unsolicited``; rows already recorded (same idempotency key) are skipped.
+        See :mod:`aloop.campaigns.records` for the columns. Rows naming compositions never proposed are accepted,
+        flagged ``unsolicited`` (a ``CampaignWarning`` names those outside the search space); repeats are skipped.
 
         Raises:
             RecordError: listing every bad row (nothing written). CampaignLogError: the log refused.
         """
-        if isinstance(results, str | Path):
-            df = read_results_file(Path(results))
-        elif isinstance(results, pd.DataFrame):
-            df = results
-        else:
-            raise CampaignError(f"record() takes a DataFrame or a CSV path, got {type(results).__name__}")
+        df = results_table(results)
         self._events()  # refuses results while the definition contradicts the log
-        return self.log.append_measurements(validate_results(df, self.config, self.log))
+        rows = validate_results(df, self.config, self.log)
+        result = self.log.append_measurements(rows)
+        if result.unsolicited and (self._pool is not None or cache_path(self.config).is_file()):  # no featurising
+            warn_outside_candidates(lambda: self.pool, rows)
+        return result
 
     def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         """Mark pending proposals as failed syntheses (they inform the feasibility model)."""

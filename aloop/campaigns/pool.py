@@ -17,16 +17,22 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from aloop.campaigns.config import CampaignConfig, FeaturizerConfig
 from aloop.campaigns.search_space import grid_space
-from aloop.chem import InvalidFormulasError, charge_balanced, keys_from_matrix, to_fraction_matrix
+from aloop.chem import (
+    InvalidFormulasError,
+    charge_balanced,
+    keys_from_matrix,
+    to_fraction_matrix,
+)
 from aloop.chem.elements import ELEMNET_ELEMENTS
 from aloop.chem.space import formulas_from_matrix, load_candidates_csv
 from aloop.features import Featurizer, get_featurizer
@@ -191,6 +197,23 @@ def candidates_change(config: CampaignConfig, pool: CandidatePool, pending: pd.D
     where = f" in {config.path.name}" if config.path is not None else ""
     return (f"{note} (if the change is meant, set candidates_sha256 = \"{digest}\" and "
             f"candidates_count = {len(pool)} under [search_space]{where} to stop this warning)")
+
+
+def warn_outside_candidates(get_pool: Callable[[], CandidatePool], rows: Sequence[Any]) -> None:
+    """Warn (``CampaignWarning``) about recorded ``rows`` (``Measurement``) whose composition is not a candidate of
+    the campaign: off the grid or not in the list (a typo, or a sample made outside the plan). Silent without a
+    candidate list to compare with."""
+    try:
+        pool = get_pool()
+    except CampaignError:
+        return
+    keys = [m.key for m in rows]
+    off = [m.formula for m, k, r in zip(rows, keys, pool.rows(keys), strict=True) if k is not None and r < 0]
+    if off:
+        warnings.warn(f"{len(off)} recorded composition(s) are not in the campaign's search space ("
+                      f"{', '.join(map(str, off[:20]))}{' …' if len(off) > 20 else ''}): recorded and modelled, but "
+                      "never proposed by it. If one is a typo, `aloop retract` it and record the intended composition",
+                      CampaignWarning, stacklevel=3)
 
 
 def cache_path(config: CampaignConfig) -> Path:
