@@ -127,6 +127,7 @@ BAD_RESULTS = {
     "non-positive under log10": ("proposal_id,{col}\n{id},0\n", "must be > 0"),
     "one bad row of two": ("proposal_id,{col}\n{id},1.5\n{id2},oops\n", "1 of 2 rows are invalid"),
     "empty file": ("", "cannot read results file"),
+    "future measured_at": ("proposal_id,{col},measured_at\n{id},1.5,2062-03-11\n", "2062-03-11 00:00 UTC is in the future"),
 }
 
 

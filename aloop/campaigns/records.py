@@ -36,7 +36,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -275,6 +275,10 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
                 when = _timestamp(rec["measured_at"])
             except (ValueError, TypeError, OverflowError):
                 here.append(RowProblem(label, "measured_at", f"{rec['measured_at']!r} is not a date/time in {_ISO}"))
+            else:  # a day's grace: a local time written without its zone is read as UTC
+                if when > (now := datetime.now(UTC)) + timedelta(days=1):
+                    here.append(RowProblem(label, "measured_at", f"{when:%Y-%m-%d %H:%M} UTC is in the future (now "
+                                           f"{now:%Y-%m-%d %H:%M} UTC): a typo in the year or month?"))
         idem = _text(rec.get("idempotency_key"))
         if idem is not None and len(idem) > _MAX_KEY:
             here.append(RowProblem(label, "idempotency_key", f"longer than {_MAX_KEY} characters"))
