@@ -55,7 +55,13 @@ def test_propose_at_the_end_of_the_pool(tmp_path: Path, monkeypatch: pytest.Monk
 def test_candidates_file_changed_or_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     formulas = ["NiO", "FeO", "CoO", "Fe2O3", "NiFe2O4", "CoFe2O4"]
+    pd.DataFrame({"formula": [*formulas, "Fe4O6"]}).to_csv("cands.csv", index=False)  # Fe4O6 is Fe2O3 again
+    created = invoke("init", "c", "--candidates", "cands.csv", "--featurizer", "ef", "--initial-size", "2")
+    assert created.exit_code == 0, created.output
+    assert "1 row(s) of the candidates file repeat a composition listed before (line 8" in one_line(created.stderr)
     pd.DataFrame({"formula": formulas}).to_csv("cands.csv", index=False)
+    for leftover in ("c.toml", "c.sqlite"):
+        Path(leftover).unlink()
     assert invoke("init", "c", "--candidates", "cands.csv", "--featurizer", "ef", "--initial-size", "2").exit_code == 0
     space = tomllib.loads(Path("c.toml").read_text())["search_space"]
     assert space["candidates_count"] == 6 and len(space["candidates_sha256"]) == 64
@@ -79,6 +85,7 @@ def test_candidates_file_changed_or_missing(tmp_path: Path, monkeypatch: pytest.
     assert "is missing" in one_line(status.stderr) and "candidates: unknown" in one_line(status.stdout)
     assert invoke("export", "ev.csv").exit_code == 0 and Path("ev.csv").read_bytes().startswith(b"\xef\xbb\xbfevent_id")
     assert invoke("report", "-o", "rep").exit_code == 0 and Path("rep/report.html").is_file()
+    assert "no ternary diagram: the candidate list is missing" in Path("rep/report.md").read_text()
     assert_clean_error(invoke("propose"), "candidates file", "cands.csv is missing", "candidates_csv")
 
 
@@ -156,3 +163,6 @@ def test_a_result_outside_the_search_space_is_pointed_out(tmp_path: Path, monkey
     said = one_line(result.stderr)
     assert "1 recorded composition(s) are not in the campaign's search space (NiO)" in said
     assert said.split("search space (")[1].split(")")[0] == "NiO"  # Ni3Fe, unsolicited too, is a candidate
+    assert invoke("report", "-o", "rep").exit_code == 0
+    assert "no ternary diagram: 2 elements vary across the candidates (Ni, Fe); it needs exactly 3" in Path(
+        "rep/report.md").read_text()

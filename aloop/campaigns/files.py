@@ -12,6 +12,7 @@ import json
 import os
 import re
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,12 @@ from aloop.campaigns._store import describe, to_url
 from aloop.campaigns.config import CampaignConfig, parse_config
 from aloop.campaigns.log import list_campaigns
 from aloop.campaigns.modeling import model_space
-from aloop.campaigns.pool import CampaignError, file_sha256, load_candidates
+from aloop.campaigns.pool import (
+    CampaignError,
+    CampaignWarning,
+    file_sha256,
+    load_candidates,
+)
 from aloop.campaigns.records import read_results
 from aloop.campaigns.template import create_file, render_template
 
@@ -89,7 +95,13 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
     text, config = render()
     model_space(config)  # a bad transform is refused before anything is written
     if config.search_space.kind == "candidates":
-        count = len(load_candidates(config))  # so is a candidate file that `propose` would refuse
+        frame = load_candidates(config)  # so is a candidate file that `propose` would refuse
+        count, repeats = len(frame), frame.attrs["duplicate_rows"]
+        if repeats:
+            lines = ", ".join(f"line {i + 2}" for i in repeats[:20]) + (" …" if len(repeats) > 20 else "")
+            warnings.warn(f"{len(repeats)} row(s) of the candidates file repeat a composition listed before ({lines}; "
+                          f"Te3Bi2 is Bi2Te3): each composition is one candidate, so the campaign has {count}",
+                          CampaignWarning, stacklevel=2)
         digest = file_sha256(config.base_dir / config.search_space.candidates_csv)  # type: ignore[operator]
         text, config = render(candidates_sha256=digest, candidates_count=count)
     if path.exists():

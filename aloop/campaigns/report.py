@@ -174,6 +174,10 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
     versions = state.model_versions(events)
     versions = versions[["model_version", "training_size", "fitted_at"]] if len(versions) else pd.DataFrame()
     summary = _summary_lines(status)
+    if "ternary" not in figures:
+        why = (f"{len(components)} elements vary across the candidates ({', '.join(components)})" if pool is not None
+               else "the candidate list is missing")
+        summary.append(f"no ternary diagram: {why}; it needs exactly 3")
     tables = [("Best compositions (mean of replicates; n measurements)", top), ("Pending proposals", pending),
               ("Model versions", versions), ("Retracted measurements", gone)]
 
