@@ -193,6 +193,90 @@ def test_featurize_user_errors(tmp_path: Path, args: list[str], needle: str) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
 
 
+def test_featurize_refuses_an_existing_output_unless_overwrite(tmp_path: Path) -> None:
+    src, out = _with_empty_notes(tmp_path), tmp_path / "out.csv"
+    out.write_text("precious results\n")
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(out))
+    assert_clean_error(result, 2, f"{out} already exists; refusing to overwrite it: choose another name, "
+                                  "or pass --overwrite")
+    assert out.read_text() == "precious results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv", "out.csv"]  # no temporary file
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["formula"].tolist() == ["Fe2O3", "NiO", "CoO", "Bi2Te3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv", "out.csv"]
+
+
+def test_featurize_never_replaces_a_file_that_appears_while_it_runs(tmp_path: Path, monkeypatch) -> None:
+    """The final naming step refuses a file created after the start (no check-then-replace race)."""
+    from aloop.cli import featurize
+
+    src, out = _with_empty_notes(tmp_path), tmp_path / "out.csv"
+    real = featurize._write_part
+
+    def write_and_race(*args, **kwargs):  # wraps _write_part
+        out.write_text("written by someone else\n")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(featurize, "_write_part", write_and_race)
+    assert_clean_error(invoke("featurize", str(src), "-f", "ef", "-o", str(out)), 2, "already exists")
+    assert out.read_text() == "written by someone else\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv", "out.csv"]
+
+
+def test_featurize_overwrite_is_atomic_on_failure(tmp_path: Path, monkeypatch) -> None:
+    """With --overwrite, a run that fails half-way leaves the old file whole and no temporary file."""
+    from aloop.cli import featurize
+
+    src, out = _with_empty_notes(tmp_path), tmp_path / "out.csv"
+    out.write_text("old\n")
+    real, calls = featurize._write_part, []
+
+    def fail_second(*args, **kwargs):  # wraps _write_part
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(featurize, "_write_part", fail_second)
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(out), "--overwrite", "--chunk-size", "2")
+    assert_clean_error(result, 2, "No space left on device")
+    assert out.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv", "out.csv"]
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("", "{src} is empty (no header row)"),
+        ("formula,y\n", "{src} has no data rows"),
+        ("formula;y\nFe2O3;1\n", "looks semicolon-separated: save it with commas"),
+    ],
+    ids=["empty", "header-only", "semicolons"],
+)
+def test_featurize_explains_unusable_input_files(tmp_path: Path, content: str, needle: str) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(tmp_path / "out.csv"))
+    assert_clean_error(result, 2, needle.format(src=src))
+    assert "No columns to parse" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_featurize_input_folder_and_missing_output_folder(tmp_path: Path) -> None:
+    src = _with_empty_notes(tmp_path)
+    result = invoke("featurize", str(tmp_path), "-f", "ef", "-o", str(tmp_path / "out.csv"))
+    assert_clean_error(result, 2, "is a folder")
+    assert "not found" not in result.stderr
+    missing = tmp_path / "missing" / "dir"
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(missing / "x.csv"))
+    assert_clean_error(result, 2, f"folder {missing} does not exist")
+    assert not (tmp_path / "missing").exists()
+    result = invoke("featurize", str(src), "-f", "ef", "-o", str(tmp_path))
+    assert_clean_error(result, 2, "is a folder; name the file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.csv"]
+
+
 def _with_empty_notes(tmp_path: Path) -> Path:
     """Formulas with a notes column that is empty in the first rows only."""
     path = tmp_path / "n.csv"

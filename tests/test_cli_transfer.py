@@ -37,6 +37,12 @@ def test_transfer_trains_tests_and_predicts(tables, tmp_path: Path) -> None:
 
     pred = pd.read_csv(out)
     assert len(pred) == 40 and "predicted_delta_e" in pred.columns
+    before = out.read_bytes()
+    again = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", "--predict", str(test),
+                                "-o", str(out)])
+    assert again.exit_code == 2 and "already exists; refusing to overwrite it" in " ".join(again.stderr.split())
+    assert "trained" not in again.stderr  # refused before any training
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pred.csv"]
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -108,9 +114,55 @@ def test_transfer_non_numeric_target(tmp_path: Path) -> None:
 def test_sources_lists_shipped_models() -> None:
     r = runner.invoke(app, ["sources"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
-    assert "oqmd-formation-enthalpy" in r.output and "random (He)" in r.output
+    assert "oqmd-formation-enthalpy" in r.output and "random (He init)" in r.output
     # the chained source names the source its hidden layers started from
-    assert any("jarvis-mbj-bandgap" in line and "oqmd-formation-enthalpy" in line for line in r.output.splitlines())
+    assert any("jarvis-mbj-bandgap" in line and "hidden layers of oqmd-formation-enthalpy" in line
+               for line in r.output.splitlines())
+
+
+@pytest.mark.parametrize("columns", [None, "80", "60"], ids=["default", "80-columns", "60-columns"])
+def test_sources_never_shortens_a_source_name(columns: str | None) -> None:
+    """The name is the value --source needs: whole on one line at CliRunner's default 80 columns and narrower."""
+    from aloop.elemnet.sources import list_sources
+
+    r = runner.invoke(app, ["sources"], env={"COLUMNS": columns} if columns else None)
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout
+    lines = r.stdout.splitlines()
+    for name in list_sources():
+        assert any(line.split() and line.split()[0] == name for line in lines), (name, r.stdout)
+        rows = [line for line in lines if line.startswith(name + " ")]
+        assert rows and all(f"{float(x):.4f}" == x for x in rows[0].split()[2:4]), rows  # MAEs not wrapped
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-s", "base", "--source", "nope"], ("--source applies to the strategies featextr, finetune, modfinetune, "
+                                          "freezing, not 'base'")),
+    (["-s", "sc-ef", "--source", "oqmd-bandgap"], "--source applies to"),
+    (["-s", "scratch", "--source", "oqmd-bandgap"], "not 'scratch' (it trains ElemNet from random weights)"),
+    (["-s", "moe", "--source", "oqmd-bandgap"], "not 'moe' (it mixes its own source models)"),
+    (["-s", "base", "--layer", "3"], "--layer applies to the strategies featextr, not 'base'"),
+    (["-s", "finetune", "--layer", "3"], "--layer applies to the strategies featextr, not 'finetune'"),
+], ids=["base-source", "sc-ef-source", "scratch-source", "moe-source", "base-layer", "finetune-layer"])
+def test_transfer_refuses_options_the_strategy_does_not_use(tmp_path: Path, args: list[str], needle: str) -> None:
+    train = tmp_path / "t.csv"
+    train.write_text("formula,y\nFe2O3,1.0\nNaCl,2.0\n")
+    r = runner.invoke(app, ["transfer", str(train), "-t", "y", *args])
+    assert r.exit_code == 2, r.output
+    assert needle in " ".join(r.output.split()) and "Traceback" not in r.output
+    assert "trained" not in r.output
+
+
+def test_transfer_uses_source_and_layer_where_they_apply(tmp_path: Path) -> None:
+    """featextr takes both; the default source still works when --source is not given."""
+    train = tmp_path / "t.csv"
+    train.write_text("formula,y\n" + "".join(f"{f},{i}\n" for i, f in enumerate(
+        ["Fe2O3", "NaCl", "MgO", "KCl", "LiF", "CaO", "ZnS", "GaAs", "SiC", "TiO2", "Al2O3", "CuO"])))
+    r = runner.invoke(app, ["transfer", str(train), "-t", "y", "-s", "featextr", "--source", "oqmd-bandgap",
+                            "--layer", "3"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["transfer", str(train), "-t", "y", "-s", "base"])
+    assert r.exit_code == 0, r.output
 
 
 def test_transfer_zero_gate_on_measured_band_gaps(tmp_path: Path) -> None:

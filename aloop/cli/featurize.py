@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from aloop.atomic import name_new_file
 from aloop.cli._output import bad_rows_text, err, fail, warn
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv"}
@@ -55,20 +56,36 @@ def output_format(path: Path) -> str:
 
 
 def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
-    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet table; formulas are kept as text (``NaN`` is sodium nitride)."""
+    """Read a CSV (``.csv``, ``.csv.gz``) or Parquet table; formulas are kept as text (``NaN`` is sodium nitride).
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: no such file, or a folder.
+        ValueError: an empty file (no header row) or a table without data rows.
+        KeyError: no ``formula_column`` (with a hint when the file looks semicolon-separated).
+    """
     import pandas as pd
 
+    if path.is_dir():
+        raise IsADirectoryError(f"input {str(path)!r} is a folder, not a table; name a .csv or .parquet file")
     if not path.is_file():
         raise FileNotFoundError(f"input file {str(path)!r} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
     else:
-        frame = pd.read_csv(path, converters={formula_column: str})
+        try:
+            frame = pd.read_csv(path, converters={formula_column: str})
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"{path} is empty (no header row)") from None
     if formula_column not in frame.columns:
-        raise KeyError(
-            f"{path.name} has no column {formula_column!r} (columns: {', '.join(map(str, frame.columns))}); "
-            "name it with --formula-column"
-        )
+        columns = ", ".join(map(str, frame.columns))
+        if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
+            hint = ("; the file looks semicolon-separated: save it with commas as the separator "
+                    "(e.g. 'CSV UTF-8 (Comma delimited)')")
+        else:
+            hint = "; name it with --formula-column"
+        raise KeyError(f"{path.name} has no column {formula_column!r} (columns: {columns}){hint}")
+    if frame.empty:
+        raise ValueError(f"{path} has no data rows (only a header): nothing to featurize")
     return frame
 
 
@@ -81,13 +98,15 @@ def featurize_table(
     chunk_size: int = 10_000,
     progress: bool | None = None,
     options: dict | None = None,
+    overwrite: bool = False,
 ) -> FeaturizeResult:
     """Featurize every formula of a table and write the input columns plus the features.
 
     Formulas are parsed and featurized in chunks of ``chunk_size`` rows. Every bad row is
     collected; unless ``skip_invalid``, they are raised together and nothing is written.
-    The output is written to a temporary file beside ``output_path`` and renamed into
-    place only when complete, so an interrupted run never leaves a half-written file.
+    The output is written to a temporary file beside ``output_path``, synced, and named
+    ``output_path`` only when complete, so an interrupted run never leaves a half-written file.
+    An existing ``output_path`` is replaced (in one step) only with ``overwrite``.
 
     Args:
         input_path: CSV or Parquet table with a formula column.
@@ -98,11 +117,13 @@ def featurize_table(
         chunk_size: rows per chunk.
         progress: show a progress bar (``None``: only on a terminal and for inputs above one chunk).
         options: keyword options of the featurizer (``{"source": ..., "layer": ...}`` for ElemNet).
+        overwrite: replace an existing ``output_path``; without it an existing file is never touched.
 
     Raises:
         BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false).
-        FileNotFoundError, KeyError, ValueError: missing input, missing column, unknown
-            output format or featurizer name, input columns that Parquet cannot hold.
+        FileExistsError: ``output_path`` exists and ``overwrite`` is false (checked before and after the work).
+        FileNotFoundError, KeyError, ValueError: missing input or output folder, missing column, empty
+            input, unknown output format or featurizer name, input columns that Parquet cannot hold.
     """
     import numpy as np
     import pandas as pd
@@ -113,6 +134,11 @@ def featurize_table(
 
     input_path, output_path = Path(input_path), Path(output_path)
     fmt = output_format(output_path)
+    if not output_path.parent.is_dir():
+        raise FileNotFoundError(f"folder {output_path.parent} does not exist")
+    if not overwrite and (output_path.exists() or output_path.is_symlink()):
+        raise FileExistsError(f"{output_path} already exists; refusing to overwrite it: choose another name, "
+                              "or pass --overwrite")
     feat = get_featurizer(featurizer, **(options or {}))
     frame = read_table(input_path, formula_column)
     names = list(feat.feature_names)
@@ -122,7 +148,6 @@ def featurize_table(
     formulas = frame[formula_column].tolist()
     n = len(formulas)
     bad: list[BadFormulaRow] = []
-    output_path.parent.mkdir(parents=True, exist_ok=True)
     # Same directory as the output, so the final os.replace is an atomic rename.
     tmp = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
     # Decided from the final name: the temporary one does not end in .gz.
@@ -136,7 +161,7 @@ def featurize_table(
     disable = (None if n > chunk_size else True) if progress is None else not progress
     bar = tqdm(total=n, unit="formula", desc=f"featurize {featurizer}", disable=disable)
     try:
-        for start in range(0, max(n, 1), chunk_size):  # one (empty) chunk for an empty table
+        for start in range(0, n, chunk_size):  # read_table refuses a table without rows
             chunk = formulas[start : start + chunk_size]
             X, chunk_bad = to_fraction_matrix(chunk, errors="collect")
             bad.extend(BadFormulaRow(start + b.index + 1, b.formula, b.reason) for b in chunk_bad)
@@ -159,7 +184,16 @@ def featurize_table(
             writer = None
         if bad and not skip_invalid:
             raise BadFormulasError(bad, n)
-        os.replace(tmp, output_path)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())  # on disk before it gets its name
+        if overwrite:
+            os.replace(tmp, output_path)
+        else:
+            try:
+                name_new_file(tmp, output_path)  # never replaces a file that appeared meanwhile
+            except FileExistsError:
+                raise FileExistsError(f"{output_path} already exists; refusing to overwrite it: choose another "
+                                      "name, or pass --overwrite") from None
     finally:
         bar.close()
         if writer is not None:
@@ -222,20 +256,30 @@ def featurize_command(
     skip_invalid: Annotated[bool, typer.Option(
         "--skip-invalid", help="Drop rows whose formula does not parse (with a warning) instead of failing.")] = False,
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows featurized per chunk.")] = 10_000,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing output file (by default an existing file is never touched).")] = False,
 ) -> None:
     """Featurize the formulas of a table; writes the input columns followed by the features.
 
     Every invalid formula is reported with its row number (data rows count from 1) and
     the reason, and nothing is written (exit code 2) unless --skip-invalid is given.
+    An existing output file is refused unless --overwrite is given; the output is written
+    to a temporary file and named only when complete.
     """
     if input.resolve() == output.resolve():
         fail(f"the output {output} would overwrite the input; choose another file name")
+    if output.is_dir():
+        fail(f"-o: {output} is a folder; name the file, e.g. {output / 'features.parquet'}")
+    if not output.parent.is_dir():
+        fail(f"-o: folder {output.parent} does not exist")
+    if not overwrite and (output.exists() or output.is_symlink()):
+        fail(f"{output} already exists; refusing to overwrite it: choose another name, or pass --overwrite")
     options = {k: v for k, v in (("source", source), ("layer", layer)) if v is not None}
     if options and featurizer != "elemnet":
         fail(f"--source/--layer apply to --featurizer elemnet, not {featurizer!r}")
     try:
         result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size,
-                                 options=options)
+                                 options=options, overwrite=overwrite)
     except BadFormulasError as exc:
         err.print(bad_rows_text(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
                   markup=False, highlight=False, soft_wrap=True)

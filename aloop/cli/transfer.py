@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from aloop.cli._output import bad_rows_text, err, fail, out
+from aloop.atomic import write_atomically
+from aloop.cli._output import bad_rows_text, err, fail, out, reserve_new_file
 
 
 def sources_command() -> None:
     """List the shipped ElemNet source models with their held-out error and dead units."""
+    from rich import box
     from rich.table import Table
 
     from aloop.elemnet.sources import list_sources, model_card
@@ -20,15 +22,55 @@ def sources_command() -> None:
     if not names:
         err.print("no source models are shipped in this installation")
         return
-    table = Table("name", "dataset", "initialised from", "units", "test MAE", "val MAE", "epochs",
-                  "dead units (mean over layers)")
-    for name in names:
-        card = model_card(name)
+    cards = {name: model_card(name) for name in names}
+    # The name is the value --source needs: it never wraps or shortens, even on a narrow terminal or
+    # a pipe (80 columns); the numbers never wrap either, and only the text columns fold.
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table.add_column("name (--source)", no_wrap=True, min_width=max(map(len, names)))
+    # The dataset column only when some source model is not named after its dataset.
+    with_dataset = any(card["source_dataset"]["name"] != name for name, card in cards.items())
+    if with_dataset:
+        table.add_column("dataset", overflow="fold")
+    table.add_column("units", no_wrap=True, min_width=max(len(c["source_dataset"]["units"]) for c in cards.values()))
+    for header, width in (("test\nMAE", 6), ("val\nMAE", 6), ("epochs", 6), ("dead\nunits", 5)):
+        table.add_column(header, no_wrap=True, justify="right", min_width=width)
+    table.add_column("starting weights", overflow="fold", ratio=1)
+    for name, card in cards.items():
         dead = card["dead_unit_fraction_per_layer"]
-        init = (card.get("initialised_from") or {}).get("source", "random (He)")
-        table.add_row(name, card["source_dataset"]["name"], init, card["source_dataset"]["units"], f"{card['test_mae']:.4f}",
-                      f"{card['val_mae']:.4f}", str(card["epochs_run"]), f"{sum(dead) / len(dead):.1%}")
-    out.print(table)
+        table.add_row(name, *([card["source_dataset"]["name"]] if with_dataset else []),
+                      card["source_dataset"]["units"], f"{card['test_mae']:.4f}", f"{card['val_mae']:.4f}",
+                      str(card["epochs_run"]), f"{sum(dead) / len(dead):.0%}", starting_weights(card))
+    out.print(table, crop=False)  # too narrow a terminal wraps the last columns rather than losing them
+    notes = ["MAE in the units shown, on the source dataset's held-out test and validation rows",
+             "dead units: mean share per hidden layer of units never active on a sample of the training set"]
+    if not with_dataset:
+        notes.insert(0, "each source model is trained on the dataset of the same name (`aloop datasets show NAME`)")
+    out.print("\n".join(notes), markup=False, highlight=False)
+
+
+def starting_weights(card: dict) -> str:
+    """How a source model's training started, for `aloop sources`: random weights, or another source's layers."""
+    init = card.get("initialised_from")
+    if init and init.get("source"):
+        return f"hidden layers of {init['source']}"
+    return "random (He init)"
+
+
+#: The ``--source`` and ``--layer`` options of ``aloop transfer`` and the strategies that use them.
+SOURCE_STRATEGIES: tuple[str, ...] = ("featextr", "finetune", "modfinetune", "freezing")
+LAYER_STRATEGIES: tuple[str, ...] = ("featextr",)
+DEFAULT_SOURCE = "oqmd-formation-enthalpy"
+DEFAULT_LAYER = 2
+
+
+def unused_options(strategy: str, source: str | None, layer: int | None) -> str | None:
+    """The refusal for ``--source``/``--layer`` given to a strategy that does not use them, else ``None``."""
+    for option, value, users in (("--source", source, SOURCE_STRATEGIES), ("--layer", layer, LAYER_STRATEGIES)):
+        if value is not None and strategy not in users:
+            why = {"scratch": " (it trains ElemNet from random weights)",
+                   "moe": " (it mixes its own source models)"}.get(strategy, "") if option == "--source" else ""
+            return f"{option} applies to the strategies {', '.join(users)}, not {strategy!r}{why}"
+    return None
 
 
 def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | None, frame)
@@ -114,8 +156,10 @@ def transfer_command(
         "--strategy", "-s",
         help="base, sc-ef, sc-magpie, featextr (trees on ElemNet activations), finetune, modfinetune, freezing, "
              "scratch, moe.")] = "modfinetune",
-    source: Annotated[str, typer.Option("--source", help="ElemNet source model (`aloop sources`).")] = "oqmd-formation-enthalpy",
-    layer: Annotated[int, typer.Option("--layer", min=1, max=16, help="Hidden layer for featextr.")] = 2,
+    source: Annotated[str | None, typer.Option("--source", show_default=False, help=(
+        f"ElemNet source model (`aloop sources`) for {', '.join(SOURCE_STRATEGIES)}; default {DEFAULT_SOURCE}."))] = None,
+    layer: Annotated[int | None, typer.Option("--layer", min=1, max=16, show_default=False, help=(
+        f"Hidden layer 1–16 whose activations featextr uses; default {DEFAULT_LAYER}."))] = None,
     formula_column: Annotated[str, typer.Option("--formula-column", "-c")] = "formula",
     test: Annotated[Path | None, typer.Option("--test", help="Table with the target: report test MAE.")] = None,
     predict: Annotated[Path | None, typer.Option("--predict", help="Table of formulas to predict.")] = None,
@@ -135,18 +179,37 @@ def transfer_command(
     early-stopping part of the network strategies and moe, and for base, sc-ef, sc-magpie and
     featextr a part held out from a copy of the model (the model itself is fitted on every row).
     """
-    import numpy as np
-
-    from aloop.elemnet.transfer import MODES, make_regressor
-    from aloop.elemnet.zero_gate import ZeroGatedRegressor
+    from aloop.elemnet.transfer import MODES, STRATEGIES
 
     if (predict is None) != (output is None):
         fail("--predict and --output go together")
     if refit and strategy not in MODES:
         fail(f"--refit applies to the network strategies ({', '.join(MODES)}), not {strategy!r}")
+    if strategy in STRATEGIES and (refusal := unused_options(strategy, source, layer)):
+        fail(refusal)
+    tmp = reserve_new_file(output, "-o", "predictions.csv") if output is not None else None  # before any training
+    try:
+        _train_and_report(train, target, strategy, formula_column, source, layer, seed, refit, zero_gate, test,
+                          predict, output, tmp)
+    finally:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+
+
+def _train_and_report(train: Path, target: str, strategy: str, formula_column: str, source: str | None,
+                      layer: int | None, seed: int, refit: bool, zero_gate: bool, test: Path | None,
+                      predict: Path | None, output: Path | None, tmp: Path | None) -> None:
+    """Fit the strategy, print the validation (and test) MAE, write --predict's predictions (``tmp``: the file
+    ``reserve_new_file`` made beside ``output``, the one ``write_atomically`` writes and names ``output``)."""
+    import numpy as np
+
+    from aloop.elemnet.transfer import make_regressor
+    from aloop.elemnet.zero_gate import ZeroGatedRegressor
+
     X, y, _ = _table(train, formula_column, target)
     try:
-        model = make_regressor(strategy, source=source, layer=layer, seed=seed, **({"refit": True} if refit else {}))
+        model = make_regressor(strategy, source=source or DEFAULT_SOURCE, layer=layer or DEFAULT_LAYER, seed=seed,
+                               **({"refit": True} if refit else {}))
         if zero_gate:
             model = ZeroGatedRegressor(model, seed=seed)
         model.fit(X, y)
@@ -166,10 +229,11 @@ def transfer_command(
     if test is not None:
         Xt, yt, _ = _table(test, formula_column, target)
         out.print(f"test MAE {float(np.mean(np.abs(model.predict(Xt) - yt))):.4f} on {len(yt):,} rows", markup=False)
-    if predict is not None and output is not None:
+    if predict is not None and output is not None and tmp is not None:
         Xp, _, frame = _table(predict, formula_column, None)
         frame[f"predicted_{target}"] = model.predict(Xp)
-        tmp = output.with_name(output.name + ".tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(output)
+        try:
+            write_atomically(output, frame.to_csv(index=False).encode(), replace=False)
+        except OSError as exc:
+            fail(f"-o: {output} not written: {'it appeared meanwhile' if isinstance(exc, FileExistsError) else exc}")
         err.print(f"wrote {len(frame):,} predictions to {output}", markup=False)
