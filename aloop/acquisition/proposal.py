@@ -76,6 +76,13 @@ def _mask(arg: np.ndarray | Sequence[int] | None, n: int, what: str) -> np.ndarr
         if arr.shape != (n,):
             raise ValueError(f"{what} mask must have one entry per pool row ({n}), got shape {arr.shape}")
         return arr.copy()
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f" or not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise ValueError(f"{what} must be a boolean mask or whole-number row indices, got {arr.dtype} values "
+                             f"such as {arr.ravel()[:3].tolist()}")
+    if n > 2 and arr.shape == (n,) and np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{what} looks like a 0/1 mask (one entry per pool row) but is not boolean, so it would be "
+                         f"read as row indices 0 and 1: pass it as a boolean array (.astype(bool)) or as row indices")
     arr = arr.astype(np.int64, copy=False).ravel()
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         raise ValueError(f"{what} indices must lie in [0, {n}), got range [{arr.min()}, {arr.max()}]")

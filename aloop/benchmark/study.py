@@ -46,7 +46,7 @@ class Study:
     """
 
     task: Task
-    strategies: Sequence[Strategy]
+    strategies: Sequence[Strategy | str]  # names such as "ef-gp-ucb" are parsed
     seeds: Sequence[int] | int
     n_init: int = 5
     batch_size: int = 1
@@ -55,12 +55,21 @@ class Study:
     name: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategies", tuple(self.strategies))
+        if isinstance(self.strategies, str | Strategy):
+            raise ReplayError("strategies must be a list, e.g. [Strategy.parse('ef-gp-ucb')] or ['ef-gp-ucb']")
+        object.__setattr__(self, "strategies", tuple(Strategy.parse(s) if isinstance(s, str) else s
+                                                     for s in self.strategies))
+        if bad := [s for s in self.strategies if not isinstance(s, Strategy)]:
+            raise ReplayError(f"strategies must be Strategy objects or names such as 'ef-gp-ucb', got {bad[0]!r}")
         names = [s.name for s in self.strategies]
         if not names:
             raise ReplayError("a study needs at least one strategy")
         if len(set(names)) != len(names):
             raise ReplayError(f"strategy names must be unique, got {names}")
+        folders = [_slug(n) for n in names]  # each strategy's runs live in runs/<folder>/
+        if clash := sorted({n for n, f in zip(names, folders, strict=True) if folders.count(f) > 1}):
+            raise ReplayError(f"strategy names {clash} share the folder name {_slug(clash[0])!r} (characters other "
+                              "than letters, digits, '_', '.' and '-' become '_'): give them labels that differ there")
         seeds = _seeds(self.seeds)
         if not seeds or len(set(seeds)) != len(seeds):
             raise ReplayError(f"seeds must be a non-empty list without repeats, got {list(seeds)}")

@@ -99,8 +99,8 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
         count, repeats = len(frame), frame.attrs["duplicate_rows"]
         if repeats:
             lines = ", ".join(f"line {i + 2}" for i in repeats[:20]) + (" …" if len(repeats) > 20 else "")
-            warnings.warn(f"{len(repeats)} row(s) of the candidates file repeat a composition listed before ({lines}; "
-                          f"Te3Bi2 is Bi2Te3): each composition is one candidate, so the campaign has {count}",
+            warnings.warn(f"{len(repeats)} row(s) of the candidates file repeat a composition listed before ({lines}), "
+                          f"perhaps written differently: each composition is one candidate, so the campaign has {count}",
                           CampaignWarning, stacklevel=2)
         digest = file_sha256(config.base_dir / config.search_space.candidates_csv)  # type: ignore[operator]
         text, config = render(candidates_sha256=digest, candidates_count=count)

@@ -17,6 +17,18 @@ class NotFittedError(RuntimeError):
     """A surrogate was asked for predictions before ``fit``."""
 
 
+def check_posterior_input(model: object, X: object, n_features: int) -> None:
+    """Refuse an input to ``posterior`` that is not a tensor ``… × d`` of ``n_features`` finite features."""
+    name = type(model).__name__
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{name}.posterior takes a torch tensor (batch × q × d), got {type(X).__name__}; use "
+                        "predict(X) for a numpy array")
+    if X.shape[-1] != n_features:
+        raise ValueError(f"{name} was fitted on {n_features} features, got {X.shape[-1]}")
+    if not torch.isfinite(X).all():  # a tree routes NaN somewhere and answers as if it were a number
+        raise ValueError(f"X has {int((~torch.isfinite(X)).sum())} NaN/inf values")
+
+
 def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``X`` (``n × d``) and ``y`` (``n`` or ``n × m``); return float64 arrays with ``y`` as ``n × m``."""
     X = np.asarray(X, dtype=np.float64)

@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from torch import Tensor, nn
 
 from aloop.training import train_network
-from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 
 
 def fit_variance_calibration(
@@ -84,8 +84,7 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
     def _check_tensor(self, X: Tensor) -> None:
         if self._var_scale is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
-        if X.shape[-1] != self.n_features:
-            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[-1]}")
+        check_posterior_input(self, X, self.n_features)
 
     def _calibrated(self, X: Tensor) -> Tensor:
         raw = self._members(X)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
 from aloop.elemnet.transfer import FineTuneConfig, finetune
-from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 from aloop.surrogates.ensemble import EnsembleSurrogate, module_dtype, split_rows, standardise
 from aloop.surrogates.gp import GPSurrogate
 
@@ -198,8 +198,7 @@ class DeepKernelGP(Surrogate):
         """Posterior over ``batch_shape × q × m`` at fractions ``X`` (``batch_shape × q × 86``)."""
         if self.gp_ is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
-        if X.shape[-1] != self.n_features:
-            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[-1]}")
+        check_posterior_input(self, X, self.n_features)
         return self.gp_.posterior(self.features(X), output_indices=output_indices, **kwargs)
 
     def predict(

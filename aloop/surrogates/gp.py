@@ -17,7 +17,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from linear_operator.utils.cholesky import psd_safe_cholesky
 from torch import Tensor
 
-from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 # GP construction lives in gp_model; its names (tests use _make_gp, _matern_kernel) stay importable from here.
 from aloop.surrogates.gp_model import (  # noqa: F401
     LengthscalePrior,
@@ -297,8 +297,7 @@ class GPSurrogate(Surrogate):
     def _check_tensor(self, X: Tensor) -> None:
         if self.gp is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
-        if X.shape[-1] != self.n_features:
-            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[-1]}")
+        check_posterior_input(self, X, self.n_features)
 
     # ----------------------------------------------------------------------------- fast path
     @torch.no_grad()

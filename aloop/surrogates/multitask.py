@@ -17,7 +17,7 @@ from botorch.posteriors import Posterior
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 from aloop.surrogates.gp import MAX_CHOLESKY_SIZE
 from aloop.surrogates.projection import PCAProjection
 
@@ -132,8 +132,7 @@ class MultiTaskGPSurrogate(Surrogate):
         """Posterior over ``batch_shape × q × m`` (all properties) at ``X`` (``batch_shape × q × d``)."""
         if self.gp is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
-        if X.shape[-1] != self.n_features:
-            raise ValueError(f"{type(self).__name__} was fitted on {self.n_features} features, got {X.shape[-1]}")
+        check_posterior_input(self, X, self.n_features)
         tf = self.outcome_tf if output_indices is None else self.outcome_tf.subset_output(output_indices)
         with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
             post = tf.untransform_posterior(self.gp.posterior(self._features(X), output_indices=output_indices, **kwargs))

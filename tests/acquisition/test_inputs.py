@@ -83,5 +83,11 @@ def test_bad_index_and_key_arguments(table: TableSurrogate) -> None:
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude=[10])
     with pytest.raises(ValueError, match="pending mask must have one entry per pool row"):
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, pending=np.zeros(3, dtype=bool))
+    with pytest.raises(ValueError, match="exclude looks like a 0/1 mask .* not boolean"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude=[1] * 5 + [0] * 5)
+    with pytest.raises(ValueError, match="pending must be a boolean mask or whole-number row indices"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, pending=[0.5, 1.7])
+    as_mask = propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=3, exclude=np.r_[np.ones(5), np.zeros(5)] > 0)
+    assert {p.index for p in as_mask} <= set(range(5, 10))
     with pytest.raises(ValueError, match="exclude_keys needs pool_keys"):
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude_keys=["Fe2O3"])

@@ -143,6 +143,9 @@ def test_report_of_some_seeds(small_task, tmp_path):
 @pytest.mark.parametrize(("kw", "match"), [
     ({"seeds": []}, "seeds"), ({"seeds": [1, 1]}, "seeds"), ({"budget": 1000}, "budget"),
     ({"strategies": [STRATEGIES[0], STRATEGIES[0]]}, "unique"), ({"strategies": []}, "at least one"),
+    ({"strategies": [Strategy("ef", "gp", "ucb", label="ef gp"), Strategy("ef", "gp", "log_ei", label="ef/gp")]},
+     r"strategy names \['ef gp', 'ef/gp'\] share the folder name 'ef_gp'"),
+    ({"strategies": "ef-gp-ucb"}, "strategies must be a list"), ({"strategies": [3]}, "Strategy objects or names"),
 ])
 def test_bad_studies(small_task, kw, match):
     args = {"strategies": STRATEGIES, "seeds": [0]} | kw
@@ -174,3 +177,9 @@ def test_ray_backend_matches_joblib(small_task, tmp_path):
         [(r["strategy"], r["seed"], r["order"]) for r in local]
     assert not (tmp_path / "ray" / "work").exists()
     assert len(load_records(tmp_path / "ray")) == 4
+
+
+def test_strategies_may_be_given_by_name(small_task):
+    study = Study(small_task, ["ef-gp-ucb", "random"], 1, budget=10)
+    assert [s.name for s in study.strategies] == ["ef-gp-ucb", "random"]
+    assert study.strategies[0] == Strategy.parse("ef-gp-ucb")

@@ -109,6 +109,10 @@ def test_bad_inputs_give_clear_errors(case: str) -> None:
     bad_X[2, 0] = np.nan
     with pytest.raises(ValueError, match="row 2 of X has NaN or infinite"):
         model.predict(bad_X)
+    with pytest.raises(ValueError, match="NaN/inf values"):  # BoTorch's path too, not only predict
+        model.posterior(torch.as_tensor(bad_X))
+    with pytest.raises(TypeError, match="posterior takes a torch tensor"):
+        model.posterior(bad_X)
 
 
 @pytest.mark.parametrize("case", ALL)
