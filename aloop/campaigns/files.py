@@ -21,7 +21,7 @@ from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import describe, to_url
 from aloop.campaigns.config import CampaignConfig, parse_config
 from aloop.campaigns.log import list_campaigns
-from aloop.campaigns.modeling import model_space
+from aloop.campaigns.modeling import modelling
 from aloop.campaigns.pool import (
     CampaignError,
     CampaignWarning,
@@ -93,7 +93,7 @@ def write_definition(path: Path, transform: str | Mapping[str, str] | None = Non
         return text, parse_config(tomllib.loads(text), path=path)
 
     text, config = render()
-    model_space(config)  # a bad transform is refused before anything is written
+    modelling(config)  # a bad transform or option is refused before anything is written
     if config.search_space.kind == "candidates":
         frame = load_candidates(config)  # so is a candidate file that `propose` would refuse
         count, repeats = len(frame), frame.attrs["duplicate_rows"]

@@ -37,17 +37,13 @@ from aloop.campaigns.log import CampaignLog, ProposalConflictError
 from aloop.campaigns.modeling import (
     MIN_OBSERVATIONS_TO_FIT,
     CVResult,
-    ModelSpace,
     cross_validate,
     data_digest,
     fit_surrogate,
     initial_design,
-    make_objective,
-    make_policy,
     make_surrogate,
-    model_space,
+    modelling,
     pool_sample,
-    refit_growth,
 )
 from aloop.campaigns.pool import (
     CampaignError,
@@ -79,15 +75,10 @@ class Campaign:
         self.progress = progress
         self._checked: tuple[state.Event, ...] | None = None  # the events last found to match the definition
         self._events()
-        self.space, self._surrogate_options = model_space(config)
-        self._refit_growth = refit_growth(config, self._surrogate_options)
-        self._objective = make_objective(config, self.space)
-        raw = ModelSpace(self.space.names, ("none",) * len(self.space.names))
-        self._raw_objective = make_objective(config, raw)
-        # Options are checked on opening, so a typo never gets as far as recording a model fit.
-        linear = all(o.direction in ("maximize", "minimize") for o in config.objectives)
-        self._policy, self._propose_options = make_policy(config, len(config.objectives) > 1, linear)
-        make_surrogate(config, self._surrogate_options)
+        m = modelling(config)  # every option checked on opening: a typo never gets as far as a model fit
+        self.space, self._surrogate_options, self._refit_growth = m.space, m.surrogate_options, m.refit_growth
+        self._objective, self._raw_objective = m.objective, m.raw_objective
+        self._policy, self._propose_options = m.policy, m.propose_options
         self._pool: CandidatePool | None = None
         self._featurizer: Any = None
         self._featurizer_id: str | None = None

@@ -245,6 +245,32 @@ def initial_design(kind: str, features: np.ndarray, eligible: np.ndarray, n: int
 
 
 @dataclass(frozen=True)
+class Modelling:
+    """Everything the definition's modelling choices turn into, each checked (``modelling``)."""
+
+    space: ModelSpace
+    surrogate_options: dict[str, Any]
+    refit_growth: float | None
+    objective: AcqObjective | MultiObjective
+    raw_objective: AcqObjective | MultiObjective  # the same on the objectives' own scale
+    policy: Policy
+    propose_options: dict[str, Any]
+
+
+def modelling(config: CampaignConfig) -> Modelling:
+    """The definition's transforms, surrogate, objective and policy, built once so a typo in any option is a
+    ``CampaignError`` before a campaign is created or opened (never as late as the first fit)."""
+    space, options = model_space(config)
+    growth = refit_growth(config, options)
+    raw = ModelSpace(space.names, ("none",) * len(space.names))
+    linear = all(o.direction in ("maximize", "minimize") for o in config.objectives)
+    policy, propose_options = make_policy(config, len(config.objectives) > 1, linear)
+    make_surrogate(config, options)
+    return Modelling(space, options, growth, make_objective(config, space), make_objective(config, raw), policy,
+                     propose_options)
+
+
+@dataclass(frozen=True)
 class CVResult:
     """Out-of-fold Gaussian predictions of every observation (model space) and their scores per objective."""
 

@@ -63,6 +63,20 @@ def test_template_with_bad_flags_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "c.toml").exists()
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"surrogate_options": {"n_componets": 3}}, "surrogate.options: .*n_componets"),
+    ({"acquisition_options": {"beta": -1}}, "acquisition.options"),
+    ({"transform": "log2"}, "transform"),
+])
+def test_campaign_init_with_a_bad_option_leaves_nothing_behind(tmp_path: Path, options: dict, message: str) -> None:
+    from aloop.campaigns import Campaign, CampaignError
+
+    with pytest.raises(CampaignError, match=message):
+        Campaign.init(tmp_path / "b.toml", elements=["Ni", "Fe"], step=0.1, objective="eta", units="V",
+                      direction="minimize", **options)
+    assert not list(tmp_path.iterdir())
+
+
 def test_window_objective_selects_window_acquisition(tmp_path: Path) -> None:
     cfg = write_template(
         tmp_path / "gap.toml",
