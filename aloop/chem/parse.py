@@ -169,8 +169,19 @@ def fractions(formula: object) -> dict[str, float]:
     return {el: amt / total for el, amt in amounts.items()}
 
 
+def check_formula_batch(formulas: object, what: str) -> None:
+    """Refuse what would be read wrongly as a batch of formulas: one string (one row per character) or a table
+    (one row per column name)."""
+    if isinstance(formulas, str):
+        raise TypeError(f"{what} expects a sequence of formulas, got one string {formulas!r}; wrap it in a list")
+    if hasattr(formulas, "columns") and hasattr(formulas, "iloc"):  # a pandas DataFrame iterates over its columns
+        raise TypeError(f"{what} expects a sequence of formulas, got a table (columns "
+                        f"{', '.join(map(str, list(formulas.columns)[:5]))}); pass its formula column, e.g. df['formula']")
+
+
 def check_formulas(formulas: Iterable[object]) -> list[BadRow]:
     """Every bad row of a batch with its reason (an empty list when all parse)."""
+    check_formula_batch(formulas, "check_formulas")
     bad = []
     for i, f in enumerate(formulas):
         try:
@@ -194,9 +205,9 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
     """
     if errors not in ("raise", "collect"):
         raise ValueError(f"errors must be 'raise' or 'collect', got {errors!r}")
-    if isinstance(formulas, str):  # would otherwise be read one character per row
-        raise TypeError(f"to_fraction_matrix expects a sequence of formulas, got one string {formulas!r}; "
-                        "wrap it in a list")
+    check_formula_batch(formulas, "to_fraction_matrix")
+    if not hasattr(formulas, "__len__"):  # a generator
+        formulas = list(formulas)
     n = len(formulas)
     X = np.zeros((n, N_ELEMENTS), dtype=np.float32)
     bad: list[BadRow] = []

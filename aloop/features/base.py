@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aloop.chem import ELEMNET_ELEMENTS, N_ELEMENTS, to_fraction_matrix
+from aloop.chem import ELEMNET_ELEMENTS, N_ELEMENTS, check_formula_batch, to_fraction_matrix
 
 
 #: Rows per block when validating fraction matrices (bounds the temporary masks' memory on large pools).
@@ -72,9 +72,11 @@ class Featurizer(ABC):
                     f"{type(self).__name__}: fraction matrix must have {N_ELEMENTS} columns, got {compositions.shape[1]}"
                 )
             return self.transform_fractions(np.asarray(compositions, dtype=np.float32))
-        if isinstance(compositions, str):
-            raise TypeError(f"{type(self).__name__}.transform expects a sequence of formulas, got one string")
-        X, _ = to_fraction_matrix(list(compositions), errors="raise")
+        if isinstance(compositions, np.ndarray) and compositions.ndim == 1 and compositions.dtype.kind == "f":
+            raise ValueError(f"{type(self).__name__}.transform: a 1-D array of numbers is not a list of formulas; "
+                             f"give one composition's fractions as a 1 × {N_ELEMENTS} matrix (x[None, :])")
+        check_formula_batch(compositions, f"{type(self).__name__}.transform")
+        X, _ = to_fraction_matrix(compositions, errors="raise")
         return self.transform_fractions(X)
 
     @property

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from aloop.chem import ELEMENT_INDEX, ELEMNET_ELEMENTS, InvalidFormulasError, to_fraction_matrix
+from aloop.chem import ELEMENT_INDEX, ELEMNET_ELEMENTS, InvalidFormulasError, check_formulas, to_fraction_matrix
 from aloop.features import FEATURIZERS, ElementFractions, Featurizer, MagpieFeaturizer, get_featurizer
 
 FORMULAS = ["Fe2O3", "Ti0.99Nb0.01NiSn", "Cu", "LiCoO2", "Bi2Te2.7Se0.3", "NaCl"]
@@ -49,6 +50,18 @@ def test_wrong_fraction_matrix_width_raises(name: str, width: int) -> None:
 def test_single_string_raises_type_error(name: str) -> None:
     with pytest.raises(TypeError, match="one string"):
         get_featurizer(name).transform("Fe2O3")
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
+def test_a_table_or_a_vector_is_not_a_list_of_formulas(name: str) -> None:
+    feat = get_featurizer(name)
+    table = pd.DataFrame({"HO": ["Fe2O3", "NaCl"]})  # iterating a DataFrame gives its column names
+    with pytest.raises(TypeError, match=r"got a table \(columns HO\); pass its formula column"):
+        feat.transform(table)
+    assert feat.transform(table["HO"]).shape == (2, feat.n_features)
+    assert feat.transform(f for f in ["Fe2O3", "NaCl"]).shape == (2, feat.n_features)  # a generator is fine
+    with pytest.raises(ValueError, match="1-D array of numbers is not a list of formulas"):
+        feat.transform(np.ones(86) / 86)
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
@@ -97,3 +110,5 @@ def test_fraction_rows_are_checked_and_amounts_rescaled_alike(name: str) -> None
 def test_one_string_is_not_a_sequence_of_formulas() -> None:
     with pytest.raises(TypeError, match="one string 'CNO'"):
         to_fraction_matrix("CNO")
+    with pytest.raises(TypeError, match="check_formulas expects a sequence of formulas, got one string 'Fe2O3'"):
+        check_formulas("Fe2O3")
