@@ -90,6 +90,10 @@ class FeasibilityModel:
         """Fit from two feature arrays: successes and failures (vetoed compositions count as failures)."""
         X_success = np.asarray(X_success, dtype=np.float64)
         X_failed = np.asarray(X_failed, dtype=np.float64)
+        shapes = [a.shape for a in (X_success, X_failed) if a.size]
+        if any(len(sh) != 2 for sh in shapes) or len({sh[1] for sh in shapes}) > 1:
+            raise ValueError(f"X_success and X_failed must be n × d feature arrays of one width d, got shapes "
+                             f"{X_success.shape} and {X_failed.shape}")
         d = X_success.shape[1] if X_success.ndim == 2 else X_failed.shape[1]
         X = np.vstack([X_success.reshape(-1, d), X_failed.reshape(-1, d)])
         y = np.r_[np.ones(X_success.shape[0], dtype=bool), np.zeros(X_failed.shape[0], dtype=bool)]

@@ -222,9 +222,9 @@ def propose(
         raise ValueError(f"objective reads output {max(outputs)} but the surrogate has {m} outputs")
     X_ext = np.zeros((0, X_pool.shape[1]))
     if X_pending is not None:
+        if np.size(X_pending) and (np.ndim(X_pending) != 2 or np.shape(X_pending)[1] != X_pool.shape[1]):
+            raise ValueError(f"X_pending must be P × {X_pool.shape[1]} (the pool's width), got shape {np.shape(X_pending)}")
         X_ext = np.asarray(X_pending, dtype=np.float64).reshape(-1, X_pool.shape[1]) if np.size(X_pending) else X_ext
-        if np.asarray(X_pending).ndim != 2 or np.asarray(X_pending).shape[1] != X_pool.shape[1]:
-            raise ValueError(f"X_pending must be P × {X_pool.shape[1]}, got shape {np.asarray(X_pending).shape}")
         _check_finite("X_pending", X_ext)
     mean_ext, var_ext = _predict(surrogate, X_ext, chunk_size, "pending points") if X_ext.shape[0] else (
         np.zeros((0, m)), np.zeros((0, m)))

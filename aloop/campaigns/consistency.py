@@ -36,17 +36,14 @@ from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import CampaignLogError
 from aloop.campaigns.entries import Proposal
 from aloop.campaigns.state import Event, proposal_status, retracted
+from aloop.surrogates.base import MAX_MAGNITUDE
 
 if TYPE_CHECKING:
     from aloop.campaigns.config import CampaignConfig
 
-#: Values beyond ±1e100 are refused. Every surrogate standardises an objective by its standard
-#: deviation (a root of summed squared deviations) and scales predictive variances back by its
-#: square, so a value of magnitude M needs n·M² to stay below float64's ~1.8e308: with
-#: |v| ≤ 1e100, M² ≤ 1e200 leaves room for 1e8 observations. No measured quantity comes near
-#: it in any unit; such a value is a typo (1e200 for 0.32), and one in the log would make every
-#: later fit, status and report overflow.
-MAX_MAGNITUDE = 1e100
+# Values beyond ±MAX_MAGNITUDE (1e100) are refused at record time: no measured quantity comes near it in any
+# unit, so such a value is a typo (1e200 for 0.32), and one in the log would make every later fit overflow.
+
 #: A recorded value more than this many robust spreads (1.4826 × median absolute deviation)
 #: from the median of the objective's values already recorded is flagged (``OutlierWarning``):
 #: a decimal slip (320 for 0.32) is thousands of spreads out, the best sample of a campaign tens.

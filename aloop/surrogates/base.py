@@ -17,6 +17,11 @@ class NotFittedError(RuntimeError):
     """A surrogate was asked for predictions before ``fit``."""
 
 
+#: Largest target magnitude a surrogate accepts: standardising sums squares, so n·|y|² must stay below float64's
+#: ~1.8e308 (the campaign log refuses the same values at record time).
+MAX_MAGNITUDE = 1e100
+
+
 def check_posterior_input(model: object, X: object, n_features: int) -> None:
     """Refuse an input to ``posterior`` that is not a tensor ``… × d`` of ``n_features`` finite features."""
     name = type(model).__name__
@@ -47,6 +52,9 @@ def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))[:10].tolist()
         raise ValueError(f"y has {int(bad.sum())} NaN/inf values (rows {rows}…); drop or fix them before fitting")
+    if (big := np.abs(y).max()) > MAX_MAGNITUDE:  # its squares, summed when standardising, overflow float64
+        raise ValueError(f"y has values up to {big:.3g}, beyond ±{MAX_MAGNITUDE:g}: no surrogate can model them in "
+                         "float64; rescale the target (other units)")
     return X, y
 
 

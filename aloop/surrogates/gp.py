@@ -126,6 +126,9 @@ class GPSurrogate(Surrogate):
         self.n_components = n_components
         self.whiten = whiten
         self.standardize = standardize
+        if max_fit_rows is not None and (isinstance(max_fit_rows, bool) or not isinstance(max_fit_rows, int)
+                                         or max_fit_rows < 1):
+            raise ValueError(f"max_fit_rows must be a whole number >= 1 (or None: every row), got {max_fit_rows!r}")
         self.max_fit_rows = max_fit_rows
         self.seed = seed
         self.projection_: PCAProjection | ColumnSelection | None = None

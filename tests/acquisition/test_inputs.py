@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from acquisition_models import TableSurrogate
 
-from aloop.acquisition import Maximize, MultiObjective, Target, Window, propose
+from aloop.acquisition import FeasibilityModel, Maximize, MultiObjective, Target, Window, propose
 
 
 class NaNSurrogate(TableSurrogate):
@@ -89,5 +89,9 @@ def test_bad_index_and_key_arguments(table: TableSurrogate) -> None:
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, pending=[0.5, 1.7])
     as_mask = propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=3, exclude=np.r_[np.ones(5), np.zeros(5)] > 0)
     assert {p.index for p in as_mask} <= set(range(5, 10))
+    with pytest.raises(ValueError, match=r"X_pending must be P × 1 \(the pool's width\), got shape \(2, 4\)"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, X_pending=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="X_success and X_failed must be n × d feature arrays of one width"):
+        FeasibilityModel.from_records(np.zeros((3, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="exclude_keys needs pool_keys"):
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude_keys=["Fe2O3"])

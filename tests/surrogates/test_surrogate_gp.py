@@ -159,6 +159,19 @@ def test_bad_projection_argument() -> None:
         GPSurrogate(projection="umap")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("rows", [0, -5, 2.5, True])
+def test_bad_max_fit_rows(rows: object) -> None:
+    with pytest.raises(ValueError, match="max_fit_rows must be a whole number >= 1"):
+        GPSurrogate(max_fit_rows=rows)  # type: ignore[arg-type]
+
+
+def test_targets_beyond_float64_reach_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(12, 2))
+    with pytest.raises(ValueError, match=r"y has values up to 1e\+155, beyond ±1e\+100"):
+        GPSurrogate().fit(X, np.r_[np.ones(11), 1e155])
+
+
 def test_gamma_lengthscale_prior_shares_the_mode_but_not_the_tail() -> None:
     from gpytorch.priors import GammaPrior
 
