@@ -86,6 +86,8 @@ class GridSpace:
     fixed: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.elements, str):  # would be read one character per element
+            raise TypeError(f"elements must be a list of symbols such as ['Ni', 'Fe'], got one string {self.elements!r}")
         elements = tuple(_check_symbol(e, "elements") for e in self.elements)
         if not elements or len(set(elements)) != len(elements):
             raise ValueError(f"elements: need at least one element and no duplicates, got {list(elements)}")

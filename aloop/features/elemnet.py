@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -41,11 +43,16 @@ class ElemNetFeatures(Featurizer):
     ) -> None:
         from aloop.elemnet.sources import load_source_model
 
+        if network is not None and not isinstance(network, ElemNet):
+            raise TypeError(f"network must be an ElemNet (or None: the source model {source!r}), got "
+                            f"{type(network).__name__}; to use another source give source=...")
         self.source = source if network is None else "custom"
         self.network = network if network is not None else load_source_model(source)
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+            raise TypeError(f"layer must be a whole number 1..{self.network.n_hidden}, got {layer!r}")
         if not 1 <= layer <= self.network.n_hidden:
             raise ValueError(f"layer must be in 1..{self.network.n_hidden}, got {layer}")
-        self.layer = layer
+        self.layer = int(layer)
         if batch_size < 1 or cache_size < 0:
             raise ValueError(f"batch_size must be ≥ 1 and cache_size ≥ 0, got {batch_size} and {cache_size}")
         self.batch_size = batch_size

@@ -219,6 +219,9 @@ class MagpieFeaturizer(Featurizer):
         impute_nan: bool = True,
         chunk_size: int = 1_024,
     ) -> None:
+        for name, value in (("properties", properties), ("stats", stats)):
+            if isinstance(value, str):  # would be read one character per name
+                raise TypeError(f"{name} must be a list of names, got one string {value!r}; wrap it in a list")
         self.properties = tuple(MAGPIE_PROPERTIES if properties is None else properties)
         self.stats = tuple(MAGPIE_STATS if stats is None else stats)
         if not self.properties or not self.stats:

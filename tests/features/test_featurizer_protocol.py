@@ -112,3 +112,17 @@ def test_one_string_is_not_a_sequence_of_formulas() -> None:
         to_fraction_matrix("CNO")
     with pytest.raises(TypeError, match="check_formulas expects a sequence of formulas, got one string 'Fe2O3'"):
         check_formulas("Fe2O3")
+
+
+def test_string_and_type_mistakes_in_featurizer_options() -> None:
+    from aloop.chem import GridSpace
+
+    with pytest.raises(TypeError, match="stats must be a list of names, got one string 'mean'"):
+        get_featurizer("magpie", stats="mean")
+    with pytest.raises(TypeError, match="elements must be a list of symbols"):
+        GridSpace("Ni,Fe", step=0.5)
+    with pytest.raises(TypeError, match="layer must be a whole number 1..16, got 2.5"):
+        get_featurizer("elemnet", layer=2.5)
+    with pytest.raises(TypeError, match="network must be an ElemNet"):
+        get_featurizer("elemnet", network="oqmd-bandgap")
+    assert get_featurizer("elemnet", layer=np.int64(3)).layer == 3
