@@ -55,6 +55,10 @@ class Objective:
     #: Whether the scores use the incumbent (best utility observed so far).
     needs_best: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        if isinstance(self.output, bool) or not isinstance(self.output, int | np.integer) or self.output < 0:
+            raise ValueError(f"{type(self).__name__} output must be a surrogate output index >= 0, got {self.output!r}")
+
     def utility(self, y: np.ndarray) -> np.ndarray:
         """Observed or predicted values (any shape) → utility, higher is better."""
         raise NotImplementedError
@@ -145,6 +149,7 @@ class Target(Objective):
     min_dist: ClassVar[float] = 1e-9
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _finite("Target value", self.value)
 
     def utility(self, y: np.ndarray) -> np.ndarray:
@@ -184,6 +189,7 @@ class Window(Objective):
     needs_best: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         lo, hi = _finite("Window lo", self.lo), _finite("Window hi", self.hi)
         if not lo < hi:
             detail = f"got lo={lo} > hi={hi}" if lo > hi else "use Target for one value"

@@ -178,6 +178,8 @@ def propose(
         )
     if isinstance(q, bool) or not isinstance(q, int | np.integer) or q < 1:
         raise ValueError(f"q must be a positive integer, got {q!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     if not hasattr(X_pool, "shape") or len(X_pool.shape) != 2:
         X_pool = np.asarray(X_pool, dtype=np.float64)
     if X_pool.ndim != 2:

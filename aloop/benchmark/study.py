@@ -214,8 +214,8 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
     """
     if backend not in BACKENDS:
         raise ReplayError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if n_jobs < 1:
-        raise ReplayError(f"n_jobs must be ≥ 1, got {n_jobs}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ReplayError(f"n_jobs must be a whole number ≥ 1, got {n_jobs!r}")
     for s in study.strategies:
         check_strategy(study.task, s, n_init=study.n_init, batch_size=study.batch_size,
                        refit_growth=study.refit_growth)

@@ -36,6 +36,8 @@ def calibration_curve(
     Returns:
         ``(expected, observed)``, each of length ``num_bins``.
     """
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer) or num_bins < 2:
+        raise ValueError(f"num_bins must be a whole number >= 2, got {num_bins!r}")
     y, mu, sd = _validate(y_true, mean, std)
     expected = np.linspace(0.0, 1.0, num_bins)
     z = np.sort(np.abs(y - mu) / sd)

@@ -95,3 +95,16 @@ def test_bad_index_and_key_arguments(table: TableSurrogate) -> None:
         FeasibilityModel.from_records(np.zeros((3, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="exclude_keys needs pool_keys"):
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, exclude_keys=["Fe2O3"])
+
+
+def test_argument_ranges_are_checked(table: TableSurrogate) -> None:
+    from aloop.surrogates.metrics import calibration_curve
+
+    with pytest.raises(ValueError, match="Maximize output must be a surrogate output index >= 0, got -1"):
+        Maximize(output=-1)
+    with pytest.raises(ValueError, match="Target output must be"):
+        Target(1.0, output=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, got 0"):
+        propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, chunk_size=0)
+    with pytest.raises(ValueError, match="num_bins must be a whole number >= 2, got -1"):
+        calibration_curve(np.zeros(3), np.zeros(3), np.ones(3), num_bins=-1)

@@ -156,6 +156,8 @@ def test_bad_studies(small_task, kw, match):
 def test_bad_backend(small_task, tmp_path):
     with pytest.raises(ReplayError, match="backend"):
         run_study(_study(small_task), tmp_path, backend="dask")
+    with pytest.raises(ReplayError, match="n_jobs must be a whole number ≥ 1, got '2'"):
+        run_study(_study(small_task), tmp_path, n_jobs="2")
     with pytest.raises(ReplayError, match="n_jobs"):
         run_study(_study(small_task), tmp_path, n_jobs=0)
     with pytest.raises(ReplayError, match="no finished runs"):
