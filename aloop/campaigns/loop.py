@@ -61,6 +61,18 @@ __all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchEr
            "find_definition"]
 
 
+
+def batch_seed(seed: int, batch_no: int) -> int:
+    """The seed of batch ``batch_no`` (1, 2, …) of a campaign seeded ``seed``: one independent stream per batch.
+
+    ``seed + batch_no`` would give campaign ``s`` in batch ``b + 1`` the stream of campaign ``s + 1``
+    in batch ``b``, so replays with consecutive seeds would repeat each other's random picks one
+    batch apart. Batch 1 keeps ``seed + 1``, so existing campaigns and replays keep their initial design.
+    """
+    if batch_no == 1:
+        return seed + 1
+    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0])
+
 class Campaign:
     """One campaign: its definition, its durable log and the propose → record → retrain loop.
 
@@ -230,7 +242,7 @@ class Campaign:
                                 "are still available (the others are measured, pending, failed or rejected)")
         n = min(n, left)
         batch_no = 1 + max((e.batch_id or 0 for e in events), default=0)
-        seed = self.config.seed + batch_no
+        seed = batch_seed(self.config.seed, batch_no)
         obs = self._observations(events)
         threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
         if len(obs) < threshold:

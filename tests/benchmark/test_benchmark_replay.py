@@ -37,6 +37,15 @@ def test_same_seed_same_run_other_seed_other_start(small_task):
     assert a["order"][:5] != c["order"][:5]
 
 
+def test_random_replays_of_consecutive_seeds_are_independent(small_task):
+    """Seed s in batch b + 1 must not reuse seed s + 1's stream of batch b. They once shared it, so every
+    seed drew one random sequence shifted by a batch: pick i + 1 of seed 1 was pick i of seed 2, give or
+    take one place in the list of candidates left (a pool row index ± 1)."""
+    a, b = (run_replay(small_task, Strategy.parse("random"), s, n_init=5, budget=40)["order"][5:] for s in (1, 2))
+    echoes = sum(abs(x - y) <= 2 for x, y in zip(a[1:], b[:-1], strict=True))
+    assert echoes <= 6, f"{echoes} of 34 picks of seed 1 echo seed 2's previous pick (about 1 expected)"
+
+
 @pytest.mark.slow
 def test_model_based_strategy_beats_random_on_the_real_plate(small_task):
     """On 150 real compositions, log-EI finds more of the 15 lowest overpotentials than random picks (4 seeds each)."""

@@ -342,3 +342,12 @@ def test_an_open_campaign_notices_measurements_under_another_definition(tmp_path
             call()
     assert _digest(early) == before
     early.close()
+
+
+def test_batch_seeds_are_distinct_streams_and_keep_the_first_batch():
+    from aloop.campaigns.loop import batch_seed
+
+    assert batch_seed(7, 1) == 8  # the initial design of existing campaigns is unchanged
+    seeds = {(s, b): batch_seed(s, b) for s in range(20) for b in range(1, 30)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert all(seeds[s, b + 1] != seeds[s + 1, b] for s in range(19) for b in range(1, 29))
