@@ -161,6 +161,8 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="only print the Markdown tables of finished studies")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the tables and plots of finished studies from their run records; run nothing")
+    ap.add_argument("--only", nargs="+", default=None, metavar="STRATEGY",
+                    help="run only these of the study's strategies (the table still reports every run record)")
     ap.add_argument("--baybe-seeds", type=int, default=None, help="BayBE seeds (default: the study's)")
     args = ap.parse_args()
     names = list(STUDIES) if args.study == "all" else [args.study]
@@ -180,10 +182,13 @@ def main() -> None:
         task = spec["task"]()
         seeds = list(range(args.seeds or spec["seeds"]))
         options, acq_options = spec.get("surrogate_options", {}), spec.get("acquisition_options", {})
+        unknown = sorted(set(args.only or ()) - set(spec["strategies"]))
+        if unknown:
+            ap.error(f"--only {' '.join(unknown)}: not a strategy of {name} ({', '.join(spec['strategies'])})")
         strategies = [replace(Strategy.parse(s), surrogate_options=options, acquisition_options=acq_options,
                               label=s + spec["label_suffix"] if "label_suffix" in spec else None,
                               source=spec.get("source") if s.startswith("elemnet") else None)
-                      for s in spec["strategies"]]
+                      for s in spec["strategies"] if args.only is None or s in args.only]
         study = Study(task, strategies, seeds, spec["n_init"], spec["batch_size"], spec["budget"],
                       spec.get("refit_growth", REPLAY_REFIT_GROWTH), name=name)
         out = RESULTS / name
