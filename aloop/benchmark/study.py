@@ -164,10 +164,10 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
     return setup
 
 
-def _difference(key: str, there: Any, here: Any) -> str:
+def _difference(key: str, there: Any, here: Any, here_is: str = "in this study") -> str:
     if key == "pool_digest":
         return "pool (its compositions or their values differ)"
-    return f"{key} {there!r} there, {here!r} in this study"
+    return f"{key} {there!r} there, {here!r} {here_is}"
 
 
 def pending_runs(study: Study, out_dir: str | Path) -> list[tuple[Strategy, int]]:
@@ -266,11 +266,17 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
            af_targets: Sequence[float] = (0.5,), title: str | None = None, strategies: Sequence[str] | None = None,
            seeds: Sequence[int] | None = None) -> dict[str, Path]:
     """Write the results table (CSV, JSON, Markdown) and the plots of the finished runs in ``out_dir``:
-    all of them, or those of the given strategy names and seeds."""
+    all of them, or those of the given strategy names and seeds.
+
+    ``task`` must be the study's (objective, direction, window and pool as in ``study.json``):
+    the metrics are computed from its values and direction, so another task is refused
+    (``ReplayError``) before anything is written.
+    """
     from aloop.benchmark.plots import plot_study
     from aloop.benchmark.summary import curves, summarize, write_tables
 
     out = Path(out_dir)
+    _check_report_task(out, task)
     records = load_records(out, strategies, seeds)
     if not records:
         raise ReplayError(f"{out} holds no finished runs" + ("" if strategies is None and seeds is None
@@ -285,3 +291,22 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
                            objective_label=label, stem=f"top{pct}")
         paths.update({f"{k}_top{pct}": p for k, p in plots.items()})
     return paths
+
+
+#: ``study.json`` keys the task given to :func:`report` must match: the records' metrics come from the task.
+REPORT_KEYS = ("objective", "direction", "window", "pool_size", "pool_digest")
+
+
+def _check_report_task(out: Path, task: Task) -> None:
+    """Refuse (``ReplayError``) a task other than the one the study in ``out`` was run with."""
+    path = out / "study.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    here = {"objective": task.objective, "direction": task.direction,
+            "window": list(task.window) if task.window else None, "pool_size": len(task), "pool_digest": task.digest()}
+    changed = [_difference(k, old[k], here[k], "in the task given")
+               for k in REPORT_KEYS if k in old and old[k] != here[k]]
+    if changed:
+        raise ReplayError(f"{out} holds a study of another task: {'; '.join(changed)}; report it with the task "
+                          "it was run with (nothing was written)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -70,6 +71,22 @@ def test_other_task_is_refused_and_study_json_kept(small_task, tmp_path):
         with pytest.raises(ReplayError, match=f"different set-up: {what}.*another output folder"):
             run_study(replace(study, task=task), tmp_path, backend="serial")
     assert (tmp_path / "study.json").read_text() == before
+
+
+def test_report_refuses_another_task_before_writing(small_task, tmp_path):
+    """A minimizing study reported with a maximizing (or otherwise different) task is refused; nothing is rewritten."""
+    run_study(Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8), tmp_path, backend="serial")
+    report(tmp_path, small_task)
+    before = {p: p.read_bytes() for p in tmp_path.glob("results.*")}
+    others = {"direction 'minimize' there, 'maximize' in the task given": replace(small_task, direction="maximize"),
+              "objective 'overpotential_V' there, 'eta' in the task given": replace(small_task, objective="eta"),
+              "window None there, [0.3, 0.4] in the task given": replace(small_task, direction="window",
+                                                                          window=(0.3, 0.4)),
+              "pool (its compositions or their values differ)": replace(small_task, y=small_task.y + 1)}
+    for needle, task in others.items():
+        with pytest.raises(ReplayError, match=re.escape(needle)):
+            report(tmp_path, task)
+    assert {p: p.read_bytes() for p in tmp_path.glob("results.*")} == before
 
 
 def test_other_strategy_options_are_refused(small_task, tmp_path):
