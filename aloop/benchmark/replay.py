@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import numbers
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ from aloop.campaigns.config import ACQUISITION_KINDS, ELEMNET_HIDDEN_LAYERS, FEA
 
 #: Default hyperparameter schedule of replays: refit when the data grew by 25% (see ``refit_growth``).
 REPLAY_REFIT_GROWTH = 0.25
+#: A target column headed ``name [units]``.
+_UNITS_SUFFIX = re.compile(r"^(?P<name>[^\[\]]*?)\s*\[(?P<units>[^\[\]]*)\]\s*$")
 
 
 class ReplayError(ValueError):
@@ -43,7 +46,8 @@ class Task:
 
     ``direction`` is ``"maximize"``, ``"minimize"`` or ``"window"`` (with ``window=(lo, hi)``).
     ``formulas``/``keys``/``y`` are ``(N,)`` arrays; ``extra`` holds numeric columns of the
-    source table (e.g. the raw metal fractions of the OER plates), one row per pool member.
+    source table (e.g. the raw metal fractions of the OER plates), one row per pool member;
+    ``source_rows`` is the number of table rows merged into the pool (``None`` if not from a table).
     """
 
     name: str
@@ -55,6 +59,7 @@ class Task:
     direction: str
     window: tuple[float, float] | None = None
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
+    source_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize", "window"):
@@ -70,6 +75,18 @@ class Task:
             raise ReplayError(f"task {self.name!r}: the pool has {n} compositions; a replay needs at least 10")
         if not np.isfinite(self.y).all():
             raise ReplayError(f"task {self.name!r}: objective values must be finite")
+        if not isinstance(self.objective, str) or not self.objective.strip() or "[" in self.objective \
+                or self.objective != self.objective.strip():
+            raise ReplayError(f"task {self.name!r}: objective name {self.objective!r} must be non-empty text without "
+                              "'[' or surrounding spaces (results files head its column 'NAME [UNITS]'); a column "
+                              "headed 'NAME [UNITS]' is split by Task.from_frame, otherwise rename the column")
+        if np.ptp(self.y) == 0:
+            raise ReplayError(f"task {self.name!r}: all {n} values of {self.objective!r} are {self.y[0]:g}: "
+                              "there is nothing to find; choose another target")
+        if self.window is not None and not ((self.y >= self.window[0]) & (self.y <= self.window[1])).any():
+            raise ReplayError(f"task {self.name!r}: no pool value of {self.objective!r} lies in the window "
+                              f"{self.window[0]:g}–{self.window[1]:g} (they range from {self.y.min():g} to "
+                              f"{self.y.max():g}), so no strategy can find a hit; choose a window that holds some")
 
     def __len__(self) -> int:
         return len(self.y)
@@ -89,7 +106,8 @@ class Task:
         A table does not say which way is better, so ``direction`` is required (``"window"``
         is implied by a ``window``). Rows whose formula does not parse or whose target is
         missing are dropped (and counted in the error if nothing is left); rows of one
-        composition are averaged.
+        composition are averaged (``source_rows`` counts the rows kept). A target column headed
+        ``NAME [UNITS]`` gives the objective ``NAME`` (see :func:`objective_name`).
         """
         from aloop.chem import keys_from_matrix
 
@@ -98,6 +116,7 @@ class Task:
         if direction is None:
             raise ReplayError(f"task {name!r}: say which way is better for {target!r}: direction='maximize', "
                               "'minimize' or 'window' (with window=(lo, hi))")
+        objective, units = objective_name(target, units)
         ok, X, _ = _usable(frame, target, formula_column, name)
         frame = frame.loc[ok].reset_index(drop=True)
         if len(frame) == 0:
@@ -109,8 +128,8 @@ class Task:
         merged = grouped.agg(formula=(formula_column, "first"), y=("_y", "mean"))
         extra = grouped[numeric].mean().reset_index(drop=True) if numeric else pd.DataFrame(index=range(len(merged)))
         return cls(name, merged["formula"].to_numpy(dtype=object), merged.index.to_numpy(dtype=object),
-                   merged["y"].to_numpy(dtype=np.float64), target, units, direction,
-                   None if window is None else (float(window[0]), float(window[1])), extra)
+                   merged["y"].to_numpy(dtype=np.float64), objective, units, direction,
+                   None if window is None else (float(window[0]), float(window[1])), extra, len(frame))
 
     @classmethod
     def from_dataset(cls, dataset: str, target: str | None = None, *, direction: str | None = None,
@@ -144,6 +163,19 @@ class Task:
         return path
 
 
+def objective_name(column: str, units: str = "") -> tuple[str, str]:
+    """The objective name and units for a target column.
+
+    A column headed ``NAME [UNITS]`` gives ``NAME`` (an objective name cannot hold '[': results
+    files head its column ``NAME [UNITS]``) and ``UNITS`` unless ``units`` is given; other
+    names are kept as they are.
+    """
+    match = _UNITS_SUFFIX.match(column)
+    if match is None or not match["name"].strip():
+        return column, units
+    return match["name"].strip(), units or match["units"].strip()
+
+
 def dropped_rows(frame: pd.DataFrame, target: str, formula_column: str = "formula") -> list[tuple[int, str, str]]:
     """The rows ``Task.from_frame`` leaves out, as ``(0-based position in frame, formula, reason)``."""
     return _usable(frame, target, formula_column, "table")[2]
@@ -158,8 +190,9 @@ def _usable(frame: pd.DataFrame, target: str, formula_column: str,
         if col not in frame.columns:
             raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
     values = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
-    formulas = list(frame[formula_column])
+    # An empty cell is read as NaN (or None): report it as the empty formula it is.
+    formulas = ["" if f is None or (isinstance(f, float) and math.isnan(f)) else f for f in frame[formula_column]]
+    X, bad = to_fraction_matrix(formulas, errors="collect")
     why = {int(i): (formulas[i], f"{target!r} is missing or not a finite number")
            for i in np.flatnonzero(~np.isfinite(values))}
     for b in bad:
@@ -279,6 +312,7 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
         raise ReplayError(f"n_init and batch_size must be ≥ 1, got {n_init} and {batch_size}")
     if not n_init <= budget <= len(task):
         raise ReplayError(f"budget must be between n_init ({n_init}) and the pool size ({len(task)}), got {budget}")
+    check_batch_size(n_init, batch_size, budget)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="aloop-replay-") as tmp:
             return run_replay(task, strategy, seed, n_init=n_init, batch_size=batch_size, budget=budget,
@@ -315,6 +349,15 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
         "values": task.y[order].tolist(), "fits": fits, "seconds": time.perf_counter() - start,
         "refit_growth": refit_growth, "spec": strategy.spec(),
     }
+
+
+def check_batch_size(n_init: int, batch_size: int, budget: int) -> None:
+    """Refuse (``ReplayError``) a batch larger than the measurements left after the initial design:
+    the run would only ever propose smaller batches, and its results would name a batch size it never used."""
+    if budget > n_init and batch_size > budget - n_init:
+        raise ReplayError(f"batch size {batch_size} is more than the {budget - n_init} measurements left after the "
+                          f"initial design (budget {budget} − n_init {n_init}); give a batch size of at most "
+                          f"{budget - n_init} or a larger budget")
 
 
 def check_strategy(task: Task, strategy: Strategy, *, n_init: int = 5, batch_size: int = 1,

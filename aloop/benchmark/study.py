@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aloop.benchmark.replay import REPLAY_REFIT_GROWTH, ReplayError, Strategy, Task, check_strategy, run_replay
+from aloop.benchmark.replay import (REPLAY_REFIT_GROWTH, ReplayError, Strategy, Task, check_batch_size, check_strategy,
+                                    run_replay)
 
 BACKENDS = ("serial", "joblib", "ray")
 #: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
@@ -79,6 +80,7 @@ class Study:
         if not self.n_init <= self.budget <= len(self.task):
             raise ReplayError(f"budget must be between n_init ({self.n_init}) and the pool size ({len(self.task)}), "
                               f"got {self.budget}")
+        check_batch_size(self.n_init, self.batch_size, self.budget)
 
     def setup(self) -> dict[str, Any]:
         """The set-up as JSON-able data (a resumed study must match it)."""
@@ -96,13 +98,13 @@ def _seeds(value: Any) -> tuple[int, ...]:
         return tuple(range(_whole("the number of seeds", value, 1)))
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ReplayError(f"seeds must be a count n (seeds 0..n-1) or a list of whole numbers, got {value!r}")
-    return tuple(_whole("seeds", k, 0) for k in value)
+    return tuple(_whole("each seed", k, 0) for k in value)
 
 
 def _whole(what: str, value: Any, minimum: int) -> int:
     """``value`` as a plain ``int`` (numpy integers too) of at least ``minimum``, else a ``ReplayError``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ReplayError(f"{what} must be whole numbers, got {value!r}")
+        raise ReplayError(f"{what} must be a whole number, got {value!r}")
     if value < minimum:
         raise ReplayError(f"{what} must be ≥ {minimum}, got {int(value)}")
     return int(value)

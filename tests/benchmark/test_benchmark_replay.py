@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from aloop.benchmark import ReplayError, Strategy, Task, run_replay
+from aloop.benchmark.replay import dropped_rows
 from aloop.campaigns import Campaign
 
 
@@ -121,6 +122,32 @@ def test_bad_tasks(small_task):
         Task("t", small_task.formulas, small_task.keys, small_task.y, "o", "V", "down")
     with pytest.raises(ReplayError, match="no target"):
         Task.from_dataset("oer-plate-3496", "gap")
+
+
+def test_units_in_the_target_header_become_the_objectives_units(oer_frame):
+    """A column headed 'NAME [UNITS]' (no valid objective name: results files head columns so) gives NAME and UNITS."""
+    frame = oer_frame.sample(30, random_state=3).rename(columns={"overpotential_V": "eta [V]"})
+    task = Task.from_frame("t", frame, "eta [V]", direction="minimize")
+    assert (task.objective, task.units) == ("eta", "V")
+    assert Task.from_frame("t", frame, "eta [V]", units="mV", direction="minimize").units == "mV"  # given units win
+    assert Task.from_frame("t", frame.rename(columns={"eta [V]": "eta (V)"}), "eta (V)",
+                           direction="minimize").objective == "eta (V)"  # a valid name is kept as it is
+    odd = frame.rename(columns={"eta [V]": "a[1] b"})
+    with pytest.raises(ReplayError, match=r"objective name 'a\[1\] b' must be non-empty text without '\['"):
+        Task.from_frame("t", odd, "a[1] b", direction="minimize")
+
+
+def test_pools_nothing_can_be_found_in_are_refused(small_task):
+    """A constant target, or a window that holds no pool value, leaves nothing to find: refused with the values."""
+    with pytest.raises(ReplayError, match="all 150 values of 'o' are 1: there is nothing to find"):
+        Task("t", small_task.formulas, small_task.keys, np.ones(150), "o", "V", "minimize")
+    with pytest.raises(ReplayError, match="no pool value of 'o' lies in the window 10–20 .*range from"):
+        Task("t", small_task.formulas, small_task.keys, small_task.y, "o", "V", "window", (10.0, 20.0))
+
+
+def test_empty_formula_cells_are_named_empty(small_task):
+    frame = pd.DataFrame({"formula": [*small_task.formulas[:12], None, np.nan], "y": np.arange(14.0)})
+    assert [r for _, _, r in dropped_rows(frame, "y")] == ["empty formula", "empty formula"]
 
 
 def test_dataset_tasks_take_the_registrys_direction() -> None:

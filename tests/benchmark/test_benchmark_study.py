@@ -125,9 +125,20 @@ def test_seeds_are_plain_non_negative_integers(small_task, tmp_path):
     study = Study(small_task, STRATEGIES[1:], list(np.arange(2)), n_init=np.int64(4), budget=6)
     assert study.seeds == (0, 1) and all(type(k) is int for k in (*study.seeds, study.n_init))
     assert [r["seed"] for r in run_study(study, tmp_path, backend="serial")] == [0, 1]
-    for seeds, match in (([-1], "seeds must be ≥ 0, got -1"), ([0.5], "seeds must be whole numbers")):
+    for seeds, match in (([-1], "each seed must be ≥ 0, got -1"), ([0.5], "each seed must be a whole number, got 0.5")):
         with pytest.raises(ReplayError, match=match):
             Study(small_task, STRATEGIES, seeds)
+
+
+def test_sizes_are_refused_naming_the_argument(small_task):
+    """A fractional size names its argument and value; a batch above budget − n_init is refused, not shrunk."""
+    for kw, match in (({"budget": 20.0}, "budget must be a whole number, got 20.0"),
+                      ({"n_init": 2.5}, "n_init must be a whole number, got 2.5"),
+                      ({"batch_size": 30, "budget": 20},
+                       "batch size 30 is more than the 15 measurements left .*budget 20 − n_init 5.* at most 15")):
+        with pytest.raises(ReplayError, match=match):
+            Study(small_task, STRATEGIES, 1, **kw)
+    assert Study(small_task, STRATEGIES, 1, batch_size=15, budget=20).batch_size == 15
 
 
 def test_a_seed_count_means_seeds_0_to_n_minus_1(small_task):
