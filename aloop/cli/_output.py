@@ -37,11 +37,14 @@ def warn(message: str) -> None:
     err.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True, markup=True)
 
 
-def bad_rows_text(rows: Sequence[Any], csv: bool) -> str:
+def bad_rows_text(rows: Sequence[Any], csv: bool, lines: Sequence[int] | None = None) -> str:
     """One line per bad row (objects with 1-based ``row``, ``formula``, ``reason``); for CSV input
-    also the file line (the header is line 1)."""
+    also the file line: ``lines[row - 1]`` (``frame.attrs["file_lines"]`` of ``read_table``), else row + 1."""
+    def line(row: int) -> int:
+        return lines[row - 1] if lines is not None else row + 1
+
     return "\n".join(
-        f"  row {r.row}{f' (line {r.row + 1})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
+        f"  row {r.row}{f' (line {line(r.row)})' if csv else ''}: {r.formula!r}: {r.reason}" for r in rows
     )
 
 

@@ -58,9 +58,13 @@ def output_format(path: Path) -> str:
 def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
     """Read a CSV (``.csv``, ``.csv.gz``) or Parquet table; formulas are kept as text (``NaN`` is sodium nitride).
 
+    Column names are stripped of surrounding spaces (a ``formula, target`` header names
+    ``target``). For a CSV, ``frame.attrs["file_lines"]`` holds the file line of each data row
+    (the header is line 1; blank lines, which are skipped, still count).
+
     Raises:
         FileNotFoundError, IsADirectoryError: no such file, or a folder.
-        ValueError: an empty file (no header row) or a table without data rows.
+        ValueError: an empty file (no header row), a file that is not a CSV table, or a table without data rows.
         KeyError: no ``formula_column`` (with a hint when the file looks semicolon-separated).
     """
     import pandas as pd
@@ -71,11 +75,19 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
         raise FileNotFoundError(f"input file {str(path)!r} not found")
     if path.suffix.lower() in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
+        frame.columns = _stripped_names(path, frame.columns)
     else:
         try:
-            frame = pd.read_csv(path, converters={formula_column: str})
+            names = _stripped_names(path, pd.read_csv(path, nrows=0).columns)
+            text = {names.index(formula_column): str} if formula_column in names else None
+            frame = pd.read_csv(path, converters=text)
         except pd.errors.EmptyDataError:
             raise ValueError(f"{path} is empty (no header row)") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} cannot be read as a CSV table ({str(exc).strip()}); give a comma-separated "
+                             "text file with a header row") from None
+        frame.columns = names
+        frame.attrs["file_lines"] = _file_lines(path, len(frame))
     if formula_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
         if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
@@ -85,8 +97,34 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
             hint = "; name it with --formula-column"
         raise KeyError(f"{path.name} has no column {formula_column!r} (columns: {columns}){hint}")
     if frame.empty:
-        raise ValueError(f"{path} has no data rows (only a header): nothing to featurize")
+        raise ValueError(f"{path} has no data rows (only a header)")
     return frame
+
+
+def _stripped_names(path: Path, columns: Sequence[object]) -> list[str]:
+    """Column names without surrounding spaces; ``ValueError`` if two become one."""
+    names = [str(c).strip() for c in columns]
+    if repeated := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"{path.name}: columns {repeated} appear twice once surrounding spaces are removed; "
+                         "rename one of them")
+    return names
+
+
+def _file_lines(path: Path, rows: int) -> list[int] | None:
+    """The file line on which each data row of a CSV starts (header = line 1), counting the blank lines pandas
+    skips; ``None`` if the count does not match ``rows`` (then lines are taken as row + 1)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    starts: list[int] = []
+    with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader, end = csv.reader(fh), 0
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if len(record) > 1 or any(f.strip() for f in record):  # pandas skips blank and all-space lines
+                starts.append(start)
+    return starts[1:] if len(starts) == rows + 1 else None
 
 
 def featurize_table(
