@@ -116,3 +116,99 @@ def test_csv_rows_left_out_of_the_pool_are_named_by_file_line(library, tmp_path)
     assert f"2 of 80 rows of {path} are left out of the pool:" in said
     assert "row 2 (line 3): 'Xx3': " in said and "'S_p' is missing or not a finite number" in said
     assert "row 5 (line 6): " in said and json.loads((tmp_path / "s" / "study.json").read_text())["pool_size"] == 78
+
+
+SMALL = ("--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "random", "--backend", "serial")
+
+
+@pytest.mark.parametrize(("text", "extra", "needle"), [
+    ("formula;S_p\nCo;1\n", (), "the file looks semicolon-separated"),
+    ("name,S_p\nCo,1\n", (), "has no column 'formula' (columns: name, S_p); name it with --formula-column"),
+    ("import os\nx = f(a, b)\ny = g(a, b, c, d)\n", (), "cannot be read as a CSV table"),
+    ("library", ("--direction", "window"), "--direction window needs --window LO HI"),
+    ("library", ("--direction", "sideways"), "'sideways' is not one of"),
+    ("library", ("--window", "1", "2", "--direction", "maximize"), "--window LO HI goes with --direction window"),
+    ("library", ("-q", "30"), "batch size 30 is more than the 2 measurements left"),
+    ("constant", (), "all 80 values of 'S_p' are 1: there is nothing to find"),
+    ("library", ("-o", "library"), "is a file; give a folder for the study"),
+])
+def test_csv_user_errors_before_any_run(library, tmp_path, text, extra, needle):
+    """Unreadable tables, bad choices and sizes are refused with what to do, before anything is written."""
+    path = tmp_path / "in.csv"
+    if text == "library":
+        path = library
+    elif text == "constant":
+        path.write_text("formula,S_p\n" + "".join(f"{f},1\n" for f in library.read_text().splitlines()[1:81]
+                                                 for f in [f.split(",")[0]]))
+    else:
+        path.write_text(text)
+    extra = tuple(str(library) if a == "library" else a for a in extra)
+    args = ["benchmark", "--csv", path, "-t", "S_p", "-o", tmp_path / "s", *SMALL]
+    if "--direction" not in extra and "--window" not in extra:
+        args += ["--direction", "maximize"]
+    result = invoke(*args, *extra)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and needle in " ".join(result.stderr.split())
+    assert not (tmp_path / "s").exists()
+
+
+def test_default_budget_above_the_pool_names_budget(library, tmp_path):
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("the default budget (100 measurements per run) exceeds the pool's 80 compositions: give --budget N "
+            "(at most 80)") in " ".join(result.stderr.split())
+
+
+def test_spaced_header_units_in_the_header_merges_and_ties_are_said(library, tmp_path):
+    """', '-separated header, 'S_p [μV/K]' target, a blank line, repeated compositions and ties at the top."""
+    rows = [line.split(",") for line in library.read_text().splitlines()[1:]]
+    values = [0.0 if i % 2 else abs(float(v)) + 1 for i, (_, v) in enumerate(rows)]  # half the pool ties at the best
+    lines = ["formula, S_p [μV/K]", *(f"{f}, {v}" for (f, _), v in zip(rows, values, strict=True)), "",
+             f"{rows[0][0]}, 5", "Qq2, 1"]  # file lines 83 and 84 after the blank line 82
+    path = tmp_path / "spaced.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke("benchmark", "--csv", path, "-t", "S_p [μV/K]", "--direction", "minimize", "-o", tmp_path / "s",
+                    *SMALL)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "row 82 (line 84): 'Qq2': unknown element" in said
+    assert "81 rows → 80 compositions (rows sharing a composition averaged)" in said
+    assert "column 'S_p [μV/K]' is the objective 'S_p' in μV/K" in said
+    assert "top 5% holds 40 of 80 compositions (not 4) because of ties at 0" in said
+    setup = json.loads((tmp_path / "s" / "study.json").read_text())
+    assert (setup["objective"], setup["units"], setup["pool_size"]) == ("S_p", "μV/K", 80)
+
+
+def test_interrupt_keeps_finished_runs_and_says_how_to_resume(library, tmp_path, monkeypatch):
+    import aloop.benchmark.study as study_module
+
+    real, calls = study_module.run_replay, []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(study_module, "run_replay", interrupted_second)
+    args = ("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+            *SMALL[:1], "2", *SMALL[2:])
+    result = invoke(*args)
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert "interrupted: finished runs are kept; rerun the same command to resume" in result.stderr
+    assert [p.name for p in (tmp_path / "s" / "runs" / "random").iterdir()] == ["seed-0.json"]
+
+
+def test_unreachable_ray_cluster_is_a_one_line_error(library, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def refuse(*_, **__):
+        raise ConnectionError("Could not connect to GCS at 192.0.2.2:6379\nmore lines")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+                    *SMALL[:-1], "ray", "--ray-address", "192.0.2.2:6379")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    said = " ".join(result.stderr.split())
+    assert "cannot reach the Ray cluster at 192.0.2.2:6379 (Could not connect to GCS at 192.0.2.2:6379)" in said

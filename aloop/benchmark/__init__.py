@@ -4,6 +4,7 @@
 ``run_study`` (joblib or Ray, resumable) → run records → ``summary`` tables and ``plots``.
 """
 
-from aloop.benchmark.replay import ReplayError, Strategy, Task, run_replay
+from aloop.benchmark.replay import Strategy, run_replay
+from aloop.benchmark.task import ReplayError, Task
 
 __all__ = ["ReplayError", "Strategy", "Task", "run_replay"]

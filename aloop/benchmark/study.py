@@ -27,12 +27,21 @@ import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from aloop.benchmark.replay import (REPLAY_REFIT_GROWTH, ReplayError, Strategy, Task, check_batch_size, check_strategy,
-                                    run_replay)
+from aloop.benchmark.replay import (
+    REPLAY_REFIT_GROWTH,
+    Strategy,
+    check_batch_size,
+    check_strategy,
+    run_replay,
+)
+from aloop.benchmark.task import ReplayError, Task
 
-BACKENDS = ("serial", "joblib", "ray")
+Backend = Literal["serial", "joblib", "ray"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+#: The top fractions :func:`report` scores by default (Top% of the best 5% and 1%).
+TOP_FRACTIONS = (0.05, 0.01)
 #: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
 SETUP_KEYS = ("task", "objective", "direction", "window", "pool_size", "pool_digest", "n_init", "batch_size",
               "budget", "refit_growth")
@@ -255,7 +264,13 @@ def _ray_results(study: Study, jobs: list[tuple[Strategy, int]], address: str | 
     except ImportError:
         raise ReplayError("backend 'ray' needs Ray: pip install 'ray>=2.9'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except ConnectionError as exc:
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ReplayError(f"cannot reach the Ray cluster at {address or 'this machine'} ({why}); check the "
+                              "address and that `ray start --head` runs there, or use the joblib backend. "
+                              "Finished runs are kept.") from None
     remote = ray.remote(num_cpus=1)(_one)
     study_ref = ray.put(study)  # the pool goes to the object store once, not once per task
     pending = [remote.remote(study_ref, s, seed, None) for s, seed in jobs]
@@ -264,7 +279,7 @@ def _ray_results(study: Study, jobs: list[tuple[Strategy, int]], address: str | 
         yield ray.get(done[0])
 
 
-def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = (0.05, 0.01),
+def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = TOP_FRACTIONS,
            af_targets: Sequence[float] = (0.5,), title: str | None = None, strategies: Sequence[str] | None = None,
            seeds: Sequence[int] | None = None) -> dict[str, Path]:
     """Write the results table (CSV, JSON, Markdown) and the plots of the finished runs in ``out_dir``:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from aloop.benchmark.metrics import Direction
+from aloop.benchmark.study import Backend
 from aloop.cli._output import bad_rows_text, err, fail, out, warn
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from aloop.benchmark import Task
+
+#: Measurements per run when --budget is not given.
+DEFAULT_BUDGET = 100
 
 #: Featurizers compared when no strategy is given: the campaign default (ElemNet) first.
 DEFAULT_FEATURIZERS = ("elemnet", "magpie", "ef")
@@ -27,10 +37,11 @@ def benchmark_command(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Registry dataset (aloop datasets list).")] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Your own fully measured table instead of --dataset.")] = None,
     formula_column: Annotated[str, typer.Option("--formula-column", help="Formula column of --csv.")] = "formula",
-    target: Annotated[str | None, typer.Option(
-        "--target", "-t", help="Objective column (required with --csv; dataset default: its first target).")] = None,
+    target: Annotated[str | None, typer.Option("--target", "-t", help=(
+        "Objective column (required with --csv; dataset default: its first target). A column headed "
+        "'NAME [UNITS]' gives the objective NAME in UNITS."))] = None,
     units: Annotated[str, typer.Option("--units", help="Units of --target in --csv.")] = "",
-    direction: Annotated[str | None, typer.Option("--direction", help=(
+    direction: Annotated[Direction | None, typer.Option("--direction", help=(
         "maximize, minimize or window. With --dataset the default is the registry's direction for the target "
         "(minimize for the OER plates' overpotential; `aloop datasets show`); required with --csv and for targets "
         "without one; --window implies window."),
@@ -41,9 +52,12 @@ def benchmark_command(
         "elemnet-gp-ucb, magpie-gp-ucb, ef-gp-ucb, random; with direction window the '-window' policy).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per strategy.")] = 20,
     n_init: Annotated[int, typer.Option("--n-init", min=1, help="Random initial measurements.")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-q", min=1, help="Proposals per round.")] = 1,
-    budget: Annotated[int, typer.Option("--budget", min=1, help="Measurements per run, initial ones included.")] = 100,
-    backend: Annotated[str, typer.Option("--backend", help="serial, joblib or ray.")] = "joblib",
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", "-q", min=1, help="Proposals per round (at most budget − n-init).")] = 1,
+    budget: Annotated[int | None, typer.Option(
+        "--budget", min=1, help=f"Measurements per run, initial ones included [default: {DEFAULT_BUDGET}].",
+        show_default=False)] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="serial, joblib or ray.")] = "joblib",
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel runs (joblib).")] = 2,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")] = None,
     refit_growth: Annotated[float, typer.Option(
@@ -56,28 +70,26 @@ def benchmark_command(
 
     if (dataset is None) == (csv is None):
         fail("give exactly one of --dataset NAME or --csv PATH")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"-o: {out_dir} is a file; give a folder for the study (it holds run records, tables and plots)")
     if direction is None and window is not None:
         direction = "window"
+    if direction == "window" and window is None:
+        fail("--direction window needs --window LO HI: the range of target values that counts as a hit")
+    if direction != "window" and window is not None:
+        fail(f"--window LO HI goes with --direction window, not {direction}")
     said = "given"
     try:
         if csv is not None:
-            import pandas as pd
-
-            if not csv.is_file():
-                fail(f"no such file: {csv}")
-            if not target:
-                fail("--target is required with --csv: name the column holding the objective values")
-            if direction is None:
-                fail("--direction is required with --csv: a table does not say whether higher or lower values are "
-                     "better (maximize, minimize, or window with --window LO HI)")
-            frame = pd.read_csv(csv)
-            _warn_dropped(csv, frame, target, formula_column)
-            task = Task.from_frame(csv.stem, frame, target, formula_column=formula_column,
-                                   units=units, direction=direction, window=window)
+            task = _csv_task(csv, target, formula_column, units, direction, window)
         else:
             registry, said = _registry_direction(dataset, target, direction)  # type: ignore[arg-type]
             task = Task.from_dataset(dataset, target, direction=direction or registry,  # type: ignore[arg-type]
                                      window=window)
+        if budget is None and DEFAULT_BUDGET > len(task):
+            fail(f"the default budget ({DEFAULT_BUDGET} measurements per run) exceeds the pool's {len(task)} "
+                 f"compositions: give --budget N (at most {len(task)})")
+        budget = DEFAULT_BUDGET if budget is None else budget
         strategies = [Strategy.parse(s) for s in (strategy or default_strategies(task.direction))]
         study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth or None,
                       name=out_dir.name)
@@ -87,6 +99,7 @@ def benchmark_command(
     total = len(names) * seeds
     err.print(f"{task.name}: {len(task)} compositions, {len(strategies)} strategies × {seeds} seeds, "
               f"budget {budget}, batch {batch_size}, backend {backend}")
+    _say_pool(task, target)
     goal = f"window {task.window[0]:g}–{task.window[1]:g}" if task.window else task.direction
     err.print(f"objective: {goal} {task.objective}{f' ({task.units})' if task.units else ''} ({said})", markup=False)
     done = [0]
@@ -103,6 +116,9 @@ def benchmark_command(
         paths = report(out_dir, task, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted: finished runs are kept; rerun the same command to resume")
+        raise typer.Exit(130) from None
     ours = sum(r["strategy"] in names and r["seed"] in study.seeds for r in records)
     err.print(f"{ours} of {total} runs finished; tables and plots in {out_dir}")
     if len(records) > ours:
@@ -111,18 +127,66 @@ def benchmark_command(
     out.print(_table(paths["json"]))
 
 
-def _warn_dropped(csv: Path, frame: object, target: str, formula_column: str) -> None:
+def _csv_task(csv: Path, target: str | None, formula_column: str, units: str, direction: str | None,
+              window: tuple[float, float] | None) -> Task:
+    """The task of a user's table (header names without surrounding spaces); exits with a user error if unusable."""
+    from aloop.benchmark import Task
+    from aloop.cli.featurize import read_table
+
+    if not csv.is_file():
+        fail(f"no such file: {csv}")
+    if not target:
+        fail("--target is required with --csv: name the column holding the objective values")
+    if direction is None:
+        fail("--direction is required with --csv: a table does not say whether higher or lower values are "
+             "better (maximize, minimize, or window with --window LO HI)")
+    target, formula_column = target.strip(), formula_column.strip()
+    try:
+        frame = read_table(csv, formula_column)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    _warn_dropped(csv, frame, target, formula_column)
+    return Task.from_frame(csv.stem, frame, target, formula_column=formula_column, units=units,
+                           direction=direction, window=window)
+
+
+def _say_pool(task: Task, target: str | None) -> None:
+    """Say what the pool was made of: merged rows, a renamed target column, a top-k% set grown by ties."""
+    import math
+
+    from aloop.benchmark.metrics import goodness, top_mask
+    from aloop.benchmark.study import TOP_FRACTIONS
+
+    n = len(task)
+    if task.source_rows and task.source_rows > n:
+        err.print(f"{task.source_rows} rows → {n} compositions (rows sharing a composition averaged)")
+    if target and target.strip() != task.objective:
+        err.print(f"column {target.strip()!r} is the objective {task.objective!r} in {task.units}", markup=False)
+    if task.window is not None:
+        return  # every in-window composition is a hit by design
+    for frac in TOP_FRACTIONS:
+        mask, k = top_mask(goodness(task.y, task.direction), frac), max(1, math.ceil(frac * n))
+        if mask.sum() >= 2 * k:
+            cut = task.y[mask].max() if task.direction == "minimize" else task.y[mask].min()
+            warn(f"top {100 * frac:g}% holds {mask.sum()} of {n} compositions (not {k}) because of ties at "
+                 f"{cut:g}: finding any of them counts")
+
+
+def _warn_dropped(csv: Path, frame: pd.DataFrame, target: str, formula_column: str) -> None:
     """Warn about the rows of ``csv`` the pool leaves out (data rows from 1 and their file lines, as ``aloop featurize``)."""
     from types import SimpleNamespace
 
-    from aloop.benchmark.replay import dropped_rows
+    from aloop.benchmark.task import dropped_rows
 
-    dropped = dropped_rows(frame, target, formula_column)  # type: ignore[arg-type]
+    dropped = dropped_rows(frame, target, formula_column)
     if dropped:
-        warn(f"{len(dropped)} of {len(frame)} rows of {csv} are left out of the pool:")  # type: ignore[arg-type]
+        warn(f"{len(dropped)} of {len(frame)} rows of {csv} are left out of the pool:")
         rows = [SimpleNamespace(row=i + 1, formula=f, reason=r) for i, f, r in dropped[:20]]
         more = f"\n  … and {len(dropped) - 20} more" if len(dropped) > 20 else ""
-        err.print(bad_rows_text(rows, csv=True) + more, markup=False, highlight=False, soft_wrap=True)
+        err.print(bad_rows_text(rows, csv=True, lines=frame.attrs.get("file_lines")) + more,
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def _registry_direction(dataset: str, target: str | None, given: str | None) -> tuple[str | None, str]:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aloop.benchmark import ReplayError, Strategy, Task, run_replay
-from aloop.benchmark.replay import dropped_rows
+from aloop.benchmark.task import dropped_rows
 from aloop.campaigns import Campaign
 
 
