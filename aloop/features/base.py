@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from aloop.chem import ELEMNET_ELEMENTS, N_ELEMENTS, check_formula_batch, to_fraction_matrix
 
@@ -42,6 +45,18 @@ def check_fractions(X: np.ndarray, who: str) -> np.ndarray:
         X = X.copy()
         X[rescale] /= X[rescale].sum(axis=1, keepdims=True)
     return X
+
+
+def as_numeric_matrix(X: object, who: str) -> np.ndarray:
+    """``X`` (an array, a frame or nested lists of numbers) as a float32 array; text, such as formulas, is
+    refused with a pointer to ``aloop.chem.to_fraction_matrix``."""
+    try:
+        return np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError):
+        values = np.asarray(X, dtype=object).ravel()
+        example = next((v for v in values[:1000] if isinstance(v, str)), values[0] if values.size else None)
+        raise ValueError(f"{who} takes an n × {N_ELEMENTS} matrix of elemental fractions, got {example!r} in it; "
+                         f"turn formulas into one with aloop.chem.to_fraction_matrix(formulas)") from None
 
 
 class Featurizer(ABC):
@@ -83,6 +98,25 @@ class Featurizer(ABC):
     def n_features(self) -> int:
         return len(self.feature_names)
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The construction options, by name (scikit-learn's protocol: ``clone`` and grid searches use it)."""
+        names = [name for name, p in inspect.signature(type(self).__init__).parameters.items()
+                 if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> Featurizer:
+        """Change construction options in place (e.g. ``layer=5``), rebuilding the featurizer as its
+        constructor would; options it does not take are refused, and a refused value leaves it unchanged."""
+        current = self.get_params(deep=False)
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no option {', '.join(map(repr, unknown))}; its options: "
+                             f"{', '.join(current) or 'none'}")
+        rebuilt = type(self)(**{**current, **params})
+        self.__dict__.clear()
+        self.__dict__.update(rebuilt.__dict__)
+        return self
+
 
 class ElementFractions(Featurizer):
     """The 86 elemental fractions themselves (ElemNet's input; "EF" in Gupta et al.)."""
@@ -97,29 +131,26 @@ class ElementFractions(Featurizer):
         return np.asarray(check_fractions(X, type(self).__name__), dtype=np.float32)
 
 
-class FeaturizerTransformer:
+class FeaturizerTransformer(TransformerMixin, BaseEstimator):
     """scikit-learn transformer: ``n × 86`` fraction matrix → a featurizer's ``n × d`` features.
 
     Lets any featurizer feed any scikit-learn regressor in a ``Pipeline``, e.g. ElemNet
-    layer-2 activations into extra trees (feature-extraction transfer learning).
+    layer-2 activations into extra trees (feature-extraction transfer learning). The
+    featurizer's options are nested parameters, so a grid search can tune them, e.g.
+    ``{"featurizertransformer__featurizer__layer": [1, 2, 8]}``.
     """
 
     def __init__(self, featurizer: Featurizer) -> None:
         self.featurizer = featurizer
 
     def fit(self, X: np.ndarray, y: object = None) -> FeaturizerTransformer:
+        """Nothing to learn: the featurizer is fixed; returns ``self``."""
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        return self.featurizer.transform(np.asarray(X, dtype=np.float32))
+        """``n × 86`` fractions → ``n × d`` features."""
+        return self.featurizer.transform(as_numeric_matrix(X, type(self).__name__))
 
-    def fit_transform(self, X: np.ndarray, y: object = None) -> np.ndarray:
-        return self.transform(X)
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"featurizer": self.featurizer}
-
-    def set_params(self, **params: object) -> FeaturizerTransformer:
-        for k, v in params.items():
-            setattr(self, k, v)
-        return self
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """The featurizer's ``d`` column names."""
+        return np.asarray(self.featurizer.feature_names, dtype=object)

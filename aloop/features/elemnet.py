@@ -60,6 +60,18 @@ class ElemNetFeatures(Featurizer):
         self._cache: dict[str, np.ndarray] = {}
         self._net = self._truncated(self.network, layer)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("source", "layer", "network") and "_net" in self.__dict__:
+            raise AttributeError(f"ElemNetFeatures.{name} is fixed once built (the network is cut at the layer and "
+                                 f"features are cached); use set_params({name}=...) or a new ElemNetFeatures(...)")
+        super().__setattr__(name, value)
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        """The construction options (``network`` is ``None`` for a shipped source, ``source`` is ``"custom"``
+        for a given network)."""
+        return {"source": self.source, "layer": self.layer, "network": self.network if self.source == "custom" else None,
+                "batch_size": self.batch_size, "cache_size": self.cache_size}
+
     @staticmethod
     def _truncated(net: ElemNet, layer: int) -> torch.nn.Sequential:
         mods: list[torch.nn.Module] = []

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.ensemble import ExtraTreesRegressor
 
-from aloop.chem import to_fraction_matrix
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.moe import MixtureOfExperts, MoERegressor
 from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, best_epoch, finetune
@@ -19,18 +16,6 @@ from aloop.features import get_featurizer
 from aloop.features.elemnet import ElemNetFeatures
 
 TINY = (32, 32, 16)
-
-
-@pytest.fixture(scope="module")
-def band_gap() -> tuple[np.ndarray, np.ndarray]:
-    data_dir = Path(os.environ.get("ALOOP_DATA_DIR", "/nonexistent"))
-    if not (data_dir / "experimental").is_dir():
-        pytest.skip("ALOOP_DATA_DIR does not hold the shared datasets (set ALOOP_DATA_DIR=../shared/data)")
-    from aloop.datasets import load
-
-    frame = load("expt-bandgap", split="train").sample(300, random_state=0)
-    X, _ = to_fraction_matrix(list(frame["formula"]))
-    return X, frame["gap expt"].to_numpy()
 
 
 def _source() -> ElemNet:

@@ -126,3 +126,16 @@ def test_string_and_type_mistakes_in_featurizer_options() -> None:
     with pytest.raises(TypeError, match="network must be an ElemNet"):
         get_featurizer("elemnet", network="oqmd-bandgap")
     assert get_featurizer("elemnet", layer=np.int64(3)).layer == 3
+
+
+def test_transformer_names_columns_and_refuses_formulas_clearly() -> None:
+    from aloop.features.base import FeaturizerTransformer
+
+    step = FeaturizerTransformer(MagpieFeaturizer(stats=["mean"]))
+    X, _ = to_fraction_matrix(FORMULAS)
+    assert step.fit_transform(X).shape == (len(FORMULAS), len(step.get_feature_names_out()))
+    assert list(step.get_feature_names_out()) == step.featurizer.feature_names
+    with pytest.raises(ValueError, match=r"got 'Fe2O3' in it; .*to_fraction_matrix\(formulas\)"):
+        step.transform(FORMULAS)
+    with pytest.raises(ValueError, match="no option 'layer'"):
+        step.set_params(featurizer__layer=2)
