@@ -12,6 +12,7 @@ from torch import nn
 
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet, he_init
+from aloop.features.base import as_numeric_matrix, check_fractions
 from aloop.training import train_network
 
 Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
@@ -46,11 +47,19 @@ class FineTuneConfig:
 
 
 def _check_xy(X: np.ndarray, y: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    X = np.asarray(X, dtype=np.float32)
+    """Fractions (checked as the featurizers check them: amounts rescaled, negative, non-finite, text and
+    all-zero rows refused) and ``y`` (``n`` or ``n × m``, finite) as float32 tensors."""
+    X = as_numeric_matrix(X, "ElemNet input")
     if X.ndim != 2 or X.shape[1] != N_ELEMENTS:
         raise ValueError(f"ElemNet input must be an n × {N_ELEMENTS} fraction matrix, got shape {X.shape}")
     if not np.isfinite(X).all():
         raise ValueError("fraction matrix has NaN/inf entries")
+    X = np.asarray(check_fractions(X, "ElemNet input"), dtype=np.float32)
+    empty = np.flatnonzero(~X.any(axis=1))
+    if empty.size:
+        raise ValueError(f"ElemNet input: {empty.size} rows hold no element (all zero), e.g. rows {empty[:10].tolist()}; "
+                         f"each row must be a composition (to_fraction_matrix(errors='collect') leaves such rows for "
+                         f"formulas it could not parse: drop them)")
     if y is None:
         return torch.from_numpy(X), None
     y = np.asarray(y, dtype=np.float32)

@@ -16,6 +16,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from aloop.features.base import as_numeric_matrix
+
 #: Thresholds on P(y = 0) a gate chooses from on validation (``None``, no gate, is the last choice).
 GATE_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())
 
@@ -76,7 +78,7 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
         self.regressor, self.threshold, self.validation_fraction, self.seed = regressor, threshold, validation_fraction, seed
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
-        X, y = np.asarray(X, dtype=np.float32), np.asarray(y, dtype=np.float64)
+        X, y = as_numeric_matrix(X, "ZeroGatedRegressor"), np.asarray(y, dtype=np.float64)
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"y must be one value per row of X: X has {len(X)} rows, y has shape {y.shape}")
         if not np.isfinite(y).all():
@@ -103,9 +105,9 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
 
     def zero_probability(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` P(y = 0) for ``n × 86`` fractions."""
-        return zero_probability(self.classifier_, np.asarray(X, dtype=np.float32))
+        return zero_probability(self.classifier_, as_numeric_matrix(X, "ZeroGatedRegressor"))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` gated predictions for ``n × 86`` fractions."""
-        X = np.asarray(X, dtype=np.float32)
+        X = as_numeric_matrix(X, "ZeroGatedRegressor")
         return gate(self.regressor_.predict(X), self.zero_probability(X), self.threshold_)

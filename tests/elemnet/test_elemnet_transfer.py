@@ -251,3 +251,21 @@ def test_default_moe_experts_leave_out_chained_sources(band_gap) -> None:
     X, y = band_gap
     reg = make_regressor("moe", max_epochs=2, patience=1, guard=False).fit(X[:40], y[:40])
     assert tuple(reg.gate_weights_) == shipped
+
+
+def test_regressors_check_fractions_like_the_featurizers(band_gap) -> None:
+    X, y = band_gap
+    reg = ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY, max_epochs=2, patience=2).fit(X, y)
+    moe = MoERegressor(experts=[_source()], layer=2, max_epochs=2, patience=2, guard=False).fit(X, y)
+    for model in (reg, moe):
+        # rows of amounts (Fe2O3 as 2, 3) are rescaled to fractions, as every featurizer does
+        np.testing.assert_allclose(model.predict(X[:5] * 5), model.predict(X[:5]), rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="negative or non-finite fractions in 5 rows"):
+            model.predict(-X[:5])
+        with pytest.raises(ValueError, match=r"1 rows hold no element \(all zero\), e.g. rows \[1\]"):
+            model.predict(np.vstack([X[:1], np.zeros((1, 86), np.float32)]))
+        with pytest.raises(ValueError, match=r"got 'NaCl' in it; .*to_fraction_matrix\(formulas\)"):
+            model.predict(["NaCl", "Si"])
+    with pytest.raises(ValueError, match="hold no element"):
+        ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY).fit(np.vstack([X, np.zeros((1, 86))]),
+                                                                               np.r_[y, 0.0])

@@ -70,3 +70,9 @@ def test_check_zero_share_names_the_target() -> None:
     with pytest.raises(ValueError, match="'delta_e' has 2.0%"):
         check_zero_share(np.r_[np.zeros(2), np.ones(98)], "'delta_e'")
     check_zero_share(np.r_[np.zeros(5), np.ones(95)])
+
+
+def test_formulas_instead_of_fractions_are_refused_clearly(band_gaps) -> None:
+    X, y, _, _ = band_gaps
+    with pytest.raises(ValueError, match=r"ZeroGatedRegressor takes an n × 86 matrix .*got 'NaCl'"):
+        ZeroGatedRegressor(DummyRegressor()).fit(["NaCl"] * len(y), y)
