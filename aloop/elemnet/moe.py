@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from typing import Literal
 
 import numpy as np
@@ -11,7 +12,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
 from aloop.elemnet.model import ElemNet
-from aloop.elemnet.transfer import _check_xy, check_enough_rows
+from aloop.elemnet.transfer import _check_xy, check_enough_rows, hold_out
 from aloop.training import train_network
 
 
@@ -40,6 +41,11 @@ class MixtureOfExperts(nn.Module):
         self.gate_noise = gate_noise
         if not experts:
             raise ValueError("a mixture of experts needs at least one expert")
+        deepest = min(e.n_hidden for e in experts)
+        if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 1 <= layer <= deepest:
+            raise ValueError(f"layer must be a hidden layer of every expert, 1..{deepest}, got {layer!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+            raise ValueError(f"top_k (experts the gate keeps) must be a whole number ≥ 1, got {top_k!r}")
         widths = {e.hidden_widths[layer - 1] for e in experts}
         if len(widths) != 1:
             raise ValueError(f"experts' layer-{layer} widths differ: {sorted(widths)}")
@@ -122,11 +128,19 @@ class MoERegressor(RegressorMixin, BaseEstimator):
             return list(self.experts), [f"expert{i}" for i in range(len(self.experts))]
         from aloop.elemnet.sources import load_source_model, moe_experts
 
+        if isinstance(self.sources, str):
+            raise TypeError(f"sources must be a list of source model names, got one string {self.sources!r}; "
+                            f"wrap it in a list")
         names = list(moe_experts() if self.sources is None else self.sources)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sources name {', '.join(map(repr, repeated))} more than once; give each source once")
         return [load_source_model(s) for s in names], names
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
         Xt, yt = _check_xy(X, y)
+        if yt.shape[1] != 1:
+            raise ValueError(f"MoERegressor predicts one target; y has {yt.shape[1]} columns (fit one model per target)")
         check_enough_rows(len(Xt))
         self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
         experts, names = self._experts()
@@ -150,9 +164,7 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         model = MixtureOfExperts(experts, self.layer, min(self.top_k, len(experts)), self.gate, self.head_hidden,
                                  self.train_experts)
         ys = (yt - self.mean_) / self.std_
-        perm = torch.randperm(len(Xt), generator=gen)
-        n_val = max(1, int(round(self.val_fraction * len(Xt))))
-        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        val_idx, tr_idx = hold_out(len(Xt), self.val_fraction, gen)
         net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
         rows = Xt if self.train_experts else torch.arange(len(Xt))
         val_mae = self.std_ * train_network(

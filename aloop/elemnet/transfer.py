@@ -79,6 +79,20 @@ def check_enough_rows(n_rows: int, holds_out: bool = True) -> None:
         raise ValueError(f"too few training rows: {n_rows}; at least {minimum} are needed{detail}")
 
 
+def hold_out(n_rows: int, val_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split ``n_rows`` for early stopping: a seeded random ``val_fraction`` of them (at least one) held
+    out, and the rest to train on; returns ``(val_idx, train_idx)``."""
+    if isinstance(val_fraction, bool) or not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction (the share of rows held out for early stopping) must lie strictly between "
+                         f"0 and 1, got {val_fraction!r}")
+    perm = torch.randperm(n_rows, generator=generator)
+    n_val = max(1, int(round(val_fraction * n_rows)))
+    if n_val >= n_rows:
+        raise ValueError(f"val_fraction={val_fraction} holds out all {n_rows} rows for early stopping, leaving none "
+                         f"to train on; give a smaller val_fraction")
+    return perm[:n_val], perm[n_val:]
+
+
 def finetune(
     X: np.ndarray, y: np.ndarray, source: ElemNet | None, config: FineTuneConfig | None = None,
     hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, validation: tuple[np.ndarray, np.ndarray] | None = None,
@@ -137,9 +151,7 @@ def finetune(
     elif config.patience is None:
         tr_idx, val_idx = torch.arange(len(Xt)), None
     else:
-        perm = torch.randperm(len(Xt), generator=gen)
-        n_val = max(1, int(round(config.val_fraction * len(Xt))))
-        val_idx, tr_idx = perm[:n_val], perm[n_val:]
+        val_idx, tr_idx = hold_out(len(Xt), config.val_fraction, gen)
     history: list[dict] = []
     loss = nn.functional.l1_loss if config.loss == "l1" else nn.functional.mse_loss
     train_network(

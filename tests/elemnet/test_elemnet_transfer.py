@@ -269,3 +269,32 @@ def test_regressors_check_fractions_like_the_featurizers(band_gap) -> None:
     with pytest.raises(ValueError, match="hold no element"):
         ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY).fit(np.vstack([X, np.zeros((1, 86))]),
                                                                                np.r_[y, 0.0])
+
+
+def test_val_fraction_must_leave_rows_on_both_sides(band_gap) -> None:
+    X, y = band_gap
+    options = dict(max_epochs=2, patience=2)
+    for fraction in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match=f"val_fraction .* strictly between 0 and 1, got {fraction}"):
+            ElemNetRegressor(source=None, mode="scratch", hidden_widths=TINY, val_fraction=fraction, **options).fit(X, y)
+        with pytest.raises(ValueError, match=f"val_fraction .* strictly between 0 and 1, got {fraction}"):
+            MoERegressor(experts=[_source()], layer=2, val_fraction=fraction, **options).fit(X, y)
+    with pytest.raises(ValueError, match="val_fraction=0.96 holds out all 10 rows"):
+        finetune(X[:10], y[:10], None, FineTuneConfig(mode="scratch", val_fraction=0.96, **options), hidden_widths=TINY)
+
+
+def test_moe_refuses_what_it_would_misread(band_gap) -> None:
+    X, y = band_gap
+    experts = [_source(), ElemNet(hidden_widths=TINY)]
+    options = dict(max_epochs=2, patience=2, guard=False)
+    with pytest.raises(ValueError, match="predicts one target; y has 2 columns"):
+        MoERegressor(experts=experts, layer=2, **options).fit(X, np.c_[y, y])
+    for layer in (0, 4):
+        with pytest.raises(ValueError, match=f"layer must be a hidden layer of every expert, 1..3, got {layer}"):
+            MoERegressor(experts=experts, layer=layer, **options).fit(X, y)
+    with pytest.raises(ValueError, match="top_k .* ≥ 1, got 0"):
+        MoERegressor(experts=experts, layer=2, top_k=0, **options).fit(X, y)
+    with pytest.raises(TypeError, match="one string 'oqmd-bandgap'; wrap it in a list"):
+        MoERegressor(sources="oqmd-bandgap", **options).fit(X, y)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sources name 'oqmd-bandgap' more than once"):
+        MoERegressor(sources=("oqmd-bandgap", "oqmd-bandgap"), **options).fit(X, y)
