@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -40,8 +41,13 @@ def train_network(
     """
     if ema_decay is not None and not 0.0 < ema_decay < 1.0:
         raise ValueError(f"ema_decay must lie strictly between 0 and 1, got {ema_decay}")
-    if patience is None and max_epochs < 1:
-        raise ValueError(f"training without early stopping needs max_epochs ≥ 1, got {max_epochs}")
+    for name, value in (("batch_size", batch_size), ("max_epochs", max_epochs)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be ≥ 1 (a whole number), got {value!r}")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1):
+        raise ValueError(f"patience must be ≥ 1 epoch or None (no early stopping), got {patience!r}")
+    if not lr > 0:
+        raise ValueError(f"lr (the learning rate) must be > 0, got {lr!r}")
     if X_val is None and patience is not None:
         raise ValueError("early stopping (patience set) needs a validation set")
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)

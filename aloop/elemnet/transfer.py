@@ -112,10 +112,6 @@ def finetune(
         raise ValueError(f"unknown transfer mode {config.mode!r}; modes: {', '.join(MODES)}")
     if (source is None) != (config.mode == "scratch"):
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
-    if config.patience is not None and config.patience < 1:
-        raise ValueError(f"patience must be ≥ 1 epoch or None (no early stopping), got {config.patience}")
-    if config.max_epochs < 1:
-        raise ValueError(f"max_epochs must be ≥ 1, got {config.max_epochs}")
     Xt, yt = _check_xy(X, y)
     check_enough_rows(len(Xt), holds_out=validation is None and config.patience is not None)
     if config.threads:

@@ -1,0 +1,34 @@
+"""Early-stopped training refuses settings that would train nothing or fail inside torch, for every model using it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from aloop.elemnet.model import ElemNet
+from aloop.elemnet.moe import MoERegressor
+from aloop.elemnet.transfer import ElemNetRegressor
+from aloop.training import train_network
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("batch_size", 0, r"batch_size must be ≥ 1 \(a whole number\), got 0"),
+    ("max_epochs", 0, r"max_epochs must be ≥ 1 \(a whole number\), got 0"),
+    ("max_epochs", 2.5, r"max_epochs must be ≥ 1 \(a whole number\), got 2.5"),
+    ("patience", 0, r"patience must be ≥ 1 epoch or None \(no early stopping\), got 0"),
+    ("lr", 0.0, r"lr \(the learning rate\) must be > 0, got 0.0"),
+])
+def test_bad_settings_are_refused_by_each_model(band_gap, option: str, value: object, message: str) -> None:
+    X, y = band_gap
+    torch.manual_seed(0)
+    experts = [ElemNet(hidden_widths=(16, 8))]
+    models = [ElemNetRegressor(source=None, mode="scratch", hidden_widths=(16, 8), max_epochs=2, patience=2),
+              MoERegressor(experts=experts, layer=2, max_epochs=2, patience=2, guard=False)]
+    for model in models:  # MoERegressor trained nothing for max_epochs=0 and reported an infinite validation MAE
+        with pytest.raises(ValueError, match=message):
+            model.set_params(**{option: value}).fit(X, y)
+    Xt, yt = torch.from_numpy(X[:20]), torch.from_numpy(np.asarray(y[:20, None], dtype=np.float32))
+    settings = {"lr": 1e-3, "batch_size": 8, "max_epochs": 2, "patience": 2, option: value}
+    with pytest.raises(ValueError, match=message):
+        train_network(ElemNet(hidden_widths=(16, 8)), Xt, yt, Xt, yt, torch.nn.functional.l1_loss, **settings)
