@@ -9,6 +9,7 @@ on the experimental band gaps, where about half the gaps are 0).
 
 from __future__ import annotations
 
+import numbers
 from typing import Self
 
 import numpy as np
@@ -96,8 +97,9 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
             classifier = zero_classifier(self.seed).fit(X[fit], y[fit] == 0)
             pred = clone(self.regressor).fit(X[fit], y[fit]).predict(X[val])
             threshold, _ = choose_threshold(zero_probability(classifier, X[val]), pred, y[val])
-        elif isinstance(threshold, str) or not 0.0 < float(threshold) < 1.0:
-            raise ValueError(f"threshold must be 'auto' or a probability strictly between 0 and 1, got {threshold!r}")
+        elif isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be 'auto' or a probability strictly between 0 and 1, got {threshold!r} "
+                             f"(for no gate, use the regressor alone)")
         self.threshold_ = threshold
         self.classifier_ = zero_classifier(self.seed).fit(X, y == 0)
         self.regressor_ = clone(self.regressor).fit(X, y)
@@ -105,9 +107,12 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
 
     def zero_probability(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` P(y = 0) for ``n × 86`` fractions."""
+        if not hasattr(self, "classifier_"):
+            raise RuntimeError("ZeroGatedRegressor is not fitted; call fit(X, y) first")
         return zero_probability(self.classifier_, as_numeric_matrix(X, "ZeroGatedRegressor"))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` gated predictions for ``n × 86`` fractions."""
         X = as_numeric_matrix(X, "ZeroGatedRegressor")
-        return gate(self.regressor_.predict(X), self.zero_probability(X), self.threshold_)
+        p_zero = self.zero_probability(X)  # refuses an unfitted model first
+        return gate(self.regressor_.predict(X), p_zero, self.threshold_)

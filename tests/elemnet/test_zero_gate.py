@@ -58,6 +58,7 @@ def test_the_gate_lowers_the_error_on_measured_band_gaps(band_gaps) -> None:
     ({}, lambda y: y[:-1], "one value per row of X"),
     ({"threshold": 1.0}, lambda y: y, "threshold must be 'auto' or a probability strictly between 0 and 1"),
     ({"threshold": "high"}, lambda y: y, "got 'high'"),
+    ({"threshold": None}, lambda y: y, "got None (for no gate, use the regressor alone)"),
     ({"validation_fraction": 0.0}, lambda y: y, "validation_fraction must lie strictly between 0 and 1"),
 ])
 def test_zero_gate_bad_inputs(band_gaps, kwargs: dict, y_edit, needle: str) -> None:
@@ -76,3 +77,9 @@ def test_formulas_instead_of_fractions_are_refused_clearly(band_gaps) -> None:
     X, y, _, _ = band_gaps
     with pytest.raises(ValueError, match=r"ZeroGatedRegressor takes an n × 86 matrix .*got 'NaCl'"):
         ZeroGatedRegressor(DummyRegressor()).fit(["NaCl"] * len(y), y)
+
+
+def test_an_unfitted_gate_says_so() -> None:
+    for call in ("predict", "zero_probability"):
+        with pytest.raises(RuntimeError, match=r"ZeroGatedRegressor is not fitted; call fit\(X, y\) first"):
+            getattr(ZeroGatedRegressor(DummyRegressor()), call)(np.eye(86, dtype=np.float32)[:2])
