@@ -262,6 +262,9 @@ def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer
         raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
     if trees not in ("et", "rf"):
         raise ValueError(f"trees must be 'et' (extra trees) or 'rf' (random forest), got {trees!r}")
+    if options and strategy in ("base", "sc-ef", "sc-magpie", "featextr"):
+        raise ValueError(f"strategy {strategy!r} takes no training options, got {', '.join(sorted(options))}; "
+                         f"they are for {', '.join((*MODES, 'moe'))}")
     forest = (ExtraTreesRegressor if trees == "et" else RandomForestRegressor)(
         n_estimators=200, max_features=0.33, n_jobs=-1, random_state=seed)
     if strategy == "base":

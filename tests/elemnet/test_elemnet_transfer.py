@@ -10,7 +10,7 @@ from sklearn.ensemble import ExtraTreesRegressor
 
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.moe import MixtureOfExperts, MoERegressor
-from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, best_epoch, finetune
+from aloop.elemnet.transfer import MODES, ElemNetRegressor, FineTuneConfig, best_epoch, finetune, make_regressor
 from aloop.training import train_network
 from aloop.features import get_featurizer
 from aloop.features.elemnet import ElemNetFeatures
@@ -298,3 +298,10 @@ def test_moe_refuses_what_it_would_misread(band_gap) -> None:
         MoERegressor(sources="oqmd-bandgap", **options).fit(X, y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sources name 'oqmd-bandgap' more than once"):
         MoERegressor(sources=("oqmd-bandgap", "oqmd-bandgap"), **options).fit(X, y)
+
+
+def test_make_regressor_refuses_options_a_strategy_would_ignore() -> None:
+    for strategy in ("base", "sc-ef", "sc-magpie", "featextr"):
+        with pytest.raises(ValueError, match=f"strategy '{strategy}' takes no training options, got max_epochs, refit"):
+            make_regressor(strategy, max_epochs=3, refit=True)
+    assert make_regressor("scratch", max_epochs=3).max_epochs == 3
