@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import time
 import warnings
@@ -239,6 +240,21 @@ def _mae(net: ElemNet, X: torch.Tensor, y: torch.Tensor, mean: float, std: float
     return float((pred * std + mean - y).abs().mean())
 
 
+def check_config(config: PretrainConfig) -> None:
+    """Refuse settings a run cannot use (torch's or Python's errors otherwise), with the bounds ``aloop pretrain`` has."""
+    for name in ("seed", "batch_size", "max_epochs", "patience", "threads", "dead_sample", "limit_rows"):
+        value, low = getattr(config, name), 0 if name == "seed" else 1
+        if name == "limit_rows" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            kind = "non-negative" if low == 0 else "positive"
+            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+    if not config.peak_lr >= 0:
+        raise ValueError(f"peak_lr must be ≥ 0, got {config.peak_lr!r}")
+    if isinstance(config.exclude, str):
+        raise TypeError(f"exclude must be a list of dataset names, got one string {config.exclude!r}; wrap it in a list")
+
+
 def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True) -> dict:
     """Train (or resume) an ElemNet on ``config.dataset``; checkpoints each epoch in ``run_dir``.
 
@@ -251,8 +267,7 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         RecipeMismatchError: a recipe other than the checkpoint's (a ``ValueError``, naming the fields).
         ValueError: other initial weights, an epoch limit the run cannot be extended to, no rows left to train on.
     """
-    if config.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {config.seed}")
+    check_config(config)
     run_dir = Path(run_dir)
     torch.set_num_threads(config.threads)
     ckpt_path = run_dir / "checkpoint.pt"

@@ -180,3 +180,20 @@ def test_resuming_another_recipe_names_each_differing_option_before_saying_resum
         pretrain(replace(TINY, max_epochs=1), run, progress=False)
     assert pretrain_module.check_resume(replace(TINY, max_epochs=1, peak_lr=0.001), run)
     assert not pretrain_module.check_resume(TINY, tmp_path / "fresh")
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("threads", 0, "threads must be a positive integer, got 0"),
+    ("max_epochs", 0, "max_epochs must be a positive integer, got 0"),
+    ("batch_size", 0, "batch_size must be a positive integer, got 0"),
+    ("limit_rows", 0, "limit_rows must be a positive integer, got 0"),  # was read as no limit: the whole dataset
+    ("batch_size", 64.0, "batch_size must be a positive integer, got 64.0"),
+    ("peak_lr", -1e-3, "peak_lr must be ≥ 0, got -0.001"),
+])
+def test_settings_a_run_cannot_use_are_refused_before_it_starts(tmp_path: Path, option: str, value: object,
+                                                               message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        pretrain(replace(TINY, **{option: value}), tmp_path / "run", progress=False)
+    with pytest.raises(TypeError, match="one string 'jarvis-spillage'; wrap it in a list"):
+        pretrain(replace(TINY, exclude="jarvis-spillage"), tmp_path / "run", progress=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "run").exists() and torch.get_num_threads() >= 1
