@@ -222,6 +222,9 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         if self.refit and self.patience is None:
             raise ValueError("refit=True needs early stopping to find the epoch count (patience=None given)")
         src = None if self.source is None or self.mode == "scratch" else load_source_model(self.source)
+        if src is not None and tuple(self.hidden_widths) not in (HIDDEN_WIDTHS, src.hidden_widths):
+            raise ValueError(f"hidden_widths is for mode='scratch'; mode {self.mode!r} keeps the source model's "
+                             f"architecture {src.hidden_widths}, so leave hidden_widths at its default")
         config = FineTuneConfig(mode=self.mode, lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                                 patience=self.patience, val_fraction=self.val_fraction, seed=self.seed,
                                 ema_decay=self.ema_decay)

@@ -305,3 +305,9 @@ def test_make_regressor_refuses_options_a_strategy_would_ignore() -> None:
         with pytest.raises(ValueError, match=f"strategy '{strategy}' takes no training options, got max_epochs, refit"):
             make_regressor(strategy, max_epochs=3, refit=True)
     assert make_regressor("scratch", max_epochs=3).max_epochs == 3
+
+
+def test_hidden_widths_with_a_source_are_refused_not_ignored(band_gap) -> None:
+    X, y = band_gap
+    with pytest.raises(ValueError, match="hidden_widths is for mode='scratch'; mode 'modfinetune' keeps"):
+        ElemNetRegressor(hidden_widths=TINY, max_epochs=1, patience=1).fit(X, y)
