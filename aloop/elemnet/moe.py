@@ -124,6 +124,9 @@ class MoERegressor(RegressorMixin, BaseEstimator):
 
     def _experts(self) -> tuple[list[ElemNet], list[str]]:
         """The expert networks and their names."""
+        if self.experts is not None and self.sources is not None:
+            raise ValueError("give experts (networks) or sources (shipped model names), not both: experts would be "
+                             "used and sources ignored")
         if self.experts is not None:
             return list(self.experts), [f"expert{i}" for i in range(len(self.experts))]
         from aloop.elemnet.sources import load_source_model, moe_experts

@@ -298,6 +298,8 @@ def test_moe_refuses_what_it_would_misread(band_gap) -> None:
         MoERegressor(sources="oqmd-bandgap", **options).fit(X, y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sources name 'oqmd-bandgap' more than once"):
         MoERegressor(sources=("oqmd-bandgap", "oqmd-bandgap"), **options).fit(X, y)
+    with pytest.raises(ValueError, match="give experts .* or sources .*, not both"):
+        MoERegressor(experts=experts, sources=("oqmd-bandgap",), layer=2, **options).fit(X, y)
 
 
 def test_make_regressor_refuses_options_a_strategy_would_ignore() -> None:
