@@ -110,6 +110,8 @@ def finetune(
     config = config or FineTuneConfig()
     if config.mode not in MODES:
         raise ValueError(f"unknown transfer mode {config.mode!r}; modes: {', '.join(MODES)}")
+    if config.loss not in ("l1", "mse"):
+        raise ValueError(f"loss must be 'l1' or 'mse', got {config.loss!r}")
     if (source is None) != (config.mode == "scratch"):
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
     Xt, yt = _check_xy(X, y)

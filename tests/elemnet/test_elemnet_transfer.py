@@ -56,6 +56,8 @@ def test_finetune_bad_inputs(band_gap) -> None:
         finetune(X, y, None, FineTuneConfig(mode="finetune"))
     with pytest.raises(ValueError, match="n × 86"):
         finetune(X[:, :10], y, _source(), FineTuneConfig())
+    with pytest.raises(ValueError, match="loss must be 'l1' or 'mse', got 'huber'"):  # was trained with MSE
+        finetune(X, y, _source(), FineTuneConfig(loss="huber"))  # type: ignore[arg-type]
     y_bad = y.copy()
     y_bad[3] = np.nan
     with pytest.raises(ValueError, match="NaN/inf"):
