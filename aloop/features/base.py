@@ -149,6 +149,9 @@ class FeaturizerTransformer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """``n × 86`` fractions → ``n × d`` features."""
+        if not isinstance(self.featurizer, Featurizer):
+            raise TypeError(f"FeaturizerTransformer needs a Featurizer, e.g. get_featurizer('magpie'), got "
+                            f"{self.featurizer!r}")
         return self.featurizer.transform(as_numeric_matrix(X, type(self).__name__))
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

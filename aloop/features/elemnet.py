@@ -53,8 +53,9 @@ class ElemNetFeatures(Featurizer):
         if not 1 <= layer <= self.network.n_hidden:
             raise ValueError(f"layer must be in 1..{self.network.n_hidden}, got {layer}")
         self.layer = int(layer)
-        if batch_size < 1 or cache_size < 0:
-            raise ValueError(f"batch_size must be ≥ 1 and cache_size ≥ 0, got {batch_size} and {cache_size}")
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in (batch_size, cache_size)) \
+                or batch_size < 1 or cache_size < 0:
+            raise ValueError(f"batch_size must be a whole number ≥ 1 and cache_size one ≥ 0, got {batch_size!r} and {cache_size!r}")
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._cache: dict[str, np.ndarray] = {}

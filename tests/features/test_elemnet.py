@@ -51,3 +51,9 @@ def test_set_params_rebuilds_and_attributes_stay_fixed(band_gap) -> None:
     assert copy.layer == 3 and copy.source == "custom" and np.allclose(copy.transform_fractions(X), feats.transform_fractions(X))
     shipped = clone(ElemNetFeatures(layer=2))
     assert shipped.source == "oqmd-formation-enthalpy" and shipped.get_params()["network"] is None
+
+
+def test_batch_and_cache_sizes_must_be_whole_numbers() -> None:
+    for options in ({"batch_size": 1e3}, {"batch_size": 0}, {"cache_size": -1}, {"cache_size": 10.5}):
+        with pytest.raises(ValueError, match="batch_size must be a whole number ≥ 1 and cache_size one ≥ 0"):
+            ElemNetFeatures(network=_network(), layer=1, **options)

@@ -139,3 +139,5 @@ def test_transformer_names_columns_and_refuses_formulas_clearly() -> None:
         step.transform(FORMULAS)
     with pytest.raises(ValueError, match="no option 'layer'"):
         step.set_params(featurizer__layer=2)
+    with pytest.raises(TypeError, match=r"needs a Featurizer, e.g. get_featurizer\('magpie'\), got 'magpie'"):
+        FeaturizerTransformer("magpie").transform(X)  # type: ignore[arg-type]
