@@ -43,7 +43,7 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 #: The top fractions :func:`report` scores by default (Top% of the best 5% and 1%).
 TOP_FRACTIONS = (0.05, 0.01)
 #: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
-SETUP_KEYS = ("task", "objective", "direction", "window", "pool_size", "pool_digest", "n_init", "batch_size",
+SETUP_KEYS = ("task", "objective", "units", "direction", "window", "pool_size", "pool_digest", "n_init", "batch_size",
               "budget", "refit_growth")
 
 

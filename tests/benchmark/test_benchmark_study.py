@@ -61,12 +61,12 @@ def test_changed_setup_is_refused(small_task, tmp_path):
 
 
 def test_other_task_is_refused_and_study_json_kept(small_task, tmp_path):
-    """Another objective, or the same objective with other values or rows, never reuses a folder's runs."""
+    """Another objective, the same objective with other values, rows or units, never reuses a folder's runs."""
     study = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
     run_study(study, tmp_path, backend="serial")
     before = (tmp_path / "study.json").read_text()
     others = {"objective": replace(small_task, objective="other"), "pool": replace(small_task, y=small_task.y + 1),
-              "direction": replace(small_task, direction="maximize")}
+              "direction": replace(small_task, direction="maximize"), "units": replace(small_task, units="mV")}
     for what, task in others.items():
         with pytest.raises(ReplayError, match=f"different set-up: {what}.*another output folder"):
             run_study(replace(study, task=task), tmp_path, backend="serial")
