@@ -13,7 +13,7 @@ from torch import nn
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet, he_init
 from aloop.features.base import as_numeric_matrix, check_fractions
-from aloop.training import train_network
+from aloop.training import torch_threads, train_network
 
 Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
 MODES: tuple[str, ...] = ("finetune", "modfinetune", "freezing", "scratch")
@@ -31,6 +31,7 @@ class FineTuneConfig:
     ``patience=None`` instead trains on every row for exactly ``max_epochs`` epochs and keeps the
     last weights (the refit for an epoch count that an early-stopped run found, see ``best_epoch``).
     ``ema_decay`` (per step, e.g. 0.998) validates and returns a moving average of the weights.
+    ``threads``: torch threads while training (``None``: as set); the process's count is restored after.
     """
 
     mode: Mode = "modfinetune"
@@ -116,8 +117,6 @@ def finetune(
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
     Xt, yt = _check_xy(X, y)
     check_enough_rows(len(Xt), holds_out=validation is None and config.patience is not None)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     gen = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)
@@ -152,11 +151,12 @@ def finetune(
         val_idx, tr_idx = hold_out(len(Xt), config.val_fraction, gen)
     history: list[dict] = []
     loss = nn.functional.l1_loss if config.loss == "l1" else nn.functional.mse_loss
-    train_network(
-        net, Xt[tr_idx], ys[tr_idx], *((Xt[val_idx], ys[val_idx]) if val_idx is not None else (None, None)), loss,
-        config.lr, config.batch_size, config.max_epochs, config.patience, config.weight_decay, config.seed, history,
-        config.ema_decay,
-    )
+    with torch_threads(config.threads):
+        train_network(
+            net, Xt[tr_idx], ys[tr_idx], *((Xt[val_idx], ys[val_idx]) if val_idx is not None else (None, None)), loss,
+            config.lr, config.batch_size, config.max_epochs, config.patience, config.weight_decay, config.seed, history,
+            config.ema_decay,
+        )
     for h in history:  # validation loss in raw units (exact for L1 with one target)
         h["val_mae" if config.loss == "l1" else "val_mse"] = h.pop("val_loss") * float(std.mean()) ** (
             1 if config.loss == "l1" else 2)

@@ -48,6 +48,20 @@ def test_finetune_beats_the_mean_and_predicts_raw_units(band_gap) -> None:
     assert abs(pred.mean() - y.mean()) < 1.0  # raw eV, not standardised
 
 
+def test_threads_apply_while_training_and_are_restored(band_gap) -> None:
+    """A fine-tune with ``threads=1`` in a notebook must not leave the whole process on one thread."""
+    X, y = band_gap
+    before = torch.get_num_threads()
+    seen = []
+    torch.set_num_threads(2)
+    try:
+        finetune(X[:40], y[:40], _source(), FineTuneConfig(threads=1, max_epochs=1, patience=None, batch_size=64))
+        seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [2]
+
+
 def test_finetune_bad_inputs(band_gap) -> None:
     X, y = band_gap
     with pytest.raises(ValueError, match="unknown transfer mode"):
