@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from aloop.campaigns import Campaign
+from aloop.campaigns.config import SURROGATE_KINDS
 from aloop.chem import check_formulas, composition_key, fractions
 from aloop.datasets import get_spec, load
 
@@ -67,7 +68,7 @@ def candidate_table() -> tuple[pd.DataFrame, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None, help="folder for the campaign files (default: a new temp folder)")
-    parser.add_argument("--surrogate", choices=("gp", "ensemble"), default=SURROGATE, help="surrogate model")
+    parser.add_argument("--surrogate", choices=SURROGATE_KINDS, default=SURROGATE, help="surrogate model")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="model-driven rounds after the initial design")
     parser.add_argument("--featurizer", choices=("magpie", "elemnet", "ef"), default="magpie", help="composition features")
     args = parser.parse_args()

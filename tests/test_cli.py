@@ -176,6 +176,16 @@ def test_featurize_skip_invalid_drops_rows_with_a_warning(tmp_path: Path) -> Non
     assert table["y"].tolist() == [0, 2, 5, 7]
 
 
+def test_featurize_names_the_real_file_line_after_blank_lines(tmp_path: Path) -> None:
+    src = tmp_path / "gaps.csv"
+    src.write_text("formula,y\nFe2O3,1\n\n\nHe2,2\nLiFePO4,3\n", encoding="utf-8")  # He2 is on file line 5
+    result = invoke("featurize", str(src), "-o", str(tmp_path / "out.parquet"))
+    assert_clean_error(result, 2, "1 of 3 formulas")
+    assert "row 2 (line 5): 'He2'" in result.stderr
+    result = invoke("featurize", str(src), "--skip-invalid", "-f", "ef", "-o", str(tmp_path / "out.csv"))
+    assert result.exit_code == 0 and "row 2 (line 5): 'He2'" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

@@ -224,7 +224,7 @@ def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch
     if task.window is not None:
         objective["window"] = list(task.window)
     surrogate_options = dict(strategy.surrogate_options)
-    if refit_growth is not None and strategy.surrogate == "gp":
+    if refit_growth is not None and strategy.surrogate in ("gp", "gp_forest"):
         surrogate_options.setdefault("refit_growth", refit_growth)
     return {"candidates_csv": str(pool_csv), "name": "replay", "seed": seed, "batch_size": batch_size,
             "initial_design": "random", "initial_size": n_init, "surrogate_options": surrogate_options or None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,10 @@ class ReplayError(ValueError):
     """A replay task or strategy is invalid."""
 
 
+class TaskWarning(UserWarning):
+    """Rows of a table were left out of a task's pool (``Task.dropped`` lists them)."""
+
+
 @dataclass(frozen=True)
 class Task:
     """A fully measured pool: ``N`` unique compositions and the objective value of each.
@@ -30,7 +35,8 @@ class Task:
     ``direction`` is ``"maximize"``, ``"minimize"`` or ``"window"`` (with ``window=(lo, hi)``).
     ``formulas``/``keys``/``y`` are ``(N,)`` arrays; ``extra`` holds numeric columns of the
     source table (e.g. the raw metal fractions of the OER plates), one row per pool member;
-    ``source_rows`` is the number of table rows merged into the pool (``None`` if not from a table).
+    ``source_rows`` is the number of table rows merged into the pool (``None`` if not from a table);
+    ``dropped`` lists the table rows left out, as ``(0-based position, formula, reason)``.
     """
 
     name: str
@@ -43,6 +49,7 @@ class Task:
     window: tuple[float, float] | None = None
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
     source_rows: int | None = None
+    dropped: tuple[tuple[int, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.direction not in ("maximize", "minimize", "window"):
@@ -74,6 +81,14 @@ class Task:
     def __len__(self) -> int:
         return len(self.y)
 
+    def __repr__(self) -> str:
+        goal = f"window {self.window[0]:g}–{self.window[1]:g}" if self.window is not None else self.direction
+        units = f" [{self.units}]" if self.units else ""
+        rows = f", from {self.source_rows} rows" if self.source_rows is not None else ""
+        left = f", {len(self.dropped)} rows left out" if self.dropped else ""
+        return (f"Task({self.name!r}: {len(self)} compositions{rows}{left}; {goal} {self.objective}{units}, "
+                f"{self.y.min():g} to {self.y.max():g})")
+
     def digest(self) -> str:
         """sha256 of the pool's keys and values in row order: run records index rows, so order counts."""
         h = hashlib.sha256("\n".join(map(str, self.keys)).encode())
@@ -88,7 +103,8 @@ class Task:
 
         A table does not say which way is better, so ``direction`` is required (``"window"``
         is implied by a ``window``). Rows whose formula does not parse or whose target is
-        missing are dropped (and counted in the error if nothing is left); rows of one
+        missing are dropped with a ``TaskWarning`` (listed in ``dropped``; counted in the error if
+        nothing is left); rows of one
         composition are averaged (``source_rows`` counts the rows kept). A target column headed
         ``NAME [UNITS]`` gives the objective ``NAME`` (see :func:`objective_name`).
         """
@@ -100,7 +116,12 @@ class Task:
             raise ReplayError(f"task {name!r}: say which way is better for {target!r}: direction='maximize', "
                               "'minimize' or 'window' (with window=(lo, hi))")
         objective, units = objective_name(target, units)
-        ok, X, _ = _usable(frame, target, formula_column, name)
+        ok, X, dropped = _usable(frame, target, formula_column, name)
+        if dropped and ok.any():
+            i, formula, reason = dropped[0]
+            warnings.warn(f"task {name!r}: {len(dropped)} of {len(frame)} rows left out of the pool (a formula that "
+                          f"does not parse or no numeric {target!r}), e.g. row {i + 1} {formula!r}: {reason}; "
+                          "Task.dropped lists them", TaskWarning, stacklevel=2)
         frame = frame.loc[ok].reset_index(drop=True)
         if len(frame) == 0:
             raise ReplayError(f"task {name!r}: no row has a parseable formula and a numeric {target!r}")
@@ -112,7 +133,8 @@ class Task:
         extra = grouped[numeric].mean().reset_index(drop=True) if numeric else pd.DataFrame(index=range(len(merged)))
         return cls(name, merged["formula"].to_numpy(dtype=object), merged.index.to_numpy(dtype=object),
                    merged["y"].to_numpy(dtype=np.float64), objective, units, direction,
-                   None if window is None else (float(window[0]), float(window[1])), extra, len(frame))
+                   None if window is None else (float(window[0]), float(window[1])), extra, len(frame),
+                   tuple(dropped))
 
     @classmethod
     def from_dataset(cls, dataset: str, target: str | None = None, *, direction: str | None = None,

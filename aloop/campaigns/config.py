@@ -26,7 +26,7 @@ from aloop.campaigns.search_space import SearchSpace, parse_search_space
 
 DIRECTIONS = ("maximize", "minimize", "target", "window")
 FEATURIZER_KINDS = ("elemnet", "magpie", "ef")
-SURROGATE_KINDS = ("gp", "ensemble")
+SURROGATE_KINDS = ("gp", "ensemble", "gp_forest")
 ACQUISITION_KINDS = ("log_ei", "ei", "ucb", "thompson", "greedy", "random", "window", "log_ehvi")
 INITIAL_DESIGN_KINDS = ("random", "diverse")
 # The default featurizer: chosen by benchmarks/bench_layers.py (every shipped source × layer
@@ -224,6 +224,11 @@ def parse_config(data: Mapping[str, Any], path: Path | None = None, check_files:
     surrogate_options = surrogate.table("options", default={})
     for key in _COUNT_OPTIONS.get(surrogate_kind, ()):
         surrogate_options.integer(key, default=None, minimum=1)
+    if surrogate_kind == "gp_forest":  # the options of its two parts, as [surrogate.options.gp] / .forest
+        for part, kind in (("gp", "gp"), ("forest", "ensemble")):
+            part_options = surrogate_options.table(part, default={})
+            for key in _COUNT_OPTIONS[kind]:
+                part_options.integer(key, default=None, minimum=1)
     surrogate_cfg = SurrogateConfig(kind=surrogate_kind, options=dict(surrogate_options.raw))
     surrogate.done()
     has_window = any(o.direction == "window" for o in objectives)

@@ -5,7 +5,7 @@ learns from) and the modelling set-up. Each new digest is recorded as a ``model_
 (``v1``, ``v2`` …) carrying that digest, so a version is added only when results arrived or were
 retracted, or the set-up changed, and a reopened campaign finds its version instead of adding one.
 
-With ``refit_growth = g`` (GP only) the hyperparameters are re-fitted only once the
+With ``refit_growth = g`` (a GP, alone or in a gp_forest mixture) the hyperparameters are re-fitted only once the
 observations have grown by a factor ``1 + g`` since the last hyperparameter fit; in between the
 GP is conditioned on every observation with those hyperparameters. Each version records the size
 and hyperparameters of its fit, so a reopened campaign rebuilds the same model without optimising.

@@ -11,7 +11,7 @@ positive.
 
 Campaign defaults that differ from the surrogate's own: the GP's hyperparameters are fitted
 on at most ``GP_MAX_FIT_ROWS`` observations (set ``max_fit_rows`` in the options to change it).
-``refit_growth = g`` (GP only) re-fits the hyperparameters only when the observations have grown
+``refit_growth = g`` (kinds gp and gp_forest) re-fits the hyperparameters only when the observations have grown
 by a factor ``1 + g`` since the last such fit (starting the optimiser from the previous fit's
 values) and otherwise conditions the GP on all observations with the previous hyperparameters —
 what long replays use (default: refit from scratch every time).
@@ -101,12 +101,13 @@ def model_space(config: CampaignConfig) -> tuple[ModelSpace, dict[str, Any]]:
 
 
 def refit_growth(config: CampaignConfig, options: dict[str, Any]) -> float | None:
-    """Take ``refit_growth`` out of the surrogate options (GP only): refit hyperparameters at ×(1 + g) growth."""
+    """Take ``refit_growth`` out of the surrogate options (a GP, alone or in gp_forest): refit hyperparameters at ×(1 + g) growth."""
     if "refit_growth" not in options:
         return None
     g = options.pop("refit_growth")
-    if config.surrogate.kind != "gp":
-        raise CampaignError(f"surrogate.options.refit_growth: only for kind = 'gp', not {config.surrogate.kind!r}")
+    if config.surrogate.kind not in ("gp", "gp_forest"):
+        raise CampaignError(f"surrogate.options.refit_growth: only for kind = 'gp' or 'gp_forest', "
+                            f"not {config.surrogate.kind!r}")
     if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or g < 0:
         raise CampaignError(f"surrogate.options.refit_growth: must be a number ≥ 0, got {g!r}")
     return float(g)
@@ -132,17 +133,21 @@ def make_objective(config: CampaignConfig, space: ModelSpace) -> AcqObjective | 
 
 def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object:
     """A fresh (unfitted) surrogate of the definition's kind with its options."""
-    from aloop.surrogates import GPSurrogate, TreeEnsembleSurrogate
+    from aloop.surrogates import GPForestMixture, GPSurrogate, TreeEnsembleSurrogate
 
     kind = config.surrogate.kind
-    cls = GPSurrogate if kind == "gp" else TreeEnsembleSurrogate
+    cls = {"gp": GPSurrogate, "ensemble": TreeEnsembleSurrogate, "gp_forest": GPForestMixture}[kind]
     opts = dict(options)
     opts.setdefault("seed", config.seed)
     if kind == "gp":
         opts.setdefault("max_fit_rows", GP_MAX_FIT_ROWS)
+    elif kind == "gp_forest":
+        opts["gp"] = {"max_fit_rows": GP_MAX_FIT_ROWS, **opts.get("gp", {})}
     try:
         return cls(**opts)
     except TypeError as exc:
+        if kind == "gp_forest" and "options" in str(exc):  # a bad option of one of its parts
+            raise CampaignError(f"surrogate.options: {exc}") from None
         import inspect
 
         known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
@@ -187,11 +192,11 @@ def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_po
     ``hyperparameters``: a GP's recorded values, loaded instead of fitted.
     """
     model = make()
-    from aloop.surrogates import GPSurrogate
+    from aloop.surrogates import GPForestMixture, GPSurrogate
 
-    if isinstance(model, GPSurrogate):
-        return model.fit(X, Y, X_pool=X_pool, warm_start=warm_start if isinstance(warm_start, GPSurrogate) else None,
-                         hyperparameters=hyperparameters)
+    if isinstance(model, GPSurrogate | GPForestMixture):
+        warm = warm_start if isinstance(warm_start, GPSurrogate | GPForestMixture) else None
+        return model.fit(X, Y, X_pool=X_pool, warm_start=warm, hyperparameters=hyperparameters)
     return model.fit(X, Y)  # type: ignore[attr-defined]
 
 

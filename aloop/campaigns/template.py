@@ -119,7 +119,7 @@ def render_template(**flags: Any) -> str:
     lines += [
         "",
         "[surrogate]",
-        f"kind = {_v(f.get('surrogate', 'gp'))}",
+        f"kind = {_v(f.get('surrogate', 'gp'))}   # gp | ensemble (random forest) | gp_forest (the two averaged)",
         "",
         "[acquisition]",
         f"kind = {_v(f.get('acquisition', default_acq))}",

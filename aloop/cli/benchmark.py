@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -131,6 +132,7 @@ def _csv_task(csv: Path, target: str | None, formula_column: str, units: str, di
               window: tuple[float, float] | None) -> Task:
     """The task of a user's table (header names without surrounding spaces); exits with a user error if unusable."""
     from aloop.benchmark import Task
+    from aloop.benchmark.task import TaskWarning
     from aloop.cli.featurize import read_table
 
     if not csv.is_file():
@@ -148,8 +150,10 @@ def _csv_task(csv: Path, target: str | None, formula_column: str, units: str, di
     except (OSError, ValueError) as exc:
         fail(str(exc))
     _warn_dropped(csv, frame, target, formula_column)
-    return Task.from_frame(csv.stem, frame, target, formula_column=formula_column, units=units,
-                           direction=direction, window=window)
+    with warnings.catch_warnings():  # said above, with file lines
+        warnings.simplefilter("ignore", TaskWarning)
+        return Task.from_frame(csv.stem, frame, target, formula_column=formula_column, units=units,
+                               direction=direction, window=window)
 
 
 def _say_pool(task: Task, target: str | None) -> None:

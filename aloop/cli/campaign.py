@@ -92,7 +92,7 @@ def init_command(
     window: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of a window (direction window).")] = None,
     transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
     featurizer: Annotated[str, typer.Option(help="elemnet | magpie | ef.")] = "elemnet",
-    surrogate: Annotated[str, typer.Option(help="gp | ensemble.")] = "gp",
+    surrogate: Annotated[str, typer.Option(help="gp | ensemble | gp_forest (the two averaged).")] = "gp",
     acquisition: Annotated[str | None, typer.Option(help="log_ei | ucb | thompson | greedy | random | window …")] = None,
     batch_size: Annotated[int, typer.Option(help="Proposals per round.")] = 8,
     initial_design: Annotated[str, typer.Option(help="random | diverse (cold start).")] = "diverse",

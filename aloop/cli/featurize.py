@@ -28,9 +28,10 @@ class BadFormulaRow:
 class BadFormulasError(ValueError):
     """Some rows of the input table do not parse; ``rows`` lists every one of them."""
 
-    def __init__(self, rows: Sequence[BadFormulaRow], total: int) -> None:
+    def __init__(self, rows: Sequence[BadFormulaRow], total: int, file_lines: Sequence[int] | None = None) -> None:
         self.rows = list(rows)
         self.total = total
+        self.file_lines = file_lines  # the file line of each data row of a CSV (blank lines skipped), if known
         super().__init__(f"{len(self.rows)} of {total} formulas are invalid")
 
 
@@ -43,6 +44,7 @@ class FeaturizeResult:
     rows_out: int
     n_features: int
     skipped: list[BadFormulaRow] = field(default_factory=list)
+    file_lines: list[int] | None = None  # the file line of each data row of a CSV input (``read_table``)
 
 
 def output_format(path: Path) -> str:
@@ -221,7 +223,7 @@ def featurize_table(
             writer.close()
             writer = None
         if bad and not skip_invalid:
-            raise BadFormulasError(bad, n)
+            raise BadFormulasError(bad, n, frame.attrs.get("file_lines"))
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())  # on disk before it gets its name
         if overwrite:
@@ -237,7 +239,8 @@ def featurize_table(
         if writer is not None:
             writer.close()
         tmp.unlink(missing_ok=True)
-    return FeaturizeResult(output_path, n, rows_out, len(names), bad if skip_invalid else [])
+    return FeaturizeResult(output_path, n, rows_out, len(names), bad if skip_invalid else [],
+                           frame.attrs.get("file_lines"))
 
 
 def _arrow_types(frame, output: Path) -> list:  # noqa: ANN001 (pandas/pyarrow types)
@@ -319,7 +322,7 @@ def featurize_command(
         result = featurize_table(input, output, featurizer, formula_column, skip_invalid, chunk_size,
                                  options=options, overwrite=overwrite)
     except BadFormulasError as exc:
-        err.print(bad_rows_text(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq")),
+        err.print(bad_rows_text(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq"), lines=exc.file_lines),
                   markup=False, highlight=False, soft_wrap=True)
         fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); "
              f"nothing written. Fix them or pass --skip-invalid.")
@@ -329,7 +332,8 @@ def featurize_command(
         fail(str(exc))
     if result.skipped:
         warn(f"skipped {len(result.skipped)} invalid formulas:")
-        err.print(bad_rows_text(result.skipped, csv=input.suffix.lower() not in (".parquet", ".pq")),
+        err.print(bad_rows_text(result.skipped, csv=input.suffix.lower() not in (".parquet", ".pq"),
+                                lines=result.file_lines),
                   markup=False, highlight=False, soft_wrap=True)
     err.print(f"wrote {result.rows_out:,} rows × {result.n_features} {featurizer} features to {result.output}",
               soft_wrap=True, markup=False)

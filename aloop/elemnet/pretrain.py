@@ -28,6 +28,7 @@ from aloop.chem import keys_from_matrix, to_fraction_matrix
 from aloop.datasets import get_spec, load
 from aloop.elemnet.model import ElemNet, dead_unit_fractions, he_init
 from aloop.elemnet.sources import load_source_model, weights_digest
+from aloop.training import torch_threads
 
 
 @dataclass
@@ -268,8 +269,12 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, progress: bool = True)
         ValueError: other initial weights, an epoch limit the run cannot be extended to, no rows left to train on.
     """
     check_config(config)
-    run_dir = Path(run_dir)
-    torch.set_num_threads(config.threads)
+    with torch_threads(config.threads):  # the process's own thread count is restored afterwards
+        return _pretrain(config, Path(run_dir), progress)
+
+
+def _pretrain(config: PretrainConfig, run_dir: Path, progress: bool) -> dict:
+    """:func:`pretrain` after its checks, on ``config.threads`` torch threads."""
     ckpt_path = run_dir / "checkpoint.pt"
     data = _prepare(config)
     run_dir.mkdir(parents=True, exist_ok=True)

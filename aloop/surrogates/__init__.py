@@ -4,6 +4,7 @@ from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
 from aloop.surrogates.ensemble import EnsembleSurrogate, MLPEnsembleSurrogate
 from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate, fine_tune_elemnet
 from aloop.surrogates.gp import GPSurrogate
+from aloop.surrogates.mixture import GPForestMixture
 from aloop.surrogates.metrics import calibration_curve, uncertainty_report
 from aloop.surrogates.multitask import MultiTaskGPSurrogate
 from aloop.surrogates.projection import PCAProjection
@@ -16,6 +17,7 @@ __all__ = [
     "DeepKernelGP",
     "ElemNetEnsembleSurrogate",
     "EnsembleSurrogate",
+    "GPForestMixture",
     "GPSurrogate",
     "MLPEnsembleSurrogate",
     "MultiTaskGPSurrogate",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from aloop.benchmark import ReplayError, Strategy, Task, run_replay
-from aloop.benchmark.task import dropped_rows
+from aloop.benchmark.task import TaskWarning, dropped_rows
 from aloop.campaigns import Campaign
 
 
@@ -36,6 +36,14 @@ def test_same_seed_same_run_other_seed_other_start(small_task):
     c = run_replay(small_task, s, 2, n_init=5, budget=9)
     assert a["order"] == b["order"]
     assert a["order"][:5] != c["order"][:5]
+
+
+def test_gp_forest_strategy_replays_with_the_gps_refit_schedule(small_task, tmp_path):
+    rec = run_replay(small_task, Strategy.parse("ef-gp_forest-ucb"), 0, n_init=5, budget=12, workdir=tmp_path)
+    assert len(set(rec["order"])) == 12 and rec["spec"]["surrogate"] == "gp_forest"
+    with Campaign.open(tmp_path / "campaign.toml") as campaign:
+        fitted_on = [d["hyperparameters_fitted_on"] for d in campaign.log.model_versions()["details"]]
+    assert fitted_on == [5, 5, 7, 7, 9, 9, 9]  # refit at 25% growth, as for the GP
 
 
 def test_random_replays_of_consecutive_seeds_are_independent(small_task):
@@ -68,7 +76,8 @@ def test_window_task(small_task):
 def test_task_from_frame_merges_and_drops():
     frame = pd.DataFrame({"formula": ["NiO", "Ni2O2", "Xx2", "Fe2O3", "CoO", "MnO2"] + [f"Cu{i}O" for i in range(1, 8)],
                           "y": [1.0, 3.0, 5.0, 2.0, np.nan, 4.0] + list(range(7)), "t": range(13)})
-    task = Task.from_frame("t", frame, "y", direction="maximize")
+    with pytest.warns(TaskWarning, match="2 of 13 rows left out"):
+        task = Task.from_frame("t", frame, "y", direction="maximize")
     assert len(task) == 10  # Xx2 unparsable, CoO has no value, NiO = Ni2O2
     assert task.y[list(task.formulas).index("NiO")] == 2.0
     assert list(task.extra.columns) == ["t"]
@@ -148,6 +157,16 @@ def test_pools_nothing_can_be_found_in_are_refused(small_task):
 def test_empty_formula_cells_are_named_empty(small_task):
     frame = pd.DataFrame({"formula": [*small_task.formulas[:12], None, np.nan], "y": np.arange(14.0)})
     assert [r for _, _, r in dropped_rows(frame, "y")] == ["empty formula", "empty formula"]
+
+
+def test_rows_left_out_of_a_pool_are_warned_about_and_listed(small_task):
+    frame = pd.DataFrame({"formula": [*small_task.formulas[:12], "Xx2O3", small_task.formulas[12]],
+                          "y": [*np.arange(12.0), 1.0, np.nan]})
+    with pytest.warns(TaskWarning, match=r"2 of 14 rows left out of the pool .* row 13 'Xx2O3'"):
+        task = Task.from_frame("mine", frame, "y", direction="minimize")
+    assert [(i, f) for i, f, _ in task.dropped] == [(12, "Xx2O3"), (13, small_task.formulas[12])]
+    assert repr(task) == "Task('mine': 12 compositions, from 12 rows, 2 rows left out; minimize y, 0 to 11)"
+    assert "overpotential_V [V], 0.3" in repr(small_task) and len(repr(small_task)) < 200  # a summary, not the arrays
 
 
 def test_dataset_tasks_take_the_registrys_direction() -> None:

@@ -94,7 +94,12 @@ def test_an_invalid_window_or_target_is_not_also_reported_missing(objective: dic
     ({"kind": "gp", "options": {"max_fit_rows": 0}}, "surrogate.options.max_fit_rows: must be >= 1; got 0"),
     ({"kind": "gp", "options": {"n_components": 2.5}}, "surrogate.options.n_components: must be an integer"),
     ({"kind": "ensemble", "options": {"n_estimators": 0}}, "surrogate.options.n_estimators: must be >= 1; got 0"),
-], ids=["max_fit_rows", "n_components", "n_estimators"])
+    ({"kind": "gp_forest", "options": {"gp": {"max_fit_rows": 0}}},
+     "surrogate.options.gp.max_fit_rows: must be >= 1; got 0"),
+    ({"kind": "gp_forest", "options": {"forest": {"n_estimators": 1.5}}},
+     "surrogate.options.forest.n_estimators: must be an integer"),
+    ({"kind": "gp_forest", "options": {"forest": 200}}, "surrogate.options.forest: must be a table"),
+], ids=["max_fit_rows", "n_components", "n_estimators", "gp_forest-gp", "gp_forest-forest", "gp_forest-not-a-table"])
 def test_surrogate_count_options_are_checked_when_read(surrogate: dict, message: str) -> None:
     (problem,) = _problems(_data(surrogate=surrogate))
     assert problem.startswith(message)

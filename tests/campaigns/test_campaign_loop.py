@@ -237,9 +237,13 @@ def test_log_is_plain_campaign_log(tmp_path: Path, truth: pd.DataFrame) -> None:
         assert log.name == "seebeck" and log.events() == ()
 
 
-def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Path, truth: pd.DataFrame) -> None:
-    """With refit_growth the GP's hyperparameters are refitted only at ×1.5 growth; a reopened campaign rebuilds the same model."""
-    campaign = _init(tmp_path, truth, initial_design="random", batch_size=2, surrogate_options={"refit_growth": 0.5})
+@pytest.mark.parametrize("kind", ["gp", "gp_forest"])
+def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Path, truth: pd.DataFrame,
+                                                                    kind: str) -> None:
+    """With refit_growth the GP's hyperparameters are refitted only at ×1.5 growth; a reopened campaign rebuilds the same
+    model (with ``gp_forest`` the GP part follows the schedule and the forest is refitted on every result)."""
+    campaign = _init(tmp_path, truth, initial_design="random", batch_size=2, surrogate=kind,
+                     surrogate_options={"refit_growth": 0.5})
     _measure(campaign, campaign.propose(6), truth)
     for _ in range(3):
         _measure(campaign, campaign.propose(2), truth)
@@ -255,7 +259,24 @@ def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Pa
         assert set(reopened.propose(2)["key"]).isdisjoint(batch["key"])
     (tmp_path / "bad").mkdir()
     with pytest.raises(CampaignError, match="refit_growth"):
-        _init(tmp_path / "bad", truth, surrogate_options={"refit_growth": -1})
+        _init(tmp_path / "bad", truth, surrogate=kind, surrogate_options={"refit_growth": -1})
+    with pytest.raises(CampaignError, match="refit_growth: only for kind = 'gp' or 'gp_forest', not 'ensemble'"):
+        _init(tmp_path / "bad", truth, surrogate="ensemble", surrogate_options={"refit_growth": 0.5})
+
+
+def test_gp_forest_proposes_from_the_mixture_and_refuses_bad_part_options(tmp_path: Path, truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth, initial_design="random", surrogate="gp_forest",
+                     surrogate_options={"forest": {"n_estimators": 30}})
+    _measure(campaign, campaign.propose(6), truth)
+    batch = campaign.propose(4)
+    model = campaign.surrogate()
+    assert type(model).__name__ == "GPForestMixture" and model.forest_.n_estimators == 30
+    assert model.gp_.max_fit_rows == 400  # the campaign's GP default reaches the GP part
+    assert batch[["mean_S_p", "std_S_p"]].notna().all().all() and batch["key"].is_unique
+    campaign.close()
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(CampaignError, match="surrogate.options: GPForestMixture forest options: .*'trees'"):
+        _init(tmp_path / "bad", truth, surrogate="gp_forest", surrogate_options={"forest": {"trees": 30}})
 
 
 def test_concurrent_proposers_never_propose_a_composition_twice(tmp_path: Path, truth: pd.DataFrame, db_url: str,

@@ -197,3 +197,22 @@ def test_settings_a_run_cannot_use_are_refused_before_it_starts(tmp_path: Path, 
     with pytest.raises(TypeError, match="one string 'jarvis-spillage'; wrap it in a list"):
         pretrain(replace(TINY, exclude="jarvis-spillage"), tmp_path / "run", progress=False)  # type: ignore[arg-type]
     assert not (tmp_path / "run").exists() and torch.get_num_threads() >= 1
+
+
+def test_threads_apply_while_training_and_are_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pretrain(threads=1)`` from a notebook trains on one thread and leaves the process's count as it was."""
+    real, during = pretrain_module._mae, []
+
+    def mae(*args: object) -> float:
+        during.append(torch.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(pretrain_module, "_mae", mae)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pretrain(replace(TINY, max_epochs=1), tmp_path / "run", progress=False)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert set(during) == {1} and after == 2

@@ -15,6 +15,7 @@ from aloop.surrogates.base import Surrogate
 from aloop.surrogates.ensemble import MLPEnsembleSurrogate
 from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate
 from aloop.surrogates.gp import GPSurrogate
+from aloop.surrogates.mixture import GPForestMixture
 from aloop.surrogates.multitask import MultiTaskGPSurrogate
 from aloop.surrogates.trees import TreeEnsembleSurrogate
 
@@ -99,6 +100,7 @@ CASES: dict[str, tuple[Callable[[], Surrogate], str]] = {
         "oer-ef",
     ),
     "multitask-gp": (lambda: MultiTaskGPSurrogate(), "oer-two-plates"),
+    "gp-forest": (lambda: GPForestMixture(forest={"n_estimators": 60}), "oer-raw"),
 }
 
 _data_cache: dict[str, Split] = {}
