@@ -92,13 +92,33 @@ class MultiTaskGPSurrogate(Surrogate):
         hi = torch.where(hi - lo < 1e-8, lo + 1.0, hi)
         with torch.random.fork_rng():
             torch.manual_seed(self.seed)
-            self.gp = self._fit_gp(train_X, train_Y, k, m, lo, hi)
+            self._gp_data = (train_X, train_Y, k, m, lo, hi)
+            self.gp = self._make_gp(*self._gp_data)
+            with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(self.gp.likelihood, self.gp))
+            self.gp.eval()
         self.n_features, self._num_outputs = d, m
         return self
 
-    def _fit_gp(self, train_X: Tensor, train_Y: Tensor, k: int, m: int, lo: Tensor, hi: Tensor) -> MultiTaskGP:
-        """The MAP-fitted ``MultiTaskGP`` on ``(row features, task)`` pairs, in eval mode."""
-        gp = MultiTaskGP(
+    def __getstate__(self) -> dict:
+        # BoTorch's task kernel holds a lambda, which pickle refuses: keep the GP's data and fitted parameters.
+        state = self.__dict__.copy()
+        modules = dict(state["_modules"])
+        gp = modules.pop("gp", None)
+        state["_modules"], state["_gp_parameters"] = modules, None if gp is None else gp.state_dict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        parameters = state.pop("_gp_parameters", None)
+        self.__dict__.update(state)
+        if parameters is not None:
+            self.gp = self._make_gp(*self._gp_data)
+            self.gp.load_state_dict(parameters)
+            self.gp.eval()
+
+    def _make_gp(self, train_X: Tensor, train_Y: Tensor, k: int, m: int, lo: Tensor, hi: Tensor) -> MultiTaskGP:
+        """The (unfitted) ``MultiTaskGP`` on ``(row features, task)`` pairs."""
+        return MultiTaskGP(
             train_X,
             train_Y,
             task_feature=k,
@@ -110,9 +130,6 @@ class MultiTaskGPSurrogate(Surrogate):
             input_transform=Normalize(d=k + 1, indices=list(range(k)), bounds=torch.stack([lo, hi])),
             outcome_transform=None,
         )
-        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
-        return gp.eval()
 
     def _features(self, X: Tensor) -> Tensor:
         X = X.to(torch.float64)

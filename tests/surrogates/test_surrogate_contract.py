@@ -165,3 +165,18 @@ def test_scalarized_variance_counts_correlated_outputs() -> None:
     np.testing.assert_allclose(var, values.var(axis=0, ddof=1), rtol=1e-6)
     assert not np.allclose(var, forest.predict(X[:5])[1] @ w**2, rtol=0.05)  # the members' correlation counts
     np.testing.assert_allclose(np.diag(forest.scalarized_covariance(X[:5], X[:5], w)), var, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ALL)
+def test_a_fitted_surrogate_pickles_and_predicts_the_same(case: str) -> None:
+    """What joblib or Ray workers and a saved model do; BoTorch's multi-task kernel holds a lambda pickle refuses."""
+    import pickle
+
+    model, data = get_fitted(case)
+    copy = pickle.loads(pickle.dumps(model))
+    for a, b in zip(model.predict(data.X_test[:20]), copy.predict(data.X_test[:20]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.noise_variance(), copy.noise_variance())
+    fresh = pickle.loads(pickle.dumps(CASES[case][0]()))  # unfitted too
+    with pytest.raises(NotFittedError):
+        fresh.predict(data.X_test[:2])
