@@ -9,10 +9,13 @@ With ``refit_growth = g`` (a GP, alone or in a gp_forest mixture) the hyperparam
 observations have grown by a factor ``1 + g`` since the last hyperparameter fit; in between the
 GP is conditioned on every observation with those hyperparameters. Each version records the size
 and hyperparameters of its fit, so a reopened campaign rebuilds the same model without optimising.
+Hyperparameters fitted on a measurement that has since been retracted (a typo can inflate the
+noise or shrink the lengthscales) are refitted at once, not kept until the next growth step.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,17 +56,20 @@ class SurrogateFitter:
         self.refit_growth = refit_growth
         self._new_model = new_model
         self._cache: Fit | None = None
-        self._hyper: tuple[int, object] | None = None  # (observations, model) of the last hyperparameter fit
+        # The measurement events the last hyperparameter fit learned from (the first rows, in order) and its model.
+        self._hyper: tuple[tuple[int, ...], object] | None = None
 
     def fit(self, events: Sequence[state.Event], X: np.ndarray, Y: np.ndarray, digest: str,
-            details: Mapping[str, Any]) -> Fit:
+            details: Mapping[str, Any], event_ids: Sequence[int]) -> Fit:
         """The surrogate on ``X``, ``Y`` (training-set ``digest``); a new version only for a new digest.
 
-        ``details`` (featurizer, surrogate kind, transforms) are stored with a new version.
+        ``details`` (featurizer, surrogate kind, transforms) are stored with a new version;
+        ``event_ids`` are the measurement events of the rows of ``X``, in order.
         """
         versions = state.model_versions(events)
         cached = self._cache if self._cache and self._cache.digest == digest else None
-        model, hyper_n = (cached.model, cached.hyper_n) if cached else self._model(versions, X, Y)
+        ids = tuple(int(i) for i in event_ids)
+        model, hyper_n = (cached.model, cached.hyper_n) if cached else self._model(versions, X, Y, ids)
         same = [r for r in versions.itertuples() if (r.details or {}).get("data_digest") == digest]
         if same:
             fit = Fit(model, same[-1].model_version, digest, False, X, Y, hyper_n)
@@ -73,25 +79,30 @@ class SurrogateFitter:
         self._cache = fit
         return fit
 
-    def _model(self, versions: pd.DataFrame, X: np.ndarray, Y: np.ndarray) -> tuple[object, int]:
+    def _model(self, versions: pd.DataFrame, X: np.ndarray, Y: np.ndarray,
+               ids: tuple[int, ...]) -> tuple[object, int]:
         """A surrogate on all rows and the number of (first) rows its hyperparameters were fitted on.
 
         With ``refit_growth`` a refit starts from the previous fit's hyperparameters when this
-        object holds it; otherwise the last version's recorded hyperparameters are loaded.
+        object holds it; otherwise the last version's recorded hyperparameters are loaded. Either
+        serves only while its rows are still the first rows of the training set (none retracted).
         """
         n = len(Y)
         if self.refit_growth is None:
             return self._new_model(X, Y), n
-        base = self._hyper if self._hyper and self._hyper[0] <= n else None
+        held = self._hyper
+        base = (len(held[0]), held[1]) if held and held[0] == ids[: len(held[0])] else None
         if base is None:
             saved = [d for d in versions["details"] if "hyperparameters" in (d or {})
-                     and int(d["hyperparameters_fitted_on"]) <= n]
+                     and int(d["hyperparameters_fitted_on"]) <= n
+                     and d.get("hyperparameters_events", _events_digest(ids[: int(d["hyperparameters_fitted_on"])]))
+                     == _events_digest(ids[: int(d["hyperparameters_fitted_on"])])]
             if saved:
                 k = int(saved[-1]["hyperparameters_fitted_on"])
                 base = (k, self._new_model(X[:k], Y[:k], hyperparameters=saved[-1]["hyperparameters"]))
         if base is None or n >= base[0] * (1.0 + self.refit_growth):
             base = (n, self._new_model(X, Y, warm_start=base[1] if base else None))
-        self._hyper = base
+        self._hyper = (ids[: base[0]], base[1])
         model = base[1] if base[0] == n else base[1].condition(X, Y)  # type: ignore[attr-defined]
         return model, base[0]
 
@@ -100,6 +111,7 @@ class SurrogateFitter:
         details = {"data_digest": digest, **details}
         if self.refit_growth is not None and self._hyper is not None:
             details["hyperparameters_fitted_on"] = hyper_n
+            details["hyperparameters_events"] = _events_digest(self._hyper[0])
             details["hyperparameters"] = self._hyper[1].hyperparameters()  # type: ignore[attr-defined]
         for attempt in range(1, 6):
             version = f"v{known + attempt}"
@@ -115,3 +127,8 @@ class SurrogateFitter:
                 if version not in set(current["model_version"]):
                     raise
         raise CampaignError("could not record the model fit: too many concurrent fits")
+
+
+def _events_digest(ids: Sequence[int]) -> str:
+    """Short identity of the measurement events a hyperparameter fit learned from, in order."""
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]

@@ -300,7 +300,7 @@ class Campaign:
         X, Y, digest = self._training(obs)
         details = {"featurizer": self._featurizer_id, "surrogate": self.config.surrogate.kind,
                    "transforms": dict(zip(self.space.names, self.space.transforms, strict=True))}
-        return self._fitter.fit(events, X, Y, digest, details)
+        return self._fitter.fit(events, X, Y, digest, details, obs["event_id"].tolist())
 
     def _acquire(self, fit: Fit, events: Sequence[state.Event], n: int, seed: int) -> list[acq.Proposal]:
         pool = self.pool

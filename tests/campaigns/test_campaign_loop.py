@@ -264,6 +264,27 @@ def test_refit_growth_reuses_hyperparameters_and_survives_a_restart(tmp_path: Pa
         _init(tmp_path / "bad", truth, surrogate="ensemble", surrogate_options={"refit_growth": 0.5})
 
 
+def test_a_retraction_refits_hyperparameters_that_learned_from_the_retracted_value(tmp_path: Path,
+                                                                                  truth: pd.DataFrame) -> None:
+    """With refit_growth, hyperparameters fitted on a since-retracted typo are refitted at once (in memory and when
+    a campaign is reopened), not kept until the data grow by the next step."""
+    campaign = _init(tmp_path, truth, initial_design="random", batch_size=2, surrogate_options={"refit_growth": 0.5})
+    first = campaign.propose(6)
+    _measure(campaign, first, truth)
+    _measure(campaign, campaign.propose(2), truth)  # 8 < 9: conditions on the fit of the first 6
+    assert campaign.log.model_versions()["details"].iloc[-1]["hyperparameters_fitted_on"] == 6
+    campaign.retract(int(first["proposal_id"].iloc[2]), "typed 1800 for 180")
+    campaign.propose(2)
+    last = campaign.log.model_versions()["details"].iloc[-1]
+    assert last["hyperparameters_fitted_on"] == 7  # the 7 rows left, refitted (they are not the first 6 any more)
+    expected = campaign.surrogate().predict(campaign.pool.features[:30])[0]
+    campaign.close()
+    with Campaign.open(tmp_path / "seebeck.toml", progress=False) as reopened:
+        np.testing.assert_allclose(reopened.surrogate().predict(reopened.pool.features[:30])[0], expected, rtol=1e-6)
+        # A reopened campaign also refuses the fit on 6 rows that held the retracted one.
+        assert reopened.log.model_versions()["details"].iloc[-1]["hyperparameters_fitted_on"] == 7
+
+
 def test_gp_forest_proposes_from_the_mixture_and_refuses_bad_part_options(tmp_path: Path, truth: pd.DataFrame) -> None:
     campaign = _init(tmp_path, truth, initial_design="random", surrogate="gp_forest",
                      surrogate_options={"forest": {"n_estimators": 30}})
