@@ -142,7 +142,10 @@ class GPForestMixture(Surrogate):
         check_posterior_input(self, X, self.n_features)
         outputs = list(range(self.num_outputs)) if output_indices is None else list(output_indices)
         flat = X.detach().to(torch.float64).reshape(-1, X.shape[-2], X.shape[-1]).numpy()
-        noise = self.noise_variance() if observation_noise is True else None
+        if isinstance(observation_noise, Tensor):
+            raise TypeError("GPForestMixture.posterior: observation_noise is True or False (each part learns its own "
+                            "noise); given noise levels are not supported")
+        noise = self.noise_variance() if observation_noise else None
         means, covs = [], []
         for Xq in flat:
             mean = self.predict(Xq)[0][:, outputs]  # q × m'

@@ -51,6 +51,17 @@ def test_condition_keeps_the_gps_hyperparameters_and_refits_the_forest() -> None
     assert np.isfinite(warm.predict(X[90:])[1]).all()
 
 
+def test_posterior_with_observation_noise_adds_the_mean_noise_on_the_diagonal() -> None:
+    import torch
+
+    model, data = get_fitted("gp-forest")
+    X = torch.as_tensor(data.X_test[:4])
+    latent, noisy = model.posterior(X), model.posterior(X, observation_noise=True)
+    np.testing.assert_allclose((noisy.variance - latent.variance).numpy(), np.broadcast_to(model.noise_variance(), (4, 1)))
+    with pytest.raises(TypeError, match="observation_noise is True or False"):
+        model.posterior(X, observation_noise=torch.ones(4, 1))
+
+
 def test_bad_options_and_unfitted_use_are_refused() -> None:
     with pytest.raises(TypeError, match="GPForestMixture gp options: .*max_rows"):
         GPForestMixture(gp={"max_rows": 10})
