@@ -128,7 +128,8 @@ SMALL = ("--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "random", "--ba
     ("library", ("--direction", "window"), "--direction window needs --window LO HI"),
     ("library", ("--direction", "sideways"), "'sideways' is not one of"),
     ("library", ("--window", "1", "2", "--direction", "maximize"), "--window LO HI goes with --direction window"),
-    ("library", ("-q", "30"), "batch size 30 is more than the 2 measurements left"),
+    ("library", ("-q", "30"), "-q/--batch-size 30 is more than the 2 measurements left after the initial design "
+                              "(--budget 6 − --n-init 4); give a -q/--batch-size of at most 2 or a larger --budget"),
     ("constant", (), "all 80 values of 'S_p' are 1: there is nothing to find"),
     ("library", ("-o", "library"), "is a file; give a folder for the study"),
 ])

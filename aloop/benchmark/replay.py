@@ -184,13 +184,16 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     }
 
 
-def check_batch_size(n_init: int, batch_size: int, budget: int) -> None:
+def check_batch_size(n_init: int, batch_size: int, budget: int,
+                     names: tuple[str, str, str] = ("batch size", "budget", "n_init")) -> None:
     """Refuse (``ReplayError``) a batch larger than the measurements left after the initial design:
-    the run would only ever propose smaller batches, and its results would name a batch size it never used."""
+    the run would only ever propose smaller batches, and its results would name a batch size it never used.
+    ``names`` of the batch size, budget and initial design in the message (the CLI's flags there)."""
+    q, total, init = names
     if budget > n_init and batch_size > budget - n_init:
-        raise ReplayError(f"batch size {batch_size} is more than the {budget - n_init} measurements left after the "
-                          f"initial design (budget {budget} − n_init {n_init}); give a batch size of at most "
-                          f"{budget - n_init} or a larger budget")
+        raise ReplayError(f"{q} {batch_size} is more than the {budget - n_init} measurements left after the "
+                          f"initial design ({total} {budget} − {init} {n_init}); give a {q} of at most "
+                          f"{budget - n_init} or a larger {total}")
 
 
 def check_strategy(task: Task, strategy: Strategy, *, n_init: int = 5, batch_size: int = 1,

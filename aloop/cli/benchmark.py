@@ -66,6 +66,7 @@ def benchmark_command(
 ) -> None:
     """Replay campaigns against a fully measured dataset: Top%, EF, AF, ALM metrics, tables and plots."""
     from aloop.benchmark import ReplayError, Strategy, Task
+    from aloop.benchmark.replay import check_batch_size
     from aloop.benchmark.study import Study, report, run_study
     from aloop.datasets import DatasetError
 
@@ -92,6 +93,7 @@ def benchmark_command(
                  f"compositions: give --budget N (at most {len(task)})")
         budget = DEFAULT_BUDGET if budget is None else budget
         strategies = [Strategy.parse(s) for s in (strategy or default_strategies(task.direction))]
+        check_batch_size(n_init, batch_size, budget, names=("-q/--batch-size", "--budget", "--n-init"))
         study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth or None,
                       name=out_dir.name)
     except (ReplayError, DatasetError) as exc:
