@@ -28,6 +28,7 @@ from aloop.campaigns.config import (
     ACQUISITION_KINDS,
     ELEMNET_HIDDEN_LAYERS,
     FEATURIZER_KINDS,
+    GP_SURROGATE_KINDS,
     SURROGATE_KINDS,
 )
 
@@ -227,7 +228,7 @@ def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch
     if task.window is not None:
         objective["window"] = list(task.window)
     surrogate_options = dict(strategy.surrogate_options)
-    if refit_growth is not None and strategy.surrogate in ("gp", "gp_forest"):
+    if refit_growth is not None and strategy.surrogate in GP_SURROGATE_KINDS:
         surrogate_options.setdefault("refit_growth", refit_growth)
     return {"candidates_csv": str(pool_csv), "name": "replay", "seed": seed, "batch_size": batch_size,
             "initial_design": "random", "initial_size": n_init, "surrogate_options": surrogate_options or None,

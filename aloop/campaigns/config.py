@@ -27,6 +27,8 @@ from aloop.campaigns.search_space import SearchSpace, parse_search_space
 DIRECTIONS = ("maximize", "minimize", "target", "window")
 FEATURIZER_KINDS = ("elemnet", "magpie", "ef")
 SURROGATE_KINDS = ("gp", "ensemble", "gp_forest")
+#: Surrogate kinds with a GP part, whose hyperparameters ``refit_growth`` schedules.
+GP_SURROGATE_KINDS = ("gp", "gp_forest")
 ACQUISITION_KINDS = ("log_ei", "ei", "ucb", "thompson", "greedy", "random", "window", "log_ehvi")
 INITIAL_DESIGN_KINDS = ("random", "diverse")
 # The default featurizer: chosen by benchmarks/bench_layers.py (every shipped source × layer

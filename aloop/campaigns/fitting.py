@@ -93,10 +93,7 @@ class SurrogateFitter:
         held = self._hyper
         base = (len(held[0]), held[1]) if held and held[0] == ids[: len(held[0])] else None
         if base is None:
-            saved = [d for d in versions["details"] if "hyperparameters" in (d or {})
-                     and int(d["hyperparameters_fitted_on"]) <= n
-                     and d.get("hyperparameters_events", _events_digest(ids[: int(d["hyperparameters_fitted_on"])]))
-                     == _events_digest(ids[: int(d["hyperparameters_fitted_on"])])]
+            saved = [d for d in versions["details"] if _fitted_on_these(d or {}, ids)]
             if saved:
                 k = int(saved[-1]["hyperparameters_fitted_on"])
                 base = (k, self._new_model(X[:k], Y[:k], hyperparameters=saved[-1]["hyperparameters"]))
@@ -132,3 +129,12 @@ class SurrogateFitter:
 def _events_digest(ids: Sequence[int]) -> str:
     """Short identity of the measurement events a hyperparameter fit learned from, in order."""
     return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def _fitted_on_these(details: Mapping[str, Any], ids: tuple[int, ...]) -> bool:
+    """Whether a version's recorded hyperparameters were fitted on the first rows of ``ids`` (the
+    training set now). Logs written before the events were recorded are trusted, as they were."""
+    if "hyperparameters" not in details:
+        return False
+    k, recorded = int(details["hyperparameters_fitted_on"]), details.get("hyperparameters_events")
+    return k <= len(ids) and (recorded is None or recorded == _events_digest(ids[:k]))

@@ -31,7 +31,7 @@ import numpy as np
 from aloop.acquisition import Maximize, Minimize, MultiObjective, Target, Window
 from aloop.acquisition import Objective as AcqObjective
 from aloop.acquisition.policies import Policy, known_policies
-from aloop.campaigns.config import CampaignConfig
+from aloop.campaigns.config import GP_SURROGATE_KINDS, CampaignConfig
 from aloop.campaigns.pool import CampaignError
 
 TRANSFORMS = ("none", "log10")
@@ -105,7 +105,7 @@ def refit_growth(config: CampaignConfig, options: dict[str, Any]) -> float | Non
     if "refit_growth" not in options:
         return None
     g = options.pop("refit_growth")
-    if config.surrogate.kind not in ("gp", "gp_forest"):
+    if config.surrogate.kind not in GP_SURROGATE_KINDS:
         raise CampaignError(f"surrogate.options.refit_growth: only for kind = 'gp' or 'gp_forest', "
                             f"not {config.surrogate.kind!r}")
     if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or g < 0:
@@ -146,7 +146,7 @@ def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object
     try:
         return cls(**opts)
     except TypeError as exc:
-        if kind == "gp_forest" and "options" in str(exc):  # a bad option of one of its parts
+        if str(exc).startswith("GPForestMixture"):  # a bad option of one of its parts, named there
             raise CampaignError(f"surrogate.options: {exc}") from None
         import inspect
 
