@@ -141,7 +141,7 @@ def run_method(method: str, d: dict, args: argparse.Namespace, cache: dict) -> d
         best = None
         for layer in args.moe_layers:
             for group in groups:
-                reg = MoERegressor(sources=group, layer=layer, top_k=min(2, len(group)))
+                reg = MoERegressor(sources=group, layer=layer)
                 reg.fit(X[d["fit"]], y[d["fit"]])
                 r = {"val_mae": mae(reg.predict(X[d["val"]]), y[d["val"]]),
                      "test_mae": mae(reg.predict(X[d["test"]]), y[d["test"]]),

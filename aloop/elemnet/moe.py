@@ -44,15 +44,14 @@ class MixtureOfExperts(nn.Module):
         deepest = min(e.n_hidden for e in experts)
         if isinstance(layer, bool) or not isinstance(layer, numbers.Integral) or not 1 <= layer <= deepest:
             raise ValueError(f"layer must be a hidden layer of every expert, 1..{deepest}, got {layer!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
-            raise ValueError(f"top_k (experts the gate keeps) must be a whole number ≥ 1, got {top_k!r}")
+        check_top_k(top_k, len(experts))
         widths = {e.hidden_widths[layer - 1] for e in experts}
         if len(widths) != 1:
             raise ValueError(f"experts' layer-{layer} widths differ: {sorted(widths)}")
         if gate not in ("fixed", "input"):
             raise ValueError(f"gate must be 'fixed' or 'input', got {gate!r}")
         self.layer, self.gate_kind, self.train_experts = layer, gate, train_experts
-        self.top_k = max(1, min(top_k, len(experts)))
+        self.top_k = int(top_k)
         self.experts = nn.ModuleList(copy.deepcopy(e) for e in experts)
         self.experts.requires_grad_(train_experts)
         width = widths.pop()
@@ -84,6 +83,15 @@ class MixtureOfExperts(nn.Module):
         return self.combine(self.expert_features(x), x)
 
 
+def check_top_k(top_k: object, n_experts: int) -> None:
+    """Refuse a ``top_k`` that is not a whole number in 1..``n_experts``."""
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+        raise ValueError(f"top_k (experts the gate keeps) must be a whole number ≥ 1, got {top_k!r}")
+    if top_k > n_experts:
+        raise ValueError(f"top_k={top_k} but the mixture has only {n_experts} expert(s); the gate cannot keep more "
+                         f"experts than there are (leave top_k unset for min(2, number of experts))")
+
+
 class _OnCachedFeatures(nn.Module):
     """Adapter for frozen experts: maps row indices to ``model.combine`` of features computed once."""
 
@@ -110,9 +118,10 @@ class MoERegressor(RegressorMixin, BaseEstimator):
     each expert alone, and the mixture is kept only if its early-stopping validation MAE
     is at least as good as the best single expert's; otherwise that expert is used
     (``gate_weights_`` then puts weight 1 on it and ``guard_`` says what happened).
+    ``top_k=None`` (the default) keeps two experts, or the one there is.
     """
 
-    def __init__(self, sources: tuple[str, ...] | None = None, layer: int = 16, top_k: int = 2,
+    def __init__(self, sources: tuple[str, ...] | None = None, layer: int = 16, top_k: int | None = None,
                  gate: Literal["fixed", "input"] = "fixed", head_hidden: int = 64, train_experts: bool = False,
                  lr: float = 1e-3, batch_size: int = 64, max_epochs: int = 500, patience: int = 30,
                  val_fraction: float = 0.1, weight_decay: float = 1e-5, seed: int = 0,
@@ -147,10 +156,12 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         check_enough_rows(len(Xt))
         self.mean_, self.std_ = float(yt.mean()), float(yt.std()) or 1.0
         experts, names = self._experts()
-        self.model_, self.val_mae_, self.gate_weights_ = self._fit_one(Xt, yt, experts, names)
+        top_k = min(2, len(experts)) if self.top_k is None else self.top_k
+        check_top_k(top_k, len(experts))
+        self.model_, self.val_mae_, self.gate_weights_ = self._fit_one(Xt, yt, experts, names, top_k)
         self.guard_ = {"mixture_val_mae": self.val_mae_, "mixture_gate_weights": self.gate_weights_, "kept": "mixture"}
         if self.guard and len(experts) > 1:
-            singles = {name: self._fit_one(Xt, yt, [expert], [name]) for name, expert in zip(names, experts, strict=True)}
+            singles = {name: self._fit_one(Xt, yt, [expert], [name], 1) for name, expert in zip(names, experts, strict=True)}
             self.guard_.update({f"{n}_val_mae": fitted[1] for n, fitted in singles.items()})
             best = min(singles, key=lambda n: singles[n][1])
             if singles[best][1] < self.val_mae_:
@@ -160,11 +171,11 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_one(self, Xt: torch.Tensor, yt: torch.Tensor, experts: list[ElemNet],
-                 names: list[str]) -> tuple[MixtureOfExperts, float, dict[str, float]]:
+                 names: list[str], top_k: int) -> tuple[MixtureOfExperts, float, dict[str, float]]:
         """Train a mixture of ``experts`` → (model in eval mode, early-stopping val MAE, gate weight per name)."""
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
-        model = MixtureOfExperts(experts, self.layer, min(self.top_k, len(experts)), self.gate, self.head_hidden,
+        model = MixtureOfExperts(experts, self.layer, top_k, self.gate, self.head_hidden,
                                  self.train_experts)
         ys = (yt - self.mean_) / self.std_
         val_idx, tr_idx = hold_out(len(Xt), self.val_fraction, gen)

@@ -60,6 +60,7 @@ class ElemNetFeatures(Featurizer):
         self.cache_size = cache_size
         self._cache: dict[str, np.ndarray] = {}
         self._net = self._truncated(self.network, layer)
+        self._cached_weights = self._weights_state()
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("source", "layer", "network") and "_net" in self.__dict__:
@@ -82,6 +83,11 @@ class ElemNetFeatures(Featurizer):
         seq.eval()
         return seq
 
+    def _weights_state(self) -> tuple[tuple[int, int], ...]:
+        """Identity and in-place version of each weight the features use: it changes whenever the network is
+        trained, loaded or edited after this featurizer was built, which makes the cached rows stale."""
+        return tuple((id(p), p._version) for p in self._net.parameters())
+
     @property
     def feature_names(self) -> list[str]:
         width = self.network.hidden_widths[self.layer - 1]
@@ -91,6 +97,10 @@ class ElemNetFeatures(Featurizer):
         X = np.ascontiguousarray(check_fractions(X, type(self).__name__), dtype=np.float32)
         if self.cache_size == 0:
             return self._forward(X)
+        state = self._weights_state()
+        if state != self._cached_weights:
+            self._cache.clear()
+            self._cached_weights = state
         keys = keys_from_matrix(X)
         out = np.empty((len(X), self.network.hidden_widths[self.layer - 1]), dtype=np.float32)
         todo: dict[str, list[int]] = {}

@@ -310,6 +310,12 @@ def test_moe_refuses_what_it_would_misread(band_gap) -> None:
             MoERegressor(experts=experts, layer=layer, **options).fit(X, y)
     with pytest.raises(ValueError, match="top_k .* ≥ 1, got 0"):
         MoERegressor(experts=experts, layer=2, top_k=0, **options).fit(X, y)
+    with pytest.raises(ValueError, match="top_k=3 but the mixture has only 2 expert"):
+        MoERegressor(experts=experts, layer=2, top_k=3, **options).fit(X, y)
+    with pytest.raises(ValueError, match="top_k=2 but the mixture has only 1 expert"):
+        MixtureOfExperts(experts[:1], layer=2, top_k=2)
+    single = MoERegressor(experts=experts[:1], layer=2, **options).fit(X, y)  # unset top_k: the one expert
+    assert single.gate_weights_ == {"expert0": 1.0}
     with pytest.raises(TypeError, match="one string 'oqmd-bandgap'; wrap it in a list"):
         MoERegressor(sources="oqmd-bandgap", **options).fit(X, y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="sources name 'oqmd-bandgap' more than once"):

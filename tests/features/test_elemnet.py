@@ -57,3 +57,21 @@ def test_batch_and_cache_sizes_must_be_whole_numbers() -> None:
     for options in ({"batch_size": 1e3}, {"batch_size": 0}, {"cache_size": -1}, {"cache_size": 10.5}):
         with pytest.raises(ValueError, match="batch_size must be a whole number ≥ 1 and cache_size one ≥ 0"):
             ElemNetFeatures(network=_network(), layer=1, **options)
+
+
+def test_cached_rows_follow_a_network_trained_or_loaded_in_place(band_gap) -> None:
+    X, y = band_gap
+    net = _network()
+    feats = ElemNetFeatures(network=net, layer=2)
+    before = feats.transform_fractions(X[:20])
+    assert np.array_equal(feats.transform_fractions(X[:20]), before)  # unchanged weights: served from the cache
+    optimiser = torch.optim.SGD(net.parameters(), lr=0.1)  # one training step, in place
+    loss = (net(torch.from_numpy(X[:20])).squeeze(1) - torch.from_numpy(y[:20]).float()).pow(2).mean()
+    loss.backward()
+    optimiser.step()
+    with torch.no_grad():
+        expected = net.activations(torch.from_numpy(X[:20]), 2).numpy()
+    after = feats.transform_fractions(X[:20])
+    assert not np.allclose(after, before) and np.allclose(after, expected, atol=1e-6)
+    net.load_state_dict(_network().state_dict())  # weights loaded in place
+    assert np.allclose(feats.transform_fractions(X[:20]), before, atol=1e-6)
