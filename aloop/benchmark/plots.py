@@ -98,15 +98,21 @@ def plot_study(
     *,
     objective_label: str | None = None,
     stem: str | None = None,
+    set_name: str | None = None,
+    regret: bool = True,
 ) -> dict[str, Path]:
-    """Write the study's four PNGs and return their paths keyed by plot kind.
+    """Write the study's PNGs and return their paths keyed by plot kind.
 
     ``curves_df`` is :func:`aloop.benchmark.summary.curves` output (ideally with
     ``include_random=True``) computed for ``top_fraction``.  Kinds: ``"top_percent"`` (Top% vs
     experiments, mean and 10–90 percentile band per strategy, random dashed), ``"ef"`` (enhancement
-    factor), ``"af"`` (acceleration factor of the seed-mean Top% curve vs target t = 0.1..0.9) and
-    ``"regret"`` (simple regret vs experiments, in ``objective_label`` units when given).  Files
-    are ``{stem}_{kind}.png`` (``{kind}.png`` without a stem) in ``out_dir``, created if needed.
+    factor), ``"af"`` (acceleration factor of the seed-mean Top% curve vs target t = 0.1..0.9) and,
+    with ``regret``, ``"regret"`` (simple regret vs experiments, in ``objective_label`` units when
+    given).  Files are ``{stem}_{kind}.png`` (``{kind}.png`` without a stem) in ``out_dir``, created
+    if needed, except ``regret.png``: regret does not depend on the top set, so a study plotting
+    several sets writes it once.  ``set_name`` names the set in titles and labels (default
+    ``"top-5%"`` for ``top_fraction`` 0.05; ``"in-window"`` suits a window objective, whose set is
+    every composition inside the window whatever the fraction).
     """
     missing = [c for c in _NEEDED if c not in curves_df.columns]
     if missing:
@@ -123,24 +129,25 @@ def plot_study(
     colours = strategy_colours(frame["label"].unique())
     pool_size, n_top = int(frame["pool_size"].iloc[0]), int(frame["n_top"].iloc[0])
     pct = f"{top_fraction * 100:g}"
+    name = set_name or f"top-{pct}%"
     prefix = f"{stem}_" if stem else ""
     paths: dict[str, Path] = {}
 
     fig, ax = _new_axes(
-        f"{title}: top-{pct}% candidates found", "experiments", f"top-{pct}% found (% of {n_top})"
+        f"{title}: {name} candidates found", "experiments", f"{name} found (% of {n_top})"
     )
     _curve_plot(frame, colours, "top_percent", 100.0, ax)
     ax.set_ylim(-2, 102)
     paths["top_percent"] = _save(fig, ax, out / f"{prefix}top_percent.png")
 
-    fig, ax = _new_axes(f"{title}: enhancement factor (top {pct}%)", "experiments", "EF = Top%(strategy) / Top%(random)")
+    fig, ax = _new_axes(f"{title}: enhancement factor ({name})", "experiments", "EF = Top%(strategy) / Top%(random)")
     _curve_plot(frame[frame["label"] != RANDOM_LABEL], colours, "ef", 1.0, ax)
     ax.axhline(1.0, label="random (EF = 1)", **_RANDOM_STYLE)
     ax.set_ylim(bottom=0)
     paths["ef"] = _save(fig, ax, out / f"{prefix}ef.png")
 
     fig, ax = _new_axes(
-        f"{title}: acceleration factor (top {pct}%)", f"target Top% t (fraction of {n_top} found)",
+        f"{title}: acceleration factor ({name})", f"target Top% t (fraction of {n_top} found)",
         "AF(t) = n_random / n_strategy",
     )  # fmt: skip
     for label, part in frame[frame["label"] != RANDOM_LABEL].groupby("label", sort=True):
@@ -158,9 +165,10 @@ def plot_study(
     ax.set_ylim(bottom=0)
     paths["af"] = _save(fig, ax, out / f"{prefix}af.png")
 
-    unit = f" ({objective_label})" if objective_label else " (objective units)"
-    fig, ax = _new_axes(f"{title}: simple regret", "experiments", "best in pool − best found" + unit)
-    _curve_plot(frame, colours, "regret", 1.0, ax)
-    ax.set_ylim(bottom=0)
-    paths["regret"] = _save(fig, ax, out / f"{prefix}regret.png")
+    if regret:
+        unit = f" ({objective_label})" if objective_label else " (objective units)"
+        fig, ax = _new_axes(f"{title}: simple regret", "experiments", "best in pool − best found" + unit)
+        _curve_plot(frame, colours, "regret", 1.0, ax)
+        ax.set_ylim(bottom=0)
+        paths["regret"] = _save(fig, ax, out / "regret.png")
     return paths

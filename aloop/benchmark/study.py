@@ -301,12 +301,14 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
     table = summarize(records, task.y, task.direction, task.window, top_fractions, af_targets)
     paths = write_tables(table, out, "results")
     label = f"{task.objective} ({task.units})" if task.units else task.objective
-    for frac in top_fractions:
+    # A window's "top k%" is every in-window composition whatever k, so it gets one set of plots.
+    fractions = top_fractions[:1] if task.window else top_fractions
+    for i, frac in enumerate(fractions):
         frame = curves(records, task.y, task.direction, task.window, frac, include_random=True)
-        pct = f"{100 * frac:g}"
-        plots = plot_study(frame, out / "plots", title or f"{task.name}: top {pct}%", frac,
-                           objective_label=label, stem=f"top{pct}")
-        paths.update({f"{k}_top{pct}": p for k, p in plots.items()})
+        stem = "window" if task.window else f"top{100 * frac:g}"
+        plots = plot_study(frame, out / "plots", title or task.name, frac, objective_label=label, stem=stem,
+                           set_name="in-window" if task.window else None, regret=i == 0)
+        paths.update({k if k == "regret" else f"{k}_{stem}": p for k, p in plots.items()})
     return paths
 
 

@@ -40,6 +40,21 @@ def test_joblib_study_resumes(small_task, tmp_path):
     assert redo[0]["order"] == before["order"]
     paths = report(tmp_path, small_task)
     assert {"csv", "json", "md"} <= set(paths) and all(p.exists() for p in paths.values())
+    # One plot set per top fraction; regret does not depend on the set, so it is drawn once.
+    kinds = ("top_percent", "ef", "af")
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        ["regret.png"] + [f"top{k}_{kind}.png" for k in (5, 1) for kind in kinds])
+
+
+def test_a_window_study_plots_its_in_window_set_once(small_task, tmp_path):
+    """A window's top-5% and top-1% sets are both every in-window composition: one set of plots, so named."""
+    low, high = np.quantile(small_task.y, [0.2, 0.4])
+    task = replace(small_task, direction="window", window=(float(low), float(high)))
+    run_study(Study(task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8), tmp_path, backend="serial")
+    paths = report(tmp_path, task)
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "regret.png", "window_af.png", "window_ef.png", "window_top_percent.png"]
+    assert paths["af_window"].name == "window_af.png" and paths["regret"].name == "regret.png"
 
 
 def test_runs_made_with_other_elemnet_weights_are_redone(small_task, tmp_path, monkeypatch):
