@@ -21,6 +21,8 @@ from aloop.features.base import as_numeric_matrix
 
 #: Thresholds on P(y = 0) a gate chooses from on validation (``None``, no gate, is the last choice).
 GATE_THRESHOLDS: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2).tolist())
+#: Fewest held-out rows ``threshold="auto"`` chooses a threshold on: below it the choice is noise.
+MIN_THRESHOLD_ROWS = 20
 
 
 def check_zero_share(y: np.ndarray, what: str = "the target") -> None:
@@ -66,7 +68,8 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
     ``fit`` takes ``n × 86`` fraction matrices. With ``threshold="auto"`` a seeded
     ``validation_fraction`` of the rows is held out, the regressor and ``zero_classifier`` are
     fitted on the rest and the threshold is chosen on the held-out rows (``choose_threshold``;
-    ``threshold_`` is ``None`` when no threshold helps); both are then refitted on every row.
+    ``threshold_`` is ``None`` when no threshold helps; at least ``MIN_THRESHOLD_ROWS`` of them);
+    both are then refitted on every row.
 
     Example:
         >>> from aloop.elemnet.transfer import make_regressor
@@ -92,6 +95,10 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
             rows = np.random.default_rng(self.seed).permutation(len(y))
             n_val = max(1, int(round(self.validation_fraction * len(y))))
             val, fit = rows[:n_val], rows[n_val:]
+            if n_val < MIN_THRESHOLD_ROWS:
+                raise ValueError(f"threshold='auto' would choose the threshold on {n_val} held-out row(s) "
+                                 f"({self.validation_fraction:g} of {len(y)}); it needs at least {MIN_THRESHOLD_ROWS}. "
+                                 f"Give more rows, a larger validation_fraction, or a fixed threshold")
             if len(set((y[fit] == 0).tolist())) < 2:
                 raise ValueError("the rows left after holding out the validation part are all zero or all nonzero")
             classifier = zero_classifier(self.seed).fit(X[fit], y[fit] == 0)

@@ -60,6 +60,7 @@ def test_the_gate_lowers_the_error_on_measured_band_gaps(band_gaps) -> None:
     ({"threshold": "high"}, lambda y: y, "got 'high'"),
     ({"threshold": None}, lambda y: y, "got None (for no gate, use the regressor alone)"),
     ({"validation_fraction": 0.0}, lambda y: y, "validation_fraction must lie strictly between 0 and 1"),
+    ({"validation_fraction": 0.01}, lambda y: y, "on 6 held-out row(s) (0.01 of 600); it needs at least 20"),
 ])
 def test_zero_gate_bad_inputs(band_gaps, kwargs: dict, y_edit, needle: str) -> None:
     X, y, _, _ = band_gaps
