@@ -137,7 +137,9 @@ def plot_study(
         f"{title}: {name} candidates found", "experiments", f"{name} found (% of {n_top})"
     )
     _curve_plot(frame, colours, "top_percent", 100.0, ax)
-    ax.set_ylim(-2, 102)
+    # Up to what the longest run could find at most, so a set larger than the budget is not a flat line at 0.
+    reachable = min(100.0, 100.0 * float(frame["n"].max()) / n_top)
+    ax.set_ylim(-0.02 * reachable, 1.02 * reachable)
     paths["top_percent"] = _save(fig, ax, out / f"{prefix}top_percent.png")
 
     fig, ax = _new_axes(f"{title}: enhancement factor ({name})", "experiments", "EF = Top%(strategy) / Top%(random)")
