@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -323,8 +325,8 @@ def _load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progr
             with np.load(path, allow_pickle=False) as z:
                 if str(z["space_hash"]) == digest and str(z["featurizer"]) == ident:
                     return CandidatePool(z["keys"], z["formulas"], z["fractions"], z["features"], ident)
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable or foreign cache is simply rebuilt
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+            pass  # an unreadable (e.g. truncated by a full disk) or foreign cache is simply rebuilt
     pool = build_pool(config, featurizer, ident, progress)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     try:

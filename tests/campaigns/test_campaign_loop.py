@@ -195,6 +195,7 @@ def test_grid_campaign_caches_features_and_draws_a_ternary(tmp_path: Path, monke
     assert len(pool) == 45 and "Ni0.2Fe0.2O0.6" in set(pool.formulas) and pool.components() == ["Fe", "Co", "Ni"]
     cache = tmp_path / "oer.features.npz"
     stamp = cache.stat().st_mtime_ns
+    real_build = pool_module.build_pool
     monkeypatch.setattr(pool_module, "build_pool", lambda *a, **k: pytest.fail("cache not used"))
 
     def lab(formulas: pd.Series) -> list[float]:  # a smooth synthetic overpotential landscape
@@ -207,6 +208,15 @@ def test_grid_campaign_caches_features_and_draws_a_ternary(tmp_path: Path, monke
         reopened = Campaign.open(tmp_path / "oer.toml", progress=False)
         np.testing.assert_array_equal(reopened.pool.features, pool.features)
     assert cache.stat().st_mtime_ns == stamp
+    good = cache.read_bytes()
+    monkeypatch.setattr(pool_module, "build_pool", real_build)
+    for broken in (good[:1000], good[: len(good) // 2], b"garbage"):  # truncated (a full disk) or foreign
+        cache.write_bytes(broken)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CampaignWarning)
+            np.testing.assert_array_equal(Campaign.open(tmp_path / "oer.toml", progress=False).pool.features,
+                                          pool.features)  # rebuilt, not a traceback
+        assert cache.read_bytes() != broken
     for n in (4, 3, 3):
         batch = reopened.propose(n)
         reopened.record(pd.DataFrame({"formula": batch["formula"], "eta [V]": lab(batch["formula"])}))
