@@ -278,7 +278,7 @@ def test_retract_a_wrong_value(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert f"retracted measurement {ids[-1] + 2} (" in text and "gap = 12)" in text
-    assert f"pending again (no measurement left): proposal(s) {ids[1]}" in text and "`aloop record`" in text
+    assert f"pending again: proposal(s) {ids[1]}" in text and "`aloop record`" in text
     status = json.loads(invoke("status", "--json", "--no-cv", "-c", tmp_path).stdout)
     assert (status["counts"]["measured"], status["counts"]["retracted"]) == (2, 1)
     assert status["best"]["gap"]["value"] == 1.3 and status["pending"][0]["proposal_id"] == ids[1]
@@ -288,12 +288,24 @@ def test_retract_a_wrong_value(tmp_path: Path) -> None:
     before = digest(tmp_path, "g")
     for args, needle in [([ids[1], "--reason", "again"], "has no measurement to retract (already retracted"),
                          ([ids[-1] + 2, "--reason", "again"], "was already retracted on"),
-                         (["999999", "--reason", "x"], "999999: not a measurement or proposal"),
+                         (["999999", "--reason", "x"], "999999: not a measurement, outcome or proposal"),
                          ([ids[0], "--reason", " "], "give a reason")]:
         assert_clean_error(invoke("retract", *args, "-c", tmp_path), needle)
     assert_clean_error(invoke("retract", ids[0], "-c", tmp_path), "Missing option '--reason'", usage=True)
     assert_clean_error(invoke("retract", "-c", tmp_path, "--reason", "x"), "Missing argument", usage=True)
     assert digest(tmp_path, "g") == before
+
+    # A fail given to the wrong proposal id: retracted, the proposal takes its result after all.
+    result = invoke("propose", "-n", "1", "-o", tmp_path / "next.csv", "-c", tmp_path)
+    assert result.exit_code == 0, result.output
+    pid = pd.read_csv(tmp_path / "next.csv")["proposal_id"].iloc[0]
+    assert invoke("fail", pid, "--reason", "cracked", "-c", tmp_path).exit_code == 0
+    result = invoke("retract", pid, "--reason", "wrong proposal id", "-c", tmp_path)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"retracted: proposal {pid} (" in text and "is no longer failed" in text and f"proposal(s) {pid}" in text
+    status = json.loads(invoke("status", "--json", "--no-cv", "-c", tmp_path).stdout)
+    assert pid in [p["proposal_id"] for p in status["pending"]] and status["counts"]["failed"] == 0
 
 
 def test_a_log_from_before_retractions_is_migrated_from_the_shell(tmp_path: Path,

@@ -46,7 +46,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: the events export ``report.events_table``), where an objective's values sit in a column of its name.
 TABLE_COLUMNS = (
     "event_id", "proposal_id", "formula", "key", "measured_at", "recorded_at", "operator", "notes", "raw_ref",
-    "unsolicited", "idempotency_key", "n", "measurements", "measurement_id", "reason", "retracted_at", "kind",
+    "unsolicited", "idempotency_key", "n", "measurements", "measurement_id", "outcome_id", "reason", "retracted_at", "kind",
     "created_at", "batch_id", "composition_key", "model_version", "acquisition_value", "training_size", "details",
 )
 

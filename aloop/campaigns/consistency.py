@@ -14,7 +14,9 @@ Checks against the recorded events:
   batches from the same state never both propose a composition.
 * ``check_pending`` and ``check_retractions``: an outcome (failed, rejected, cancelled) only
   for a pending proposal; a retraction only for a measurement not yet retracted, named by
-  its id or by the id of a proposal that has exactly one. Both run inside the write transaction.
+  its id or by the id of a proposal that has exactly one, or for a proposal's outcome set by
+  mistake (named by the proposal's id or the outcome's), unless the composition has since been
+  measured or proposed again. Both run inside the write transaction.
 * ``magnitude_problem`` and ``find_outliers``: a value no surrogate can model is refused; one
   far outside the spread of the values recorded so far (of their log10, for an objective
   modelled as log10) is recorded with an ``OutlierWarning``.
@@ -35,7 +37,8 @@ from typing import TYPE_CHECKING
 from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import CampaignLogError
 from aloop.campaigns.entries import Proposal
-from aloop.campaigns.state import Event, proposal_status, retracted
+from aloop.campaigns.schema import OUTCOME_KINDS
+from aloop.campaigns.state import Event, proposal_status, retracted, undone
 from aloop.surrogates.base import MAX_MAGNITUDE
 
 if TYPE_CHECKING:
@@ -180,7 +183,8 @@ def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
     """Refuse (``ProposalConflictError``) proposals of compositions rejected, measured or pending in ``history``."""
     status = proposal_status(history)
     gone = retracted(history)
-    rejected = {e.composition_key for e in history if e.kind == "rejected"}
+    withdrawn = undone(history)
+    rejected = {e.composition_key for e in history if e.kind == "rejected" and e.id not in withdrawn}
     measured = {e.composition_key for e in history if e.kind == "measured" and e.id not in gone} - rejected
     pending = {e.composition_key for e in history if e.kind == "proposed" and status[e.id] == "pending"}
     pending -= rejected | measured
@@ -216,15 +220,23 @@ def _measurement(e: Event) -> str:
 
 
 def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: str) -> list[Event]:
-    """The ``measured`` events that ``ids`` name for retraction, or ``CampaignLogError`` listing every problem.
+    """The events that ``ids`` name for retraction (``measured``, or a proposal's latest ``failed`` /
+    ``rejected`` / ``cancelled``), or ``CampaignLogError`` listing every problem.
 
-    An id is a measurement's event id, or the id of a proposal with exactly one measurement
-    not retracted yet (with replicates, the message lists them to choose from).
+    An id is a measurement's event id, an outcome's event id, or the id of a proposal with exactly
+    one measurement not retracted yet (with replicates, the message lists them to choose from) or,
+    without measurements, with an outcome. An outcome is retracted only while it is its proposal's
+    status and no other proposal or measurement of the composition came after it, since the
+    proposal becomes pending again.
     """
     by_id = {e.id: e for e in history}
     gone = retracted(history)
+    status = proposal_status(history)
+    latest: dict[int, Event] = {}  # proposal → its latest outcome event
     of_proposal: dict[int, list[Event]] = {}
     for e in history:
+        if e.kind in OUTCOME_KINDS and e.proposal_id is not None:
+            latest[e.proposal_id] = e
         if e.kind == "measured" and e.proposal_id is not None:
             of_proposal.setdefault(e.proposal_id, []).append(e)
     chosen: list[Event] = []
@@ -238,15 +250,26 @@ def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: st
                 problems.append(f"{which} has {len(valid)} measurements — "
                                 f"{'; '.join(map(_measurement, valid))}: give the id of the one to retract")
                 continue
-            if not valid:
+            if valid:
+                e = valid[0]
+            elif status[i] in _UNDOABLE:
+                e = latest[i]
+            else:
                 done = ", ".join(f"measurement {m.id}" for m in of_proposal.get(i, []))
-                why = f"already retracted: {done}" if done else f"it is {proposal_status(history)[i]}"
+                why = f"already retracted: {done}" if done else f"it is {status[i]}"
                 problems.append(f"{which} has no measurement to retract ({why})")
                 continue
-            e = valid[0]
+        if e is not None and e.kind in _UNDOABLE:
+            if problem := _outcome_problem(e, history, by_id, status, latest):
+                problems.append(problem)
+            elif e in chosen:
+                problems.append(f"{_outcome(e, by_id)} is named twice")
+            else:
+                chosen.append(e)
+            continue
         if e is None or e.kind != "measured":
             what = "no such event" if e is None else f"event {i} is a {e.kind!r} event"
-            problems.append(f"{i}: not a measurement or proposal of campaign {campaign!r} ({what})")
+            problems.append(f"{i}: not a measurement, outcome or proposal of campaign {campaign!r} ({what})")
         elif e.id in gone:
             r = gone[e.id]
             problems.append(f"{_measurement(e)} was already retracted on {r.created_at:%Y-%m-%d %H:%M} UTC"
@@ -259,6 +282,34 @@ def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: st
     if problems:
         raise CampaignLogError("nothing retracted:\n  " + "\n  ".join(problems))
     return chosen
+
+
+_UNDOABLE = ("failed", "rejected", "cancelled")
+
+
+def _outcome(e: Event, by_id: Mapping[int, Event]) -> str:
+    formula = by_id[e.proposal_id].payload.get("formula") if e.proposal_id in by_id else None
+    return f"proposal {e.proposal_id} ({formula}) marked {e.kind}"
+
+
+def _outcome_problem(e: Event, history: Sequence[Event], by_id: Mapping[int, Event], status: Mapping[int, str],
+                     latest: Mapping[int, Event]) -> str | None:
+    """Why outcome ``e`` cannot be retracted (its proposal would become pending again), or None."""
+    what = _outcome(e, by_id)
+    if latest.get(e.proposal_id) is not e or status.get(e.proposal_id) != e.kind:
+        return f"{what}: that outcome was already retracted" if e.id in undone(history) else \
+            f"{what}: that is not the proposal's status any more (it is {status.get(e.proposal_id)})"
+    gone = retracted(history)
+    for later in history:
+        if later.id <= e.id or later.composition_key != e.composition_key:
+            continue
+        if later.kind == "measured" and later.id not in gone:
+            return (f"{what}: the composition was measured since ({_measurement(later)}); "
+                    f"reopening the proposal would leave a second result pending")
+        if later.kind == "proposed" and status.get(later.id) == "pending":
+            return (f"{what}: the composition was proposed again since, as proposal {later.id} "
+                    f"(pending); record its result there")
+    return None
 
 
 def recorded_objectives(events: Sequence[Event]) -> dict[str, tuple[list[str], int]]:

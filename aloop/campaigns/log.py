@@ -287,17 +287,23 @@ class CampaignLog:
         return self._close("cancelled", proposal_ids, reason)
 
     def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
-        """Withdraw wrongly recorded measurements (all or none); returns the ``retracted`` event ids.
+        """Withdraw wrongly recorded measurements or outcomes (all or none); returns the ``retracted`` event ids.
 
         ``ids``: measurement event ids (``event_id`` of ``observations()``), or the id of a
         proposal with exactly one measurement not yet retracted. Nothing is deleted: the value
         stays in ``events()`` with the retraction's ``reason``, ``operator`` and time, but leaves
         ``observations()`` (so the model's training data) and counts as never measured. A
         proposal left without measurements is pending again and takes a corrected result.
+        A proposal marked failed, rejected or cancelled by mistake (its id, or the outcome's
+        event id) is pending again the same way: the outcome leaves ``failures()`` /
+        ``rejections()`` and the feasibility model's data, and a rejected composition may be
+        proposed again.
 
         Raises:
-            CampaignLogError: no ids or no reason; an id that is neither a measurement nor a
-                proposal with exactly one; a measurement already retracted or named twice.
+            CampaignLogError: no ids or no reason; an id that is neither a measurement, an
+                outcome nor a proposal with exactly one measurement or an outcome; a measurement
+                or outcome already retracted or named twice; an outcome whose composition was
+                measured or proposed again since.
         """
         targets = _id_list(ids, "retract", "measurement or proposal")
         if not isinstance(reason, str) or not reason.strip():
@@ -306,11 +312,14 @@ class CampaignLog:
             raise CampaignLogError(f"retract: operator must be text (who retracts), got {operator!r}")
         now = datetime.now(UTC)
         with self._write() as conn:
-            measured = check_retractions(targets, self._load(conn), self.name)
-            rows = [self._base("retracted", now, proposal_id=m.proposal_id, composition_key=m.composition_key,
-                               idempotency_key=f"retracted:{m.id}", payload={"measurement_id": m.id, "formula":
-                               m.payload.get("formula"), "reason": reason, "operator": operator})
-                    for m in measured]
+            history = self._load(conn)
+            formulas = {e.id: e.payload.get("formula") for e in history if e.kind == "proposed"}
+            rows = [self._base("retracted", now, proposal_id=e.proposal_id, composition_key=e.composition_key,
+                               idempotency_key=f"retracted:{e.id}",
+                               payload={"measurement_id" if e.kind == "measured" else "outcome_id": e.id,
+                                        "formula": e.payload.get("formula", formulas.get(e.proposal_id)),
+                                        "reason": reason, "operator": operator})
+                    for e in check_retractions(targets, history, self.name)]
             return self._rows(conn, rows)
 
     def record_model_fit(

@@ -357,11 +357,12 @@ class Campaign:
         return self.log.cancel(proposal_ids, reason)
 
     def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
-        """Withdraw wrongly recorded measurements, keeping them in the log with ``reason`` and ``operator``.
+        """Withdraw wrongly recorded measurements or outcomes, keeping them in the log with ``reason`` and ``operator``.
 
         ``ids``: measurement ids (``event_id`` in ``log.observations()``, listed by ``status()["best"]``) or ids
-        of proposals with one measurement. A retracted value leaves the training data, the best, the status
-        and the report; a proposal left without measurements is pending again. Returns the retraction event ids.
+        of proposals with one measurement, or marked failed, rejected or cancelled by mistake. A retracted value
+        leaves the training data, the best, the status and the report; the proposal, left without measurements
+        or outcome, is pending again. Returns the retraction event ids (see ``CampaignLog.retract``).
         """
         return self.log.retract(ids, reason, operator)
 

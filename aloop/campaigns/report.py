@@ -165,7 +165,10 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
     top = top[["formula", "proposal_id", *names, "n", "measurements"]].rename(columns=units) if len(top) else top
     top["measurements"] = top["measurements"].map(lambda ids: ", ".join(map(str, ids)))
     gone = state.retractions(events)
-    gone = gone.drop(columns=["key"]).rename(columns=units) if len(gone) else pd.DataFrame()
+    # Without retracted outcomes (fail / reject / cancel marks), the table is one of measurements.
+    plain = len(gone) and (gone["kind"] == "measured").all()
+    gone = gone.drop(columns=["key", *(["kind", "outcome_id"] if plain else [])]).rename(columns=units) \
+        if len(gone) else pd.DataFrame()
     props = state.proposals(events)
     pending = props[props["status"] == "pending"] if len(props) else props
     keep = [c for c in pending.columns if c in ("proposal_id", "batch_id", "formula", "acquisition_value", "reason")
@@ -179,7 +182,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
                else "the candidate list is missing")
         summary.append(f"no ternary diagram: {why}; it needs exactly 3")
     tables = [("Best compositions (mean of replicates; n measurements)", top), ("Pending proposals", pending),
-              ("Model versions", versions), ("Retracted measurements", gone)]
+              ("Model versions", versions), ("Retractions", gone)]
 
     md = [f"# Campaign report: {campaign.name}\n", *[f"- {s}" for s in summary], ""]
     for key, (title, _) in figures.items():
@@ -270,7 +273,8 @@ def events_table(campaign: Campaign, events: Sequence[state.Event]) -> pd.DataFr
                        raw_ref=p.get("raw_ref"), unsolicited=bool(p.get("unsolicited")),
                        idempotency_key=e.idempotency_key)
         elif e.kind == "retracted":
-            row.update(measurement_id=p.get("measurement_id"), reason=p.get("reason"), operator=p.get("operator"))
+            row.update(measurement_id=p.get("measurement_id"), outcome_id=p.get("outcome_id"), reason=p.get("reason"),
+                       operator=p.get("operator"))
         elif e.kind == "model_fitted":
             row.update(model_version=p.get("model_version"), training_size=p.get("training_size"),
                        details=json.dumps(p.get("details") or {}, sort_keys=True))
@@ -279,7 +283,7 @@ def events_table(campaign: Campaign, events: Sequence[state.Event]) -> pd.DataFr
             row["reason"] = p.get("reason")
         rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("batch_id", "proposal_id", "measurement_id", "training_size"):
+    for col in ("batch_id", "proposal_id", "measurement_id", "outcome_id", "training_size"):
         if col in df.columns:
             df[col] = df[col].astype("Int64")
     return df

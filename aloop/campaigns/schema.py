@@ -4,7 +4,7 @@ One database may hold several campaigns. Every fact is a row of ``events``; noth
 ever updated or deleted (triggers refuse it), so a campaign's state is whatever its
 events say. A proposal's id is the id of its ``proposed`` event; later events about it
 (``measured``, ``failed``, ``rejected``, ``cancelled``) point to it through ``proposal_id``.
-A wrong value is never removed: a ``retracted`` event names the measurement it withdraws.
+A wrong value is never removed: a ``retracted`` event names the measurement (or outcome) it withdraws.
 
 ``payload`` (JSON) by kind:
 
@@ -14,10 +14,11 @@ A wrong value is never removed: a ``retracted`` event names the measurement it w
   ``measured_at`` (ISO 8601 UTC or null), ``operator``, ``notes``, ``raw_ref``,
   ``unsolicited`` (true when the composition was never proposed).
 * ``failed`` / ``rejected`` / ``cancelled``: ``reason``.
-* ``retracted``: ``measurement_id`` (the event id of the withdrawn ``measured`` event),
+* ``retracted``: ``measurement_id`` (the event id of the withdrawn ``measured`` event) or
+  ``outcome_id`` (of a ``failed`` / ``rejected`` / ``cancelled`` event set by mistake),
   ``formula``, ``reason``, ``operator``; ``proposal_id`` and ``composition_key`` are the
-  measurement's, and ``idempotency_key`` is ``retracted:<measurement_id>``, so the database
-  itself refuses a second retraction of one measurement.
+  withdrawn event's, and ``idempotency_key`` is ``retracted:<its id>``, so the database
+  itself refuses a second retraction of one event.
 * ``model_fitted``: ``model_version``, ``training_size``, ``cv`` (metric → value), ``details``.
 """
 

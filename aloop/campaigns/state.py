@@ -9,7 +9,10 @@ is the kind of its latest outcome event (``measured``, ``failed``, ``rejected``,
 A retracted measurement (a ``retracted`` event names it) is left out of everything derived
 here except the events themselves and ``retractions``: it is no observation, makes no
 composition "measured", and a proposal whose every measurement is retracted is ``pending``
-again — it awaits a result, as if the wrong value had never been recorded.
+again — it awaits a result, as if the wrong value had never been recorded. A ``failed``,
+``rejected`` or ``cancelled`` outcome set by mistake is retracted the same way (the
+``retracted`` event names it by ``outcome_id``): it is left out of ``outcomes``, the
+composition is no longer excluded, and the proposal is ``pending`` again.
 """
 
 from __future__ import annotations
@@ -57,7 +60,13 @@ class Event:
 
 def retracted(events: Iterable[Event]) -> dict[int, Event]:
     """Measurement event id → the ``retracted`` event that withdrew it."""
-    return {int(e.payload["measurement_id"]): e for e in events if e.kind == "retracted"}
+    return {int(e.payload["measurement_id"]): e for e in events
+            if e.kind == "retracted" and "measurement_id" in e.payload}
+
+
+def undone(events: Iterable[Event]) -> dict[int, Event]:
+    """``failed`` / ``rejected`` / ``cancelled`` event id → the ``retracted`` event that withdrew it."""
+    return {int(e.payload["outcome_id"]): e for e in events if e.kind == "retracted" and "outcome_id" in e.payload}
 
 
 def _proposal_states(events: Iterable[Event]) -> dict[int, tuple[str, datetime | None]]:
@@ -72,6 +81,8 @@ def _proposal_states(events: Iterable[Event]) -> dict[int, tuple[str, datetime |
             states[pid] = (e.kind, e.created_at)
             if e.kind == "measured":
                 valid.setdefault(pid, set()).add(e.id)
+        elif e.kind == "retracted" and "outcome_id" in e.payload and pid in states:
+            states[pid] = ("pending", e.created_at)  # only a proposal's latest outcome can be retracted
         elif e.kind == "retracted" and pid in valid:
             valid[pid].discard(int(e.payload["measurement_id"]))
             if not valid[pid] and states[pid][0] == "measured":
@@ -210,9 +221,10 @@ def observations(events: Sequence[Event]) -> pd.DataFrame:
 def outcomes(events: Sequence[Event], kind: str) -> pd.DataFrame:
     """``failed``, ``rejected`` or ``cancelled`` events with the proposal's formula and key."""
     proposed = {e.id: e for e in events if e.kind == "proposed"}
+    withdrawn = undone(events)
     rows = []
     for e in events:
-        if e.kind != kind:
+        if e.kind != kind or e.id in withdrawn:
             continue
         p = proposed.get(e.proposal_id) if e.proposal_id is not None else None
         rows.append(
@@ -254,10 +266,11 @@ def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[s
 
     Measured (solicited or not; retracted measurements do not count), pending and rejected
     compositions always; failed ones unless ``include_failed=False`` (to allow a retry).
-    Cancelled proposals are free again.
+    Cancelled proposals are free again, and so are retracted rejections.
     """
     status = proposal_status(events)
     gone = retracted(events)
+    withdrawn = undone(events)
     out: set[str] = set()
     rejected: set[str] = set()
     for e in events:
@@ -265,7 +278,7 @@ def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[s
             continue
         if e.kind == "measured" and e.id not in gone:
             out.add(e.composition_key)
-        elif e.kind == "rejected":
+        elif e.kind == "rejected" and e.id not in withdrawn:
             rejected.add(e.composition_key)
         elif e.kind == "proposed":
             s = status[e.id]
@@ -275,20 +288,24 @@ def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[s
 
 
 def retractions(events: Sequence[Event]) -> pd.DataFrame:
-    """Every retraction, oldest first: the measurement withdrawn (id, proposal, formula, values), why, by whom, when."""
-    measured = {e.id: e for e in events if e.kind == "measured"}
+    """Every retraction, oldest first: what it withdrew (``kind``: ``measured`` with the measurement's id and
+    values, or the ``failed`` / ``rejected`` / ``cancelled`` outcome's event id), proposal, formula, why, by whom, when."""
+    by_id = {e.id: e for e in events if e.kind in ("measured", "failed", "rejected", "cancelled")}
     rows = []
     objectives: list[str] = []
     for e in events:
         if e.kind != "retracted":
             continue
-        m = measured[int(e.payload["measurement_id"])]
-        objectives += [name for name in m.payload["values"] if name not in objectives]
-        rows.append({"event_id": e.id, "measurement_id": m.id, "proposal_id": m.proposal_id,
-                     "formula": m.payload.get("formula"), "key": m.composition_key, **m.payload["values"],
-                     "reason": e.payload.get("reason", ""), "operator": e.payload.get("operator"),
-                     "retracted_at": e.created_at})
-    df = _frame(rows, ["event_id", "measurement_id", "proposal_id", "formula", "key", *objectives, "reason",
-                       "operator", "retracted_at"])
-    df["proposal_id"] = df["proposal_id"].astype("Int64")  # missing for unsolicited measurements
+        p = e.payload
+        m = by_id[int(p["measurement_id"] if "measurement_id" in p else p["outcome_id"])]
+        values = m.payload["values"] if m.kind == "measured" else {}
+        objectives += [name for name in values if name not in objectives]
+        rows.append({"event_id": e.id, "kind": m.kind, "measurement_id": m.id if m.kind == "measured" else None,
+                     "outcome_id": None if m.kind == "measured" else m.id, "proposal_id": m.proposal_id,
+                     "formula": p.get("formula") or m.payload.get("formula"), "key": m.composition_key, **values,
+                     "reason": p.get("reason", ""), "operator": p.get("operator"), "retracted_at": e.created_at})
+    df = _frame(rows, ["event_id", "kind", "measurement_id", "outcome_id", "proposal_id", "formula", "key",
+                       *objectives, "reason", "operator", "retracted_at"])
+    for col in ("measurement_id", "outcome_id", "proposal_id"):  # proposal_id is missing for unsolicited measurements
+        df[col] = df[col].astype("Int64")
     return df

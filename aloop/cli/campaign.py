@@ -309,13 +309,13 @@ def _login() -> str | None:
 
 
 def retract_command(
-    ids: Annotated[list[int], typer.Argument(help="Measurement id(s), or proposal id(s) with exactly one measurement.",
-                                             metavar="ID...")],
-    reason: Annotated[str, typer.Option(help="Why the recorded value is wrong (kept in the log).")],
+    ids: Annotated[list[int], typer.Argument(help="Measurement id(s), or proposal id(s) with exactly one measurement "
+                                             "or marked failed, rejected or cancelled by mistake.", metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Why the recorded value or outcome is wrong (kept in the log).")],
     operator: Annotated[str | None, typer.Option(help="Who retracts it (default: your login name).")] = None,
     campaign_path: CampaignOpt = None,
 ) -> None:
-    """Retract wrongly recorded values: they leave the model's data and the best; the log keeps them and why."""
+    """Retract wrongly recorded values or fail/reject/cancel marks: they leave the model's data; the log keeps them."""
     with _opened(campaign_path) as campaign:
         event_ids = campaign.retract(ids, reason, operator if operator is not None else _login())
         gone = campaign.log.retractions()
@@ -323,12 +323,15 @@ def retract_command(
         status = campaign.log.proposals().set_index("proposal_id")["status"]
         names = [o.name for o in campaign.config.objectives]
     for r in gone.to_dict("records"):
+        if r["kind"] != "measured":
+            out.print(f"retracted: proposal {r['proposal_id']} ({r['formula']}) is no longer {r['kind']}", markup=False)
+            continue
         values = ", ".join(f"{n} = {r[n]:g}" for n in names if n in r)
         out.print(f"retracted measurement {r['measurement_id']} ({r['formula']}: {values})", markup=False)
     again = [int(p) for p in gone["proposal_id"].dropna().unique() if status.get(int(p)) == "pending"]
     if again:
         listed = " ".join(map(str, again))
-        out.print(f"pending again (no measurement left): proposal(s) {listed} — record the corrected value with "
+        out.print(f"pending again: proposal(s) {listed} — record the result with "
                   f"`aloop record`, or `aloop fail {listed} --reason …` / `aloop cancel {listed}`", markup=False)
 
 

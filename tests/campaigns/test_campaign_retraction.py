@@ -94,17 +94,17 @@ def test_bad_retractions_are_refused_and_change_nothing(log: CampaignLog) -> Non
     p_bi, p_sb, p_te = log.append_proposals(_props("Bi2Te3", "Sb2Te3", "BiTe")).proposal_ids
     m_bi, m_sb = log.append_measurements([_m(0.9, proposal_id=p_bi), _m(0.4, proposal_id=p_sb)]).event_ids
     log.retract(m_sb, "wrong units", operator="bob")
-    log.fail(p_te, "cracked")
     fit = log.record_model_fit("v1", 1)
     digest = log.events_digest()
     cases = [
-        (lambda: log.retract(999_999, "x"), "999999: not a measurement or proposal of campaign 'zt' (no such event)"),
+        (lambda: log.retract(999_999, "x"), "999999: not a measurement, outcome or proposal of campaign 'zt' "
+                                            "(no such event)"),
         (lambda: log.retract(m_sb, "again"), f"measurement {m_sb} (Sb2Te3: zT = 0.4, kappa = 1) was already "
                                              "retracted on"),
         (lambda: log.retract(m_sb, "again"), "by bob ('wrong units')"),
         (lambda: log.retract(p_sb, "again"), f"proposal {p_sb} (Sb2Te3) has no measurement to retract "
                                              f"(already retracted: measurement {m_sb})"),
-        (lambda: log.retract(p_te, "x"), f"proposal {p_te} (BiTe) has no measurement to retract (it is failed)"),
+        (lambda: log.retract(p_te, "x"), f"proposal {p_te} (BiTe) has no measurement to retract (it is pending)"),
         (lambda: log.retract(fit, "x"), f"event {fit} is a 'model_fitted' event"),
         (lambda: log.retract(m_bi, ""), "give a reason"),
         (lambda: log.retract(m_bi, "   "), "give a reason"),
@@ -119,6 +119,52 @@ def test_bad_retractions_are_refused_and_change_nothing(log: CampaignLog) -> Non
         assert needle in str(err.value), (needle, str(err.value))
         assert log.events_digest() == digest, needle
     assert list(log.observations()["event_id"]) == [m_bi]
+
+
+def test_a_mistaken_fail_reject_or_cancel_is_retracted(log: CampaignLog) -> None:
+    """A typo'd id in `aloop fail` must not lose a composition: the proposal is pending again and takes its result."""
+    p_a, p_b, p_c = log.append_proposals(_props("Bi2Te3", "Sb2Te3", "BiTe")).proposal_ids
+    (fail_a,) = log.fail(p_a, "cracked")
+    log.reject(p_b, "toxic")
+    (cancel_c,) = log.cancel(p_c)
+    assert composition_key("BiTe") not in log.excluded_keys()
+    ids = log.retract([p_a, p_b, cancel_c], "wrong proposal id", operator="ann")  # proposal ids or the outcome's id
+    assert _status(log) == {p_a: "pending", p_b: "pending", p_c: "pending"}
+    assert log.failures().empty and log.rejections().empty  # out of the feasibility model's data too
+    assert {composition_key(f) for f in ("Bi2Te3", "Sb2Te3", "BiTe")} <= log.excluded_keys()  # pending again
+    gone = log.retractions()
+    assert gone["event_id"].tolist() == ids and gone["kind"].tolist() == ["failed", "rejected", "cancelled"]
+    assert gone["outcome_id"].tolist()[::2] == [fail_a, cancel_c] and gone["measurement_id"].isna().all()
+    assert gone["formula"].tolist() == ["Bi2Te3", "Sb2Te3", "BiTe"] and set(gone["operator"]) == {"ann"}
+    log.append_measurements([_m(0.9, proposal_id=p_a)])  # its real result is recorded after all
+    assert _status(log)[p_a] == "measured" and list(log.observations()["zT"]) == [0.9]
+    (again,) = log.reject(p_b, "toxic after all")  # marked again, and retracted again
+    log.retract(again, "no, it was fine")
+    assert _status(log)[p_b] == "pending"
+
+    digest = log.events_digest()
+    with pytest.raises(CampaignLogError, match=f"proposal {p_a} \\(Bi2Te3\\) marked failed: that outcome was already "
+                                               "retracted"):
+        log.retract(fail_a, "twice")
+    assert log.events_digest() == digest
+
+
+def test_an_outcome_is_not_retracted_once_the_composition_moved_on(log: CampaignLog) -> None:
+    """Reopening a proposal whose composition was proposed or measured again since would leave two results pending."""
+    (p_old,) = log.append_proposals(_props("Bi2Te3")).proposal_ids
+    log.cancel(p_old)
+    (p_new,) = log.append_proposals(_props("Bi2Te3")).proposal_ids  # cancelled compositions may be proposed again
+    (p_f,) = log.append_proposals(_props("Sb2Te3")).proposal_ids
+    log.fail(p_f, "cracked")
+    (p_retry,) = log.append_proposals(_props("Sb2Te3")).proposal_ids  # a retry of the failed composition
+    (m,) = log.append_measurements([_m(0.4, proposal_id=p_retry)]).event_ids
+    digest = log.events_digest()
+    with pytest.raises(CampaignLogError) as err:
+        log.retract([p_old, p_f], "reopen")
+    assert f"proposal {p_old} (Bi2Te3) marked cancelled: the composition was proposed again since, as proposal " \
+           f"{p_new} (pending); record its result there" in str(err.value)
+    assert f"proposal {p_f} (Sb2Te3) marked failed: the composition was measured since (measurement {m}" in str(err.value)
+    assert log.events_digest() == digest
 
 
 def test_the_database_itself_refuses_a_second_retraction(log: CampaignLog, monkeypatch: pytest.MonkeyPatch) -> None:

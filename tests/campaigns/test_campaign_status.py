@@ -93,7 +93,7 @@ def test_a_retraction_retrains_and_leaves_status_best_and_report(campaign: Campa
     md = paths["markdown"].read_text()
     best_table = md.split("## Best compositions")[1].split("##")[0]
     assert "66" not in best_table and "| 0.7 |" in best_table
-    retracted = md.split("## Retracted measurements")[1]
+    retracted = md.split("## Retractions")[1]
     assert f"| {wrong} | {typo} |" in retracted and "typed 66 for 0.66 | ann |" in retracted
     campaign.export(tmp_path / "events.csv")
     events = pd.read_csv(tmp_path / "events.csv")
