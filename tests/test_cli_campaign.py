@@ -308,6 +308,29 @@ def test_retract_a_wrong_value(tmp_path: Path) -> None:
     assert pid in [p["proposal_id"] for p in status["pending"]] and status["counts"]["failed"] == 0
 
 
+def test_init_from_a_hand_written_definition_with_two_objectives(tmp_path: Path) -> None:
+    """Several objectives need a definition file: `aloop init --from` creates its log; nothing else is taken."""
+    definition = tmp_path / "mo.toml"
+    definition.write_text('name = "mo"\n[search_space]\nelements = ["Ni", "Fe", "Co"]\nstep = 0.25\n'
+                          '[[objectives]]\nname = "current"\nunits = "mA/cm2"\ndirection = "maximize"\n'
+                          '[[objectives]]\nname = "overpotential"\nunits = "V"\ndirection = "minimize"\n'
+                          '[featurizer]\nkind = "ef"\n')
+    assert_clean_error(invoke("propose", "-n", "2", "-c", definition), f"run `aloop init --from {definition}`")
+    assert_clean_error(invoke("init", "--from", definition, "--featurizer", "ef", "--batch-size", "3"),
+                       "--from takes everything from")
+    assert_clean_error(invoke("init", "mo", "--from", definition), "drop NAME")
+    assert_clean_error(invoke("init", "--from", tmp_path / "nothere.toml"), "is not a campaign definition file")
+    assert not (tmp_path / "mo.sqlite").exists()
+    result = invoke("init", "--from", definition)
+    assert result.exit_code == 0, result.output
+    assert "2 objective(s): current, overpotential" in " ".join(result.stdout.split())
+    assert_clean_error(invoke("init", "--from", definition), "already has its log; continue it with")
+    result = invoke("propose", "-n", "2", "-c", definition, "-o", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    assert {"current [mA/cm2]", "overpotential [V]"} <= set(pd.read_csv(tmp_path / "s.csv").columns)
+    assert_clean_error(invoke("init", "--dir", tmp_path), "give the campaign's NAME")
+
+
 def test_a_log_from_before_retractions_is_migrated_from_the_shell(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

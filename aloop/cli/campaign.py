@@ -1,4 +1,4 @@
-"""`aloop init | propose | record | fail | reject | cancel | retract | status | report | export | migrate`.
+"""`aloop propose | record | fail | reject | cancel | retract | status | report | export | migrate`.
 
 The campaign loop from the shell.
 
@@ -14,7 +14,6 @@ import getpass
 import json
 import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +41,8 @@ def _opened(path: Path | None) -> Iterator[Any]:
             campaign = Campaign.open(definition)
         except NoCampaignLogError as exc:
             fail(f"no campaign log at {exc.where} (the log of {definition}): if it was moved, set "
-                 f"database_url in {definition.name} to its new place; to start a new campaign, run `aloop init NAME`")
+                 f"database_url in {definition.name} to its new place; to start a campaign from this definition, "
+                 f"run `aloop init --from {definition}`")
         except OutdatedSchemaError as exc:
             fail(f"the log of {definition} has campaign-log schema v{exc.found}; this aloop uses v{exc.expected}: "
                  f"back it up, then run `aloop migrate -c {definition}`")
@@ -50,120 +50,6 @@ def _opened(path: Path | None) -> Iterator[Any]:
             yield campaign
         finally:
             campaign.close()
-
-
-def _pairs(items: list[str] | None, what: str, parse: Any) -> dict[str, Any]:
-    out_: dict[str, Any] = {}
-    for item in items or []:
-        el, sep, value = item.partition("=")
-        if not sep or not el.strip():
-            fail(f"--{what}: expected ELEMENT=VALUE, got {item!r}")
-        try:
-            parsed = parse(value.strip())
-        except ValueError:
-            fail(f"--{what}: cannot read the value of {item!r}")
-        if el.strip() in out_ and out_[el.strip()] != parsed:
-            fail(f"--{what} {el.strip()} given twice, with different values: keep one")
-        out_[el.strip()] = parsed
-    return out_
-
-
-def _bound(text: str) -> list[float]:
-    lo, sep, hi = text.partition(":")
-    if not sep:
-        raise ValueError(text)
-    return [float(lo), float(hi)]
-
-
-def init_command(
-    name: Annotated[str, typer.Argument(help="Campaign name; writes NAME.toml (and the log NAME.sqlite) here.")],
-    elements: Annotated[str | None, typer.Option(help="Grid elements, e.g. 'Ni,Fe,Co'.")] = None,
-    step: Annotated[float | None, typer.Option(help="Grid spacing of atomic fractions [default: 0.05].")] = None,
-    max_elements: Annotated[int | None, typer.Option(help="At most this many grid elements at once.")] = None,
-    fixed: Annotated[list[str] | None, typer.Option(help="Pinned element fraction, e.g. O=0.6 (repeatable).")] = None,
-    bound: Annotated[list[str] | None, typer.Option(help="Element fraction bounds, e.g. Ni=0:0.5 (repeatable).")] = None,
-    charge_balanced: Annotated[bool, typer.Option(help="Keep only charge-balanced grid compositions.")] = False,
-    candidates: Annotated[Path | None, typer.Option(help="CSV of candidate formulas (instead of a grid).")] = None,
-    formula_column: Annotated[str | None, typer.Option(help="Formula column of the candidates CSV [default: formula].")] = None,
-    objective: Annotated[str, typer.Option(help="Name of the measured quantity.")] = "property",
-    units: Annotated[str, typer.Option(help="Its units (result files repeat them in the header).")] = "",
-    direction: Annotated[str, typer.Option(help="maximize | minimize | target | window.")] = "maximize",
-    target: Annotated[float | None, typer.Option(help="Target value (direction target).")] = None,
-    window: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of a window (direction window).")] = None,
-    transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
-    featurizer: Annotated[str, typer.Option(help="elemnet | magpie | ef.")] = "elemnet",
-    surrogate: Annotated[str, typer.Option(help="gp | ensemble | gp_forest (the two averaged).")] = "gp",
-    acquisition: Annotated[str | None, typer.Option(help="log_ei | ucb | thompson | greedy | random | window …")] = None,
-    batch_size: Annotated[int, typer.Option(help="Proposals per round.")] = 8,
-    initial_design: Annotated[str, typer.Option(help="random | diverse (cold start).")] = "diverse",
-    initial_size: Annotated[int | None, typer.Option(help="Observations before the model takes over.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
-    database_url: Annotated[str | None, typer.Option(help="Log URL (default: NAME.sqlite beside the definition).")] = None,
-    directory: Annotated[Path, typer.Option("--dir", help="Folder to write the definition into.")] = Path("."),
-) -> None:
-    """Create a campaign: a commented definition NAME.toml and its empty event log.
-
-    Give the search space: an element grid (--elements and --step, optionally --max-elements,
-    --fixed, --bound, --charge-balanced) or a candidate list (--candidates FILE.csv).
-    """
-    from aloop.campaigns.loop import Campaign
-
-    _check_init_flags(candidates, formula_column, direction, target, window,
-                      {"--elements": elements, "--step": step, "--max-elements": max_elements, "--fixed": fixed,
-                       "--bound": bound, "--charge-balanced": charge_balanced})
-
-    flags: dict[str, Any] = {"name": name, "objective": objective, "units": units, "direction": direction,
-                             "featurizer": featurizer, "surrogate": surrogate, "batch_size": batch_size,
-                             "initial_design": initial_design, "seed": seed}
-    optional = {"elements": elements, "step": step, "max_elements": max_elements, "target": target,
-                "window": list(window) if window else None, "acquisition": acquisition, "initial_size": initial_size,
-                "database_url": database_url, "candidates_csv": candidates}
-    flags.update({k: v for k, v in optional.items() if v is not None})
-    if fixed:
-        flags["fixed"] = _pairs(fixed, "fixed", float)
-    if bound:
-        flags["bounds"] = _pairs(bound, "bound", _bound)
-    if charge_balanced:
-        flags["charge_balanced"] = True
-    if candidates is not None:
-        flags["formula_column"] = formula_column or "formula"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        fail(f"campaign name {name!r}: use letters, digits, '.', '_' or '-' (it names the files)")
-    with campaign_errors():
-        if not directory.is_dir():
-            fail(f"--dir: folder {directory} does not exist")
-        path = directory / f"{name}.toml"
-        if path.exists():
-            fail(f"{path} already exists; refusing to overwrite it (continue that campaign with "
-                 f"`aloop propose -c {path}`, or choose another name)")
-        with Campaign.init(path, transform=transform, **flags) as campaign:
-            pool_kind = "candidate list" if campaign.config.search_space.kind == "candidates" else "element grid"
-            out.print(f"created {campaign.config.path} ({pool_kind}, objective {objective!r}) "
-                      f"with its log at {campaign.log.url.render_as_string(hide_password=True)}", markup=False)
-    out.print("next: `aloop propose` for the first batch (edit the .toml first if you like)", markup=False)
-
-
-def _check_init_flags(candidates: Path | None, formula_column: str | None, direction: str, target: float | None,
-                      window: tuple[float, float] | None, grid: dict[str, Any]) -> None:
-    """Refuse flags that would be ignored or that the definition would reject less clearly (exit code 2)."""
-    given = [flag for flag, value in grid.items() if value not in (None, False, [])]
-    if candidates is not None and given:
-        fail(f"--candidates and {', '.join(given)}: a campaign searches either a candidate list (--candidates) "
-             "or an element grid (--elements, --step, …), not both")
-    if candidates is None and grid["--elements"] is None:
-        fail("say where the candidates come from: --elements EL,EL,… --step STEP for an element grid (e.g. "
-             "--elements Ni,Fe,Co --step 0.05), or --candidates FILE.csv for a list of formulas"
-             + (f" ({', '.join(given)} need --elements)" if given else ""))
-    if formula_column is not None and candidates is None:
-        fail("--formula-column is only for --candidates (the formula column of the candidates CSV)")
-    if direction == "window" and window is None:
-        fail("--direction window needs --window LOW HIGH (the window's bounds, e.g. --window 1.1 1.7)")
-    if direction == "target" and target is None:
-        fail("--direction target needs --target VALUE (the value to get closest to)")
-    if window is not None and direction != "window":
-        fail(f"--window is only for --direction window (not {direction})")
-    if target is not None and direction != "target":
-        fail(f"--target is only for --direction target (not {direction})")
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -393,6 +279,8 @@ def export_command(
 
 def register(app: typer.Typer) -> None:
     """Add the campaign commands to the ``aloop`` app."""
+    from aloop.cli.campaign_init import init_command
+
     app.command("init")(init_command)
     app.command("propose")(propose_command)
     app.command("record")(record_command)
