@@ -39,9 +39,13 @@ def test_propose_at_the_end_of_the_pool(tmp_path: Path, monkeypatch: pytest.Monk
             campaign.propose(10)
     assert digest(tmp_path / "end.sqlite", "end") == before
 
-    rest = invoke("propose", "-n", "10", "-o", "rest.csv")  # the CLI proposes what is left, and says so
+    typo = invoke("propose", "-n", "100", "-o", "rest.csv")  # above the batch size too: a typo, not the last batch
+    assert typo.exit_code == 2 and "asked for 100 proposals but only 2 of 5" in one_line(typo.output)
+    assert "ask for at most 2; nothing proposed" in one_line(typo.output) and not (tmp_path / "rest.csv").exists()
+    assert digest(tmp_path / "end.sqlite", "end") == before
+    rest = invoke("propose", "-n", "8", "-o", "rest.csv")  # the CLI proposes what is left of a batch, and says so
     assert rest.exit_code == 0, rest.output
-    assert "only 2 candidate(s) left to propose: proposed 2 instead of 10" in one_line(rest.stderr)
+    assert "only 2 candidate(s) left to propose: proposed 2 instead of 8" in one_line(rest.stderr)
     assert len(pd.read_csv("rest.csv")) == 2
 
     none = invoke("propose", "-o", "more.csv")

@@ -239,7 +239,8 @@ class Campaign:
                                         "pending, failed or rejected")
         if n > left and not allow_fewer:
             raise CampaignError(f"asked for {n} proposals but only {left} of {len(pool)} candidates "
-                                "are still available (the others are measured, pending, failed or rejected)")
+                                f"are still available (the others are measured, pending, failed or rejected): "
+                                f"ask for at most {left}; nothing proposed")
         n = min(n, left)
         batch_no = 1 + max((e.batch_id or 0 for e in events), default=0)
         seed = batch_seed(self.config.seed, batch_no)

@@ -81,6 +81,7 @@ def propose_command(
 
     Near the end of a campaign, proposes the candidates that are left (with a warning) when fewer
     than asked for remain; with none left, says so and exits with code 0 without writing a sheet.
+    An -n above both the batch size and the candidates left is refused (a typo would log them all).
     """
     from aloop.campaigns.pool import NothingToProposeError
 
@@ -88,7 +89,7 @@ def propose_command(
     try:
         with _opened(campaign_path) as campaign:
             try:
-                table = campaign.propose(n, allow_fewer=True)
+                table = campaign.propose(n, allow_fewer=n is None or n <= campaign.config.batch_size)
             except NothingToProposeError as exc:
                 out.print(f"{exc} — no proposals made{', no sheet written' if output else ''}", markup=False)
                 return
