@@ -273,7 +273,8 @@ class Campaign:
 
     def _training(self, obs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
         X = self.features(obs["formula"].tolist(), obs["key"].tolist())
-        Y = self.space.forward(obs[list(self.space.names)].to_numpy(dtype=np.float64))
+        Y = self.space.forward(obs[list(self.space.names)].to_numpy(dtype=np.float64),
+                               [f"measurement {i} ({f})" for i, f in zip(obs["event_id"], obs["formula"], strict=True)])
         return X, Y, self._digest(obs)
 
     def _digest(self, obs: pd.DataFrame) -> str:

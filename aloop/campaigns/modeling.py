@@ -60,14 +60,20 @@ class ModelSpace:
     def labels(self) -> tuple[str, ...]:
         return tuple(n if t == "none" else f"{t}({n})" for n, t in zip(self.names, self.transforms, strict=True))
 
-    def forward(self, Y: np.ndarray) -> np.ndarray:
-        """``n × m`` measured values → model space (raises ``CampaignError`` on values outside the domain)."""
+    def forward(self, Y: np.ndarray, rows: Sequence[str] | None = None) -> np.ndarray:
+        """``n × m`` measured values → model space (raises ``CampaignError`` on values outside the domain,
+        naming the offending ``rows`` when given, e.g. ``"measurement 6 (Ni0.5Fe0.5)"``)."""
         Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), len(self.names))
         out = Y.copy()
         for j, t in enumerate(self.transforms):
             if t == "log10":
-                if (Y[:, j] <= 0).any():
-                    raise CampaignError(f"{self.names[j]} is modelled as log10 but has values ≤ 0")
+                bad = np.flatnonzero(Y[:, j] <= 0)
+                if len(bad):
+                    named = "" if rows is None else ": " + ", ".join(f"{rows[i]} = {Y[i, j]:g}" for i in bad[:5]) + \
+                        (" …" if len(bad) > 5 else "")
+                    raise CampaignError(f"{self.names[j]} is modelled as log10 but {len(bad)} recorded value(s) are "
+                                        f"≤ 0{named}; retract wrong values (`aloop retract ID --reason …`) or drop the "
+                                        f"log10 transform from the definition's [surrogate.options]")
                 out[:, j] = np.log10(Y[:, j])
         return out
 

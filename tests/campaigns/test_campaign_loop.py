@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 import aloop.campaigns.pool as pool_module
-from aloop.campaigns import Campaign, CampaignError, CampaignLog, CampaignWarning, ConfigError, RecordError
+from aloop.campaigns import (Campaign, CampaignError, CampaignLog, CampaignWarning, ConfigError, Measurement,
+                             RecordError)
 from aloop.campaigns.log import CampaignLog as LogClass
 from aloop.campaigns.loop import DefinitionMismatchError
 from aloop.chem import check_formulas, composition_key
@@ -168,6 +169,17 @@ def test_log10_transform_refuses_non_positive_values(tmp_path: Path, truth: pd.D
     with pytest.raises(RecordError, match="must be > 0: this campaign models log10"):
         campaign.record(pd.DataFrame({"proposal_id": batch["proposal_id"], COLUMN: [10.0, 0.0, -5.0]}))
     assert _digest(campaign) == before
+    # A 0 that got in while the transform was off (the log itself knows no transforms): the error names it.
+    more = campaign.propose(3)
+    ids = [*batch["proposal_id"], *more["proposal_id"]]
+    campaign.log.append_measurements([Measurement({"S_p": v}, {"S_p": "μV/K"}, proposal_id=int(i))
+                                      for i, v in zip(ids, [10.0, 0.0, 20.0, 30.0, 40.0, 50.0], strict=True)])
+    zero = int(campaign.log.observations()["event_id"].iloc[1])
+    with pytest.raises(CampaignError, match=rf"S_p is modelled as log10 but 1 recorded value\(s\) are ≤ 0: "
+                                            rf"measurement {zero} \({batch['formula'].iloc[1]}\) = 0; retract"):
+        campaign.propose(1)
+    campaign.retract(zero, "a blank, not a sample")
+    assert len(campaign.propose(1)) == 1
     campaign.close()
 
 
