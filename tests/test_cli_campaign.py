@@ -234,7 +234,7 @@ def test_cli_errors_name_commands_not_python_calls(tmp_path: Path, monkeypatch: 
     assert_clean_error(again, "g.toml already exists", "`aloop propose -c g.toml`")
     (tmp_path / "g.sqlite").rename(tmp_path / "moved.sqlite")
     moved = invoke("status", "--no-cv")
-    assert_clean_error(moved, "no campaign log at", "set database_url in g.toml", "`aloop init NAME`")
+    assert_clean_error(moved, "no campaign log at", "set database_url in g.toml", "run `aloop init --from")
     for result in (again, moved):
         assert "Campaign.open" not in result.stderr and "create=True" not in result.stderr
 

@@ -170,3 +170,29 @@ def test_a_result_outside_the_search_space_is_pointed_out(tmp_path: Path, monkey
     assert invoke("report", "-o", "rep").exit_code == 0
     assert "no ternary diagram: 2 elements vary across the candidates (Ni, Fe); it needs exactly 3" in Path(
         "rep/report.md").read_text()
+
+
+def test_ctrl_c_during_propose_says_what_was_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "end", *GRID, "--initial-size", "3").exit_code == 0
+    real = Campaign.propose
+
+    def before_logging(self: Campaign, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def after_logging(self: Campaign, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Campaign, "propose", before_logging)
+    r = invoke("propose", "-n", "2", "-o", "s.csv")
+    assert r.exit_code == 130 and "interrupted: nothing was proposed" in one_line(r.stderr)
+    monkeypatch.setattr(Campaign, "propose", after_logging)
+    r = invoke("propose", "-n", "2", "-o", "s.csv")
+    with CampaignLog.open(tmp_path / "end.sqlite", "end") as log:
+        ids = " ".join(map(str, log.pending()["proposal_id"]))
+    assert r.exit_code == 130 and len(ids.split()) == 2
+    assert f"interrupted: proposals {ids} were logged as pending (no results sheet was written); to withdraw them: " \
+           f"`aloop cancel {ids}`" in one_line(r.stderr)
+    assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".s.csv*"))
+

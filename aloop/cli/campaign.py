@@ -17,12 +17,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from aloop.atomic import name_new_file
-from aloop.cli._output import campaign_errors, fail, out, reserve_new_file, warn
+from aloop.cli._output import campaign_errors, err, fail, out, reserve_new_file, warn
 
 CampaignOpt = Annotated[
     Path | None,
@@ -88,18 +88,25 @@ def propose_command(
     tmp = reserve_new_file(output, "-o", "sheet.csv") if output is not None else None
     try:
         with _opened(campaign_path) as campaign:
+            last = max((e.id for e in campaign.log.events()), default=0)
             try:
                 table = campaign.propose(n, allow_fewer=n is None or n <= campaign.config.batch_size)
             except NothingToProposeError as exc:
                 out.print(f"{exc} — no proposals made{', no sheet written' if output else ''}", markup=False)
                 return
+            except KeyboardInterrupt:
+                new = campaign.log.proposals()
+                _interrupted(new[new["proposal_id"] > last]["proposal_id"].tolist(), None)
             labels = campaign.space.labels
             cfg = campaign.config
         if output is not None and tmp is not None:
             sheet = table[["proposal_id", "formula"]].copy()
             for o in cfg.objectives:
                 sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
-            _place_sheet(sheet, tmp, output)
+            try:
+                _place_sheet(sheet, tmp, output)
+            except KeyboardInterrupt:
+                _interrupted(table["proposal_id"].tolist(), output if output.exists() else None)
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -111,6 +118,16 @@ def propose_command(
                   markup=False)
     if output is not None:
         out.print(f"results sheet for the lab: {output} (fill in the values, then `aloop record {output}`)", markup=False)
+
+
+def _interrupted(ids: list[int], sheet: Path | None) -> NoReturn:
+    """Ctrl-C during `propose`: say whether a batch was logged (and how to undo it), then exit with 130."""
+    listed = " ".join(map(str, ids))
+    err.print("interrupted: nothing was proposed" if not ids else
+              f"interrupted: proposals {listed} were logged as pending"
+              + (f" and written to {sheet}" if sheet is not None else " (no results sheet was written)")
+              + f"; to withdraw them: `aloop cancel {listed}`", markup=False)
+    raise typer.Exit(130)
 
 
 def _proposal_table(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
