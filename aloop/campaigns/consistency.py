@@ -56,6 +56,10 @@ OUTLIER_SPREADS = 1000.0
 #: median, is flagged (``robust_spread``). On the raw scale, values spread over decades would flag
 #: any new high one and never a low one.
 OUTLIER_LOG_SPREADS = 10.0
+#: A value of an objective recorded positive so far that is more than this many times the largest
+#: recorded value, or less than the smallest divided by it, is flagged too: a slipped decimal point
+#: (4.1 for 0.41) is only some 100 spreads out when the values are tightly clustered.
+OUTLIER_RATIO = 8.0
 #: Below this many recorded values of an objective, no spread is trusted and nothing is flagged.
 OUTLIER_MIN_VALUES = 5
 
@@ -107,9 +111,14 @@ class Outlier:
     spreads: float
     n: int
     log: bool = False
+    extreme: float | None = None  # the largest (or smallest) recorded value, when flagged by OUTLIER_RATIO
 
     def describe(self) -> str:
         """The warning's text for this value: ``zT = 320 is 2.1e+03 robust spreads from the median (0.42) of …``."""
+        if self.extreme is not None:
+            v, x = self.value, self.extreme
+            times = f"{v / x:.3g}× the largest" if v > x else f"1/{x / v:.3g} of the smallest"
+            return f"{self.name} = {v:g} is {times} ({x:.4g}) of the {self.n} values recorded before"
         spreads = f"robust spreads of log10({self.name})" if self.log else "robust spreads"
         return (f"{self.name} = {self.value:g} is {self.spreads:.3g} {spreads} from the median ({self.median:.4g}) "
                 f"of the {self.n} values recorded before")
@@ -141,9 +150,12 @@ def find_outliers(
         for i, row in enumerate(new):
             if name not in row or (log and row[name] <= 0):
                 continue
-            k = abs((math.log10(row[name]) if log else float(row[name])) - med) / spread
+            v = float(row[name])
+            k = abs((math.log10(v) if log else v) - med) / spread
             if k > (OUTLIER_LOG_SPREADS if log else OUTLIER_SPREADS):
-                found.append(Outlier(i, name, float(row[name]), 10**med if log else med, k, len(scale), log))
+                found.append(Outlier(i, name, v, 10**med if log else med, k, len(scale), log))
+            elif not log and v > 0 and min(old) > 0 and (v > OUTLIER_RATIO * max(old) or v < min(old) / OUTLIER_RATIO):
+                found.append(Outlier(i, name, v, med, k, len(scale), extreme=max(old) if v > max(old) else min(old)))
     return sorted(found, key=lambda o: o.index)
 
 
@@ -155,7 +167,8 @@ def outliers_message(found: Sequence[Outlier], where: Sequence[str], undo: Seque
     log = (f"; for one modelled as log10: more than {OUTLIER_LOG_SPREADS:g} robust spreads of its log10, and over "
            f"{OUTLIER_SPREADS:g}× or under 1/{OUTLIER_SPREADS:g} of the median" if any(o.log for o in found) else "")
     return (f"{len(found)} value(s) recorded far outside the spread of the campaign's earlier values "
-            f"(more than {OUTLIER_SPREADS:g} robust spreads from their median{log}) — a typo or wrong units? If a "
+            f"(more than {OUTLIER_SPREADS:g} robust spreads from their median, or over {OUTLIER_RATIO:g}× the largest "
+            f"or under 1/{OUTLIER_RATIO:g} of the smallest of positive values{log}) — a typo or wrong units? If a "
             "value is wrong, retract it with `aloop retract ID --reason ...` (it leaves the model and the best) and "
             "record the right one:\n  " + "\n  ".join(lines))
 

@@ -116,6 +116,23 @@ def test_a_value_far_outside_the_recorded_spread_is_recorded_with_a_warning_sayi
         record(tmp_path / "c.csv", f"{HEAD}\n{pids[0]},,-500,1.0\n", config, log)
 
 
+def test_a_slipped_decimal_point_is_flagged_by_its_ratio_to_the_recorded_values(
+    log: CampaignLog, config: CampaignConfig, pids: list[int], tmp_path: Path
+) -> None:
+    """Among tightly clustered values a 10× slip is only ~100 robust spreads out, but 10× the largest (or 1/10)."""
+    import warnings
+
+    _five(tmp_path / "a.csv", config, log, pids[:5], [0.30, 0.35, 0.42, 0.45, 0.50])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutlierWarning)
+        record(tmp_path / "b.csv", f"{HEAD}\n{pids[5]},,2.5,1.0\n", config, log)  # 5× the best: a good sample
+    with pytest.warns(OutlierWarning, match=r"line 2: zT = 0.03 is 1/10 of the smallest \(0.3\) of the 6 values "
+                                            r"recorded before; undo: aloop retract"):
+        record(tmp_path / "c.csv", f"{HEAD}\n{pids[6]},,0.03,1.0\n", config, log)
+    with pytest.warns(OutlierWarning, match=r"(?s)over 8× the largest.*zT = 25 is 10× the largest \(2.5\) of the 7 values"):
+        record(tmp_path / "d.csv", f"{HEAD}\n{pids[7]},,25,1.0\n", config, log)
+
+
 def test_no_outlier_warning_before_five_values_or_within_the_spread(
     log: CampaignLog, config: CampaignConfig, pids: list[int], tmp_path: Path
 ) -> None:
