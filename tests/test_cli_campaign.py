@@ -163,6 +163,20 @@ def test_bad_commands_change_nothing(campaign_dir: Path, args: list[str], needle
     assert digest(campaign_dir) == before
 
 
+def test_a_window_or_target_alone_sets_the_direction(tmp_path: Path) -> None:
+    """As `aloop benchmark --window` does: --window (or --target) without --direction means that direction."""
+    import tomllib
+
+    grid = ("--elements", "Ni,Fe", "--step", "0.1", "--featurizer", "ef", "--dir", tmp_path)
+    for name, flag, expected in (("w", ("--window", "1.1", "1.7"), {"direction": "window", "window": [1.1, 1.7]}),
+                                 ("t", ("--target", "1.4"), {"direction": "target", "target": 1.4}),
+                                 ("m", (), {"direction": "maximize"})):
+        result = invoke("init", name, *grid, *flag)
+        assert result.exit_code == 0, result.output
+        (objective,) = tomllib.loads((tmp_path / f"{name}.toml").read_text())["objectives"]
+        assert expected.items() <= objective.items(), objective
+
+
 def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert_clean_error(invoke("status"), "no campaign definition")
@@ -172,7 +186,9 @@ def test_init_and_discovery_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert_clean_error(invoke("init", "x", "--candidates", "c.csv", *grid), "--candidates and --elements, --step")
     assert_clean_error(invoke("init", "x", *grid, "--direction", "maximise"), "direction", "maximise")
     assert_clean_error(invoke("init", "x", *grid, "--direction", "window"), "--direction window needs --window")
-    assert_clean_error(invoke("init", "x", *grid, "--window", "1", "2"), "--window is only for --direction window")
+    assert_clean_error(invoke("init", "x", *grid, "--direction", "minimize", "--window", "1", "2"),
+                       "--window is only for --direction window (not minimize)")
+    assert_clean_error(invoke("init", "x", *grid, "--window", "1", "2", "--target", "1.5"), "give one")
     assert_clean_error(invoke("init", "x", "--elements", "Ni,Qq", "--step", "0.1"), "Qq")
     assert_clean_error(invoke("init", "x", "--candidates", "missing.csv"), "file not found")
     assert_clean_error(invoke("init", "x", "--fixed", "O:0.6", "--elements", "Ni,Fe", "--step", "0.1"), "ELEMENT=VALUE")

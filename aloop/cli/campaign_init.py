@@ -48,7 +48,9 @@ def init_command(
     formula_column: Annotated[str | None, typer.Option(help="Formula column of the candidates CSV [default: formula].")] = None,
     objective: Annotated[str, typer.Option(help="Name of the measured quantity.")] = "property",
     units: Annotated[str, typer.Option(help="Its units (result files repeat them in the header).")] = "",
-    direction: Annotated[str, typer.Option(help="maximize | minimize | target | window.")] = "maximize",
+    direction: Annotated[str | None, typer.Option(
+        help="maximize | minimize | target | window [default: maximize; window with --window, target with --target].",
+        show_default=False)] = None,
     target: Annotated[float | None, typer.Option(help="Target value (direction target).")] = None,
     window: Annotated[tuple[float, float] | None, typer.Option(help="LOW HIGH of a window (direction window).")] = None,
     transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
@@ -78,6 +80,9 @@ def init_command(
         return
     if name is None:
         fail("give the campaign's NAME (it names NAME.toml and the log), or --from FILE.toml for a definition you wrote")
+    if direction is None:  # --window or --target alone say which direction is meant
+        direction = "window" if window is not None and target is None else \
+            "target" if target is not None and window is None else "maximize"
 
     _check_init_flags(candidates, formula_column, direction, target, window,
                       {"--elements": elements, "--step": step, "--max-elements": max_elements, "--fixed": fixed,
@@ -158,6 +163,7 @@ def _check_init_flags(candidates: Path | None, formula_column: str | None, direc
     if direction == "target" and target is None:
         fail("--direction target needs --target VALUE (the value to get closest to)")
     if window is not None and direction != "window":
-        fail(f"--window is only for --direction window (not {direction})")
+        fail(f"--window is only for --direction window (not {direction})" if target is None
+             else "--window and --target: give one (a window, or a target value to get closest to)")
     if target is not None and direction != "target":
         fail(f"--target is only for --direction target (not {direction})")
