@@ -1,6 +1,6 @@
 """Surrogates: BoTorch models (GP, ensembles, multi-output) fitted from arrays, with honest uncertainty."""
 
-from aloop.surrogates.base import NotFittedError, Surrogate, check_training_data
+from aloop.surrogates.base import NotFittedError, SmallTargetWarning, Surrogate, check_training_data
 from aloop.surrogates.ensemble import EnsembleSurrogate, MLPEnsembleSurrogate
 from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate, fine_tune_elemnet
 from aloop.surrogates.gp import GPSurrogate
@@ -12,6 +12,7 @@ from aloop.surrogates.trees import TreeEnsembleSurrogate
 
 __all__ = [
     "NotFittedError",
+    "SmallTargetWarning",
     "Surrogate",
     "check_training_data",
     "DeepKernelGP",

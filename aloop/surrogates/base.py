@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from typing import Self
 
@@ -20,6 +21,14 @@ class NotFittedError(RuntimeError):
 #: Largest target magnitude a surrogate accepts: standardising sums squares, so n·|y|² must stay below float64's
 #: ~1.8e308 (the campaign log refuses the same values at record time).
 MAX_MAGNITUDE = 1e100
+#: Below this standard deviation of a target (in its own units) a ``SmallTargetWarning`` is given: BoTorch
+#: posteriors floor variances at 1e-10 in the target's units (a standard deviation of 1e-5), which then
+#: swamps the uncertainty the acquisition functions read.
+MIN_TARGET_SPREAD = 1e-3
+
+
+class SmallTargetWarning(UserWarning):
+    """A target varies so little in its units that BoTorch's variance floor distorts the posterior."""
 
 
 def check_posterior_input(model: object, X: object, n_features: int) -> None:
@@ -55,6 +64,12 @@ def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     if (big := np.abs(y).max()) > MAX_MAGNITUDE:  # its squares, summed when standardising, overflow float64
         raise ValueError(f"y has values up to {big:.3g}, beyond ±{MAX_MAGNITUDE:g}: no surrogate can model them in "
                          "float64; rescale the target (other units)")
+    spread = y.std(axis=0)
+    if ((spread > 0) & (spread < MIN_TARGET_SPREAD)).any():
+        warnings.warn(f"y varies by only {spread.min():.3g} (standard deviation): BoTorch posteriors floor variances "
+                      "at 1e-10 in y's units, so uncertainties below ~1e-5 are lost to acquisition functions (predict "
+                      "is unaffected); give y in smaller units (e.g. mS/cm instead of S/cm) or model log10(y)",
+                      SmallTargetWarning, stacklevel=3)
     return X, y
 
 

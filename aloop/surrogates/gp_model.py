@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import torch
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.input import Normalize
@@ -39,6 +40,17 @@ def _matern_kernel(k: int, m: int, lengthscale_prior: LengthscalePrior) -> Mater
     )
 
 
+def min_stdv(Y: Tensor | np.ndarray) -> float:
+    """The smallest outcome spread standardised as it is (below it the outcome counts as constant, scale 1).
+
+    BoTorch's fixed 1e-8 would treat a property measured in tiny units (a conductivity of 1e-9 S/cm
+    varying by 1e-10) as constant and put unit-scale uncertainty on it; relative to the outcomes'
+    magnitude, only rounding noise on a constant stays below it.
+    """
+    scale = float(np.nanmax(np.abs(np.asarray(Y)))) if np.size(Y) else 0.0
+    return max(min(1e-8, 1e-8 * scale), 1e-300)
+
+
 def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
     """``SingleTaskGP`` on ``n × k`` inputs and ``n × m`` outcomes with the aloop defaults."""
     k, m = Z.shape[-1], Y.shape[-1]
@@ -47,7 +59,7 @@ def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: Lengthscal
         Y,
         covar_module=_matern_kernel(k, m, lengthscale_prior),
         input_transform=Normalize(d=k, bounds=bounds),
-        outcome_transform=Standardize(m=m),
+        outcome_transform=Standardize(m=m, min_stdv=min_stdv(Y)),
     )
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 from aloop.surrogates.gp import MAX_CHOLESKY_SIZE
+from aloop.surrogates.gp_model import min_stdv
 from aloop.surrogates.projection import PCAProjection
 
 
@@ -78,7 +79,7 @@ class MultiTaskGPSurrogate(Surrogate):
         y_obs = np.where(missing, np.nan, y)
         y_mean = np.nanmean(y_obs, axis=0)
         y_std = np.nan_to_num(np.nanstd(y_obs, axis=0, ddof=1), nan=1.0)
-        y_std = np.where(y_std > 1e-8, y_std, 1.0)
+        y_std = np.array([sd if sd >= min_stdv(y_obs[:, j]) else 1.0 for j, sd in enumerate(y_std)])
         train_Y = torch.as_tensor(((y - y_mean) / y_std)[rows, tasks]).unsqueeze(-1)
         self.outcome_tf = Standardize(m=m)
         self.outcome_tf.load_state_dict({
@@ -165,12 +166,16 @@ class MultiTaskGPSurrogate(Surrogate):
         if len(X) == 0:
             return self._empty_prediction()
         means, variances = [], []
+        mu, sd = self.outcome_tf.means[0], self.outcome_tf.stdvs[0]
         for start in range(0, len(X), batch_size):
-            post = self.posterior(self._as_tensor(X[start : start + batch_size]))
-            var = post.variance
+            # Moments in standardised units, then scaled: gpytorch floors variances at 1e-10 in whatever units
+            # it is given, which would swamp a property measured in tiny units (1e-9 S/cm).
+            with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+                post = self.gp.posterior(self._features(self._as_tensor(X[start : start + batch_size])))
+            post_mean, var = post.mean * sd + mu, post.variance * sd**2
             if observation_noise:
                 var = var + torch.as_tensor(self.noise_variance())
-            means.append(post.mean)
+            means.append(post_mean)
             variances.append(var)
         return torch.cat(means).numpy(), torch.cat(variances).numpy()
 

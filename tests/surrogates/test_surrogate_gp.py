@@ -227,3 +227,23 @@ def test_pool_input_bounds_cover_the_pool_and_change_only_the_box() -> None:
         GPSurrogate(input_bounds="pool").fit(X, y, X_pool=pool[:, :2])
     with pytest.raises(ValueError, match="input_bounds"):
         GPSurrogate(input_bounds="space")  # type: ignore[arg-type]
+
+
+def test_a_target_in_tiny_units_is_modelled_as_in_large_ones_and_warned_about(band_gap) -> None:
+    """A gap in units 2**30 times larger (about GeV): the same predictions and uncertainty relative to the unit
+    (BoTorch's fixed 1e-8 outcome-standardisation floor put unit-scale uncertainty on it), and a warning about
+    posteriors. A power of two scales exactly, so the hyperparameter optimiser takes the very same path."""
+    from aloop.surrogates import MultiTaskGPSurrogate, SmallTargetWarning
+
+    X, y = band_gap
+    Y = np.c_[y, np.sqrt(y)]
+    SCALE = 2.0**-30
+    ev = GPSurrogate().fit(X[:80], y[:80]).predict(X[80:100])
+    ev2 = MultiTaskGPSurrogate().fit(X[:80], Y[:80]).predict(X[80:100])
+    with pytest.warns(SmallTargetWarning, match=r"y varies by only .* give y in smaller units"):
+        gev = GPSurrogate().fit(X[:80], y[:80] * SCALE).predict(X[80:100])
+    with pytest.warns(SmallTargetWarning):
+        gev2 = MultiTaskGPSurrogate().fit(X[:80], Y[:80] * SCALE).predict(X[80:100])
+    for big, small in ((ev, gev), (ev2, gev2)):
+        np.testing.assert_allclose(small[0] / SCALE, big[0], rtol=1e-6)
+        np.testing.assert_allclose(np.sqrt(small[1]) / SCALE, np.sqrt(big[1]), rtol=1e-6)
