@@ -123,6 +123,21 @@ def _rows(X_pool: np.ndarray, X_ext: np.ndarray) -> Callable[[np.ndarray], np.nd
     return rows
 
 
+def _rows_equal_to(X_pool: np.ndarray, X_other: np.ndarray, chunk_size: int) -> np.ndarray:
+    """``N`` mask of the pool rows equal to some row of ``X_other`` (``P × d``), by a random-projection hash
+    checked exactly, so a million-row pool costs one matrix-vector product per chunk."""
+    out = np.zeros(X_pool.shape[0], dtype=bool)
+    if X_other.shape[0] == 0:
+        return out
+    r = np.random.default_rng(0).normal(size=X_pool.shape[1])
+    targets = X_other @ r
+    for a in range(0, X_pool.shape[0], chunk_size):
+        block = np.asarray(X_pool[a : a + chunk_size], dtype=np.float64)
+        for i in np.flatnonzero(np.isin(block @ r, targets)):
+            out[a + i] = bool((X_other == block[i]).all(axis=1).any())
+    return out
+
+
 def propose(
     surrogate: object,
     X_pool: np.ndarray,
@@ -180,7 +195,7 @@ def propose(
         raise ValueError(f"q must be a positive integer, got {q!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not hasattr(X_pool, "shape") or len(X_pool.shape) != 2:
+    if not isinstance(X_pool, np.ndarray):  # a DataFrame or tensor (a memory map is an ndarray and stays one)
         X_pool = np.asarray(X_pool, dtype=np.float64)
     if X_pool.ndim != 2:
         raise ValueError(f"X_pool must be an N × d array, got shape {X_pool.shape}")
@@ -204,8 +219,9 @@ def propose(
         if keys.shape != (n,):
             raise ValueError(f"pool_keys must hold one key per pool row ({n}), got shape {keys.shape}")
         uniq, key_codes = np.unique(keys, return_inverse=True)
-        if exclude_keys is not None:
-            blocked |= np.isin(keys, np.asarray(list(exclude_keys), dtype=keys.dtype))
+        if exclude_keys is not None and len(exclude_keys):
+            # As str of their own width: cast to the pool keys' dtype, a longer key would be cut to a pool key.
+            blocked |= np.isin(keys.astype(str), np.asarray([str(k) for k in exclude_keys]))
         blocked |= np.isin(key_codes, key_codes[blocked])
     elif exclude_keys is not None:
         raise ValueError("exclude_keys needs pool_keys (one composition key per pool row)")
@@ -228,6 +244,13 @@ def propose(
             raise ValueError(f"X_pending must be P × {X_pool.shape[1]} (the pool's width), got shape {np.shape(X_pending)}")
         X_ext = np.asarray(X_pending, dtype=np.float64).reshape(-1, X_pool.shape[1]) if np.size(X_pending) else X_ext
         _check_finite("X_pending", X_ext)
+        # Pool rows with a pending row's very features are that pending experiment: never proposed again.
+        same = _rows_equal_to(X_pool, X_ext, chunk_size)
+        if same.any():
+            blocked, eligible = blocked | same, eligible & ~same
+            if q > (n_elig := int(eligible.sum())):
+                raise ValueError(f"asked for q={q} proposals but only {n_elig} of {n} pool candidates are available "
+                                 f"once the pool rows equal to X_pending rows are left out")
     mean_ext, var_ext = _predict(surrogate, X_ext, chunk_size, "pending points") if X_ext.shape[0] else (
         np.zeros((0, m)), np.zeros((0, m)))
     y_obs = None
@@ -255,6 +278,9 @@ def propose(
     if isinstance(pol, LogNEHVI):
         if X_observed is None or y_obs is None:
             raise ValueError("log_nehvi needs X_observed and y_observed (the baseline of the hypervolume)")
+        if np.shape(X_observed) != (len(y_obs), X_pool.shape[1]):
+            raise ValueError(f"X_observed must be n × d with a row per y_observed row and the pool's width: "
+                             f"{len(y_obs)} × {X_pool.shape[1]}, got shape {np.shape(X_observed)}")
         X_pend_all = rows(pend_ids) if pend_ids.size else None
         res = nehvi_batch(pol, surrogate, objective, X_pool, mean, var, q, eligible,  # type: ignore[arg-type]
                           np.asarray(X_observed, dtype=np.float64), y_obs, X_pend_all, log_feas, exclusions,

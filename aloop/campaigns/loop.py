@@ -232,7 +232,7 @@ class Campaign:
         """``n`` proposals picked from the log state ``events``: (proposals, fit or ``None``, mode, #observations)."""
         pool = self.pool
         excluded = state.excluded_keys(events)
-        eligible = ~np.isin(pool.keys, np.asarray(sorted(excluded), dtype=pool.keys.dtype))
+        eligible = ~np.isin(pool.keys.astype(str), np.asarray(sorted(excluded), dtype=str))  # no cut to pool width
         left = int(eligible.sum())
         if left == 0:
             raise NothingToProposeError(f"nothing left to propose: each of the {len(pool):,} candidates is measured, "

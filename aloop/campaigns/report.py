@@ -74,7 +74,7 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
     excluded = np.asarray(sorted(state.excluded_keys(events)), dtype=str)
     counts = {
         "candidates": len(pool) if pool is not None else None,
-        "available": int(len(pool) - np.isin(pool.keys, excluded.astype(pool.keys.dtype)).sum()) if pool is not None else None,
+        "available": int(len(pool) - np.isin(pool.keys.astype(str), excluded).sum()) if pool is not None else None,
         "proposed": len(props),
         "batches": int(props["batch_id"].nunique()) if len(props) else 0,
         "measured": len(raw_obs),

@@ -134,3 +134,24 @@ def test_picks_outside_the_prefetched_columns(monkeypatch: pytest.MonkeyPatch) -
                        pending=np.array([1, 2]), shortlist=200)
     np.testing.assert_array_equal(res.indices, full.indices)
     assert calls == [2] + [1] * 7  # pending together, then one column per conditioned pick
+
+
+def test_a_longer_excluded_key_never_excludes_the_pool_key_it_starts_with(fitted_gp: tuple) -> None:
+    """Cast to the pool keys' width, 'c100x' was cut to 'c100' and excluded that composition."""
+    gp, _, y, pool = fitted_gp
+    keys = np.array([f"c{i}" for i in range(len(pool))])
+    props = propose(gp, pool, Maximize(), "exploit", q=len(pool), y_observed=y, pool_keys=keys,
+                    exclude_keys=[f"{k}x" for k in keys])
+    assert len(props) == len(pool)
+
+
+def test_pool_rows_equal_to_pending_features_are_not_proposed_again(fitted_gp: tuple) -> None:
+    """X_pending is meant for points outside the pool; a pool row with the same features is that experiment."""
+    gp, _, y, pool = fitted_gp
+    for policy in ["exploit", "log_ei", "thompson"]:
+        first = [p.index for p in propose(gp, pool, Maximize(), policy, q=3, y_observed=y, seed=0)]
+        again = [p.index for p in propose(gp, pool, Maximize(), policy, q=3, y_observed=y, seed=0,
+                                          X_pending=pool[first])]
+        assert not set(first) & set(again), policy
+    with pytest.raises(ValueError, match="only 2 of 300 .* equal to X_pending rows"):
+        propose(gp, pool, Maximize(), "ucb", q=3, X_pending=pool[2:])

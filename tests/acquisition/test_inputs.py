@@ -108,3 +108,24 @@ def test_argument_ranges_are_checked(table: TableSurrogate) -> None:
         propose(table, TableSurrogate.pool(10), Maximize(), "ucb", q=1, chunk_size=0)
     with pytest.raises(ValueError, match="num_bins must be a whole number >= 2, got -1"):
         calibration_curve(np.zeros(3), np.zeros(3), np.ones(3), num_bins=-1)
+
+
+def test_a_dataframe_pool_is_read_as_its_values(fitted_gp: tuple) -> None:
+    import pandas as pd
+
+    gp, _, y, pool = fitted_gp
+    as_frame = propose(gp, pd.DataFrame(pool), Maximize(), "ucb", q=3)
+    assert [p.index for p in as_frame] == [p.index for p in propose(gp, pool, Maximize(), "ucb", q=3)]
+
+
+def test_nehvi_refuses_observed_features_that_do_not_match_the_values(fitted_gp: tuple) -> None:
+    from acquisition_models import TorchGP
+
+    _, X, y, pool = fitted_gp
+    Y = np.c_[y, -y**2]
+    gp2 = TorchGP().fit(X, Y)
+    mo = MultiObjective([Maximize(output=0), Maximize(output=1)])
+    for bad in (X[:10], X[:, :2]):
+        with pytest.raises(ValueError, match=r"X_observed must be n × d .*30 × 3, got shape"):
+            propose(gp2, pool, mo, "log_nehvi", q=2, X_observed=bad, y_observed=Y)
+
