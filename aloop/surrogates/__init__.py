@@ -3,7 +3,7 @@
 from aloop.surrogates.base import NotFittedError, SmallTargetWarning, Surrogate, check_training_data
 from aloop.surrogates.ensemble import EnsembleSurrogate, MLPEnsembleSurrogate
 from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate, fine_tune_elemnet
-from aloop.surrogates.gp import GPSurrogate
+from aloop.surrogates.gp import GPSurrogate, UnseenFeatureWarning
 from aloop.surrogates.mixture import GPForestMixture
 from aloop.surrogates.metrics import calibration_curve, uncertainty_report
 from aloop.surrogates.multitask import MultiTaskGPSurrogate
@@ -24,6 +24,7 @@ __all__ = [
     "MultiTaskGPSurrogate",
     "PCAProjection",
     "TreeEnsembleSurrogate",
+    "UnseenFeatureWarning",
     "calibration_curve",
     "fine_tune_elemnet",
     "uncertainty_report",

@@ -104,8 +104,12 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         posterior_transform: PosteriorTransform | None = None,
         **kwargs: Any,
     ) -> EnsemblePosterior:
-        """``EnsemblePosterior`` over ``batch_shape × q × m`` at ``X`` (``batch_shape × q × d``)."""
+        """``EnsemblePosterior`` over ``batch_shape × q × m`` at ``X`` (``batch_shape × q × d``): the latent
+        function as the members see it (``observation_noise`` is refused; ``predict`` adds the noise)."""
         self._check_tensor(X)
+        if kwargs.pop("observation_noise", False) is not False:
+            raise ValueError(f"{type(self).__name__}.posterior is the members' latent function and has no "
+                             "observation_noise; use predict(X, observation_noise=True) for the variance of a new measurement")
         return EnsembleModel.posterior(self, X, output_indices, posterior_transform, **kwargs)
 
     @torch.no_grad()

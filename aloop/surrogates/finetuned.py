@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet
 from aloop.elemnet.transfer import FineTuneConfig, finetune
+from aloop.features.base import check_fractions
 from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 from aloop.surrogates.ensemble import EnsembleSurrogate, module_dtype, split_rows, standardise
 from aloop.surrogates.gp import GPSurrogate
@@ -71,7 +72,14 @@ def fine_tune_elemnet(
     return FineTuned(net, y_mean, y_std, val if not np.array_equal(val, train) else np.array([], dtype=int))
 
 
-class ElemNetEnsembleSurrogate(EnsembleSurrogate):
+class _FractionInputs:
+    """ElemNet surrogates read ``n × 86`` fractions: rows of amounts are rescaled as the featurizers do."""
+
+    def _check_predict_input(self, X: np.ndarray) -> np.ndarray:
+        return check_fractions(super()._check_predict_input(X), type(self).__name__)  # type: ignore[misc]
+
+
+class ElemNetEnsembleSurrogate(_FractionInputs, EnsembleSurrogate):
     """Deep ensemble of ElemNets fine-tuned from one source network on the ``n × 86`` fraction matrix.
 
     Member ``i`` starts from ``source`` (None: from scratch with ``hidden_widths``), gets a
@@ -112,6 +120,7 @@ class ElemNetEnsembleSurrogate(EnsembleSurrogate):
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
         """Fit on ``n × 86`` fractions and ``n`` / ``n × m`` targets."""
         X, y = check_training_data(X, y)
+        X = check_fractions(X, type(self).__name__)
         held_out = np.zeros((self.n_members, len(X)), dtype=bool)
         tuned = []
         for i in range(self.n_members):
@@ -129,7 +138,7 @@ class ElemNetEnsembleSurrogate(EnsembleSurrogate):
         return out * torch.as_tensor(self._y_std) + torch.as_tensor(self._y_mean)
 
 
-class DeepKernelGP(Surrogate):
+class DeepKernelGP(_FractionInputs, Surrogate):
     """Exact GP on the last-hidden-layer activations of an ElemNet fine-tuned on the same data.
 
     The network (``source``, or a fresh ElemNet with ``hidden_widths`` when None) is
@@ -167,6 +176,7 @@ class DeepKernelGP(Surrogate):
     def fit(self, X: np.ndarray, y: np.ndarray, X_pool: np.ndarray | None = None) -> Self:
         """Fit on ``n × 86`` fractions and ``n`` / ``n × m`` targets (``X_pool``: fractions for the PCA)."""
         X, y = check_training_data(X, y)
+        X = check_fractions(X, type(self).__name__)
         kwargs = dict(self.finetune)
         if self.hidden_widths is not None:
             kwargs["hidden_widths"] = tuple(self.hidden_widths)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal, Self
 
 import gpytorch
@@ -53,6 +54,10 @@ PREDICT_MIN_BLOCK = 256
 
 #: Rows of ``X_pool`` projected at a time when the input bounds come from the pool.
 POOL_BOUNDS_BLOCK = 65_536
+
+
+class UnseenFeatureWarning(UserWarning):
+    """Rows to predict differ from the fitting rows in features the GP dropped as constant."""
 
 
 class GPSurrogate(Surrogate):
@@ -154,6 +159,10 @@ class GPSurrogate(Surrogate):
             X_pool = np.asarray(X_pool, dtype=np.float64)
             if X_pool.ndim != 2 or X_pool.shape[1] != d:
                 raise ValueError(f"X_pool must have {d} columns like X, got shape {X_pool.shape}")
+            for start in range(0, len(X_pool), POOL_BOUNDS_BLOCK):
+                bad = ~np.isfinite(X_pool[start : start + POOL_BOUNDS_BLOCK]).all(axis=1)
+                if bad.any():
+                    raise ValueError(f"X_pool has NaN/inf features (rows {(start + np.flatnonzero(bad))[:10].tolist()})")
         self.projection_ = None
         if self.projection == "pca" or (self.projection == "auto" and d > self.n_components):
             fit_rows = X if X_pool is None else np.vstack([X, X_pool])
@@ -346,6 +355,13 @@ class GPSurrogate(Surrogate):
         learned noise variance (the predictive variance of a new measurement).
         """
         X = self._check_predict_input(X)
+        if isinstance(self.projection_, ColumnSelection):
+            rows, cols = self.projection_.unseen(X)
+            if rows.any():
+                warnings.warn(f"{int(rows.sum())} of {len(X)} rows vary in features that were constant on the fitting "
+                              f"rows (columns {cols[:10].tolist()}): the GP keeps only the columns that varied, so it "
+                              "predicts those rows as if the difference were not there; fit with X_pool covering them",
+                              UnseenFeatureWarning, stacklevel=2)
         m = self.num_outputs
         mean_out = np.empty((X.shape[0], m))
         var_out = np.empty((X.shape[0], m))

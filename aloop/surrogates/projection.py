@@ -114,6 +114,7 @@ class ColumnSelection:
     def __init__(self) -> None:
         self.columns_: np.ndarray | None = None
         self.n_in_: int | None = None
+        self.constants_: np.ndarray | None = None  # the value of each dropped column on the fitting rows
 
     @property
     def n_components_(self) -> int:
@@ -128,7 +129,22 @@ class ColumnSelection:
         spread = X.max(axis=0) - X.min(axis=0)
         self.columns_ = np.flatnonzero(spread > 1e-12)
         self.n_in_ = X.shape[1]
+        self.constants_ = X[0, spread <= 1e-12]
         return self
+
+    def unseen(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``n × d`` ``X`` that differ from the fitting rows in a dropped (constant) column, and those
+        columns: a model on the kept columns cannot tell such rows from their projection."""
+        self._check_fitted()
+        dropped = np.setdiff1d(np.arange(self.n_in_), self.columns_)  # type: ignore[arg-type]
+        if dropped.size == 0 or self.constants_ is None:  # an older pickle without the constants
+            return np.zeros(len(X), dtype=bool), dropped
+        rows, cols = np.zeros(len(X), dtype=bool), np.zeros(dropped.size, dtype=bool)
+        for start in range(0, len(X), 65_536):  # in blocks: a pool may have millions of rows
+            differs = np.abs(np.asarray(X[start : start + 65_536])[:, dropped] - self.constants_) > 1e-12
+            rows[start : start + 65_536] = differs.any(axis=1)
+            cols |= differs.any(axis=0)
+        return rows, dropped[cols]
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
         """``batch_shape × n × d`` → ``batch_shape × n × k``."""

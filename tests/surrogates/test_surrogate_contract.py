@@ -49,6 +49,20 @@ def test_observation_noise_adds_the_learned_noise_variance(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", ALL)
+def test_posterior_adds_observation_noise_or_refuses_it(case: str) -> None:
+    """Never silently the latent variance when the noisy one was asked for."""
+    model, data = get_fitted(case)
+    X = data.X_test[:6]
+    try:
+        post = model.posterior(torch.as_tensor(X), observation_noise=True)
+    except ValueError as exc:
+        assert "observation_noise" in str(exc) and "predict(X, observation_noise=True)" in str(exc)
+        return
+    noisy = model.predict(X, observation_noise=True)[1]
+    np.testing.assert_allclose(post.variance.detach().numpy(), noisy, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ALL)
 def test_covariance_is_symmetric_psd_with_predict_variance_on_the_diagonal(case: str) -> None:
     model, data = get_fitted(case)
     X = data.X_test[:12]

@@ -92,3 +92,17 @@ def test_deep_kernel_gp_is_differentiable_in_the_fractions() -> None:
     model.posterior(X).mean.sum().backward()
     assert X.grad is not None and torch.isfinite(X.grad).all()
     assert isinstance(model, DeepKernelGP) and model.gp_.projection_ is not None
+
+
+@pytest.mark.parametrize("case", ["elemnet-ensemble", "deep-kernel-gp"])
+def test_elemnet_surrogates_read_amounts_as_the_fractions_they_stand_for(case: str) -> None:
+    """The featurizers rescale rows of amounts (Fe2O3 as 2, 3); so do the ElemNet surrogates, and they refuse
+    negative amounts."""
+    model, data = get_fitted(case)
+    X = data.X_test[:8]
+    for a, b in zip(model.predict(X), model.predict(5.0 * X), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    negative = X.copy()
+    negative[0, np.flatnonzero(X[0])[0]] *= -1
+    with pytest.raises(ValueError, match="negative or non-finite fractions in 1 rows"):
+        model.predict(negative)

@@ -247,3 +247,30 @@ def test_a_target_in_tiny_units_is_modelled_as_in_large_ones_and_warned_about(ba
     for big, small in ((ev, gev), (ev2, gev2)):
         np.testing.assert_allclose(small[0] / SCALE, big[0], rtol=1e-6)
         np.testing.assert_allclose(np.sqrt(small[1]) / SCALE, np.sqrt(big[1]), rtol=1e-6)
+
+
+def test_rows_that_differ_in_dropped_columns_are_warned_about_and_x_pool_is_checked() -> None:
+    """The default projection keeps the columns that varied (here 2 of 30, as elemental fractions of a
+    2-metal library would): a row new in a third cannot be told apart, so predict says so; a NaN in X_pool
+    is refused instead of silently dropping its column."""
+    from aloop.surrogates.gp import UnseenFeatureWarning
+
+    X, y = _toy(20, d=30)
+    X[:, 2:] = 0.0
+    gp = GPSurrogate().fit(X, y)
+    assert gp.projection_.columns_.tolist() == [0, 1]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenFeatureWarning)
+        gp.predict(X[:5])
+    new = X[:5].copy()
+    new[1:3, 2] = 0.5
+    with pytest.warns(UnseenFeatureWarning, match=r"2 of 5 rows vary in features that were constant .*columns \[2\]"):
+        gp.predict(new)
+    covered = GPSurrogate().fit(X, y, X_pool=new)  # the pool covers them: the column is kept
+    assert covered.projection_.columns_.tolist() == [0, 1, 2]
+    pool = new.copy()
+    pool[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"X_pool has NaN/inf features \(rows \[3\]\)"):
+        GPSurrogate().fit(X, y, X_pool=pool)
