@@ -37,6 +37,9 @@ def check_posterior_input(model: object, X: object, n_features: int) -> None:
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"{name}.posterior takes a torch tensor (batch × q × d), got {type(X).__name__}; use "
                         "predict(X) for a numpy array")
+    if X.dim() < 2:
+        raise ValueError(f"{name}.posterior takes a tensor of at least 2 dimensions (q × d, or batch × q × d), got "
+                         f"shape {tuple(X.shape)}; for one point use X.unsqueeze(0)")
     if X.shape[-1] != n_features:
         raise ValueError(f"{name} was fitted on {n_features} features, got {X.shape[-1]}")
     if not torch.isfinite(X).all():  # a tree routes NaN somewhere and answers as if it were a number

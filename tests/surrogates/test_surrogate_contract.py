@@ -127,6 +127,8 @@ def test_bad_inputs_give_clear_errors(case: str) -> None:
         model.posterior(torch.as_tensor(bad_X))
     with pytest.raises(TypeError, match="posterior takes a torch tensor"):
         model.posterior(bad_X)
+    with pytest.raises(ValueError, match=r"at least 2 dimensions .*use X.unsqueeze\(0\)"):
+        model.posterior(torch.as_tensor(X[0]))
 
 
 @pytest.mark.parametrize("case", ALL)
