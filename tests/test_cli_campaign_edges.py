@@ -196,3 +196,22 @@ def test_ctrl_c_during_propose_says_what_was_logged(tmp_path: Path, monkeypatch:
            f"`aloop cancel {ids}`" in one_line(r.stderr)
     assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".s.csv*"))
 
+
+
+def test_cancel_a_whole_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "end", *GRID, "--initial-size", "3").exit_code == 0
+    assert invoke("propose", "-n", "3").exit_code == 0
+    with CampaignLog.open(tmp_path / "end.sqlite", "end") as log:
+        first = log.pending()["proposal_id"].tolist()
+    assert invoke("cancel", str(first[0])).exit_code == 0
+    result = invoke("cancel", "--batch", "1")  # the pending rest of it
+    assert result.exit_code == 0, result.output
+    assert f"marked cancelled: proposal(s) {first[1]}, {first[2]}" in one_line(result.stdout)
+    before = digest(tmp_path / "end.sqlite", "end")
+    for args, needle in ((["--batch", "1"], "none of its proposals is pending"), (["--batch", "7"], "has no batch 7"),
+                         ([], "give the proposal ids to cancel, or --batch"),
+                         ([str(first[0]), "--batch", "1"], "(not both)")):
+        result = invoke("cancel", *args)
+        assert result.exit_code == 2 and needle in one_line(result.stderr), (args, result.output)
+    assert digest(tmp_path / "end.sqlite", "end") == before

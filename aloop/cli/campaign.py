@@ -197,11 +197,24 @@ def reject_command(
 
 
 def cancel_command(
-    ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
+    ids: Annotated[list[int] | None, typer.Argument(help="Proposal id(s).", metavar="[ID...]", show_default=False)] = None,
+    batch: Annotated[int | None, typer.Option(help="Cancel every pending proposal of this batch instead.",
+                                              show_default=False)] = None,
     reason: Annotated[str, typer.Option(help="Optional note.")] = "",
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Withdraw pending proposals (not made); they may be proposed again."""
+    if (ids is None) == (batch is None):
+        fail("give the proposal ids to cancel, or --batch ID for every pending proposal of a batch (not both)")
+    if batch is not None:
+        with _opened(campaign_path) as campaign:
+            props = campaign.log.proposals()
+            if batch not in set(props["batch_id"]):
+                fail(f"--batch {batch}: campaign {campaign.name!r} has no batch {batch} (batches: "
+                     f"{', '.join(map(str, sorted(set(props['batch_id'])))) or 'none yet'})")
+            ids = props[(props["batch_id"] == batch) & (props["status"] == "pending")]["proposal_id"].tolist()
+        if not ids:
+            fail(f"--batch {batch}: none of its proposals is pending; nothing cancelled")
     _close("cancelled", ids, reason, campaign_path)
 
 
