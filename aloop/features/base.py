@@ -80,7 +80,15 @@ class Featurizer(ABC):
         """``n × 86`` float32 fractions (rows sum to 1) → ``n × d`` float32 features."""
 
     def transform(self, compositions: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Formulas (all bad rows reported at once) or an ``n × 86`` fraction matrix → ``n × d``."""
+        """Formulas (all bad rows reported at once) or an ``n × 86`` fraction matrix → ``n × d``.
+
+        The matrix may be a numpy array, a torch tensor or a DataFrame of 86 numeric columns.
+        """
+        if type(compositions).__module__.startswith("torch"):  # a tensor of fractions, not of formulas
+            compositions = compositions.detach().cpu().numpy()  # type: ignore[union-attr]
+        elif (hasattr(compositions, "select_dtypes") and compositions.shape[1] == N_ELEMENTS  # type: ignore[union-attr]
+              and compositions.select_dtypes("number").shape[1] == N_ELEMENTS):  # type: ignore[union-attr]
+            compositions = compositions.to_numpy()  # type: ignore[union-attr]
         if isinstance(compositions, np.ndarray) and compositions.ndim == 2:
             if compositions.shape[1] != N_ELEMENTS:
                 raise ValueError(

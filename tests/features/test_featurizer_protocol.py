@@ -37,6 +37,11 @@ def test_formulas_and_fraction_matrix_give_identical_features(name: str) -> None
     # Any sequence of formulas, not only lists.
     np.testing.assert_array_equal(from_text, feat.transform(tuple(FORMULAS)))
     np.testing.assert_array_equal(from_text, feat.transform(np.array(FORMULAS)))
+    # The matrix as a torch tensor or a DataFrame of 86 numeric columns is a matrix, not formulas.
+    import torch
+
+    np.testing.assert_array_equal(from_text, feat.transform(torch.as_tensor(X)))
+    np.testing.assert_array_equal(from_text, feat.transform(pd.DataFrame(X)))
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
