@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from aloop.campaigns._fields import ConfigError
 from aloop.campaigns._store import CampaignLogError
 from aloop.campaigns.entries import Proposal
-from aloop.campaigns.schema import OUTCOME_KINDS
+from aloop.campaigns.schema import CLOSING_KINDS, OUTCOME_KINDS
 from aloop.campaigns.state import Event, proposal_status, retracted, undone
 from aloop.surrogates.base import MAX_MAGNITUDE
 
@@ -265,14 +265,14 @@ def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: st
                 continue
             if valid:
                 e = valid[0]
-            elif status[i] in _UNDOABLE:
+            elif status[i] in CLOSING_KINDS:
                 e = latest[i]
             else:
                 done = ", ".join(f"measurement {m.id}" for m in of_proposal.get(i, []))
                 why = f"already retracted: {done}" if done else f"it is {status[i]}"
                 problems.append(f"{which} has no measurement to retract ({why})")
                 continue
-        if e is not None and e.kind in _UNDOABLE:
+        if e is not None and e.kind in CLOSING_KINDS:
             if problem := _outcome_problem(e, history, by_id, status, latest):
                 problems.append(problem)
             elif e in chosen:
@@ -295,9 +295,6 @@ def check_retractions(ids: Sequence[int], history: Sequence[Event], campaign: st
     if problems:
         raise CampaignLogError("nothing retracted:\n  " + "\n  ".join(problems))
     return chosen
-
-
-_UNDOABLE = ("failed", "rejected", "cancelled")
 
 
 def _outcome(e: Event, by_id: Mapping[int, Event]) -> str:

@@ -33,6 +33,7 @@ from aloop.campaigns.entries import (
     replicates_message,
     result_key,
 )
+from aloop.campaigns.schema import CLOSING_KINDS
 from aloop.campaigns.state import Event, proposal_status, retracted
 
 #: Columns a results file may have besides proposal_id, formula and the objectives.
@@ -77,7 +78,6 @@ class Unresolved:
     reason: str
 
 
-_CLOSED = ("failed", "rejected", "cancelled")  # outcomes after which a proposal takes no results
 
 
 def match_measurements(
@@ -146,7 +146,7 @@ def match_measurements(
             waiting = [q for q in candidates if status[q] == "pending"]
             done = [q for q in candidates if status[q] == "measured"]
             pid = waiting[0] if waiting else done[-1] if done else candidates[-1]
-        if pid is not None and status[pid] in _CLOSED:
+        if pid is not None and status[pid] in CLOSING_KINDS:
             reason = next(e.payload.get("reason", "") for e in reversed(history) if e.proposal_id == pid)
             which = f"proposal {pid} ({proposed[pid].payload['formula']})"
             which = which + " is" if m.proposal_id is not None else f"{m.formula!r} matches {which}, which is"

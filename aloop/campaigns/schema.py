@@ -50,6 +50,8 @@ SCHEMA_VERSION = 3
 EVENT_KINDS = ("proposed", "measured", "failed", "rejected", "cancelled", "model_fitted", "retracted")
 #: Kinds that close a pending proposal.
 OUTCOME_KINDS = ("measured", "failed", "rejected", "cancelled")
+#: Outcomes after which a proposal takes no results (a ``retracted`` event can withdraw one set by mistake).
+CLOSING_KINDS = OUTCOME_KINDS[1:]
 #: Kinds a proposal's status is derived from (a retraction can make a measured proposal pending again).
 STATUS_KINDS = ("proposed", *OUTCOME_KINDS, "retracted")
 

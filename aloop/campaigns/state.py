@@ -290,7 +290,7 @@ def excluded_keys(events: Sequence[Event], include_failed: bool = True) -> set[s
 def retractions(events: Sequence[Event]) -> pd.DataFrame:
     """Every retraction, oldest first: what it withdrew (``kind``: ``measured`` with the measurement's id and
     values, or the ``failed`` / ``rejected`` / ``cancelled`` outcome's event id), proposal, formula, why, by whom, when."""
-    by_id = {e.id: e for e in events if e.kind in ("measured", "failed", "rejected", "cancelled")}
+    by_id = {e.id: e for e in events if e.kind in OUTCOME_KINDS}
     rows = []
     objectives: list[str] = []
     for e in events:
