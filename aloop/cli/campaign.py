@@ -23,6 +23,7 @@ import typer
 
 from aloop.atomic import name_new_file
 from aloop.cli._output import campaign_errors, err, fail, out, reserve_new_file, warn
+from aloop.cli.campaign_init import init_command
 
 CampaignOpt = Annotated[
     Path | None,
@@ -310,8 +311,6 @@ def export_command(
 
 def register(app: typer.Typer) -> None:
     """Add the campaign commands to the ``aloop`` app."""
-    from aloop.cli.campaign_init import init_command
-
     app.command("init")(init_command)
     app.command("propose")(propose_command)
     app.command("record")(record_command)
