@@ -125,9 +125,12 @@ class Surrogate(Model):
     def covariance(self, Xa: np.ndarray, Xb: np.ndarray) -> np.ndarray:
         """Latent posterior covariance ``m × na × nb`` between two small point sets."""
 
-    def _check_predict_input(self, X: np.ndarray) -> np.ndarray:
+    def _check_predict_input(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         if self.n_features is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer)
+                                       or batch_size < 1):
+            raise ValueError(f"{type(self).__name__}.predict: batch_size must be a whole number ≥ 1, got {batch_size!r}")
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(

@@ -126,7 +126,7 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         self, X: np.ndarray, batch_size: int = 20_000, observation_noise: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m``; ``observation_noise=True`` adds the noise variance."""
-        X = self._check_predict_input(X)
+        X = self._check_predict_input(X, batch_size)
         if len(X) == 0:
             return self._empty_prediction()
         means, variances = [], []

@@ -75,8 +75,8 @@ def fine_tune_elemnet(
 class _FractionInputs:
     """ElemNet surrogates read ``n × 86`` fractions: rows of amounts are rescaled as the featurizers do."""
 
-    def _check_predict_input(self, X: np.ndarray) -> np.ndarray:
-        return check_fractions(super()._check_predict_input(X), type(self).__name__)  # type: ignore[misc]
+    def _check_predict_input(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        return check_fractions(super()._check_predict_input(X, batch_size), type(self).__name__)  # type: ignore[misc]
 
 
 class ElemNetEnsembleSurrogate(_FractionInputs, EnsembleSurrogate):
@@ -215,7 +215,7 @@ class DeepKernelGP(_FractionInputs, Surrogate):
         self, X: np.ndarray, batch_size: int = 20_000, observation_noise: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × 86`` → ``(mean, var)``, each ``N × m`` (latent variance unless ``observation_noise``)."""
-        X = self._check_predict_input(X)
+        X = self._check_predict_input(X, batch_size)
         if len(X) == 0:
             return self._empty_prediction()
         parts = [

@@ -354,7 +354,7 @@ class GPSurrogate(Surrogate):
         ``var`` is the latent-function variance; ``observation_noise=True`` adds the
         learned noise variance (the predictive variance of a new measurement).
         """
-        X = self._check_predict_input(X)
+        X = self._check_predict_input(X, batch_size)
         if isinstance(self.projection_, ColumnSelection):
             rows, cols = self.projection_.unseen(X)
             if rows.any():

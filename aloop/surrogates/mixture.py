@@ -108,7 +108,7 @@ class GPForestMixture(Surrogate):
                 observation_noise: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m``: the mixture's mean and variance."""
         self._gp()
-        X = self._check_predict_input(X)
+        X = self._check_predict_input(X, batch_size)
         mg, vg = self.gp_.predict(X, batch_size, observation_noise)
         mf, vf = self.forest_.predict(X, batch_size, observation_noise)
         return (mg + mf) / 2, (vg + vf) / 2 + ((mg - mf) / 2) ** 2

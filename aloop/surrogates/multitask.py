@@ -162,7 +162,7 @@ class MultiTaskGPSurrogate(Surrogate):
         self, X: np.ndarray, batch_size: int = 5_000, observation_noise: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """``N × d`` → ``(mean, var)``, each ``N × m`` (latent variance unless ``observation_noise``)."""
-        X = self._check_predict_input(X)
+        X = self._check_predict_input(X, batch_size)
         if len(X) == 0:
             return self._empty_prediction()
         means, variances = [], []

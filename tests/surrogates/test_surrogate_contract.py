@@ -129,6 +129,9 @@ def test_bad_inputs_give_clear_errors(case: str) -> None:
         model.posterior(bad_X)
     with pytest.raises(ValueError, match=r"at least 2 dimensions .*use X.unsqueeze\(0\)"):
         model.posterior(torch.as_tensor(X[0]))
+    for size in (0, 2.5):
+        with pytest.raises(ValueError, match=f"batch_size must be a whole number ≥ 1, got {size}"):
+            model.predict(X, batch_size=size)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("case", ALL)
