@@ -176,6 +176,14 @@ def test_featurize_skip_invalid_drops_rows_with_a_warning(tmp_path: Path) -> Non
     assert table["y"].tolist() == [0, 2, 5, 7]
 
 
+def test_featurize_skip_invalid_with_no_valid_row_writes_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "ids.csv"
+    src.write_text("id,formula\nabc,NaCl\nxyz,MgO\n", encoding="utf-8")
+    result = invoke("featurize", str(src), "-c", "id", "--skip-invalid", "-f", "ef", "-o", str(tmp_path / "out.csv"))
+    assert_clean_error(result, 2, "2 of 2 formulas", "is --formula-column the formula column?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ids.csv"]
+
+
 def test_featurize_names_the_real_file_line_after_blank_lines(tmp_path: Path) -> None:
     src = tmp_path / "gaps.csv"
     src.write_text("formula,y\nFe2O3,1\n\n\nHe2,2\nLiFePO4,3\n", encoding="utf-8")  # He2 is on file line 5
@@ -378,6 +386,14 @@ def test_pretrain_tiny_run_checkpoints_and_resumes(tmp_path: Path) -> None:
     # Any other change of recipe in the same directory is refused cleanly.
     assert_clean_error(pretrain(3, batch_size=64), 2, "different recipe")
     assert epochs_logged() == 2
+
+
+def test_pretrain_refuses_a_run_dir_that_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("notes")
+    result = invoke("pretrain", "--dataset", "jarvis-exfoliation-energy", "--run-dir", str(tmp_path / "afile"),
+                    "--epochs", "1", "--limit-rows", "64")
+    assert_clean_error(result, 2, "--run-dir", "is a file; name a folder")
+    assert (tmp_path / "afile").read_text() == "notes"
 
 
 @pytest.mark.parametrize(

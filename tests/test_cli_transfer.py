@@ -213,3 +213,31 @@ def test_transfer_counts_bad_formula_and_bad_target_rows_alike(tmp_path: Path) -
     r = runner.invoke(app, ["transfer", str(many), "-t", "y", "-s", "base"])
     said = " ".join(r.output.split())
     assert r.exit_code == 2 and "row 20 (line 21), … (25 rows in all)" in said and "row 21 " not in said
+
+
+def test_transfer_checks_every_table_before_training(tables, tmp_path: Path) -> None:
+    """A bad --test or --predict file, or a non-CSV -o, is refused before any training, in one line."""
+    train, test = tables
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("formula\nNaCl\n,\nMgO\n")
+    (tmp_path / "names.csv").write_text("formula\nNaCl\n")
+    # He on file line 6 (a blank line before it); a quoted empty formula is a row, not a blank line
+    (tmp_path / "bad.csv").write_text('formula\nNaCl\nXx2O\n\nFe2O3\nHe\n""\nMgO\n')
+    cases = [
+        (["--predict", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "p.csv")], "--predict: ", "is empty"),
+        (["--predict", str(tmp_path / "ragged.csv"), "-o", str(tmp_path / "p.csv")], "cannot be read as a CSV"),
+        (["--predict", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "p.csv")], "not found"),
+        (["--test", str(tmp_path / "names.csv")], "--test: ", "has no column 'delta_e'"),
+        (["--predict", str(test), "-o", str(tmp_path / "p.parquet")], "written as CSV; name the file .csv"),
+        (["--predict", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "p.csv")], "row 4 (line 6): 'He'",
+         "row 5 (line 7): '': empty formula", "3 of 6 formulas"),
+    ]
+    for args, *needles in cases:
+        r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "sc-ef", *args])
+        text = " ".join(r.output.split())
+        assert r.exit_code == 2 and "Traceback" not in r.output and "trained" not in r.output, (args, r.output)
+        assert all(n in text for n in needles), (needles, text)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.parquet").exists()
+    r = runner.invoke(app, ["transfer", str(tmp_path / "empty.csv"), "-t", "delta_e", "-s", "sc-ef"])
+    assert r.exit_code == 2 and "TRAIN: " in r.output and "is empty" in r.output
+

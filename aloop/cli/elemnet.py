@@ -106,6 +106,8 @@ def pretrain_command(
     config = pretrain_config(dataset, max_epochs=epochs, batch_size=batch_size, peak_lr=lr, patience=patience,
                              exclude=exclude, init_source=init_source, dropout=dropout, seed=seed, threads=threads,
                              limit_rows=limit_rows)
+    if run_dir.exists() and not run_dir.is_dir():
+        fail(f"--run-dir {run_dir} is a file; name a folder (a new one, or a run to resume)")
     try:
         resuming = check_resume(config, run_dir)
     except RecipeMismatchError as exc:

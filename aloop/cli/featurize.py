@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -120,12 +120,20 @@ def _file_lines(path: Path, rows: int) -> list[int] | None:
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     starts: list[int] = []
+    text: list[str] = []  # the raw lines of the record being read: a quoted empty field ("") is a row, not blank
+
+    def kept(fh: Iterable[str]) -> Iterator[str]:
+        for line in fh:
+            text.append(line)
+            yield line
+
     with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as fh:
-        reader, end = csv.reader(fh), 0
-        for record in reader:
+        reader, end = csv.reader(kept(fh)), 0
+        for _ in reader:
             start, end = end + 1, reader.line_num
-            if len(record) > 1 or any(f.strip() for f in record):  # pandas skips blank and all-space lines
+            if "".join(text).strip():  # pandas skips blank and all-space lines
                 starts.append(start)
+            text.clear()
     return starts[1:] if len(starts) == rows + 1 else None
 
 
@@ -160,7 +168,7 @@ def featurize_table(
         overwrite: replace an existing ``output_path``; without it an existing file is never touched.
 
     Raises:
-        BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false).
+        BadFormulasError: some formulas do not parse (and ``skip_invalid`` is false), or none does.
         FileExistsError: ``output_path`` exists and ``overwrite`` is false (checked before and after the work).
         FileNotFoundError, KeyError, ValueError: missing input or output folder, missing column, empty
             input, unknown output format or featurizer name, input columns that Parquet cannot hold.
@@ -222,7 +230,7 @@ def featurize_table(
         if writer is not None:
             writer.close()
             writer = None
-        if bad and not skip_invalid:
+        if bad and (not skip_invalid or rows_out == 0):  # with every row invalid there is nothing to write
             raise BadFormulasError(bad, n, frame.attrs.get("file_lines"))
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())  # on disk before it gets its name
@@ -324,8 +332,9 @@ def featurize_command(
     except BadFormulasError as exc:
         err.print(bad_rows_text(exc.rows, csv=input.suffix.lower() not in (".parquet", ".pq"), lines=exc.file_lines),
                   markup=False, highlight=False, soft_wrap=True)
-        fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); "
-             f"nothing written. Fix them or pass --skip-invalid.")
+        fail(f"{len(exc.rows)} of {exc.total} formulas in {input} are invalid (rows listed above); nothing written. "
+             + ("Not one is valid: is --formula-column the formula column?" if skip_invalid
+                else "Fix them or pass --skip-invalid."))
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     except OSError as exc:  # missing input, unwritable output directory, disk full

@@ -73,32 +73,37 @@ def unused_options(strategy: str, source: str | None, layer: int | None) -> str 
     return None
 
 
-def _table(path: Path, formula_column: str, target: str | None):  # -> (X, y | None, frame)
-    """Fractions, target and frame of a table; bad rows are reported as ``aloop featurize`` does (data rows from 1)."""
+def _table(path: Path, formula_column: str, target: str | None, what: str):  # -> (X, y | None, frame)
+    """Fractions, target and frame of a table (``what``: the argument that named it); bad rows are reported as
+    ``aloop featurize`` does (data rows from 1, with their file lines)."""
     import pandas as pd
 
     from aloop.chem import to_fraction_matrix
-    from aloop.cli.featurize import BadFormulaRow
+    from aloop.cli.featurize import BadFormulaRow, read_table
 
-    if not path.exists():
-        fail(f"file not found: {path}")
-    frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path, dtype={formula_column: str})
-    for col in (formula_column, target):
-        if col is not None and col not in frame.columns:
-            fail(f"{path}: no column {col!r}; columns are {list(frame.columns)}")
-    X, bad = to_fraction_matrix(list(frame[formula_column]), errors="collect")
+    try:
+        frame = read_table(path, formula_column)
+    except KeyError as exc:
+        fail(f"{what}: {exc.args[0]}")
+    except (OSError, ValueError) as exc:
+        fail(f"{what}: {exc}")
+    if target is not None and target not in frame.columns:
+        fail(f"{what}: {path} has no column {target!r} (columns: {', '.join(map(str, frame.columns))})")
+    formulas = ["" if pd.isna(f) else str(f) for f in frame[formula_column]]
+    X, bad = to_fraction_matrix(formulas, errors="collect")
     csv = path.suffix.lower() not in (".parquet", ".pq")
+    lines = frame.attrs.get("file_lines")
     if bad:
-        err.print(bad_rows_text([BadFormulaRow(b.index + 1, b.formula, b.reason) for b in bad], csv=csv),
-                  markup=False, highlight=False, soft_wrap=True)
-        fail(f"{len(bad)} of {len(frame)} formulas in {path} are invalid (rows listed above)")
+        err.print(bad_rows_text([BadFormulaRow(b.index + 1, b.formula, b.reason) for b in bad],
+                                csv=csv, lines=lines), markup=False, highlight=False, soft_wrap=True)
+        fail(f"{len(bad)} of {len(frame)} formulas in {path} are invalid (rows listed above); fix or remove them")
     if target is None:
         return X, None, frame
     y = pd.to_numeric(frame[target], errors="coerce").to_numpy(float)
     rows = [i + 1 for i, v in enumerate(y) if not (v == v and abs(v) != float("inf"))]
     if rows:  # named as the bad formulas are: "row N (line M)", data rows from 1, lines counting the header
         more = f", … ({len(rows)} rows in all)" if len(rows) > 20 else ""
-        named = ", ".join(f"row {r}" + (f" (line {r + 1})" if csv else "") for r in rows[:20])
+        named = ", ".join(f"row {r}" + (f" (line {lines[r - 1] if lines else r + 1})" if csv else "") for r in rows[:20])
         fail(f"{path}: column {target!r} has non-numeric, NaN or infinite values in {named}{more}")
     return X, y, frame
 
@@ -187,6 +192,8 @@ def transfer_command(
         fail(f"--refit applies to the network strategies ({', '.join(MODES)}), not {strategy!r}")
     if strategy in STRATEGIES and (refusal := unused_options(strategy, source, layer)):
         fail(refusal)
+    if output is not None and output.suffix.lower() != ".csv":
+        fail(f"-o: {output.name}: predictions are written as CSV; name the file .csv")
     tmp = reserve_new_file(output, "-o", "predictions.csv") if output is not None else None  # before any training
     try:
         _train_and_report(train, target, strategy, formula_column, source, layer, seed, refit, zero_gate, test,
@@ -206,7 +213,10 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
     from aloop.elemnet.transfer import make_regressor
     from aloop.elemnet.zero_gate import ZeroGatedRegressor
 
-    X, y, _ = _table(train, formula_column, target)
+    X, y, _ = _table(train, formula_column, target, "TRAIN")
+    # Every table is read and checked before training, so a bad --test or --predict file wastes no run.
+    tested = _table(test, formula_column, target, "--test") if test is not None else None
+    to_predict = _table(predict, formula_column, None, "--predict") if predict is not None else None
     try:
         model = make_regressor(strategy, source=source or DEFAULT_SOURCE, layer=layer or DEFAULT_LAYER, seed=seed,
                                **({"refit": True} if refit else {}))
@@ -226,11 +236,11 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
                   markup=False)
     if hasattr(model, "gate_weights_"):
         out.print("gate weights: " + ", ".join(f"{k} {v:.2f}" for k, v in model.gate_weights_.items()), markup=False)
-    if test is not None:
-        Xt, yt, _ = _table(test, formula_column, target)
+    if tested is not None:
+        Xt, yt, _ = tested
         out.print(f"test MAE {float(np.mean(np.abs(model.predict(Xt) - yt))):.4f} on {len(yt):,} rows", markup=False)
-    if predict is not None and output is not None and tmp is not None:
-        Xp, _, frame = _table(predict, formula_column, None)
+    if to_predict is not None and output is not None and tmp is not None:
+        Xp, _, frame = to_predict
         frame[f"predicted_{target}"] = model.predict(Xp)
         try:
             write_atomically(output, frame.to_csv(index=False).encode(), replace=False)
