@@ -137,11 +137,12 @@ class ColumnSelection:
         columns: a model on the kept columns cannot tell such rows from their projection."""
         self._check_fitted()
         dropped = np.setdiff1d(np.arange(self.n_in_), self.columns_)  # type: ignore[arg-type]
-        if dropped.size == 0 or self.constants_ is None:  # an older pickle without the constants
+        constants = getattr(self, "constants_", None)  # absent from a model pickled before it was recorded
+        if dropped.size == 0 or constants is None:
             return np.zeros(len(X), dtype=bool), dropped
         rows, cols = np.zeros(len(X), dtype=bool), np.zeros(dropped.size, dtype=bool)
         for start in range(0, len(X), 65_536):  # in blocks: a pool may have millions of rows
-            differs = np.abs(np.asarray(X[start : start + 65_536])[:, dropped] - self.constants_) > 1e-12
+            differs = np.abs(np.asarray(X[start : start + 65_536])[:, dropped] - constants) > 1e-12
             rows[start : start + 65_536] = differs.any(axis=1)
             cols |= differs.any(axis=0)
         return rows, dropped[cols]
