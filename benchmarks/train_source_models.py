@@ -24,7 +24,7 @@ import json
 
 from aloop.datasets import list_specs
 from aloop.elemnet.pretrain import PretrainConfig, pretrain
-from aloop.elemnet.sources import export_source_model
+from aloop.elemnet.sources import WEIGHTS_DIR, export_source_model
 
 EXCLUDE = tuple(s.name for s in list_specs("jarvis")) + ("expt-bandgap", "expt-formation-enthalpy", "matbench-expt-gap")
 
@@ -51,7 +51,7 @@ def main() -> None:
                                       threads=args.threads, dropout=args.dropout, init_source=args.init_source,
                                       **recipe), run_dir)
     if args.export:
-        export_source_model(run_dir, args.dataset)
+        export_source_model(run_dir, args.dataset, weights_dir=WEIGHTS_DIR, replace=True)
     keys = ("n_train", "n_val", "n_test", "epochs_run", "best_epoch", "val_mae", "test_mae", "schedule_changes",
             "dead_unit_fraction")
     print(json.dumps({"benchmark": "pretrain", "dataset": args.dataset, **{k: summary[k] for k in keys}}))

@@ -22,3 +22,11 @@ def band_gap() -> tuple[np.ndarray, np.ndarray]:
     frame = load("expt-bandgap", split="train").sample(300, random_state=0)
     X, _ = to_fraction_matrix(list(frame["formula"]))
     return X, frame["gap expt"].to_numpy()
+
+
+@pytest.fixture(autouse=True)
+def _own_sources_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test sees the shipped source models and only the ones it exports itself (never a developer's own)."""
+    folder = tmp_path_factory.mktemp("own-sources")
+    monkeypatch.setenv("ALOOP_SOURCES_DIR", str(folder))
+    return folder

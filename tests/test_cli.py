@@ -43,7 +43,7 @@ def assert_clean_error(result, code: int = 2, *needles: str) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["datasets"], ["datasets", "list"], ["datasets", "show"], ["featurize"], ["pretrain"]],
+    [[], ["datasets"], ["datasets", "list"], ["datasets", "show"], ["featurize"], ["pretrain"], ["export-source"]],
     ids=lambda a: " ".join(a) or "aloop",
 )
 def test_every_command_has_help(args: list[str]) -> None:

@@ -65,7 +65,7 @@ class CandidatePool:
         formulas: ``N`` readable formulas.
         fractions: ``N × 86`` float32 atomic fractions.
         features: ``N × d`` float32 features of ``featurizer``.
-        featurizer: identifier of the featurizer that made ``features`` (``"magpie"``, ``"elemnet:src:L2"``).
+        featurizer: identifier of the featurizer that made ``features`` (``"magpie"``, ``"elemnet:src:L2:<sha256[:12]>"``).
     """
 
     keys: np.ndarray
@@ -105,12 +105,14 @@ class CandidatePool:
 def resolve_featurizer(cfg: FeaturizerConfig) -> tuple[Featurizer, str]:
     """The featurizer of a definition and its cache identifier.
 
-    ElemNet features need a shipped source model: without any, Magpie is used instead
-    (with a ``CampaignWarning``); a source that is not shipped is an error.
+    ElemNet features need a source model (shipped, or the user's own): without any, Magpie is used
+    instead (with a ``CampaignWarning``); a source that is not available is an error. The ElemNet
+    identifier holds the weights' sha256, so new weights (an upgrade, a replaced own model) rebuild the
+    feature cache and refit the model.
     """
     if cfg.kind != "elemnet":
         return get_featurizer(cfg.kind), cfg.kind
-    from aloop.elemnet.sources import list_sources
+    from aloop.elemnet.sources import list_sources, weights_digest
 
     sources = list_sources()
     if not sources:
@@ -123,9 +125,11 @@ def resolve_featurizer(cfg: FeaturizerConfig) -> tuple[Featurizer, str]:
         return get_featurizer("magpie"), "magpie"
     if cfg.source not in sources:
         raise CampaignError(
-            f"featurizer.source: ElemNet source model {cfg.source!r} is not shipped; available: {', '.join(sources)}"
+            f"featurizer.source: ElemNet source model {cfg.source!r} is not available (`aloop sources`); "
+            f"available: {', '.join(sources)}"
         )
-    return get_featurizer("elemnet", source=cfg.source, layer=cfg.layer), f"elemnet:{cfg.source}:L{cfg.layer}"
+    ident = f"elemnet:{cfg.source}:L{cfg.layer}:{weights_digest(cfg.source)[:12]}"
+    return get_featurizer("elemnet", source=cfg.source, layer=cfg.layer), ident
 
 
 def space_hash(config: CampaignConfig) -> str:

@@ -20,6 +20,7 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.command("featurize")(featurize.featurize_command)
 app.command("pretrain")(elemnet.pretrain_command)
+app.command("export-source")(elemnet.export_source_command)
 app.command("sources")(transfer.sources_command)
 app.command("transfer")(transfer.transfer_command)
 app.command("benchmark")(benchmark.benchmark_command)

@@ -1,4 +1,4 @@
-"""`aloop pretrain`: train (or resume) an ElemNet source model on a registry dataset's published split."""
+"""`aloop pretrain` and `aloop export-source`: train (or resume) an ElemNet source model, then make it a --source."""
 
 from __future__ import annotations
 
@@ -169,3 +169,31 @@ def print_summary(summary: dict, dataset: str, run_dir: Path) -> None:
     table.add_row("dead units per layer", " ".join(f"{d:.2f}" for d in dead))
     table.add_row("files", escape(f"{run_dir}/best.pt, final.pt, summary.json, log.jsonl"))
     out.print(table)
+    out.print(f"to use it as --source NAME: aloop export-source {run_dir} NAME", markup=False, highlight=False,
+              soft_wrap=True)
+
+
+def export_source_command(
+    run_dir: Annotated[Path, typer.Argument(show_default=False, help="A finished `aloop pretrain` run directory.")],
+    name: Annotated[str, typer.Argument(show_default=False, help="The name to give it (the value of --source).")],
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace your source model of this name (its features, and campaigns using them, change).")] = False,
+) -> None:
+    """Make a pre-trained network a source model: usable by `aloop featurize --source`, `aloop transfer
+    --source` and campaign definitions, and listed by `aloop sources`.
+
+    Writes NAME.safetensors (fp16) and its model card NAME.json, with the test MAE of the weights as
+    written, to $ALOOP_SOURCES_DIR (default ~/.local/share/aloop/sources).
+    """
+    from aloop.elemnet.sources import SourceModelError, export_source_model, model_card
+
+    if not run_dir.is_dir():
+        fail(f"{run_dir} is not a folder; give the --run-dir of a finished `aloop pretrain` run")
+    try:
+        path = export_source_model(run_dir, name, replace=replace)
+    except (SourceModelError, ValueError) as exc:
+        fail(str(exc.args[0]))
+    card = model_card(name)
+    units = card["source_dataset"]["units"]
+    out.print(f"source model {name!r} ({card['source_dataset']['name']}, test MAE {card['test_mae']:.4f} {units} "
+              f"as written) -> {path.parent}", markup=False, highlight=False, soft_wrap=True)

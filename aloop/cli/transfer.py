@@ -1,4 +1,4 @@
-"""`aloop sources` and `aloop transfer`: shipped ElemNet source models and transfer learning on a table."""
+"""`aloop sources` and `aloop transfer`: the ElemNet source models and transfer learning on a table."""
 
 from __future__ import annotations
 
@@ -12,39 +12,43 @@ from aloop.cli._output import bad_rows_text, err, fail, out, reserve_new_file
 
 
 def sources_command() -> None:
-    """List the shipped ElemNet source models with their held-out error and dead units."""
+    """List the ElemNet source models (shipped, and your own from `aloop export-source`) with their
+    held-out error and dead units."""
     from rich import box
     from rich.table import Table
 
-    from aloop.elemnet.sources import list_sources, model_card
+    from aloop.elemnet.sources import is_shipped, list_sources, model_card, user_sources_dir
 
     names = list_sources()
     if not names:
-        err.print("no source models are shipped in this installation")
+        err.print(f"no source models: none is shipped in this installation and {user_sources_dir()} holds none "
+                  "(`aloop pretrain`, then `aloop export-source`)", markup=False, highlight=False)
         return
+    own = [name for name in names if not is_shipped(name)]
     cards = {name: model_card(name) for name in names}
     # The name is the value --source needs: it never wraps or shortens, even on a narrow terminal or
     # a pipe (80 columns); the numbers never wrap either, and only the text columns fold.
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("name (--source)", no_wrap=True, min_width=max(map(len, names)))
-    # The dataset column only when some source model is not named after its dataset.
-    with_dataset = any(card["source_dataset"]["name"] != name for name, card in cards.items())
-    if with_dataset:
-        table.add_column("dataset", overflow="fold")
     table.add_column("units", no_wrap=True, min_width=max(len(c["source_dataset"]["units"]) for c in cards.values()))
     for header, width in (("test\nMAE", 6), ("val\nMAE", 6), ("epochs", 6), ("dead\nunits", 5)):
         table.add_column(header, no_wrap=True, justify="right", min_width=width)
     table.add_column("starting weights", overflow="fold", ratio=1)
     for name, card in cards.items():
         dead = card["dead_unit_fraction_per_layer"]
-        table.add_row(name, *([card["source_dataset"]["name"]] if with_dataset else []),
-                      card["source_dataset"]["units"], f"{card['test_mae']:.4f}", f"{card['val_mae']:.4f}",
+        table.add_row(name, card["source_dataset"]["units"], f"{card['test_mae']:.4f}", f"{card['val_mae']:.4f}",
                       str(card["epochs_run"]), f"{sum(dead) / len(dead):.0%}", starting_weights(card))
     out.print(table, crop=False)  # too narrow a terminal wraps the last columns rather than losing them
-    notes = ["MAE in the units shown, on the source dataset's held-out test and validation rows",
-             "dead units: mean share per hidden layer of units never active on a sample of the training set"]
-    if not with_dataset:
-        notes.insert(0, "each source model is trained on the dataset of the same name (`aloop datasets show NAME`)")
+    # A dataset column would squeeze the table on an 80-column terminal: the few sources not named
+    # after their dataset say so below it.
+    other = {name: card["source_dataset"]["name"] for name, card in cards.items() if card["source_dataset"]["name"] != name}
+    notes = [f"{name}: trained on {dataset}" for name, dataset in other.items()]
+    notes.append(f"{'the others are' if other else 'each source model is'} trained on the dataset of the same name "
+                 "(`aloop datasets show NAME`)")
+    notes += ["MAE in the units shown, on the source dataset's held-out test and validation rows",
+              "dead units: mean share per hidden layer of units never active on a sample of the training set"]
+    if own:
+        notes.append(f"yours (`aloop export-source`, in {user_sources_dir()}): {', '.join(own)}; the others ship with aloop")
     out.print("\n".join(notes), markup=False, highlight=False)
 
 

@@ -1,10 +1,12 @@
-"""Shipped ElemNet source models: safetensors weights + JSON model cards, export and loading."""
+"""ElemNet source models (shipped, or a user's own): safetensors weights + JSON model cards, export and loading."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import json
+import os
+import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -17,24 +19,56 @@ from aloop.chem.elements import ELEMNET_ELEMENTS
 from aloop.datasets import get_spec
 from aloop.elemnet.model import DROPOUT_AFTER, ElemNet
 
+#: The source models shipped with the package.
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class SourceModelError(LookupError):
-    """A source model that is not shipped or whose files do not match their card."""
+    """A source model that is not available or whose files do not match their card."""
 
 
-def list_sources(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
-    """Names of the source models available (one ``NAME.safetensors`` + ``NAME.json`` each)."""
-    return sorted(p.stem for p in weights_dir.glob("*.safetensors") if p.with_suffix(".json").exists())
+def user_sources_dir() -> Path:
+    """Where a user's own source models live (``aloop export-source``): ``$ALOOP_SOURCES_DIR``, else
+    ``$XDG_DATA_HOME/aloop/sources`` (``~/.local/share/aloop/sources``)."""
+    if os.environ.get("ALOOP_SOURCES_DIR"):
+        return Path(os.environ["ALOOP_SOURCES_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share").expanduser() / "aloop" / "sources"
 
 
-def model_card(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+def _names_in(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.safetensors") if p.with_suffix(".json").exists()}
+
+
+def list_sources(weights_dir: Path | None = None) -> list[str]:
+    """Names of the source models available (one ``NAME.safetensors`` + ``NAME.json`` each): the shipped
+    ones and the user's (:func:`user_sources_dir`), or only those in ``weights_dir``."""
+    if weights_dir is not None:
+        return sorted(_names_in(weights_dir))
+    return sorted(_names_in(WEIGHTS_DIR) | _names_in(user_sources_dir()))
+
+
+def is_shipped(name: str) -> bool:
+    """Whether ``name`` is a source model shipped with the package (not a user's own)."""
+    return name in _names_in(WEIGHTS_DIR)
+
+
+def _folder(name: str, weights_dir: Path | None) -> Path:
+    """The folder holding source model ``name``: ``weights_dir``, else the shipped one, else the user's."""
+    if weights_dir is not None:
+        return weights_dir
+    return WEIGHTS_DIR if is_shipped(name) or name not in _names_in(user_sources_dir()) else user_sources_dir()
+
+
+def model_card(name: str, weights_dir: Path | None = None) -> dict:
     """The JSON model card of source model ``name``."""
-    path = weights_dir / f"{name}.json"
+    folder = _folder(name, weights_dir)
+    path = folder / f"{name}.json"
     if not path.exists():
+        where = folder if weights_dir is not None else f"{WEIGHTS_DIR} or {user_sources_dir()}"
         raise SourceModelError(
-            f"no source model {name!r} in {weights_dir}; available: {', '.join(list_sources(weights_dir)) or 'none'}"
+            f"no source model {name!r} in {where}; available: {', '.join(list_sources(weights_dir)) or 'none'}"
         )
     return json.loads(path.read_text())
 
@@ -45,16 +79,17 @@ def moe_experts(names: Iterable[str] | None = None, card: Callable[[str], dict] 
 
     A chained source is trained on one JARVIS property with only the experimental band-gap sets
     excluded, so its training set holds other JARVIS tasks' test compositions. ``names`` default
-    to the shipped source models, ``card`` to their model cards.
+    to the shipped source models (a user's own ones are experts only when named), ``card`` to
+    their model cards.
     """
-    names = list_sources() if names is None else names
+    names = list_sources(WEIGHTS_DIR) if names is None else names
     return tuple(n for n in names if not card(n).get("initialised_from"))
 
 
-def weights_digest(name: str, weights_dir: Path = WEIGHTS_DIR) -> str:
+def weights_digest(name: str, weights_dir: Path | None = None) -> str:
     """sha256 of source model ``name``'s weights file: which version of the model a result used."""
     model_card(name, weights_dir)  # a clear error for a missing model
-    path = weights_dir / f"{name}.safetensors"
+    path = _folder(name, weights_dir) / f"{name}.safetensors"
     stat = path.stat()
     return _file_sha256(str(path), stat.st_mtime_ns, stat.st_size)
 
@@ -66,7 +101,8 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, weights_dir: str) -> ElemNet:
+def _load_cached(name: str, weights_dir: str, digest: str) -> ElemNet:
+    """The frozen network of ``name``; ``digest`` (its weights' sha256) makes a replaced file load afresh."""
     card = model_card(name, Path(weights_dir))
     state = {k: v.float() for k, v in load_file(Path(weights_dir) / f"{name}.safetensors").items()}
     net = ElemNet(dropout=False, hidden_widths=tuple(card["architecture"]["hidden_widths"]))
@@ -77,13 +113,14 @@ def _load_cached(name: str, weights_dir: str) -> ElemNet:
     return net
 
 
-def load_source_model(name: str, weights_dir: Path = WEIGHTS_DIR, trainable: bool = False) -> ElemNet:
+def load_source_model(name: str, weights_dir: Path | None = None, trainable: bool = False) -> ElemNet:
     """Load source model ``name`` as a float32 ``ElemNet`` in eval mode.
 
     The shared cached copy is frozen; ``trainable=True`` returns an independent copy
     whose parameters require gradients (for fine-tuning).
     """
-    net = _load_cached(name, str(weights_dir))
+    folder = _folder(name, weights_dir)
+    net = _load_cached(name, str(folder), weights_digest(name, folder))
     if not trainable:
         return net
     copy = ElemNet(dropout=False, hidden_widths=net.hidden_widths)
@@ -109,16 +146,54 @@ def _shipped_test_mae(path: Path, dataset: str, reference: dict) -> float:
     return float((pred - y).abs().mean())
 
 
-def export_source_model(run_dir: str | Path, name: str, weights_dir: Path = WEIGHTS_DIR, fp16: bool = True) -> Path:
-    """Write ``run_dir``'s final network as ``NAME.safetensors`` (fp16) and its model card ``NAME.json``."""
+def export_source_model(run_dir: str | Path, name: str, weights_dir: Path | None = None, fp16: bool = True,
+                        replace: bool = False) -> Path:
+    """Write ``run_dir``'s final network as source model ``name``: ``NAME.safetensors`` (fp16) and its
+    model card ``NAME.json``, in ``weights_dir`` (default: :func:`user_sources_dir`).
+
+    Raises:
+        ValueError: ``name`` is not a plain file name, or ``run_dir`` holds no finished pre-training run.
+        SourceModelError: ``name`` is shipped with the package (default folder only), or exists there
+            and ``replace`` is false.
+    """
     run_dir = Path(run_dir)
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"source model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter or digit")
+    if weights_dir is None:
+        if is_shipped(name):
+            raise SourceModelError(f"{name!r} is a source model shipped with aloop; give yours another name")
+        weights_dir = user_sources_dir()
+    if not replace and (weights_dir / f"{name}.json").exists():
+        raise SourceModelError(f"source model {name!r} already exists in {weights_dir}; choose another name, "
+                               "or replace it (replace=True, `--replace`: its features, and campaigns using them, change)")
+    missing = [f for f in ("summary.json", "final.pt") if not (run_dir / f).is_file()]
+    if missing:
+        raise ValueError(f"{run_dir} holds no finished pre-training run (no {' or '.join(missing)}); "
+                         "run `aloop pretrain --run-dir` on it to the end first")
     summary = json.loads((run_dir / "summary.json").read_text())
     state = torch.load(run_dir / "final.pt", weights_only=True)["model"]
-    config = summary["config"]
-    spec = get_spec(config["dataset"])
     weights_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.half() if fp16 else v).contiguous() for k, v in state.items()}
-    save_file(tensors, weights_dir / f"{name}.safetensors")
+    # Both files are written under temporary names and renamed only once the card is complete, so an
+    # interrupted export leaves the previous model (or none) whole.
+    tmp_weights = weights_dir / f".{name}.{os.getpid()}.safetensors.tmp"
+    tmp_card = weights_dir / f".{name}.{os.getpid()}.json.tmp"
+    try:
+        save_file(tensors, tmp_weights)
+        _write_card(tmp_card, tmp_weights, name, summary, state, fp16)
+        os.replace(tmp_weights, weights_dir / f"{name}.safetensors")
+        os.replace(tmp_card, weights_dir / f"{name}.json")
+    finally:
+        tmp_weights.unlink(missing_ok=True)
+        tmp_card.unlink(missing_ok=True)
+    _load_cached.cache_clear()
+    return weights_dir / f"{name}.safetensors"
+
+
+def _write_card(path: Path, weights: Path, name: str, summary: dict, state: dict, fp16: bool) -> None:
+    """Write to ``path`` the model card of ``weights``: the network ``state`` of a run with ``summary``."""
+    config = summary["config"]
+    spec = get_spec(config["dataset"])
     card = {
         "name": name,
         "aloop_version": __version__,
@@ -155,11 +230,12 @@ def export_source_model(run_dir: str | Path, name: str, weights_dir: Path = WEIG
         "best_epoch": summary["best_epoch"],
         "val_mae": summary["val_mae"],
         "test_mae_float32": summary["test_mae"],
-        "test_mae": _shipped_test_mae(weights_dir / f"{name}.safetensors", config["dataset"], state),
+        "test_mae": _shipped_test_mae(weights, config["dataset"], state),
         "dead_unit_fraction_per_layer": summary["dead_unit_fraction"],
         "dead_unit_definition": "fraction of a hidden layer's units never active (> 0) on a 20,000-composition sample of the training set",
         "history": summary["history"],
     }
-    (weights_dir / f"{name}.json").write_text(json.dumps(card, indent=1))
-    _load_cached.cache_clear()
-    return weights_dir / f"{name}.safetensors"
+    with path.open("w") as fh:
+        fh.write(json.dumps(card, indent=1))
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -16,7 +16,7 @@ class ElemNetFeatures(Featurizer):
     """Post-ReLU activations of hidden layer ``layer`` (1–16) of an ElemNet.
 
     Args:
-        source: a shipped source model name (``aloop.elemnet.sources.list_sources()``),
+        source: a source model name, shipped or exported (``aloop.elemnet.sources.list_sources()``),
             e.g. ``"oqmd-formation-enthalpy"``; ignored when ``network`` is given.
         layer: hidden layer 1..16 (1-based, as in Gupta et al. 2021).
         network: an ``ElemNet`` to use instead of a shipped source (e.g. one fine-tuned
