@@ -19,6 +19,8 @@ _SYMBOL = re.compile(r"[A-Z][a-z]?")
 # which reads it as a decimal point ("Ti0.99Nb0.01").
 _ADDUCT = re.compile(r"[·•∙*]")
 _LEADING_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
+# "CuSO4.5H2O": a hydrate written with a period, which any formula parser reads as O4.5 H2 O.
+_DOTTED_HYDRATE = re.compile(r"((?<![\d.])[1-9]\d*|\))\.(\d+(?:\.\d+)?)\s*([HD]2O)\s*$")
 _ISOTOPES = {"D": "H", "T": "H"}
 KEY_DECIMALS = 4
 # Plain formulas ("La1Pb1Re2", "Ti0.99Nb0.01NiSn") take a fast path that gives the same
@@ -113,6 +115,11 @@ def _pymatgen_amounts(text: str) -> dict[str, float]:
 def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
     if not text.strip():
         raise CompositionError(text, "empty formula")
+    if hydrate := _DOTTED_HYDRATE.search(text):
+        head = text[: hydrate.start(2) - 1].rstrip()
+        raise CompositionError(
+            text, f"the period in '{hydrate.group(0).strip()}' would be read as a decimal point; write a hydrate "
+            f"as {head}·{hydrate.group(2)}{hydrate.group(3)} (or with '*')")
     raw = _simple_amounts(text) if _SIMPLE.fullmatch(text) else _pymatgen_amounts(text)
     amounts: dict[str, float] = {}
     for el, amt in raw.items():

@@ -60,6 +60,10 @@ def test_good_formulas(formula: str, amounts: dict[str, float]) -> None:
         ("fe2o3", "unparsable"),
         ("2-Feb", "unparsable"),
         ("CuSO4·", "empty part after an adduct separator"),
+        # a hydrate written with a period reads as O4.5 H2 O: refused, with the way to write it
+        ("CuSO4.5H2O", "the period in '4.5H2O' would be read as a decimal point; write a hydrate as CuSO4·5H2O"),
+        ("Na2CO3.10H2O", "write a hydrate as Na2CO3·10H2O"),
+        ("Cu(SO4).5H2O", "write a hydrate as Cu(SO4)·5H2O"),
         (3, "expected text, got int"),
         (None, "expected text, got NoneType"),
         (float("nan"), "expected text, got float"),
@@ -71,6 +75,11 @@ def test_bad_formulas_name_the_reason(formula: object, reason: str) -> None:
     assert reason in info.value.reason
     assert info.value.formula == formula or formula != formula  # nan != nan
     assert isinstance(info.value, ValueError)  # callers may catch ValueError
+
+
+def test_a_decimal_amount_before_water_is_still_a_decimal() -> None:
+    assert parse_formula("Fe0.5H2O") == pytest.approx({"Fe": 0.5, "H": 2.0, "O": 1.0})
+    assert parse_formula("Ti0.99Nb0.01NiSn") == pytest.approx({"Ti": 0.99, "Nb": 0.01, "Ni": 1.0, "Sn": 1.0})
 
 
 def test_batch_reports_every_bad_row_at_once() -> None:
