@@ -196,7 +196,9 @@ def _check_extension(ckpt: dict, config: PretrainConfig, ckpt_path: Path) -> Non
         raise RunDirectoryError(f"{ckpt_path} holds no run state aloop can read ({exc}); restore it from a backup, "
                                 f"or delete the run directory {ckpt_path.parent} to start again") from None
     if state.epoch >= config.max_epochs:
-        raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; max_epochs must exceed that")
+        raise ValueError(f"{ckpt_path} has already run {state.epoch} epochs; to continue it, the epoch limit "
+                         f"(max_epochs, `aloop pretrain --epochs`) must exceed {state.epoch}; to resume it as it "
+                         f"was, give its own {ckpt['config']['max_epochs']}")
     if state.epochs_since_best >= config.patience:
         raise ValueError(
             f"{ckpt_path}: the run early-stopped at epoch {state.epoch} (no better validation MAE since epoch "

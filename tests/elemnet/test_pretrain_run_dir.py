@@ -112,7 +112,9 @@ def test_an_early_stopped_run_is_not_extended_silently(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "early-stopped at epoch 2" in result.stderr
     assert "resuming" not in result.stderr  # refused before anything is announced
     shorter = _cli("--run-dir", str(run), "--epochs", "1", "--patience", "1", "--lr", "0")
-    assert shorter.exit_code == 2 and "has already run 2 epochs; max_epochs must exceed that" in shorter.stderr
+    assert shorter.exit_code == 2
+    assert ("has already run 2 epochs; to continue it, the epoch limit (max_epochs, `aloop pretrain --epochs`) "
+            "must exceed 2; to resume it as it was, give its own 6") in " ".join(shorter.stderr.split())
     assert "resuming" not in shorter.stderr
     assert _files(run) == before
     # The same command as before still just reports the finished run.
