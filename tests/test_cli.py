@@ -269,8 +269,9 @@ def test_featurize_overwrite_is_atomic_on_failure(tmp_path: Path, monkeypatch) -
         ("", "{src} is empty (no header row)"),
         ("formula,y\n", "{src} has no data rows"),
         ("formula;y\nFe2O3;1\n", "looks semicolon-separated: save it with commas"),
+        ("formula\ty\nFe2O3\t1\n", "looks tab-separated: save it with commas"),
     ],
-    ids=["empty", "header-only", "semicolons"],
+    ids=["empty", "header-only", "semicolons", "tabs"],
 )
 def test_featurize_explains_unusable_input_files(tmp_path: Path, content: str, needle: str) -> None:
     src = tmp_path / "in.csv"

@@ -67,7 +67,7 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
     Raises:
         FileNotFoundError, IsADirectoryError: no such file, or a folder.
         ValueError: an empty file (no header row), a file that is not a CSV table, or a table without data rows.
-        KeyError: no ``formula_column`` (with a hint when the file looks semicolon-separated).
+        KeyError: no ``formula_column`` (with a hint when the file looks semicolon- or tab-separated).
     """
     import pandas as pd
 
@@ -92,8 +92,10 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
         frame.attrs["file_lines"] = _file_lines(path, len(frame))
     if formula_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
-        if len(frame.columns) == 1 and ";" in str(frame.columns[0]):
-            hint = ("; the file looks semicolon-separated: save it with commas as the separator "
+        separator = next((name for sep, name in ((";", "semicolon"), ("\t", "tab")) if len(frame.columns) == 1
+                          and sep in str(frame.columns[0])), None)
+        if separator is not None:
+            hint = (f"; the file looks {separator}-separated: save it with commas as the separator "
                     "(e.g. 'CSV UTF-8 (Comma delimited)')")
         else:
             hint = "; name it with --formula-column"
