@@ -24,7 +24,8 @@ from aloop.campaigns.log import (
     list_campaigns,
     migrate,
 )
-from aloop.campaigns.records import RecordError, RowProblem, read_results, validate_results
+from aloop.campaigns.records import RecordError, RowProblem, validate_results
+from aloop.campaigns.results_file import read_results
 from aloop.campaigns.state import Event
 from aloop.campaigns.template import write_template
 

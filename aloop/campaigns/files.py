@@ -28,7 +28,7 @@ from aloop.campaigns.pool import (
     file_sha256,
     load_candidates,
 )
-from aloop.campaigns.records import read_results
+from aloop.campaigns.results_file import read_results
 from aloop.campaigns.template import create_file, render_template
 
 if TYPE_CHECKING:

@@ -22,15 +22,13 @@ spread of the values already recorded is recorded with an ``OutlierWarning``. Wi
 ``idempotency_key`` each row gets sha256(the proposal it is matched to, or its composition if
 unsolicited, values, measured_at): recording a result twice adds nothing, whether it is named
 by proposal id or by formula (an ``AlreadyRecordedWarning`` says how to record a genuine repeat).
-A row with no value in any objective column (a sheet filled in part) is left out with an
-``UnfilledRowsWarning``: its proposal stays pending.
+A row with no value in any objective column (a sheet filled in part), or with values in only
+some of them (one property measured, another not yet), is left out with an ``UnfilledRowsWarning``:
+its proposal stays pending, and recording the file again once it is filled adds only the new rows.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import math
 import re
 import warnings
@@ -38,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +52,7 @@ from aloop.campaigns.matching import (
     match_measurements,
     objective_columns,
 )
+from aloop.campaigns.results_file import SAVE_DOT
 from aloop.campaigns.state import Event
 from aloop.chem import composition_key, to_fraction_matrix
 
@@ -62,11 +60,6 @@ _UNNAMED = re.compile(r"(Unnamed: \d+(_level_\d+)?)?")  # no header cell (pandas
 _INTEGER, _DIGITS = re.compile(r"[+-]?\d+"), re.compile(r"\d+")
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
 _MAX_KEY = 128
-_BINARY = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive"),
-           (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls)"), (b"PAR1", "a Parquet file"))
-_SAVE_UTF8 = "save it as 'CSV UTF-8 (Comma delimited)' (Excel: File › Save As) and record that file"
-_SAVE_DOT = ("save it as CSV with ',' between cells and '.' decimals (Excel: File › Options › Advanced, untick "
-             "'Use system separators', decimal separator '.')")
 _ISO = ("ISO 8601 format: 2026-03-11 or 2026-03-11T14:30:00, optionally with a zone (Z or +01:00; without one, "
         "UTC is assumed); day and month are never guessed")
 
@@ -100,69 +93,6 @@ class RecordError(ValueError):
         super().__init__(f"{head}; nothing was recorded:\n" + "\n".join(lines))
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a results CSV as text (cells are checked by ``validate_results``); rows labelled by their line.
-
-    A row is labelled by the line it starts on (blank lines and rows of empty cells are
-    skipped; a quoted cell may span lines). Missing trailing cells are empty. Cells beyond the
-    header's columns are cut off and, unless all empty, kept in ``attrs["extra_cells"]``
-    (line → cells) for ``validate_results`` to refuse: taking one as a row index would record
-    a value against the wrong proposal.
-
-    Raises:
-        ValueError: the file is empty, not UTF-8, semicolon-separated or not readable as CSV.
-    """
-    header: list[str] | None = None
-    lines: list[int] = []
-    rows: list[list[str]] = []
-    extra: dict[int, list[str]] = {}
-    reader = csv.reader(io.StringIO(_decode(Path(path).read_bytes()), newline=""), skipinitialspace=True)
-    last = 0
-    try:
-        for cells in reader:
-            start, last = last + 1, reader.line_num
-            if not any(c.strip() for c in cells):
-                continue
-            if header is None:
-                if sum(c.count(";") for c in cells) >= len(cells):
-                    raise ValueError(f"line {start}: the header {','.join(cells)!r} looks like a semicolon-separated "
-                                     f"file (as Excel writes where numbers have decimal commas): {_SAVE_DOT}")
-                header = [c or f"Unnamed: {j}" for j, c in enumerate(cells)]
-                continue
-            width = len(header)
-            if any(c.strip() for c in cells[width:]):
-                extra[start] = cells[width:]
-            lines.append(start)
-            rows.append(cells[:width] + [""] * (width - len(cells)))
-    except csv.Error as exc:
-        raise ValueError(f"line {reader.line_num}: {exc}") from None
-    if header is None:
-        raise ValueError("the file is empty (no header line)")
-    df = pd.DataFrame(rows, columns=header, index=pd.Index(lines, name="line"), dtype=object)
-    df.attrs["extra_cells"] = extra
-    return df
-
-
-def _decode(data: bytes) -> str:
-    """The text of a results file (UTF-8, with or without BOM), or ``ValueError`` saying how to save it as such."""
-    for magic, kind in _BINARY:
-        if data.startswith(magic):
-            raise ValueError(f"the file is {kind}, not CSV text: {_SAVE_UTF8}")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
-        raise ValueError(f"the file is not UTF-8 text: it looks like UTF-16 (Excel's 'Unicode Text'); {_SAVE_UTF8}")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
-        byte, line = data[exc.start : exc.start + 1], data.count(b"\n", 0, exc.start) + 1
-        raise ValueError(
-            f"the file is not UTF-8 text: line {line}, column {column} has byte "
-            f"0x{byte.hex()} ({byte.decode('cp1252', errors='replace')!r} in Windows-1252, the encoding of Excel's "
-            f"plain 'CSV (Comma delimited)'); {_SAVE_UTF8}"
-        ) from None
-
-
 def _missing(v: object) -> bool:
     if v is None or (isinstance(v, str) and v.strip() == ""):
         return True
@@ -178,7 +108,7 @@ def _number(v: object) -> tuple[float | None, str | None]:
         x = float(v.strip()) if isinstance(v, str) else float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         comma = isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip())
-        return None, f"{v!r} is not a number" + (f" (a decimal comma? {_SAVE_DOT})" if comma else "")
+        return None, f"{v!r} is not a number" + (f" (a decimal comma? {SAVE_DOT})" if comma else "")
     if math.isnan(x):
         return None, "missing value (NaN)"
     if not math.isfinite(x):
@@ -241,9 +171,14 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     labels = list(df.index)
     seen_keys: dict[str, object] = {}
     unfilled: list[object] = []  # rows of a sheet not filled in yet: no value in any objective column
+    partial: dict[object, list[str]] = {}  # rows filled in for some objectives only -> the missing columns
     for i, (label, rec) in enumerate(zip(labels, df.to_dict("records"), strict=True)):
-        if label not in extra_cells and all(_missing(rec[c]) for c in col_of.values()):
-            unfilled.append(label)
+        empty = [c for c in col_of.values() if _missing(rec[c])]
+        if label not in extra_cells and empty:
+            if len(empty) == len(col_of):
+                unfilled.append(label)
+            else:
+                partial[label] = empty
             continue
         here: list[RowProblem] = []
         if label in extra_cells:
@@ -312,6 +247,9 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         named = ", ".join(map(repr, col_of.values()))
         raise RecordError([RowProblem(None, None, f"nothing to record: no row has a value in {named} (every cell "
                                       "is empty, a missing value); fill in the measured values")], len(df), row_name)
+    if len(unfilled) + len(partial) == len(df):
+        raise RecordError([RowProblem(None, None, "nothing to record: no row has a value for every objective; "
+                                      f"{_partial_text(partial, row_name)}")], len(df), row_name)
     resolved: list[Resolved] = []
     history: Sequence[Event] = ()
     if log is not None and out:
@@ -329,9 +267,19 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         warnings.warn(f"{len(unfilled)} row(s) without any value left out ({rows}): not recorded, so their proposals "
                       "stay pending (record them once measured, or `aloop fail` / `aloop cancel` them)",
                       UnfilledRowsWarning, stacklevel=2)
+    if partial:
+        warnings.warn(f"{len(partial)} row(s) filled in for only some objectives left out ({_partial_text(partial, row_name)}"
+                      "): a result needs every objective, so their proposals stay pending; record the file again once "
+                      "they are filled in (the rows recorded now are not added twice)", UnfilledRowsWarning, stacklevel=2)
     if log is not None:
         announce(out, resolved, history, row_name, log_scale)
     return out
+
+
+def _partial_text(partial: dict[object, list[str]], row_name: str) -> str:
+    """``row 3: no 'kappa [W/m/K]'; …`` for the first rows filled in for only some objectives."""
+    shown = "; ".join(f"{row_name} {r}: no {', '.join(map(repr, cols))}" for r, cols in list(partial.items())[:10])
+    return shown + (" …" if len(partial) > 10 else "")
 
 
 def _tidy_columns(df: pd.DataFrame, row_name: str) -> tuple[pd.DataFrame, list[str]]:
@@ -368,7 +316,7 @@ def _extra_cells_reason(cells: list[object], extra: list[str], width: int) -> st
            "give each value a column header, or remove it")
     every = [str(c).strip() for c in [*cells, *extra]][1:]  # the first is the proposal id or formula
     if any(_INTEGER.fullmatch(a) and _DIGITS.fullmatch(b) for a, b in pairwise(every)):
-        why += f" (if a number was written with a decimal comma, as 0,42, it became two cells: {_SAVE_DOT})"
+        why += f" (if a number was written with a decimal comma, as 0,42, it became two cells: {SAVE_DOT})"
     return why
 
 

@@ -17,6 +17,7 @@ from aloop.campaigns import (
 )
 from aloop.campaigns.entries import ReplicateWarning
 from aloop.campaigns.matching import AlreadyRecordedWarning
+from aloop.campaigns.records import UnfilledRowsWarning
 from aloop.chem import composition_key
 
 
@@ -99,8 +100,6 @@ BAD_FILES = {
     "units on dimensionless": (lambda df: df.rename(columns={"zT": "zT [K]"}), ["expected 'zT' (dimensionless)"]),
     "repeated column": (lambda df: pd.concat([df, df[["zT"]]], axis=1), ["both give objective 'zT'"]),
     "no sample columns": (lambda df: df.drop(columns=["proposal_id", "formula"]), ["give proposal_id or formula"]),
-    "NaN": (_set(zT=(1, "NaN")), ["row 1: zT: missing value"]),
-    "empty cell": (_set(zT=(2, "")), ["row 2: zT: missing value"]),
     "text in a number": (_set(zT=(0, "high")), ["row 0: zT: 'high' is not a number"]),
     "units in a cell": (
         _set(**{"kappa [W/m/K]": (1, "1.5 W/m/K")}),
@@ -135,6 +134,31 @@ def test_bad_files_are_refused_with_reasons_and_change_nothing(
         for text in [*expected, "nothing was recorded"]:
             assert text in message, f"{case}: {text!r} not in:\n{message}"
         assert log.events_digest() == digest, case
+
+
+def test_a_row_filled_for_some_objectives_waits_and_the_rest_is_recorded(
+    log: CampaignLog, config: CampaignConfig, proposed: list[int], tmp_path: Path
+) -> None:
+    """One property measured, the other not yet: that row stays pending (said so, naming the empty column),
+    the complete rows are recorded, and the same sheet recorded again once filled adds only that row."""
+    df = _set(zT=(1, ""), **{"kappa [W/m/K]": (2, "")})(_good(proposed))
+    with pytest.warns(UnfilledRowsWarning, match=r"2 row\(s\) filled in for only some objectives left out "
+                      r"\(row 1: no 'zT'; row 2: no 'kappa \[W/m/K\]'\): a result needs every objective"):
+        rows = validate_results(df, config, log)
+    assert [m.proposal_id for m in rows] == [proposed[0]]
+    log.append_measurements(rows)
+    assert set(log.pending()["proposal_id"]) == {proposed[1], proposed[2]}
+
+    filled = _good(proposed)
+    with pytest.warns(AlreadyRecordedWarning):
+        rows = validate_results(filled, config, log)
+    log.append_measurements(rows)
+    assert len(log.observations()) == 3  # row 2 is a composition nobody proposed
+    assert set(log.pending()["proposal_id"]) == {proposed[2]}
+    # A sheet with no complete row is refused, saying which objectives each row lacks.
+    only_partial = _set(zT=["", "", ""])(_good(proposed))
+    with pytest.raises(RecordError, match="no row has a value for every objective; row 0: no 'zT'; row 1: no 'zT'"):
+        validate_results(only_partial, config, log)
 
 
 def test_messages_use_csv_line_numbers(tmp_path: Path, config: CampaignConfig) -> None:
