@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from aloop.campaigns._store import CampaignLogError
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -201,3 +203,18 @@ def measurement_payload(m: Measurement, formula: str | None, key: str | None, un
         "raw_ref": m.raw_ref,
         "unsolicited": unsolicited,
     }
+
+
+def id_list(ids: int | Sequence[int], what: str, noun: str) -> list[int]:
+    """``ids`` (one id or several) as a list; ``CampaignLogError`` if there are none or one is not an integer."""
+    items = [ids] if isinstance(ids, numbers.Integral | str | bytes) else ids
+    try:
+        items = list(items)  # type: ignore[arg-type]
+    except TypeError:
+        items = [ids]
+    if not items:
+        raise CampaignLogError(f"{what}: no {noun} ids given")
+    bad = [x for x in items if not isinstance(x, numbers.Integral) or isinstance(x, bool)]
+    if bad:
+        raise CampaignLogError(f"{what}: {noun} ids are integers, got {bad[0]!r}")
+    return [int(x) for x in items]

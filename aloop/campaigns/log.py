@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from aloop.campaigns.entries import (
     check_measurements,
     check_proposals,
     default_idempotency_key,
+    id_list,
     measurement_payload,
     proposal_payload,
 )
@@ -262,7 +262,7 @@ class CampaignLog:
         return found
 
     def _close(self, kind: str, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
-        ids = _id_list(proposal_ids, kind, "proposal")
+        ids = id_list(proposal_ids, kind, "proposal")
         if kind != "cancelled" and not reason.strip():
             verb = {"failed": "fail", "rejected": "reject"}.get(kind, kind)
             raise CampaignLogError(f"{verb}: give a reason (--reason TEXT: why the proposal is {kind}); it is kept "
@@ -305,7 +305,7 @@ class CampaignLog:
                 or outcome already retracted or named twice; an outcome whose composition was
                 measured or proposed again since.
         """
-        targets = _id_list(ids, "retract", "measurement or proposal")
+        targets = id_list(ids, "retract", "measurement or proposal")
         if not isinstance(reason, str) or not reason.strip():
             raise CampaignLogError("retract: give a reason (why the recorded value is wrong)")
         if operator is not None and not isinstance(operator, str):
@@ -394,17 +394,3 @@ class CampaignLog:
         with self._engine.connect() as conn:
             return events_digest(conn)
 
-
-def _id_list(ids: int | Sequence[int], what: str, noun: str) -> list[int]:
-    """``ids`` (one id or several) as a list; ``CampaignLogError`` if there are none or one is not an integer."""
-    items = [ids] if isinstance(ids, numbers.Integral | str | bytes) else ids
-    try:
-        items = list(items)  # type: ignore[arg-type]
-    except TypeError:
-        items = [ids]
-    if not items:
-        raise CampaignLogError(f"{what}: no {noun} ids given")
-    bad = [x for x in items if not isinstance(x, numbers.Integral) or isinstance(x, bool)]
-    if bad:
-        raise CampaignLogError(f"{what}: {noun} ids are integers, got {bad[0]!r}")
-    return [int(x) for x in items]

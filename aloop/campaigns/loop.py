@@ -37,6 +37,7 @@ from aloop.campaigns.log import CampaignLog, ProposalConflictError
 from aloop.campaigns.modeling import (
     MIN_OBSERVATIONS_TO_FIT,
     CVResult,
+    batch_seed,
     cross_validate,
     data_digest,
     fit_surrogate,
@@ -60,18 +61,6 @@ from aloop.campaigns.records import validate_results
 __all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchError", "NothingToProposeError",
            "find_definition"]
 
-
-
-def batch_seed(seed: int, batch_no: int) -> int:
-    """The seed of batch ``batch_no`` (1, 2, …) of a campaign seeded ``seed``: one independent stream per batch.
-
-    ``seed + batch_no`` would give campaign ``s`` in batch ``b + 1`` the stream of campaign ``s + 1``
-    in batch ``b``, so replays with consecutive seeds would repeat each other's random picks one
-    batch apart. Batch 1 keeps ``seed + 1``, so existing campaigns and replays keep their initial design.
-    """
-    if batch_no == 1:
-        return seed + 1
-    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0])
 
 class Campaign:
     """One campaign: its definition, its durable log and the propose → record → retrain loop.

@@ -322,3 +322,15 @@ def cross_validate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, gro
         std[test] = np.sqrt(np.maximum(var + noise, 1e-300))
     metrics = {lab: uncertainty_report(Y[:, j], mean[:, j], std[:, j]) for j, lab in enumerate(labels)}
     return CVResult(tuple(labels), Y, mean, std, folds, metrics)
+
+
+def batch_seed(seed: int, batch_no: int) -> int:
+    """The seed of batch ``batch_no`` (1, 2, …) of a campaign seeded ``seed``: one independent stream per batch.
+
+    ``seed + batch_no`` would give campaign ``s`` in batch ``b + 1`` the stream of campaign ``s + 1``
+    in batch ``b``, so replays with consecutive seeds would repeat each other's random picks one
+    batch apart. Batch 1 keeps ``seed + 1``, so existing campaigns and replays keep their initial design.
+    """
+    if batch_no == 1:
+        return seed + 1
+    return int(np.random.SeedSequence([seed, batch_no]).generate_state(1)[0])

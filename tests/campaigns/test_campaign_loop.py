@@ -409,7 +409,7 @@ def test_an_open_campaign_notices_measurements_under_another_definition(tmp_path
 
 
 def test_batch_seeds_are_distinct_streams_and_keep_the_first_batch():
-    from aloop.campaigns.loop import batch_seed
+    from aloop.campaigns.modeling import batch_seed
 
     assert batch_seed(7, 1) == 8  # the initial design of existing campaigns is unchanged
     seeds = {(s, b): batch_seed(s, b) for s in range(20) for b in range(1, 30)}
