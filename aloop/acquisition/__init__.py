@@ -17,7 +17,8 @@ from aloop.acquisition.policies import (
     get_policy,
     known_policies,
 )
-from aloop.acquisition.proposal import Proposal, noise_variance, propose
+from aloop.acquisition.covariance import noise_variance
+from aloop.acquisition.proposal import Proposal, propose
 
 __all__ = [
     "UCB",

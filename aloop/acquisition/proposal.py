@@ -12,13 +12,13 @@ hands in arrays only: features of the pool, what is pending, what to exclude.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from aloop.acquisition.batch import BatchResult, CovFn, Exclusions, greedy_batch, random_batch, thompson_batch
+from aloop.acquisition.batch import BatchResult, Exclusions, greedy_batch, random_batch, thompson_batch
+from aloop.acquisition.covariance import covariance_fn, noise_variance
 from aloop.acquisition.feasibility import FeasibilityModel
 from aloop.acquisition.multi import SCALARIZED, LogNEHVI, ScalarizedLogEI, nehvi_batch
 from aloop.acquisition.objectives import MultiObjective, Objective
@@ -43,28 +43,6 @@ class Proposal:
     policy: str
     reason: str
     p_feasible: float | None = None
-
-
-def noise_variance(surrogate: object, m: int) -> np.ndarray:
-    """Observation-noise variance per output (``m``) from the contract's ``surrogate.noise_variance()``.
-
-    Without it (a duck-typed surrogate), batch conditioning is noise-free and a warning says so.
-    """
-    noise = getattr(surrogate, "noise_variance", None)
-    if callable(noise):
-        noise = noise()
-    if noise is None:
-        warnings.warn(
-            f"{type(surrogate).__name__} has no noise_variance(); batch conditioning believes points noise-free",
-            stacklevel=3,
-        )
-        return np.zeros(m)
-    noise = np.asarray(noise, dtype=np.float64).ravel()
-    if noise.size == 1:
-        noise = np.full(m, float(noise[0]))
-    if noise.size != m or not np.isfinite(noise).all() or (noise < 0).any():
-        raise ValueError(f"surrogate noise_variance must be {m} finite values ≥ 0, got {noise}")
-    return noise
 
 
 def _mask(arg: np.ndarray | Sequence[int] | None, n: int, what: str) -> np.ndarray:
@@ -316,7 +294,7 @@ def propose(
         else:
             raise ValueError(f"policy {pol.name!r} needs the incumbent: pass y_observed or best_f")
 
-    cov = _covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, chunk_size, scalarized)
+    cov = covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, scalarized)
     if pol.needs_members:
         mean_e, var_e = cov.mean, cov.var  # type: ignore[attr-defined]
     if isinstance(pol, Random):
@@ -329,19 +307,6 @@ def propose(
     return _proposals(res, pol, single, mean_e[:, None], var_e[:, None], log_feas, best if pol.needs_best(single) else None)
 
 
-class _MemberCov:
-    """Empirical covariance of ensemble members (``s × N``) for id pairs; a Kriging believer on the ensemble."""
-
-    def __init__(self, members: np.ndarray) -> None:
-        self.mean = members.mean(axis=0)
-        self.centred = members - self.mean
-        self.dof = max(members.shape[0] - 1, 1)  # as the ensembles' own predict and covariance
-        self.var = (self.centred**2).sum(axis=0) / self.dof
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.centred[:, a].T @ self.centred[:, b] / self.dof
-
-
 def _scalarized(surrogate: object, X: np.ndarray, coef: np.ndarray, chunk_size: int) -> np.ndarray:
     """``N`` latent variances of ``coefᵀf`` (the surrogate's own, counting correlated outputs)."""
     if not X.shape[0]:
@@ -349,43 +314,6 @@ def _scalarized(surrogate: object, X: np.ndarray, coef: np.ndarray, chunk_size: 
     var = np.asarray(surrogate.scalarized_predict(X, coef, chunk_size)[1], dtype=np.float64)  # type: ignore[attr-defined]
     _check_finite("surrogate variance of the scalarised objectives", var)
     return var
-
-
-def _covariance_fn(surrogate: object, pol: Policy, rows: Callable[[np.ndarray], np.ndarray], coef: np.ndarray,
-                   X_pool: np.ndarray, X_ext: np.ndarray, chunk_size: int, scalarized: bool = False) -> CovFn | None:
-    member_fn = getattr(surrogate, "member_predictions", None)
-    if pol.needs_members:
-        if member_fn is None:
-            raise ValueError(f"policy {pol.name!r} needs an ensemble surrogate with member_predictions(X)")
-        parts = [np.asarray(member_fn(X_pool), dtype=np.float64) @ coef]
-        if X_ext.shape[0]:
-            parts.append(np.asarray(member_fn(X_ext), dtype=np.float64) @ coef)
-        return _MemberCov(np.concatenate(parts, axis=1))
-    if not pol.uses_variance:
-        return None
-    cov_fn = getattr(surrogate, "covariance", None)
-
-    def cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        if scalarized:
-            return np.asarray(surrogate.scalarized_covariance(rows(a), rows(b), coef), dtype=np.float64)  # type: ignore[attr-defined]
-        C = np.asarray(cov_fn(rows(a), rows(b)), dtype=np.float64)  # type: ignore[misc]
-        return np.tensordot(coef**2, C.reshape(coef.size, len(a), len(b)), axes=1)
-
-    try:
-        cov(np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
-    except NotImplementedError:
-        if member_fn is None:
-            return None if isinstance(pol, Thompson) else _raise_no_cov(surrogate)
-        parts = [np.asarray(member_fn(X_pool), dtype=np.float64) @ coef]
-        if X_ext.shape[0]:
-            parts.append(np.asarray(member_fn(X_ext), dtype=np.float64) @ coef)
-        return _MemberCov(np.concatenate(parts, axis=1))
-    return cov
-
-
-def _raise_no_cov(surrogate: object) -> None:
-    raise ValueError(f"{type(surrogate).__name__} implements neither covariance nor member_predictions; "
-                     "batch conditioning needs one of them")
 
 
 def _proposals(res: BatchResult, pol: Policy, objective: Objective | MultiObjective, mean: np.ndarray,

@@ -129,3 +129,20 @@ def test_nehvi_refuses_observed_features_that_do_not_match_the_values(fitted_gp:
         with pytest.raises(ValueError, match=r"X_observed must be n × d .*30 × 3, got shape"):
             propose(gp2, pool, mo, "log_nehvi", q=2, X_observed=bad, y_observed=Y)
 
+
+
+def test_a_batch_from_a_surrogate_without_covariance_says_what_is_missing(table: TableSurrogate) -> None:
+    """A duck-typed surrogate with only ``predict``: one pick works, a conditioned batch names the missing methods."""
+
+    class PredictOnly:
+        def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+            return table.predict(X, batch_size)
+
+        def noise_variance(self) -> np.ndarray:
+            return np.array([1e-3])
+
+    pool = TableSurrogate.pool(10)
+    assert propose(PredictOnly(), pool, Maximize(), "ucb", q=1)[0].index == 9
+    for q, pending in ((2, None), (1, [9])):
+        with pytest.raises(ValueError, match="PredictOnly implements neither covariance nor member_predictions"):
+            propose(PredictOnly(), pool, Maximize(), "ucb", q=q, pending=pending)
