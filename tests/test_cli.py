@@ -421,3 +421,34 @@ def test_console_script_reports_one_line_errors() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown dataset 'nope'") and len(result.stderr.splitlines()) == 1
     assert result.stdout == ""
+
+
+def test_the_command_line_loads_without_torch() -> None:
+    """`aloop --help`, `--version` and a mistyped command answer at once: torch, BoTorch and the surrogates load
+    only in the commands that use them."""
+    code = ("import sys, aloop.cli, aloop.benchmark.metrics, aloop.benchmark.backends; "
+            "print(sorted(m for m in ('torch', 'botorch', 'gpytorch', 'aloop.surrogates') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_quietly(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The console script's entry point: a KeyboardInterrupt while `aloop.cli` imports exits 130 with one line."""
+    import builtins
+
+    from aloop import _console
+
+    real_import = builtins.__import__
+
+    def interrupted(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "aloop.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    with pytest.raises(SystemExit) as info:
+        _console.main()
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "aloop: interrupted while starting; nothing was done\n"

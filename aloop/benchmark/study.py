@@ -24,10 +24,10 @@ import numbers
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from aloop.benchmark.replay import (
     REPLAY_REFIT_GROWTH,
@@ -36,10 +36,9 @@ from aloop.benchmark.replay import (
     check_strategy,
     run_replay,
 )
+from aloop.benchmark.backends import BACKENDS, execute
 from aloop.benchmark.task import ReplayError, Task
 
-Backend = Literal["serial", "joblib", "ray"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 #: The top fractions :func:`report` scores by default (Top% of the best 5% and 1%).
 TOP_FRACTIONS = (0.05, 0.01)
 #: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
@@ -239,15 +238,7 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
     def workdir(s: Strategy, seed: int) -> str | None:
         return str(out / "work" / _slug(s.name) / f"seed-{seed}") if keep_work and backend != "ray" else None
 
-    if backend == "ray":
-        results = _ray_results(study, jobs, ray_address)
-    elif backend == "joblib" and n_jobs > 1 and len(jobs) > 1:
-        from joblib import Parallel, delayed
-
-        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        results = parallel(delayed(_one)(study, s, seed, workdir(s, seed)) for s, seed in jobs)
-    else:
-        results = (_one(study, s, seed, workdir(s, seed)) for s, seed in jobs)
+    results = execute(_one, study, jobs, backend=backend, n_jobs=n_jobs, ray_address=ray_address, workdir=workdir)
     for rec in results:
         rec["backend"] = backend
         rec["features_version"] = versions[rec["strategy"]]
@@ -255,28 +246,6 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
         if on_record is not None:
             on_record(rec)
     return load_records(out)
-
-
-def _ray_results(study: Study, jobs: list[tuple[Strategy, int]], address: str | None) -> Iterator[dict[str, Any]]:
-    """Yield records as Ray tasks finish (one CPU per task)."""
-    try:
-        import ray
-    except ImportError:
-        raise ReplayError("backend 'ray' needs Ray: pip install 'ray>=2.9'") from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except ConnectionError as exc:
-            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ReplayError(f"cannot reach the Ray cluster at {address or 'this machine'} ({why}); check the "
-                              "address and that `ray start --head` runs there, or use the joblib backend. "
-                              "Finished runs are kept.") from None
-    remote = ray.remote(num_cpus=1)(_one)
-    study_ref = ray.put(study)  # the pool goes to the object store once, not once per task
-    pending = [remote.remote(study_ref, s, seed, None) for s, seed in jobs]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(done[0])
 
 
 def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = TOP_FRACTIONS,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aloop.benchmark.metrics import Direction
-from aloop.benchmark.study import Backend
+from aloop.benchmark.backends import Backend
 from aloop.cli._output import bad_rows_text, err, fail, out, warn
 
 if TYPE_CHECKING:
