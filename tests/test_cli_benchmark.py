@@ -132,19 +132,26 @@ SMALL = ("--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "random", "--ba
                               "(--budget 6 − --n-init 4); give a -q/--batch-size of at most 2 or a larger --budget"),
     ("constant", (), "all 80 values of 'S_p' are 1: there is nothing to find"),
     ("library", ("-o", "library"), "is a file; give a folder for the study"),
+    ("formula\tS_p\nCo\t1\n", (), "the file looks tab-separated"),
+    ("units", (), "no column 'S_p'; columns: formula, S_p [μV/K]; did you mean 'S_p [μV/K]'"),
+    ("text", (), "column 'S_p' holds no numbers (e.g. 'high'); name the column of measured values"),
+    ("library", ("--budget", "3"), "--budget 3 must lie between --n-init (4) and the pool's 80 compositions"),
 ])
 def test_csv_user_errors_before_any_run(library, tmp_path, text, extra, needle):
     """Unreadable tables, bad choices and sizes are refused with what to do, before anything is written."""
     path = tmp_path / "in.csv"
     if text == "library":
         path = library
-    elif text == "constant":
-        path.write_text("formula,S_p\n" + "".join(f"{f},1\n" for f in library.read_text().splitlines()[1:81]
-                                                 for f in [f.split(",")[0]]))
+    elif text in ("constant", "units", "text"):
+        header, cell = {"constant": ("S_p", "1"), "units": ("S_p [μV/K]", "1"), "text": ("S_p", "high")}[text]
+        path.write_text(f"formula,{header}\n" + "".join(f"{f},{cell}\n" for f in library.read_text().splitlines()[1:81]
+                                                        for f in [f.split(",")[0]]))
     else:
         path.write_text(text)
     extra = tuple(str(library) if a == "library" else a for a in extra)
     args = ["benchmark", "--csv", path, "-t", "S_p", "-o", tmp_path / "s", *SMALL]
+    if "--budget" in extra:
+        args = [a for i, a in enumerate(args) if a != "--budget" and (i == 0 or args[i - 1] != "--budget")]
     if "--direction" not in extra and "--window" not in extra:
         args += ["--direction", "maximize"]
     result = invoke(*args, *extra)
@@ -196,8 +203,10 @@ def test_interrupt_keeps_finished_runs_and_says_how_to_resume(library, tmp_path,
             *SMALL[:1], "2", *SMALL[2:])
     result = invoke(*args)
     assert result.exit_code == 130 and "Traceback" not in result.output
-    assert "interrupted: finished runs are kept; rerun the same command to resume" in result.stderr
+    assert (f"interrupted: finished runs are kept (tables and plots of the finished runs are in {tmp_path / 's'}); "
+            "rerun the same command to resume") in " ".join(result.stderr.split())
     assert [p.name for p in (tmp_path / "s" / "runs" / "random").iterdir()] == ["seed-0.json"]
+    assert "| random |" in (tmp_path / "s" / "results.md").read_text()  # the finished run's table
 
 
 def test_unreachable_ray_cluster_is_a_one_line_error(library, tmp_path, monkeypatch):
@@ -213,3 +222,21 @@ def test_unreachable_ray_cluster_is_a_one_line_error(library, tmp_path, monkeypa
     assert result.exit_code == 2 and "Traceback" not in result.output
     said = " ".join(result.stderr.split())
     assert "cannot reach the Ray cluster at 192.0.2.2:6379 (Could not connect to GCS at 192.0.2.2:6379)" in said
+
+
+def test_the_table_says_what_it_counts_and_a_rerun_what_it_reuses(library, tmp_path):
+    """A window study's table counts in-window hits (once, not as top 5% and top 1%), explains its columns, and
+    results.md carries the legend; the same command again says every run is finished; -j without joblib is said."""
+    args = ["benchmark", "--csv", library, "-t", "S_p", "--window", "0", "200", "-o", tmp_path / "w", *SMALL]
+    first = invoke(*args, "-j", "3")
+    assert first.exit_code == 0, first.output
+    said = " ".join(first.stderr.split())
+    assert "-j/--jobs applies to the joblib backend; with serial it is not used" in said
+    assert "[1/1] random seed 0" in said
+    table = " ".join(first.stdout.split())
+    assert "in-window found" in table and "top-1% found" not in table and "top-5%" not in table
+    assert "anyALM: median experiments to the first in-window composition" in table
+    assert "**Columns**" in (tmp_path / "w" / "results.md").read_text()
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert "all 1 runs are finished in" in " ".join(again.stderr.split())

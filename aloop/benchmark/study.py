@@ -142,17 +142,33 @@ def load_records(out_dir: str | Path, strategies: Sequence[str] | None = None,
                  seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The finished run records of a study folder (sorted by strategy, then seed): all, or those of
     the given strategy names and seeds."""
-    recs = [json.loads(p.read_text()) for p in sorted(Path(out_dir).glob("runs/*/seed-*.json"))]
+    recs = [read_record(p) for p in sorted(Path(out_dir).glob("runs/*/seed-*.json"))]
     recs = [r for r in recs if (strategies is None or r["strategy"] in strategies)
             and (seeds is None or r["seed"] in seeds)]
     return sorted(recs, key=lambda r: (r["strategy"], r["seed"]))
 
 
+def read_record(path: Path) -> dict[str, Any]:
+    """One run record; ``ReplayError`` naming the file when it is not one (records are written atomically, so
+    only a file put there by hand or a damaged disk gets this)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReplayError(f"{path} is not a readable run record ({exc}); move it away (the run is then redone)") from None
+    if not isinstance(record, dict):
+        raise ReplayError(f"{path} is not a run record (a JSON object); move it away (the run is then redone)")
+    return record
+
+
 def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
-    """The set-up ``study.json`` gets: the study's own, merged with the folder's (``ReplayError`` if they differ)."""
+    """The set-up ``study.json`` gets: the study's own, merged with the folder's (``ReplayError`` if they differ).
+
+    A folder without finished runs (a study interrupted before its first run ended) binds nothing: its
+    ``study.json`` is replaced, so a set-up typed wrongly can be corrected.
+    """
     path = out / "study.json"
     setup = study.setup()
-    if not path.exists():
+    if not path.exists() or not any(out.glob("runs/*/seed-*.json")):
         return setup
     old = json.loads(path.read_text())
     changed = [_difference(k, old[k], setup[k]) for k in SETUP_KEYS if k in old and old[k] != setup[k]]
@@ -162,7 +178,7 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
     specs = old.get("strategy_specs", {})
     for s in study.strategies:
         # No spec in study.json: a strategy new to the folder, or a folder from before specs were stored.
-        records = (json.loads(p.read_text()) for p in sorted((out / "runs" / _slug(s.name)).glob("seed-*.json")))
+        records = (read_record(p) for p in sorted((out / "runs" / _slug(s.name)).glob("seed-*.json")))
         seen = specs.get(s.name) or next((r["spec"] for r in records if "spec" in r), None)
         if seen is not None and seen != setup["strategy_specs"][s.name]:
             diff = "; ".join(_difference(k, seen.get(k), v) for k, v in setup["strategy_specs"][s.name].items()
@@ -193,7 +209,7 @@ def pending_runs(study: Study, out_dir: str | Path) -> list[tuple[Strategy, int]
         version = s.features_version()
         for seed in study.seeds:
             path = record_path(out, s.name, seed)
-            if not (path.exists() and json.loads(path.read_text()).get("features_version") == version):
+            if not (path.exists() and read_record(path).get("features_version") == version):
                 todo.append((s, seed))
     return todo
 
@@ -259,7 +275,7 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
     (``ReplayError``) before anything is written.
     """
     from aloop.benchmark.plots import plot_study
-    from aloop.benchmark.summary import curves, summarize, write_tables
+    from aloop.benchmark.summary import COLUMN_LEGEND, curves, summarize, write_tables
 
     out = Path(out_dir)
     _check_report_task(out, task)
@@ -267,8 +283,11 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
     if not records:
         raise ReplayError(f"{out} holds no finished runs" + ("" if strategies is None and seeds is None
                                                               else " of these strategies and seeds"))
-    table = summarize(records, task.y, task.direction, task.window, top_fractions, af_targets)
-    paths = write_tables(table, out, "results")
+    try:
+        table = summarize(records, task.y, task.direction, task.window, top_fractions, af_targets)
+    except ValueError as exc:  # a record that is not of this study's runs (copied in by hand)
+        raise ReplayError(f"{out}: {exc}; a run record there is not from this study: move it away") from None
+    paths = write_tables(table, out, "results", COLUMN_LEGEND)
     label = f"{task.objective} ({task.units})" if task.units else task.objective
     # A window's "top k%" is every in-window composition whatever k, so it gets one set of plots.
     fractions = top_fractions[:1] if task.window else top_fractions

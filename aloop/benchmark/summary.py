@@ -170,6 +170,32 @@ def _last_fit(rec: Mapping[str, Any], key: str) -> float:
     return math.nan if value is None else float(value)
 
 
+#: What the columns of a results table mean (``{top}`` = ``top5`` for the top 5%, ``top1`` for 1%, …; ``{t}`` =
+#: ``t50`` for AF target 0.5; for a window objective every in-window composition is a hit, whatever the %).
+COLUMN_LEGEND = """\
+- `task`, `strategy`, `batch_size`, `seeds` (runs), `budget` (measurements per run, initial ones included), `n_init`,
+  `pool_size`
+- `{top}_count`: size of the top set (ties at the cut included)
+- `{top}_final_mean` / `{top}_final_std`: share of the top set found by the budget (0..1), across seeds;
+  `{top}_final_ef`: the enhancement factor there, EF = mean share / (budget / pool_size)
+- `{top}_{t}_n_med` / `_n_q25` / `_n_q75`: experiments to find the share t (t50: half), quantiles over all seeds,
+  a seed that never did counting as beyond the budget (– where a quantile depends on such seeds);
+  `{top}_{t}_reached`: seeds that did
+- `{top}_{t}_af`: acceleration factor AF(t) of the seed-mean curve (Liang et al. 2021): random's expected
+  experiments to the share t / the curve's; `{top}_{t}_af_med`: median of the per-seed AFs (a seed that missed t
+  has an AF below every seed that reached it)
+- `any_alm_med`: anyALM, median experiments to the first of the top 1% (censored likewise); `all_alm_med` /
+  `all_alm_reached`: experiments to find all of them, and seeds that did; `alm_final_mean`: share of the top 1%
+  found by the budget; `de_alm_mean`: deALM, decision efficiency (1 = always the best remaining, 0 = random;
+  Rohr et al. 2020)
+- `regret_final_mean` / `regret_final_std`: simple regret at the budget, best in the pool − best found
+  (objective units)
+- `mae_last` / `cov95_last`: the last model's mean absolute error and central-95%-interval coverage on the
+  compositions not measured (mean over seeds; – without a model); `seconds_mean`: wall time per run
+- –: not reached, or not defined
+"""
+
+
 def summarize(
     records: Iterable[Mapping[str, Any]],
     y: Sequence[float] | np.ndarray,
@@ -179,28 +205,8 @@ def summarize(
     af_targets: Sequence[float] = (0.5,),
     alm_fraction: float = 0.01,
 ) -> pd.DataFrame:
-    """One row per (task, strategy, batch_size) summarizing its seeds; returns a DataFrame.
-
-    Columns (``{top}`` = ``top5`` for fraction 0.05, ``top1`` for 0.01, ...; ``{t}`` = ``t50`` for
-    AF target 0.5, ...):
-
-    - ``task``, ``strategy``, ``batch_size``, ``seeds`` (runs), ``budget``, ``n_init``, ``pool_size``
-    - ``{top}_count``: size of the top set (ties at the cut included)
-    - ``{top}_final_mean`` / ``{top}_final_std``: Top% at the budget across seeds (0..1);
-      ``{top}_final_ef``: the enhancement factor there, EF = mean Top% / (budget / N)
-    - ``{top}_{t}_n_med`` / ``_n_q25`` / ``_n_q75``: experiments to reach Top% = t, quantiles over
-      all seeds with seeds that never reached t counted as beyond the budget (NaN where a quantile
-      depends on them); ``{top}_{t}_reached``: seeds that reached t
-    - ``{top}_{t}_af``: AF(t) of the seed-mean Top% curve (Liang et al.); ``{top}_{t}_af_med``:
-      median of per-seed AFs (same censoring: a seed that missed t has AF below every reacher's)
-    - ``any_alm_med``: anyALM median (censored likewise); ``all_alm_med`` / ``all_alm_reached``:
-      allALM median and seeds that found every ALM; ``alm_final_mean``: ALM fraction found at the
-      budget; ``de_alm_mean``: deALM averaged over decisions after the initial design and seeds
-      (ALMs are the top ``alm_fraction`` rows, Rohr et al.'s 1 %)
-    - ``regret_final_mean`` / ``regret_final_std``: simple regret at the budget (objective units)
-    - ``mae_last`` / ``cov95_last``: seed means of the last fit's pool MAE and 95 % coverage (NaN
-      without fits); ``seconds_mean``: mean wall time per run
-    """
+    """One row per (task, strategy, batch_size) summarizing its seeds; returns a DataFrame whose
+    columns :data:`COLUMN_LEGEND` explains (it is written below ``results.md``)."""
     score = m.goodness(y, direction, window)
     y = np.asarray(y, dtype=np.float64)
     records = _check_records(records, y)
@@ -303,8 +309,10 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(summary_df: pd.DataFrame, out_dir: str | Path, stem: str) -> dict[str, Path]:
-    """Write ``summary_df`` as ``{stem}.csv``, ``{stem}.json`` (records, NaN as null) and ``{stem}.md``.
+def write_tables(summary_df: pd.DataFrame, out_dir: str | Path, stem: str,
+                 legend: str | None = None) -> dict[str, Path]:
+    """Write ``summary_df`` as ``{stem}.csv``, ``{stem}.json`` (records, NaN as null) and ``{stem}.md``
+    (with ``legend``, Markdown, below the table).
 
     Returns the paths keyed ``"csv"``, ``"json"`` and ``"md"``; ``out_dir`` is created if needed.
     """
@@ -322,5 +330,6 @@ def write_tables(summary_df: pd.DataFrame, out_dir: str | Path, stem: str) -> di
         for row in json.loads(summary_df.to_json(orient="records"))
     ]
     paths["json"].write_text(json.dumps(rows, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(to_markdown(summary_df), encoding="utf-8")
+    text = to_markdown(summary_df) + (f"\n**Columns**\n\n{legend}" if legend else "")
+    paths["md"].write_text(text, encoding="utf-8")
     return paths

@@ -181,9 +181,11 @@ def objective_name(column: str, units: str = "") -> tuple[str, str]:
     return match["name"].strip(), units or match["units"].strip()
 
 
-def dropped_rows(frame: pd.DataFrame, target: str, formula_column: str = "formula") -> list[tuple[int, str, str]]:
-    """The rows ``Task.from_frame`` leaves out, as ``(0-based position in frame, formula, reason)``."""
-    return _usable(frame, target, formula_column, "table")[2]
+def dropped_rows(frame: pd.DataFrame, target: str, formula_column: str = "formula",
+                 name: str = "table") -> list[tuple[int, str, str]]:
+    """The rows ``Task.from_frame`` leaves out, as ``(0-based position in frame, formula, reason)``;
+    ``name`` is the task's, for errors."""
+    return _usable(frame, target, formula_column, name)[2]
 
 
 def _usable(frame: pd.DataFrame, target: str, formula_column: str,
@@ -193,8 +195,14 @@ def _usable(frame: pd.DataFrame, target: str, formula_column: str,
 
     for col in (formula_column, target):
         if col not in frame.columns:
-            raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}")
+            near = [str(c) for c in frame.columns if objective_name(str(c))[0] == col]
+            hint = f"; did you mean {near[0]!r} (give the header as it is)?" if near else ""
+            raise ReplayError(f"task {name!r}: no column {col!r}; columns: {', '.join(map(str, frame.columns))}{hint}")
     values = pd.to_numeric(frame[target], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    given = frame[target].notna() & (frame[target].astype(str).str.strip() != "")
+    if given.any() and not np.isfinite(values[given.to_numpy()]).any():
+        raise ReplayError(f"task {name!r}: column {target!r} holds no numbers (e.g. {frame[target][given].iloc[0]!r}); "
+                          "name the column of measured values")
     # An empty cell is read as NaN (or None): report it as the empty formula it is.
     formulas = ["" if f is None or (isinstance(f, float) and math.isnan(f)) else f for f in frame[formula_column]]
     X, bad = to_fraction_matrix(formulas, errors="collect")

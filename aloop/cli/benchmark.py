@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from aloop.benchmark.metrics import Direction
 from aloop.benchmark.backends import Backend
+from aloop.benchmark.metrics import Direction
 from aloop.cli._output import bad_rows_text, err, fail, out, warn
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from aloop.benchmark import Task
@@ -59,7 +61,8 @@ def benchmark_command(
         "--budget", min=1, help=f"Measurements per run, initial ones included [default: {DEFAULT_BUDGET}].",
         show_default=False)] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="serial, joblib or ray.")] = "joblib",
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Parallel runs (joblib).")] = 2,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, help="Parallel runs (joblib backend) [default: 2].", show_default=False)] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")] = None,
     refit_growth: Annotated[float, typer.Option(
         "--refit-growth", min=0.0, help="Refit GP hyperparameters when the data grew by this fraction (0: every round).")] = 0.25,
@@ -67,7 +70,7 @@ def benchmark_command(
     """Replay campaigns against a fully measured dataset: Top%, EF, AF, ALM metrics, tables and plots."""
     from aloop.benchmark import ReplayError, Strategy, Task
     from aloop.benchmark.replay import check_batch_size
-    from aloop.benchmark.study import Study, report, run_study
+    from aloop.benchmark.study import Study, pending_runs, report, run_study
     from aloop.datasets import DatasetError
 
     if (dataset is None) == (csv is None):
@@ -86,18 +89,25 @@ def benchmark_command(
             task = _csv_task(csv, target, formula_column, units, direction, window)
         else:
             registry, said = _registry_direction(dataset, target, direction)  # type: ignore[arg-type]
-            task = Task.from_dataset(dataset, target, direction=direction or registry,  # type: ignore[arg-type]
-                                     window=window)
+            with warnings.catch_warnings():  # rows the registry's file holds that no pool can use
+                warnings.showwarning = lambda message, *_, **__: warn(str(message))  # type: ignore[assignment]
+                task = Task.from_dataset(dataset, target, direction=direction or registry,  # type: ignore[arg-type]
+                                         window=window)
         if budget is None and DEFAULT_BUDGET > len(task):
             fail(f"the default budget ({DEFAULT_BUDGET} measurements per run) exceeds the pool's {len(task)} "
                  f"compositions: give --budget N (at most {len(task)})")
         budget = DEFAULT_BUDGET if budget is None else budget
+        if not n_init <= budget <= len(task):
+            fail(f"--budget {budget} must lie between --n-init ({n_init}) and the pool's {len(task)} compositions")
         strategies = [Strategy.parse(s) for s in (strategy or default_strategies(task.direction))]
         check_batch_size(n_init, batch_size, budget, names=("-q/--batch-size", "--budget", "--n-init"))
-        study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth or None,
+        study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth,
                       name=out_dir.name)
     except (ReplayError, DatasetError) as exc:
         fail(str(exc))
+    if jobs is not None and backend != "joblib":
+        warn(f"-j/--jobs applies to the joblib backend; with {backend} it is not used")
+    jobs = 2 if jobs is None else jobs
     names = [s.name for s in strategies]
     total = len(names) * seeds
     err.print(f"{task.name}: {len(task)} compositions, {len(strategies)} strategies × {seeds} seeds, "
@@ -112,22 +122,50 @@ def benchmark_command(
 
         done[0] += 1
         best = best_so_far(rec["values"], task.direction, task.window)[-1]
-        err.print(f"  [{done[0]}] {rec['strategy']} seed {rec['seed']}: best {best:.4g} ({rec['seconds']:.0f} s)")
+        err.print(f"  [{done[0]}/{total}] {rec['strategy']} seed {rec['seed']}: best {best:.4g} ({rec['seconds']:.0f} s)")
 
     try:
+        finished = total - len(pending_runs(study, out_dir))
+        if finished == total:
+            err.print(f"all {total} runs are finished in {out_dir}: writing the tables and plots")
+        elif finished:
+            err.print(f"resuming: {finished} of the {total} runs are finished in {out_dir}; running the other "
+                      f"{total - finished}")
+        done[0] = finished
         records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick)
         paths = report(out_dir, task, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        err.print("interrupted: finished runs are kept; rerun the same command to resume")
+        _interrupted(out_dir, task, names, study.seeds)
         raise typer.Exit(130) from None
     ours = sum(r["strategy"] in names and r["seed"] in study.seeds for r in records)
     err.print(f"{ours} of {total} runs finished; tables and plots in {out_dir}")
     if len(records) > ours:
         err.print(f"{out_dir} also holds {len(records) - ours} runs of other seeds or strategies, "
                   f"left out of the table (it shows seeds 0–{seeds - 1} of {', '.join(names)})")
-    out.print(_table(paths["json"]))
+    table = _table(paths["json"], task.window is not None)
+    if out.is_terminal:
+        out.print(table)
+    else:  # a pipe or a log file: rich's 80 columns would cut every number to "0.0…"
+        from rich.console import Console
+
+        Console(highlight=False, width=200).print(table)
+
+
+def _interrupted(out_dir: Path, task: Task, names: list[str], seeds: Sequence[int]) -> None:
+    """After Ctrl-C: tables and plots of the runs that finished, and how to resume."""
+    from aloop.benchmark import ReplayError
+    from aloop.benchmark.study import report
+
+    try:
+        report(out_dir, task, strategies=names, seeds=seeds)
+        done = f"tables and plots of the finished runs are in {out_dir}"
+    except (ReplayError, OSError):  # none finished yet
+        done = "no run had finished"
+    except KeyboardInterrupt:
+        done = "the tables were not written"
+    err.print(f"interrupted: finished runs are kept ({done}); rerun the same command to resume")
 
 
 def _csv_task(csv: Path, target: str | None, formula_column: str, units: str, direction: str | None,
@@ -186,7 +224,7 @@ def _warn_dropped(csv: Path, frame: pd.DataFrame, target: str, formula_column: s
 
     from aloop.benchmark.task import dropped_rows
 
-    dropped = dropped_rows(frame, target, formula_column)
+    dropped = dropped_rows(frame, target, formula_column, csv.stem)
     if dropped:
         warn(f"{len(dropped)} of {len(frame)} rows of {csv} are left out of the pool:")
         rows = [SimpleNamespace(row=i + 1, formula=f, reason=r) for i, f, r in dropped[:20]]
@@ -222,19 +260,30 @@ COLUMNS = (("strategy", "strategy"), ("batch_size", "q"), ("seeds", "seeds"), ("
            ("top5_t50_n_med", "n to 50%"), ("top5_t50_af", "AF(50%)"), ("top1_final_mean", "top-1% found"),
            ("any_alm_med", "anyALM"), ("regret_final_mean", "regret"), ("mae_last", "pool MAE"),
            ("cov95_last", "cov95"))
+#: What the terminal table's columns mean (its caption).
+LEGEND = ("found: share of the set found by the budget (mean over seeds, 1 = all); n to 50%: median experiments "
+          "to find half of it; AF(50%): random's expected experiments to half of it / those of the seed-mean curve; "
+          "anyALM: median experiments to the first top-1% composition; regret: best in the pool − best found "
+          "(objective units); pool MAE, cov95: the last model's error and 95%-interval coverage on the unmeasured "
+          "pool; –: not reached or no model. Every column is in results.md/.csv/.json.")
 
 
-def _table(path: Path) -> object:
+def _table(path: Path, window: bool = False) -> object:
     import json
 
     from rich.table import Table
 
-    table = Table(title="replay results (medians / means over seeds)")
-    for _, heading in COLUMNS:
+    # A window's hits are its in-window compositions whatever k, so its top-5% and top-1% columns are one set.
+    columns = [(k, h.replace("top-5%", "in-window")) for k, h in COLUMNS if not (window and k.startswith("top1_"))] \
+        if window else list(COLUMNS)
+    legend = LEGEND.replace("anyALM: median experiments to the first top-1% composition", "anyALM: median "
+                            "experiments to the first in-window composition") if window else LEGEND
+    table = Table(title="replay results", caption=legend, caption_justify="left")
+    for _, heading in columns:
         table.add_column(heading, justify="left" if heading == "strategy" else "right", no_wrap=heading == "strategy")
     for row in json.loads(path.read_text()):
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             v = row.get(key)
             cells.append("–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
         table.add_row(*cells)

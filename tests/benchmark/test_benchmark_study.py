@@ -75,6 +75,36 @@ def test_changed_setup_is_refused(small_task, tmp_path):
         run_study(_study(small_task), tmp_path, backend="serial")
 
 
+def test_a_folder_without_finished_runs_takes_a_corrected_set_up(small_task, tmp_path):
+    """A study interrupted before its first run ended (only study.json written) binds nothing: the command
+    typed again with a corrected budget runs; once a run is finished, the set-up is fixed."""
+    from aloop.benchmark.study import write_json_atomic
+
+    typo = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=120)
+    write_json_atomic(tmp_path / "study.json", typo.setup())  # what run_study writes before the first run
+    fixed = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
+    assert len(run_study(fixed, tmp_path, backend="serial")) == 1
+    assert json.loads((tmp_path / "study.json").read_text())["budget"] == 8
+    with pytest.raises(ReplayError, match="different set-up: budget 8 there, 120"):
+        run_study(typo, tmp_path, backend="serial")
+
+
+def test_a_damaged_or_foreign_record_is_named(small_task, tmp_path):
+    study = Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, batch_size=2, budget=8)
+    run_study(study, tmp_path, backend="serial")
+    damaged = record_path(tmp_path, "random", 1)
+    damaged.write_text("")  # e.g. a disk that filled up under a copy
+    with pytest.raises(ReplayError, match=f"{re.escape(str(damaged))} is not a readable run record.*move it away"):
+        run_study(study, tmp_path, backend="serial")
+    with pytest.raises(ReplayError, match="is not a readable run record"):
+        report(tmp_path, small_task)
+    damaged.unlink()
+    foreign = json.loads(record_path(tmp_path, "random", 0).read_text()) | {"pool_size": 2121}
+    record_path(tmp_path, "random", 1).write_text(json.dumps(foreign | {"seed": 1}))
+    with pytest.raises(ReplayError, match="pool_size 2121 but the task's pool has 150 rows.*not from this study"):
+        report(tmp_path, small_task)
+
+
 def test_other_task_is_refused_and_study_json_kept(small_task, tmp_path):
     """Another objective, the same objective with other values, rows or units, never reuses a folder's runs."""
     study = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
