@@ -17,10 +17,14 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
   whether better hyperparameter estimation could lift a plate: the campaign knows the
   plate's true smoothness and noise from the first pick. (A compact loop over ``GPSurrogate``,
   not the campaign code path, so its AFs are comparable with each other, not exactly with the studies'.)
+* with ``--variants``, the same own-hyperparameter campaign (the baseline, β = 4) beside two changes
+  of it: β decaying from 4.5 to 0.5 over the budget (explore first, then mine; β(t) = 4(1 − t/200)² + 0.5),
+  and β = 4 on the square roots of the fractions (a composition's Hellinger embedding, which
+  stretches small fractions apart).
 
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
-    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -58,9 +63,10 @@ def grid_walk(y: np.ndarray, neighbours: np.ndarray, seed: int, budget: int, n_i
 
 
 def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate | None, budget: int = 200,
-                 beta: float = 4.0, n_init: int = 5, growth: float = 0.25) -> np.ndarray:
+                 beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25) -> np.ndarray:
     """The rows a batch-1 UCB campaign on ``F`` (``N × 6``) measures, minimising ``y``: with the ``hindsight``
-    GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``."""
+    GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``.
+    ``beta`` may be a function of the number of rows measured."""
     import torch
 
     torch.set_num_threads(1)
@@ -75,7 +81,8 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
         else:
             gp = gp.condition(X, z)
         mean, var = gp.predict(F)
-        score = mean.ravel() + math.sqrt(beta) * np.sqrt(np.maximum(var.ravel(), 0.0))
+        b = beta(len(order)) if callable(beta) else beta
+        score = mean.ravel() + math.sqrt(b) * np.sqrt(np.maximum(var.ravel(), 0.0))
         score[order] = -np.inf
         order.append(int(np.argmax(score)))
     return np.array(order)
@@ -94,12 +101,30 @@ def campaigns(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: 
     return r
 
 
+def decaying_beta(t: int, budget: int = 200) -> float:
+    """β after ``t`` measurements: 4.5 at the start, 0.5 from the budget on."""
+    return 4.0 * max(1.0 - t / budget, 0.0) ** 2 + 0.5
+
+
+def variants(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """AF(0.5) and median experiments to 50% of own-hyperparameter UCB campaigns: β = 4, decaying β, √fractions."""
+    r: dict[str, float] = {}
+    for name, inputs, beta in (("beta4", F, 4.0), ("decaying_beta", F, decaying_beta), ("sqrt_fractions", np.sqrt(F), 4.0)):
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(inputs, y, s, None, beta=beta) for s in range(seeds))
+        curves = np.array([top_percent_curve(o, mask) for o in orders])
+        n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
+        r[f"{name}_af"] = round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2)
+        r[f"{name}_to_50_median"] = float(np.median(n50))
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plates", nargs="+", default=["3496", "3851"])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--budget", type=int, default=400, help="experiments each grid walk may use")
     ap.add_argument("--campaigns", action="store_true", help="also the UCB campaigns with hindsight hyperparameters")
+    ap.add_argument("--variants", action="store_true", help="also UCB campaigns with a decaying β and on √fractions")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
     args = ap.parse_args()
     out = []
@@ -135,6 +160,11 @@ def main() -> None:
             print(f"plate {plate}: UCB campaign AF(0.5) with hindsight hyperparameters {r['hindsight_hyperparameters_af']} "
                   f"(median {r['hindsight_hyperparameters_to_50_median']:g}), with its own "
                   f"{r['own_hyperparameters_af']} (median {r['own_hyperparameters_to_50_median']:g})", flush=True)
+        if args.variants:
+            r.update(variants(F, y, mask, args.seeds, args.jobs))
+            print(f"plate {plate}: UCB campaign AF(0.5) β = 4 {r['beta4_af']} (median {r['beta4_to_50_median']:g}), "
+                  f"decaying β {r['decaying_beta_af']} (median {r['decaying_beta_to_50_median']:g}), √fractions "
+                  f"{r['sqrt_fractions_af']} (median {r['sqrt_fractions_to_50_median']:g})", flush=True)
         out.append(r)
     print(json.dumps({"benchmark": "oer_ceiling", "results": out}))
 
