@@ -16,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from aloop.benchmark import metrics as m
 from aloop.benchmark.summary import RANDOM_LABEL
@@ -57,6 +58,8 @@ def _new_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if xlabel == "experiments":  # counts: no tick at 2.5 experiments on a short study
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     return fig, ax
 
