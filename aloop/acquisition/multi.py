@@ -24,7 +24,7 @@ from botorch.acquisition.multi_objective import logei as botorch_logei
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.models.model import Model
-from botorch.sampling.normal import SobolQMCNormalSampler
+from botorch.sampling.get_sampler import get_sampler
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from aloop.acquisition.batch import BatchResult, Exclusions
@@ -129,11 +129,14 @@ def nehvi_batch(
     ref = torch.from_numpy(objective.reference_point(y_observed))
     mc_objective = GenericMCMultiOutputObjective(lambda samples, X=None: objective.utilities_torch(samples))
     pending = torch.as_tensor(np.zeros((0, X_pool.shape[1])) if X_pending is None else X_pending, dtype=torch.float64)
+    baseline = torch.as_tensor(X_observed, dtype=torch.float64)
+    with torch.no_grad():  # the sampler the posterior calls for: QMC normal draws for a GP, members for an ensemble
+        sampler = get_sampler(surrogate.posterior(baseline[:1]), sample_shape=torch.Size([policy.mc_samples]), seed=seed)
     acq = qLogNoisyExpectedHypervolumeImprovement(
         model=surrogate,
         ref_point=ref,
-        X_baseline=torch.as_tensor(X_observed, dtype=torch.float64),
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([policy.mc_samples]), seed=seed),
+        X_baseline=baseline,
+        sampler=sampler,
         objective=mc_objective,
         prune_baseline=True,
         cache_root=False,

@@ -156,8 +156,19 @@ class GPForestMixture(Surrogate):
             covs.append(cov)
         shape = X.shape[:-2]
         mean = torch.as_tensor(np.stack(means)).reshape(*shape, X.shape[-2], len(outputs))
-        cov = torch.as_tensor(np.stack(covs)).reshape(*shape, len(outputs), X.shape[-2], X.shape[-2])
+        cov = torch.as_tensor(_nearest_psd(np.stack(covs))).reshape(*shape, len(outputs), X.shape[-2], X.shape[-2])
         mvns = [MultivariateNormal(mean[..., j], cov[..., j, :, :]) for j in range(len(outputs))]
         dist = mvns[0] if len(mvns) == 1 else MultitaskMultivariateNormal.from_independent_mvns(mvns)
         post = GPyTorchPosterior(dist)
         return posterior_transform(post) if posterior_transform is not None else post
+
+
+def _nearest_psd(cov: np.ndarray) -> np.ndarray:
+    """``… × q × q`` covariances with negative eigenvalues (rounding in the GP part at measured points, where
+    both parts are near zero) raised to a floor of 1e-10 × the largest variance, so they factorise for sampling."""
+    cov = (cov + np.swapaxes(cov, -1, -2)) / 2
+    w, v = np.linalg.eigh(cov)
+    floor = 1e-10 * np.maximum(np.abs(np.diagonal(cov, axis1=-2, axis2=-1)).max(axis=-1, keepdims=True), 1e-300)
+    if (w >= floor).all():
+        return cov
+    return (v * np.maximum(w, floor)[..., None, :]) @ np.swapaxes(v, -1, -2)

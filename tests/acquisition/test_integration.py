@@ -31,3 +31,30 @@ def test_tree_ensemble_qbc_and_ucb() -> None:
     qbc = propose(rf, pool, Maximize(), "qbc", q=4)
     ucb = propose(rf, pool, Maximize(), "ucb", q=4, pending=[5])
     assert len({p.index for p in qbc}) == 4 and len({p.index for p in ucb}) == 4
+
+
+def test_pareto_batches_from_every_surrogate_kind() -> None:
+    """log-NEHVI on two objectives with a forest (its members are the samples) and the GP + forest mixture (its
+    moment-matched normal at the measured points and candidates must factorise), as with the GP."""
+    import pytest
+
+    from aloop.acquisition import MultiObjective, Minimize
+    from aloop.datasets import DatasetError, load
+    from aloop.surrogates import GPForestMixture
+
+    try:
+        frame = load("oer-plate-3496").sample(400, random_state=0)
+    except DatasetError as exc:
+        pytest.skip(f"needs the OER plate: {exc}")
+    F = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
+    measured = np.arange(20)
+    # overpotential (minimise) and the Ni fraction as a stand-in second property (maximise), as a lab would record
+    Y = np.c_[frame["overpotential_V"].to_numpy()[measured], F[measured, 0] + 0.02 * np.sin(np.arange(20))]
+    mo = MultiObjective([Minimize(output=0, name="eta", units="V"), Maximize(output=1, name="ni")])
+    for model in (TreeEnsembleSurrogate(n_estimators=40), GPForestMixture(), GPSurrogate(projection=None)):
+        model.fit(F[measured], Y)
+        picks = propose(model, F, mo, "log_nehvi", q=2, X_observed=F[measured], y_observed=Y, exclude=measured,
+                        seed=0)
+        idx = [p.index for p in picks]
+        assert len(set(idx)) == 2 and not set(idx) & set(measured), type(model).__name__
+        assert picks[0].reason.startswith("grows the Pareto front: eta ")
