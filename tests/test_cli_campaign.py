@@ -336,7 +336,11 @@ def test_init_from_a_hand_written_definition_with_two_objectives(tmp_path: Path)
                        "--from takes everything from")
     assert_clean_error(invoke("init", "mo", "--from", definition), "drop NAME")
     assert_clean_error(invoke("init", "--from", tmp_path / "nothere.toml"), "is not a campaign definition file")
+    good = definition.read_text()
+    definition.write_text(good + '[acquisition]\nkind = "ucb"\n')  # one objective only: refused, nothing created
+    assert_clean_error(invoke("init", "--from", definition), "acquisition.kind: 'ucb' handles one objective")
     assert not (tmp_path / "mo.sqlite").exists()
+    definition.write_text(good)
     result = invoke("init", "--from", definition)
     assert result.exit_code == 0, result.output
     assert "2 objective(s): current, overpotential" in " ".join(result.stdout.split())

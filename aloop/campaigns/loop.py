@@ -119,6 +119,8 @@ class Campaign:
         """
         path = find_definition(path)
         config = load_config(path, check_files=create)
+        if create:
+            modelling(config)  # every option checked before the log exists: a refused definition leaves nothing
         log = CampaignLog.open(config.database_url, config.name, create=create, definition=config.to_dict())
         try:
             return cls(config, log, progress)
