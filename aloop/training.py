@@ -6,6 +6,7 @@ import copy
 import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,21 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+#: Called after every epoch of every network trained inside :func:`training_progress`.
+_EPOCH_REPORT: ContextVar[Callable[[int, float, float], None] | None] = ContextVar("epoch_report", default=None)
+
+
+@contextmanager
+def training_progress(report: Callable[[int, float, float], None]) -> Iterator[None]:
+    """Call ``report(epoch, validation loss, best so far)`` after each epoch of every network trained in the
+    block (fine-tuning, MoE, deep ensembles): for a progress display, as `aloop transfer` shows one."""
+    token = _EPOCH_REPORT.set(report)
+    try:
+        yield
+    finally:
+        _EPOCH_REPORT.reset(token)
 
 
 def train_network(
@@ -85,6 +101,8 @@ def train_network(
                 val = float(loss_fn(model(X_val), y_val))
         if history is not None:
             history.append({"epoch": epoch, "val_loss": val})
+        if (report := _EPOCH_REPORT.get()) is not None:
+            report(epoch, val, min(best, val) if patience is not None else val)
         if patience is None:
             best = val
             continue

@@ -32,3 +32,24 @@ def test_bad_settings_are_refused_by_each_model(band_gap, option: str, value: ob
     settings = {"lr": 1e-3, "batch_size": 8, "max_epochs": 2, "patience": 2, option: value}
     with pytest.raises(ValueError, match=message):
         train_network(ElemNet(hidden_widths=(16, 8)), Xt, yt, Xt, yt, torch.nn.functional.l1_loss, **settings)
+
+
+def test_training_progress_reports_every_epoch_inside_the_block_only() -> None:
+    from aloop.training import training_progress
+
+    torch.manual_seed(0)
+    X, y = torch.randn(40, 3), torch.randn(40, 1)
+    seen: list[tuple[int, float, float]] = []
+
+    def train(patience: int | None) -> float:
+        net = torch.nn.Linear(3, 1)
+        return train_network(net, X[:30], y[:30], X[30:], y[30:], torch.nn.functional.l1_loss, lr=1e-2,
+                             batch_size=8, max_epochs=6, patience=patience)
+
+    with training_progress(lambda epoch, val, best: seen.append((epoch, val, best))):
+        best = train(patience=6)
+    assert [e for e, _, _ in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(b <= v + 1e-12 for _, v, b in seen) and seen[-1][2] == pytest.approx(best)
+    assert [b for _, _, b in seen] == sorted((b for _, _, b in seen), reverse=True)  # best never rises
+    train(patience=None)  # outside the block: nothing reported
+    assert len(seen) == 6

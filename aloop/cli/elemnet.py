@@ -74,8 +74,8 @@ def pretrain_command(
         "--exclude", "-x",
         help="Remove every composition of this registry dataset from train/val (repeatable).")] = None,
     init_source: Annotated[str | None, typer.Option(
-        "--init-source", help="Start from this shipped source model's hidden layers (chained transfer, "
-        "e.g. oqmd-formation-enthalpy) instead of a random initialisation.")] = None,
+        "--init-source", help="Start from this source model's hidden layers (chained transfer; a shipped one such as "
+        "oqmd-formation-enthalpy, or yours from `aloop export-source`) instead of a random initialisation.")] = None,
     dropout: Annotated[bool | None, typer.Option(
         "--dropout/--no-dropout", help="Use ElemNet's published dropout (recipe default: off).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help=f"Random seed {_default('seed')}.")] = None,
@@ -185,7 +185,7 @@ def export_source_command(
     Writes NAME.safetensors (fp16) and its model card NAME.json, with the test MAE of the weights as
     written, to $ALOOP_SOURCES_DIR (default ~/.local/share/aloop/sources).
     """
-    from aloop.elemnet.sources import SourceModelError, export_source_model, model_card
+    from aloop.elemnet.sources import SourceModelError, export_source_model, model_card, user_sources_dir
 
     if not run_dir.is_dir():
         fail(f"{run_dir} is not a folder; give the --run-dir of a finished `aloop pretrain` run")
@@ -193,6 +193,9 @@ def export_source_command(
         path = export_source_model(run_dir, name, replace=replace)
     except (SourceModelError, ValueError) as exc:
         fail(str(exc.args[0]))
+    except OSError as exc:  # an unwritable folder, a full disk: the files are written under temporary names
+        fail(f"cannot write the source model to {user_sources_dir()}: {exc.strerror or exc}; set ALOOP_SOURCES_DIR "
+             "to a folder you can write to")
     card = model_card(name)
     units = card["source_dataset"]["units"]
     out.print(f"source model {name!r} ({card['source_dataset']['name']}, test MAE {card['test_mae']:.4f} {units} "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -226,7 +228,8 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
                                **({"refit": True} if refit else {}))
         if zero_gate:
             model = ZeroGatedRegressor(model, seed=seed)
-        model.fit(X, y)
+        with _epochs_shown(strategy, len(y)):
+            model.fit(X, y)
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     err.print(f"trained {strategy} on {len(y):,} rows of {train}", markup=False)
@@ -251,3 +254,20 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
         except OSError as exc:
             fail(f"-o: {output} not written: {'it appeared meanwhile' if isinstance(exc, FileExistsError) else exc}")
         err.print(f"wrote {len(frame):,} predictions to {output}", markup=False)
+
+
+@contextmanager
+def _epochs_shown(strategy: str, n: int) -> Iterator[None]:
+    """A status line while networks train (minutes on a CPU): which network, its epoch and validation loss."""
+    from aloop.training import training_progress
+
+    networks = [0]
+    with err.status(f"training {strategy} on {n:,} rows") as status:
+
+        def show(epoch: int, val: float, best: float) -> None:
+            networks[0] += epoch == 1
+            status.update(f"training {strategy} on {n:,} rows: network {networks[0]}, epoch {epoch}, "
+                          f"validation loss {val:.4g} (best {best:.4g})")
+
+        with training_progress(show):
+            yield
