@@ -187,3 +187,14 @@ def test_query_by_committee_reports_the_ensembles_own_spread() -> None:
     model = TreeEnsembleSurrogate(n_estimators=8).fit(X, np.sin(4 * X[:, 0]) + X[:, 1])
     for pick in propose(model, pool, Maximize(), "qbc", q=3):
         assert pick.std == pytest.approx(float(np.sqrt(model.predict(pool[[pick.index]])[1][0, 0])), rel=1e-9)
+
+
+def test_reasons_compare_with_the_best_in_terms_that_mean_something() -> None:
+    """A percentage of a log10 value, or across zero, means nothing: those reasons give the difference instead."""
+    from aloop.acquisition.policies import LogEI
+
+    ei = LogEI()
+    assert ei.reason(Maximize(units="V"), 0.44, 0.05, 0.4).endswith(", 10% above best 0.4")
+    logged = ei.reason(Maximize(name="log10(PF_p)"), 2.44, 0.3, 2.77)
+    assert logged.endswith(", 0.33 below best 2.77 in log10(PF_p) (a factor 2.1)"), logged
+    assert ei.reason(Maximize(units="eV"), 0.1, 0.05, -0.2).endswith(", 0.3 above best -0.2")
