@@ -47,9 +47,30 @@ def check_fractions(X: np.ndarray, who: str) -> np.ndarray:
     return X
 
 
+def fraction_frame(frame: Any, who: str) -> np.ndarray:
+    """The ``n × 86`` fractions of a DataFrame, in the element order of ``aloop.chem.ELEMNET_ELEMENTS``.
+
+    Columns named by element symbol (any order, e.g. alphabetical or matminer's) are put in that order;
+    unnamed columns (``0 … 85``) are taken as they stand. Any other names are refused: taking them by
+    position would silently mix up elements.
+    """
+    names = [str(c) for c in frame.columns]
+    if sorted(names) == sorted(ELEMNET_ELEMENTS):
+        return frame[[frame.columns[names.index(e)] for e in ELEMNET_ELEMENTS]].to_numpy()
+    if list(frame.columns) == list(range(N_ELEMENTS)):
+        return frame.to_numpy()
+    unknown = [n for n in names if n not in ELEMNET_ELEMENTS][:3]
+    raise ValueError(f"{who}: a DataFrame of fractions needs its {N_ELEMENTS} columns named by element symbol "
+                     f"(any order; aloop.chem.ELEMNET_ELEMENTS) or unnamed (0 … {N_ELEMENTS - 1}), got columns such as "
+                     f"{', '.join(map(repr, unknown or names[:3]))}; taking them by position could mix up elements")
+
+
 def as_numeric_matrix(X: object, who: str) -> np.ndarray:
     """``X`` (an array, a frame or nested lists of numbers) as a float32 array; text, such as formulas, is
-    refused with a pointer to ``aloop.chem.to_fraction_matrix``."""
+    refused with a pointer to ``aloop.chem.to_fraction_matrix``. A frame of 86 columns is read by element
+    name (:func:`fraction_frame`)."""
+    if hasattr(X, "columns") and len(X.columns) == N_ELEMENTS:  # type: ignore[attr-defined]
+        X = fraction_frame(X, who)
     try:
         return np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError):
@@ -88,7 +109,7 @@ class Featurizer(ABC):
             compositions = compositions.detach().cpu().numpy()  # type: ignore[union-attr]
         elif (hasattr(compositions, "select_dtypes") and compositions.shape[1] == N_ELEMENTS  # type: ignore[union-attr]
               and compositions.select_dtypes("number").shape[1] == N_ELEMENTS):  # type: ignore[union-attr]
-            compositions = compositions.to_numpy()  # type: ignore[union-attr]
+            compositions = fraction_frame(compositions, f"{type(self).__name__}.transform")
         if isinstance(compositions, np.ndarray) and compositions.ndim == 2:
             if compositions.shape[1] != N_ELEMENTS:
                 raise ValueError(

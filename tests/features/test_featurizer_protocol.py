@@ -42,6 +42,13 @@ def test_formulas_and_fraction_matrix_give_identical_features(name: str) -> None
 
     np.testing.assert_array_equal(from_text, feat.transform(torch.as_tensor(X)))
     np.testing.assert_array_equal(from_text, feat.transform(pd.DataFrame(X)))
+    # Columns named by element are read by name, in any order (a matminer-style or alphabetical table).
+    from aloop.chem import ELEMNET_ELEMENTS
+
+    named = pd.DataFrame(X, columns=ELEMNET_ELEMENTS)
+    np.testing.assert_array_equal(from_text, feat.transform(named[sorted(ELEMNET_ELEMENTS)]))
+    with pytest.raises(ValueError, match="columns named by element symbol .* got columns such as 'x0', 'x1'"):
+        feat.transform(pd.DataFrame(X, columns=[f"x{i}" for i in range(86)]))
 
 
 @pytest.mark.parametrize("name", BUILT_IN)
