@@ -101,35 +101,33 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
 
 
 @lru_cache(maxsize=16)
-def _load_cached(name: str, weights_dir: str, digest: str) -> ElemNet:
-    """The frozen network of ``name``; ``digest`` (its weights' sha256) makes a replaced file load afresh."""
+def _load_cached(name: str, weights_dir: str, digest: str) -> tuple[tuple[int, ...], dict[str, torch.Tensor]]:
+    """The hidden widths and float32 weights of ``name``; ``digest`` (their sha256) makes a replaced file load afresh."""
     card = model_card(name, Path(weights_dir))
     state = {k: v.float() for k, v in load_file(Path(weights_dir) / f"{name}.safetensors").items()}
-    net = ElemNet(dropout=False, hidden_widths=tuple(card["architecture"]["hidden_widths"]))
-    net.load_state_dict(state)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
+    return tuple(card["architecture"]["hidden_widths"]), state
 
 
 def load_source_model(name: str, weights_dir: Path | None = None, trainable: bool = False) -> ElemNet:
-    """Load source model ``name`` as a float32 ``ElemNet`` in eval mode.
+    """Load source model ``name`` as a float32 ``ElemNet`` in eval mode, a copy of its own.
 
-    The shared cached copy is frozen; ``trainable=True`` returns an independent copy
-    whose parameters require gradients (for fine-tuning).
+    Its parameters are frozen (``requires_grad`` off) unless ``trainable=True`` (for fine-tuning).
+    Each call returns a new network, so changing one (its head, its weights) never changes another.
     """
     folder = _folder(name, weights_dir)
-    net = _load_cached(name, str(folder), weights_digest(name, folder))
-    if not trainable:
-        return net
-    copy = ElemNet(dropout=False, hidden_widths=net.hidden_widths)
-    copy.load_state_dict(net.state_dict())
-    return copy
+    widths, state = _load_cached(name, str(folder), weights_digest(name, folder))
+    with torch.device("meta"):  # no random initialisation to throw away: the weights are assigned below
+        net = ElemNet(dropout=False, hidden_widths=widths)
+    net.load_state_dict({k: v.clone() for k, v in state.items()}, assign=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(trainable)
+    return net
 
 
-def _shipped_test_mae(path: Path, dataset: str, reference: dict) -> float:
-    """Test MAE of the weights exactly as shipped (after fp16 rounding), on the published test split."""
+def _shipped_test_mae(path: Path, dataset: str, reference: dict, limit_rows: int | None = None) -> float:
+    """Test MAE of the weights exactly as shipped (after fp16 rounding), on the published test split (its first
+    ``limit_rows`` rows when the run was limited to them, as the run's own test MAE was)."""
     from aloop.chem import to_fraction_matrix
     from aloop.datasets import load
 
@@ -137,6 +135,8 @@ def _shipped_test_mae(path: Path, dataset: str, reference: dict) -> float:
     net.load_state_dict({k: v.float() for k, v in load_file(path).items()})
     net.eval()
     test = load(dataset, split="test")
+    if limit_rows:
+        test = test.iloc[:limit_rows]
     X, bad = to_fraction_matrix(list(test["formula"]), errors="collect")
     keep = torch.ones(len(X), dtype=torch.bool)
     keep[[b.index for b in bad]] = False
@@ -219,10 +219,10 @@ def _write_card(path: Path, weights: Path, name: str, summary: dict, state: dict
         },
         "initialised_from": config.get("init_source") and {
             "source": config["init_source"], "sha256": summary.get("init_source_sha256"),
-            "rule": "hidden layers copied from this shipped source model, a fresh output layer",
+            "rule": "hidden layers copied from this source model, a fresh output layer",
         },
         "recipe": {k: v for k, v in config.items()
-                   if k not in ("dataset", "exclude", "limit_rows", "threads", "init_source")},
+                   if k not in ("dataset", "exclude", "threads", "init_source") and not (k == "limit_rows" and v is None)},
         "seed": config["seed"],
         "data_sizes": {k: summary[k] for k in ("n_train", "n_val", "n_test")},
         "epochs_run": summary["epochs_run"],
@@ -230,9 +230,10 @@ def _write_card(path: Path, weights: Path, name: str, summary: dict, state: dict
         "best_epoch": summary["best_epoch"],
         "val_mae": summary["val_mae"],
         "test_mae_float32": summary["test_mae"],
-        "test_mae": _shipped_test_mae(weights, config["dataset"], state),
+        "test_mae": _shipped_test_mae(weights, config["dataset"], state, config.get("limit_rows")),
         "dead_unit_fraction_per_layer": summary["dead_unit_fraction"],
-        "dead_unit_definition": "fraction of a hidden layer's units never active (> 0) on a 20,000-composition sample of the training set",
+        "dead_unit_definition": "fraction of a hidden layer's units never active (> 0) on a "
+                                f"{config.get('dead_sample', 20_000):,}-composition sample of the training set",
         "history": summary["history"],
     }
     with path.open("w") as fh:

@@ -93,7 +93,9 @@ def test_pretrain_resume_and_export(tmp_path: Path) -> None:
     assert card["element_vocabulary"][0] == "H" and len(card["element_vocabulary"]) == 86
     assert card["source_dataset"]["sha256"].startswith("f8be437a")
     assert card["architecture"]["hidden_widths"] == list(HIDDEN_WIDTHS)
-    assert abs(card["test_mae"] - card["test_mae_float32"]) < 0.05 * card["test_mae_float32"] + 1e-3
+    # Both on the same (limited) test rows: they differ only by the fp16 rounding of the weights.
+    assert abs(card["test_mae"] - card["test_mae_float32"]) < 2e-3 * card["test_mae_float32"] + 1e-4
+    assert card["recipe"]["limit_rows"] == 600 and "500-composition sample" in card["dead_unit_definition"]
     net = load_source_model("tiny", weights)
     assert next(net.parameters()).dtype == torch.float32
     assert not any(p.requires_grad for p in net.parameters())
@@ -149,3 +151,16 @@ def test_shipped_sources_have_cards() -> None:
         assert card["test_mae"] > 0 and len(card["dead_unit_fraction_per_layer"]) == 16
         net = load_source_model(name)
         assert np.isfinite(net(torch.rand(3, 86)).numpy()).all()
+
+
+def test_each_load_is_a_network_of_its_own() -> None:
+    """Changing a loaded source model (a new head in a notebook cell) never changes the next one loaded."""
+    first = load_source_model("oqmd-formation-enthalpy")
+    x = torch.rand(4, 86)
+    before = first(x).detach().clone()
+    first.output = torch.nn.Linear(first.output.in_features, 1)
+    with torch.no_grad():
+        first.hidden[0].weight.mul_(2.0)
+    again = load_source_model("oqmd-formation-enthalpy")
+    assert torch.equal(again(x), before)
+    assert not any(p.requires_grad for p in again.parameters()) and not again.training
