@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import numbers
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,6 +113,10 @@ def train_network(
             waited += 1
             if waited >= patience:
                 break
+    if not math.isfinite(best) and X_val is not None:  # NaN never beats inf: the weights would be the untrained ones
+        raise ValueError(f"training diverged: the validation loss was {best} (NaN or infinite) "
+                         f"{'in every epoch' if patience is not None else 'at the end'}; lower the learning rate "
+                         f"(lr={lr:g})")
     if patience is not None:
         net.load_state_dict(best_state)
     elif ema is not None:

@@ -53,3 +53,12 @@ def test_training_progress_reports_every_epoch_inside_the_block_only() -> None:
     assert [b for _, _, b in seen] == sorted((b for _, _, b in seen), reverse=True)  # best never rises
     train(patience=None)  # outside the block: nothing reported
     assert len(seen) == 6
+
+
+def test_a_diverged_run_is_an_error_not_the_untrained_network() -> None:
+    """NaN/inf validation losses never beat the starting point, so the initial weights would come back silently."""
+    torch.manual_seed(0)
+    X, y = torch.randn(40, 3), torch.randn(40, 1)
+    with pytest.raises(ValueError, match=r"training diverged: .* in every epoch; lower the learning rate \(lr=1e\+20\)"):
+        train_network(torch.nn.Linear(3, 1), X[:30], y[:30], X[30:], y[30:], torch.nn.functional.mse_loss, lr=1e20,
+                      batch_size=8, max_epochs=3, patience=2)

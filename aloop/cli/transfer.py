@@ -224,7 +224,7 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
     tested = _table(test, formula_column, target, "--test") if test is not None else None
     to_predict = _table(predict, formula_column, None, "--predict") if predict is not None else None
     try:
-        model = make_regressor(strategy, source=source or DEFAULT_SOURCE, layer=layer or DEFAULT_LAYER, seed=seed,
+        model = make_regressor(strategy, source=source, layer=layer, seed=seed,
                                **({"refit": True} if refit else {}))
         if zero_gate:
             model = ZeroGatedRegressor(model, seed=seed)

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from aloop.elemnet.model import ElemNet
@@ -173,18 +174,19 @@ class MoERegressor(RegressorMixin, BaseEstimator):
     def _fit_one(self, Xt: torch.Tensor, yt: torch.Tensor, experts: list[ElemNet],
                  names: list[str], top_k: int) -> tuple[MixtureOfExperts, float, dict[str, float]]:
         """Train a mixture of ``experts`` → (model in eval mode, early-stopping val MAE, gate weight per name)."""
-        torch.manual_seed(self.seed)
-        gen = torch.Generator().manual_seed(self.seed)
-        model = MixtureOfExperts(experts, self.layer, top_k, self.gate, self.head_hidden,
-                                 self.train_experts)
-        ys = (yt - self.mean_) / self.std_
-        val_idx, tr_idx = hold_out(len(Xt), self.val_fraction, gen)
-        net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
-        rows = Xt if self.train_experts else torch.arange(len(Xt))
-        val_mae = self.std_ * train_network(
-            net, rows[tr_idx], ys[tr_idx], rows[val_idx], ys[val_idx],
-            nn.functional.l1_loss, self.lr, self.batch_size, self.max_epochs, self.patience, self.weight_decay, self.seed,
-        )
+        # Seeded initialisation and gate noise, in a stream of their own: the caller's random state is left alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            gen = torch.Generator().manual_seed(self.seed)
+            model = MixtureOfExperts(experts, self.layer, top_k, self.gate, self.head_hidden, self.train_experts)
+            ys = (yt - self.mean_) / self.std_
+            val_idx, tr_idx = hold_out(len(Xt), self.val_fraction, gen)
+            net: nn.Module = model if self.train_experts else _OnCachedFeatures(model, Xt)
+            rows = Xt if self.train_experts else torch.arange(len(Xt))
+            val_mae = self.std_ * train_network(
+                net, rows[tr_idx], ys[tr_idx], rows[val_idx], ys[val_idx], nn.functional.l1_loss, self.lr,
+                self.batch_size, self.max_epochs, self.patience, self.weight_decay, self.seed,
+            )
         model.eval()
         with torch.no_grad():
             g = model.gate_weights(Xt) if self.gate == "input" else model.gate_weights()
@@ -193,8 +195,10 @@ class MoERegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "model_"):
-            raise RuntimeError("MoERegressor is not fitted; call fit(X, y) first")
+            raise NotFittedError("MoERegressor is not fitted; call fit(X, y) first")
         Xt, _ = _check_xy(X)
+        if len(Xt) == 0:
+            return np.zeros(0)
         with torch.inference_mode():
             out = torch.cat([self.model_(Xt[i : i + 16384]).squeeze(1) for i in range(0, len(Xt), 16384)])
         return out.numpy() * self.std_ + self.mean_

@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import NotFittedError
 from torch import nn
 
 from aloop.chem.elements import N_ELEMENTS
@@ -118,20 +119,21 @@ def finetune(
     Xt, yt = _check_xy(X, y)
     check_enough_rows(len(Xt), holds_out=validation is None and config.patience is not None)
     gen = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)
-    if source is not None:
-        net.load_state_dict(source.state_dict())
-    m = yt.shape[1]
-    if config.mode == "finetune" and m != 1:
-        raise ValueError(f"mode 'finetune' reuses the single-output source head; got {m} targets (use modfinetune)")
-    if config.mode == "scratch":
-        he_init(net)
-    elif config.mode in ("modfinetune", "freezing"):
-        net.output = nn.Linear(net.output.in_features, m)
-    if config.mode == "freezing":
-        for lin in net.hidden[:-1]:
-            lin.requires_grad_(False)
+    with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's random stream alone
+        torch.manual_seed(config.seed)
+        net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)
+        if source is not None:
+            net.load_state_dict(source.state_dict())
+        m = yt.shape[1]
+        if config.mode == "finetune" and m != 1:
+            raise ValueError(f"mode 'finetune' reuses the single-output source head; got {m} targets (use modfinetune)")
+        if config.mode == "scratch":
+            he_init(net)
+        elif config.mode in ("modfinetune", "freezing"):
+            net.output = nn.Linear(net.output.in_features, m)
+        if config.mode == "freezing":
+            for lin in net.hidden[:-1]:
+                lin.requires_grad_(False)
     # "finetune" keeps the source output layer, so it trains in raw units; the others
     # train on the standardised target and fold the scaling back in at the end.
     if config.mode == "finetune":
@@ -193,7 +195,9 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         mode: one of ``finetune``, ``modfinetune``, ``freezing``, ``scratch``.
         refit: after early stopping on ``val_fraction`` of the rows, train again from the source
             on every row for the best epoch count, so no row is held out of the final network.
-        Other arguments: see ``FineTuneConfig``.
+        lr, batch_size, max_epochs, patience, val_fraction, seed, ema_decay: as in ``FineTuneConfig``
+            (its ``weight_decay``, ``loss`` and ``threads`` keep their defaults here).
+        hidden_widths: the architecture for ``mode='scratch'``.
 
     Example:
         >>> reg = ElemNetRegressor(source=None, mode="scratch", hidden_widths=(16, 8), max_epochs=2)
@@ -237,8 +241,10 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "network_"):
-            raise RuntimeError("ElemNetRegressor is not fitted; call fit(X, y) first")
+            raise NotFittedError("ElemNetRegressor is not fitted; call fit(X, y) first")
         Xt, _ = _check_xy(X)
+        if len(Xt) == 0:
+            return np.zeros(0, dtype=np.float32)
         with torch.inference_mode():
             return torch.cat([self.network_(Xt[i : i + 32768]).squeeze(1) for i in range(0, len(Xt), 32768)]).numpy()
 
@@ -247,14 +253,17 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
 STRATEGIES: tuple[str, ...] = ("base", "sc-ef", "sc-magpie", "featextr", *MODES, "moe")
 
 
-def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer: int = 2,
-                   trees: str = "et", seed: int = 0, **options: object) -> BaseEstimator:
+def make_regressor(strategy: str, source: str | None = None, layer: int | None = None,
+                   trees: str | None = None, seed: int = 0, **options: object) -> BaseEstimator:
     """A scikit-learn regressor on ``n × 86`` fraction matrices for one transfer strategy.
 
     ``base``: the training mean; ``sc-ef`` / ``sc-magpie``: trees on elemental fractions /
     Magpie (SC:ML); ``featextr``: trees on ElemNet layer-``layer`` activations of ``source``
     (TL:ML(FeatExtr)); ``finetune`` / ``modfinetune`` / ``freezing`` / ``scratch``: an
-    ``ElemNetRegressor``; ``moe``: a ``MoERegressor`` over the default experts (``sources.moe_experts``).
+    ``ElemNetRegressor``; ``moe``: a ``MoERegressor`` over the default experts (``sources.moe_experts``;
+    ``sources=(...)`` among the options names others), ``layer`` being its experts' layer.
+    ``source`` defaults to ``oqmd-formation-enthalpy``, ``layer`` to 2 (16 for ``moe``), ``trees`` to ``"et"``
+    (extra trees; ``"rf"``: a random forest). A setting the strategy does not use is refused, not ignored.
     """
     from sklearn.dummy import DummyRegressor
     from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
@@ -265,6 +274,14 @@ def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; strategies: {', '.join(STRATEGIES)}")
+    users = {"source": ("featextr", "finetune", "modfinetune", "freezing"), "layer": ("featextr", "moe"),
+             "trees": ("sc-ef", "sc-magpie", "featextr")}
+    for name, value in (("source", source), ("layer", layer), ("trees", trees)):
+        if value is not None and strategy not in users[name]:
+            hint = "; a mixture names its experts with sources=(...)" if (strategy, name) == ("moe", "source") else ""
+            raise ValueError(f"{name}={value!r} applies to the strategies {', '.join(users[name])}, not {strategy!r}{hint}")
+    source = source or "oqmd-formation-enthalpy"
+    trees = trees or "et"
     if trees not in ("et", "rf"):
         raise ValueError(f"trees must be 'et' (extra trees) or 'rf' (random forest), got {trees!r}")
     if options and strategy in ("base", "sc-ef", "sc-magpie", "featextr"):
@@ -276,11 +293,11 @@ def make_regressor(strategy: str, source: str = "oqmd-formation-enthalpy", layer
         return DummyRegressor()
     if strategy in ("sc-ef", "sc-magpie", "featextr"):
         feat = {"sc-ef": lambda: get_featurizer("ef"), "sc-magpie": lambda: get_featurizer("magpie"),
-                "featextr": lambda: get_featurizer("elemnet", source=source, layer=layer)}[strategy]()
+                "featextr": lambda: get_featurizer("elemnet", source=source, layer=2 if layer is None else layer)}[strategy]()
         return make_pipeline(FeaturizerTransformer(feat), forest)
     if strategy == "moe":
         from aloop.elemnet.moe import MoERegressor
 
-        return MoERegressor(seed=seed, **options)  # type: ignore[arg-type]
+        return MoERegressor(seed=seed, **({} if layer is None else {"layer": layer}), **options)  # type: ignore[arg-type]
     return ElemNetRegressor(source=None if strategy == "scratch" else source, mode=strategy, seed=seed,
                             **options)  # type: ignore[arg-type]

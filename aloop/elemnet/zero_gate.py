@@ -15,6 +15,7 @@ from typing import Self
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from aloop.features.base import as_numeric_matrix
@@ -83,6 +84,8 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> Self:
         X, y = as_numeric_matrix(X, "ZeroGatedRegressor"), np.asarray(y, dtype=np.float64)
+        if y.ndim == 2 and y.shape[1] == 1:  # a column vector, as the other regressors take
+            y = y[:, 0]
         if y.ndim != 1 or len(y) != len(X):
             raise ValueError(f"y must be one value per row of X: X has {len(X)} rows, y has shape {y.shape}")
         if not np.isfinite(y).all():
@@ -115,7 +118,7 @@ class ZeroGatedRegressor(RegressorMixin, BaseEstimator):
     def zero_probability(self, X: np.ndarray) -> np.ndarray:
         """``(n,)`` P(y = 0) for ``n × 86`` fractions."""
         if not hasattr(self, "classifier_"):
-            raise RuntimeError("ZeroGatedRegressor is not fitted; call fit(X, y) first")
+            raise NotFittedError("ZeroGatedRegressor is not fitted; call fit(X, y) first")
         return zero_probability(self.classifier_, as_numeric_matrix(X, "ZeroGatedRegressor"))
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -26,7 +26,9 @@ class ElemNetFeatures(Featurizer):
         cache_size: feature rows kept in memory, keyed by canonical composition key
             (``aloop.chem.keys_from_matrix``), so a composition seen before is not
             recomputed; once full, new rows are computed but not stored. ``0`` disables
-            the cache (a 1,000,000-row pool at layer 2 would need 4 GB).
+            the cache (a 1,000,000-row pool at layer 2 would need 4 GB). The key rounds
+            fractions to 4 decimals, so compositions that agree to 4 decimals share a row
+            (exact rows differ by ~1e-4 there). A pickled featurizer leaves its cache behind.
 
     ``transform_fractions`` maps ``n × 86`` fractions to ``n × width(layer)`` float32.
     """
@@ -67,6 +69,11 @@ class ElemNetFeatures(Featurizer):
             raise AttributeError(f"ElemNetFeatures.{name} is fixed once built (the network is cut at the layer and "
                                  f"features are cached); use set_params({name}=...) or a new ElemNetFeatures(...)")
         super().__setattr__(name, value)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_cache"] = {}  # a saved model need not carry (up to GBs of) cached feature rows
+        return state
 
     def get_params(self, deep: bool = True) -> dict[str, object]:
         """The construction options (``network`` is ``None`` for a shipped source, ``source`` is ``"custom"``

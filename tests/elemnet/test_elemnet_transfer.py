@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.ensemble import ExtraTreesRegressor
+from sklearn.exceptions import NotFittedError
 
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.moe import MixtureOfExperts, MoERegressor
@@ -76,7 +77,7 @@ def test_finetune_bad_inputs(band_gap) -> None:
     y_bad[3] = np.nan
     with pytest.raises(ValueError, match="NaN/inf"):
         finetune(X, y_bad, _source(), FineTuneConfig())
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         ElemNetRegressor().predict(X)
     assert set(MODES) == {"finetune", "modfinetune", "freezing", "scratch"}
 
@@ -335,3 +336,24 @@ def test_hidden_widths_with_a_source_are_refused_not_ignored(band_gap) -> None:
     X, y = band_gap
     with pytest.raises(ValueError, match="hidden_widths is for mode='scratch'; mode 'modfinetune' keeps"):
         ElemNetRegressor(hidden_widths=TINY, max_epochs=1, patience=1).fit(X, y)
+
+
+def test_a_notebook_session_keeps_its_random_state_and_gets_clear_answers(band_gap) -> None:
+    """Fitting leaves the caller's torch random stream alone; an empty prediction and settings a strategy
+    does not use get clear answers instead of a torch error or silence."""
+    X, y = band_gap
+    opts = dict(source=None, mode="scratch", hidden_widths=TINY, batch_size=64, max_epochs=3, patience=2)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    reg = ElemNetRegressor(**opts).fit(X, y)
+    assert torch.equal(torch.rand(3), expected)
+    assert np.array_equal(reg.predict(X), ElemNetRegressor(**opts).fit(X, y).predict(X))  # still seeded
+    assert reg.predict(X[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="layer=8 applies to the strategies featextr, moe, not 'modfinetune'"):
+        make_regressor("modfinetune", layer=8)
+    with pytest.raises(ValueError, match="source='oqmd-bandgap' applies to .* not 'moe'; a mixture names its experts"):
+        make_regressor("moe", source="oqmd-bandgap")
+    with pytest.raises(ValueError, match="trees='rf' applies to the strategies sc-ef, sc-magpie, featextr"):
+        make_regressor("moe", trees="rf")
+    assert make_regressor("moe", layer=8).layer == 8

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.dummy import DummyRegressor
+from sklearn.exceptions import NotFittedError
 
 from aloop.chem import to_fraction_matrix
 from aloop.elemnet.transfer import make_regressor
@@ -49,6 +50,8 @@ def test_the_gate_lowers_the_error_on_measured_band_gaps(band_gaps) -> None:
     assert np.mean(np.abs(pred - yt)) < np.mean(np.abs(plain.predict(Xt) - yt))
     fixed = ZeroGatedRegressor(DummyRegressor(), threshold=0.6).fit(X, y)
     assert fixed.threshold_ == 0.6 and (fixed.predict(Xt)[fixed.zero_probability(Xt) > 0.6] == 0).all()
+    column = ZeroGatedRegressor(DummyRegressor(), threshold=0.6).fit(X, y[:, None])  # y as a column, as elsewhere
+    np.testing.assert_array_equal(column.predict(Xt), fixed.predict(Xt))
 
 
 @pytest.mark.parametrize("kwargs, y_edit, needle", [
@@ -82,5 +85,5 @@ def test_formulas_instead_of_fractions_are_refused_clearly(band_gaps) -> None:
 
 def test_an_unfitted_gate_says_so() -> None:
     for call in ("predict", "zero_probability"):
-        with pytest.raises(RuntimeError, match=r"ZeroGatedRegressor is not fitted; call fit\(X, y\) first"):
+        with pytest.raises(NotFittedError, match=r"ZeroGatedRegressor is not fitted; call fit\(X, y\) first"):
             getattr(ZeroGatedRegressor(DummyRegressor()), call)(np.eye(86, dtype=np.float32)[:2])

@@ -75,3 +75,15 @@ def test_cached_rows_follow_a_network_trained_or_loaded_in_place(band_gap) -> No
     assert not np.allclose(after, before) and np.allclose(after, expected, atol=1e-6)
     net.load_state_dict(_network().state_dict())  # weights loaded in place
     assert np.allclose(feats.transform_fractions(X[:20]), before, atol=1e-6)
+
+
+def test_a_pickled_featurizer_leaves_its_cache_behind(band_gap) -> None:
+    import pickle
+
+    X, _ = band_gap
+    feat = ElemNetFeatures(network=ElemNet(hidden_widths=(64, 32)), layer=1)
+    before = feat.transform(X)
+    assert len(feat._cache) == len(np.unique(X.round(4), axis=0)) > 100
+    again = pickle.loads(pickle.dumps(feat))
+    assert again._cache == {} and len(feat._cache) > 100  # the original keeps its own
+    np.testing.assert_array_equal(again.transform(X), before)
