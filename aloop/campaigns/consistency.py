@@ -62,6 +62,8 @@ OUTLIER_LOG_SPREADS = 10.0
 OUTLIER_RATIO = 8.0
 #: Below this many recorded values of an objective, no spread is trusted and nothing is flagged.
 OUTLIER_MIN_VALUES = 5
+#: Share of recorded values of one sign above which the sign and ratio rules apply (a stray typo keeps them on).
+SIGN_SHARE = 0.8
 
 
 class OutlierWarning(UserWarning):
@@ -112,13 +114,19 @@ class Outlier:
     n: int
     log: bool = False
     extreme: float | None = None  # the largest (or smallest) recorded value, when flagged by OUTLIER_RATIO
+    same_sign: int = 0  # flagged for its sign: how many recorded values have the other one
 
     def describe(self) -> str:
         """The warning's text for this value: ``zT = 320 is 2.1e+03 robust spreads from the median (0.42) of …``."""
+        if self.same_sign:
+            other = "positive" if self.median > 0 else "negative"
+            return (f"{self.name} = {self.value:g} is not {other}, while {self.same_sign} of the {self.n} values "
+                    f"recorded before are (median {self.median:.4g}): a slipped minus sign?")
         if self.extreme is not None:
             v, x = self.value, self.extreme
-            times = f"{v / x:.3g}× the largest" if v > x else f"1/{x / v:.3g} of the smallest"
-            return f"{self.name} = {v:g} is {times} ({x:.4g}) of the {self.n} values recorded before"
+            times = f"{v / x:.3g}× the largest" if abs(v) > abs(x) else f"1/{x / v:.3g} of the smallest"
+            return (f"{self.name} = {v:g} is {times}{'' if x > 0 else ' in magnitude'} ({x:.4g}) of the {self.n} values "
+                    "recorded before")
         spreads = f"robust spreads of log10({self.name})" if self.log else "robust spreads"
         return (f"{self.name} = {self.value:g} is {self.spreads:.3g} {spreads} from the median ({self.median:.4g}) "
                 f"of the {self.n} values recorded before")
@@ -147,6 +155,13 @@ def find_outliers(
         if len(scale) < OUTLIER_MIN_VALUES or (spread := robust_spread(scale, log)) is None:
             continue
         med = statistics.median(scale)
+        # Values of one sign (all but a stray typo or two): a new value of the other sign, or one far off in
+        # ratio to them, is flagged even where the spread rule is too wide to see it.
+        positive = [x for x in old if x > 0]
+        one_sign = positive if len(positive) >= SIGN_SHARE * len(old) else [-x for x in old if x < 0]
+        sign = 1.0 if one_sign is positive else -1.0
+        if len(one_sign) < SIGN_SHARE * len(old):
+            one_sign = []
         for i, row in enumerate(new):
             if name not in row or (log and row[name] <= 0):
                 continue
@@ -154,8 +169,13 @@ def find_outliers(
             k = abs((math.log10(v) if log else v) - med) / spread
             if k > (OUTLIER_LOG_SPREADS if log else OUTLIER_SPREADS):
                 found.append(Outlier(i, name, v, 10**med if log else med, k, len(scale), log))
-            elif not log and v > 0 and min(old) > 0 and (v > OUTLIER_RATIO * max(old) or v < min(old) / OUTLIER_RATIO):
-                found.append(Outlier(i, name, v, med, k, len(scale), extreme=max(old) if v > max(old) else min(old)))
+            elif log or not one_sign:
+                continue
+            elif sign * v <= 0:
+                found.append(Outlier(i, name, v, med, k, len(scale), same_sign=len(one_sign)))
+            elif (a := sign * v) > OUTLIER_RATIO * max(one_sign) or a < min(one_sign) / OUTLIER_RATIO:
+                x = sign * (max(one_sign) if a > max(one_sign) else min(one_sign))
+                found.append(Outlier(i, name, v, med, k, len(scale), extreme=x))
     return sorted(found, key=lambda o: o.index)
 
 
@@ -167,8 +187,9 @@ def outliers_message(found: Sequence[Outlier], where: Sequence[str], undo: Seque
     log = (f"; for one modelled as log10: more than {OUTLIER_LOG_SPREADS:g} robust spreads of its log10, and over "
            f"{OUTLIER_SPREADS:g}× or under 1/{OUTLIER_SPREADS:g} of the median" if any(o.log for o in found) else "")
     return (f"{len(found)} value(s) recorded far outside the spread of the campaign's earlier values "
-            f"(more than {OUTLIER_SPREADS:g} robust spreads from their median, or over {OUTLIER_RATIO:g}× the largest "
-            f"or under 1/{OUTLIER_RATIO:g} of the smallest of positive values{log}) — a typo or wrong units? If a "
+            f"(more than {OUTLIER_SPREADS:g} robust spreads from their median; or, where they have one sign, the other "
+            f"sign, over {OUTLIER_RATIO:g}× the largest or under 1/{OUTLIER_RATIO:g} of the smallest{log}) — a typo or "
+            "wrong units? If a "
             "value is wrong, retract it with `aloop retract ID --reason ...` (it leaves the model and the best) and "
             "record the right one:\n  " + "\n  ".join(lines))
 
