@@ -37,6 +37,7 @@ from aloop.campaigns.figures import (
 )
 from aloop.campaigns.modeling import CVResult
 from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool
+from aloop.surrogates.metrics import coverage_verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -236,7 +237,8 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
     if isinstance(cv, dict):
         for lab, s in cv.items():
             lines.append(f"cross-validation of the model set-up ({s['folds']}-fold, grouped by composition, "
-                         f"{s['n']} observations) of {lab}: MAE {s['mae']:.3g}, 95% interval coverage {s['coverage_95']:.0%}")
+                         f"{s['n']} observations) of {lab}: MAE {s['mae']:.3g}, 95% interval coverage {s['coverage_95']:.0%}: "
+                         f"uncertainty {coverage_verdict(s['coverage_95'], s['n'])}")
     elif cv:
         lines.append(f"cross-validation: {cv}")
     lines.append(f"log: {status['log']}")

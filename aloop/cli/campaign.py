@@ -169,8 +169,9 @@ def record_command(
         pairs = [f"line {r}: {i}" for r, i in zip(result.rows, result.event_ids, strict=True)]
         out.print("measurement ids: " + ", ".join(pairs[:50]) + (" …" if len(pairs) > 50 else ""), markup=False)
     if unsolicited:
-        warn(f"{len(unsolicited)} measurement(s) of compositions never proposed were recorded and flagged "
-             f"unsolicited: {', '.join(unsolicited)}")
+        more = f" … and {len(unsolicited) - 20:,} more" if len(unsolicited) > 20 else ""
+        warn(f"{len(unsolicited):,} measurement(s) of compositions never proposed were recorded and flagged "
+             f"unsolicited: {', '.join(unsolicited[:20])}{more}")
 
 
 def _close(kind: str, ids: list[int], reason: str, campaign_path: Path | None) -> None:

@@ -79,3 +79,21 @@ def uncertainty_report(
         "miscalibration_area": float(np.trapezoid(np.abs(observed - expected), expected)),
         "sharpness": float(np.sqrt(np.mean(sd**2))),
     }
+
+
+def coverage_verdict(coverage: float, n: int, level: float = 0.95) -> str:
+    """Whether central-``level`` intervals that held ``coverage`` of ``n`` held-out values are calibrated, as far
+    as ``n`` values can tell (two binomial standard errors around ``level``).
+
+    Example:
+        >>> coverage_verdict(0.80, 100)
+        'too narrow (over-confident): calibrated 95% intervals would hold 91%–99% of 100 values'
+    """
+    se = math.sqrt(level * (1 - level) / n)
+    lo, hi = level - 2 * se, min(level + 2 * se, 1.0)
+    span = f"calibrated {level:.0%} intervals would hold {lo:.0%}–{hi:.0%} of {n} values"
+    if coverage < lo:
+        return f"too narrow (over-confident): {span}"
+    if coverage > hi:
+        return f"too wide (under-confident): {span}"
+    return f"calibrated as far as {n} values tell ({span.removeprefix('calibrated ')})"

@@ -69,3 +69,12 @@ def test_calibration_curve_ends_and_shape() -> None:
 def test_bad_inputs(args: tuple, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         uncertainty_report(*args)
+
+
+def test_coverage_verdict_says_calibrated_only_within_what_n_values_resolve() -> None:
+    from aloop.surrogates.metrics import coverage_verdict
+
+    assert coverage_verdict(0.80, 100).startswith("too narrow (over-confident)")
+    assert coverage_verdict(0.995, 2000).startswith("too wide (under-confident)")
+    assert coverage_verdict(0.90, 30).startswith("calibrated as far as 30 values tell")  # 3 misses of 30: noise
+    assert coverage_verdict(0.90, 1000).startswith("too narrow")  # the same share of 1,000 is not
