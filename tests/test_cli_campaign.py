@@ -367,3 +367,16 @@ def test_a_log_from_before_retractions_is_migrated_from_the_shell(tmp_path: Path
     assert result.exit_code == 0 and "from schema v2 to v3" in " ".join(result.stdout.split()), result.output
     assert "schema v3 already" in " ".join(invoke("migrate").stdout.split())
     assert invoke("propose", "-n", "2").exit_code == 0
+
+
+def test_init_says_what_a_grid_will_take_and_warns_before_a_laptop_is_swamped(tmp_path: Path) -> None:
+    small = invoke("init", "s", "--dir", tmp_path, "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef",
+                   "--objective", "eta", "--units", "V", "--direction", "minimize")
+    assert small.exit_code == 0, small.output
+    assert "the grid holds 66 compositions; ef gives 86 features each" in " ".join(small.stdout.split())
+    big = invoke("init", "b", "--dir", tmp_path, "--elements", "Ni,Fe,Co,Mn,Cu,Zn,Al,Ti,V,Cr,Mo,W", "--step", "0.01",
+                 "--max-elements", "3", "--objective", "eta", "--units", "V", "--direction", "minimize")
+    assert big.exit_code == 0, big.output
+    said = " ".join(big.stderr.split())
+    assert "the grid holds 1,073,766 compositions; elemnet gives 1,024 features each" in said
+    assert "more than many laptops have" in said and not (tmp_path / "b.features.npz").exists()  # nothing built yet

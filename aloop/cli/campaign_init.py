@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from aloop.cli._output import campaign_errors, fail, out
+from aloop.cli._output import campaign_errors, fail, out, warn
+
+if TYPE_CHECKING:
+    from aloop.campaigns.config import CampaignConfig
 
 
 def _pairs(items: list[str] | None, what: str, parse: Any) -> dict[str, Any]:
@@ -116,7 +119,37 @@ def init_command(
             pool_kind = "candidate list" if campaign.config.search_space.kind == "candidates" else "element grid"
             out.print(f"created {campaign.config.path} ({pool_kind}, objective {objective!r}) "
                       f"with its log at {campaign.log.url.render_as_string(hide_password=True)}", markup=False)
+            _say_footprint(campaign.config)
     out.print("next: `aloop propose` for the first batch (edit the .toml first if you like)", markup=False)
+
+
+#: Memory while proposing, per byte of the pool's features (fractions, predictions, batch work; measured ~3×).
+_PROPOSE_MEMORY_FACTOR = 3
+#: Above this estimate of proposing memory the size of a grid is a warning, not a note.
+_MEMORY_WARNING = 4e9
+
+
+def _say_footprint(config: CampaignConfig) -> None:
+    """How many compositions a grid holds and what its features will take, with a warning for a laptop-sized risk."""
+    from aloop.campaigns.pool import resolve_featurizer
+    from aloop.campaigns.search_space import grid_space
+
+    if config.search_space.kind != "grid":
+        return
+    count = grid_space(config.search_space).count()
+    width = resolve_featurizer(config.featurizer)[0].n_features
+    disk = count * width * 4
+    memory = _PROPOSE_MEMORY_FACTOR * disk
+    def size(b: float) -> str:
+        return f"{b / 1e9:.1f} GB" if b >= 1e9 else f"{b / 1e6:.0f} MB" if b >= 1e6 else f"{max(b / 1e3, 1):.0f} kB"
+
+    note = (f"the grid holds {count:,} compositions; {config.featurizer.kind} gives {width:,} features each: a feature "
+            f"cache of ~{size(disk)} beside the definition and ~{size(memory)} of memory while proposing")
+    if memory > _MEMORY_WARNING:
+        warn(note + " — more than many laptops have; a coarser --step, fewer elements or --max-elements, or "
+             "[featurizer] kind = \"magpie\" (132 features) or \"ef\" (86) shrink it")
+    else:
+        out.print(note, markup=False)
 
 
 def _init_from(ctx: typer.Context, name: str | None, definition: Path) -> None:
@@ -142,6 +175,7 @@ def _init_from(ctx: typer.Context, name: str | None, definition: Path) -> None:
         out.print(f"created the log of {campaign.config.path} ({len(campaign.config.objectives)} objective(s): "
                   f"{', '.join(o.name for o in campaign.config.objectives)}) at "
                   f"{campaign.log.url.render_as_string(hide_password=True)}", markup=False)
+        _say_footprint(campaign.config)
     out.print(f"next: `aloop propose -c {definition}` for the first batch", markup=False)
 
 
