@@ -215,3 +215,16 @@ def test_cancel_a_whole_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         result = invoke("cancel", *args)
         assert result.exit_code == 2 and needle in one_line(result.stderr), (args, result.output)
     assert digest(tmp_path / "end.sqlite", "end") == before
+
+
+def test_pending_proposals_off_an_edited_grid_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit of the grid (here the fixed oxygen fraction) leaves pending proposals off it: status says which."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "o", "--elements", "Ni,Fe,Co", "--step", "0.1", "--fixed", "O=0.6", "--featurizer", "ef",
+                  "--initial-size", "3").exit_code == 0
+    proposed = invoke("propose", "-o", "sheet.csv")
+    assert proposed.exit_code == 0, proposed.output
+    Path("o.toml").write_text(Path("o.toml").read_text().replace("O = 0.6", "O = 0.5"))
+    status = invoke("status", "--no-cv")
+    assert status.exit_code == 0, status.output
+    assert "8 pending proposal(s) are off the grid as the definition now sets it (1 " in one_line(status.stderr)

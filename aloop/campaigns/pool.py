@@ -318,6 +318,13 @@ def load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progre
     no_pending = pd.DataFrame(columns=["proposal_id", "formula", "key"])
     if note := candidates_change(config, pool, no_pending if pending is None else pending):
         warnings.warn(note, CampaignWarning, stacklevel=3)
+    elif config.search_space.kind == "grid" and pending is not None and len(pending):
+        off = pending[pool.rows(pending["key"]) < 0]
+        if len(off):  # the grid was edited (elements, step, fixed, bounds) since they were proposed
+            listed = ", ".join(f"{int(r.proposal_id)} {r.formula}" for r in off.head(20).itertuples())
+            warnings.warn(f"{len(off)} pending proposal(s) are off the grid as the definition now sets it ({listed}"
+                          f"{' …' if len(off) > 20 else ''}): they stay pending; record their results or "
+                          "`aloop cancel` them", CampaignWarning, stacklevel=3)
     return pool
 
 
