@@ -229,7 +229,11 @@ def events_digest(conn: Connection) -> str:
 def database_error(where: str, exc: SQLAlchemyError) -> CampaignLogError:
     """A readable ``CampaignLogError`` for a driver error (connection refused, corrupt file…)."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return CampaignLogError(f"{where}: {type(orig).__name__}: {str(orig).strip().splitlines()[0]}")
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if "database is locked" in text or "lock timeout" in text or "could not obtain lock" in text:
+        return CampaignLogError(f"{where}: another program (another aloop command, a database browser) held the "
+                                "log's write lock for the whole wait; nothing was written: close it or try again")
+    return CampaignLogError(f"{where}: {type(orig).__name__}: {text}")
 
 
 def create_log_schema(engine: Engine, where: str) -> int:

@@ -201,3 +201,27 @@ def test_re_recording_is_a_no_op(db_url: str, tmp_path: Path, chunk: int | None)
     with CampaignLog.open(db_url, "zt") as log:
         assert log.events_digest() == digest
         assert len(log.observations()) == N_ROWS
+
+
+def test_a_write_lock_held_past_the_wait_is_said_plainly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program holding the SQLite write lock: the error says so and that nothing was written."""
+    import sqlite3
+
+    from aloop.campaigns import _store
+    from aloop.campaigns.entries import Proposal
+    from aloop.campaigns.log import CampaignLog, CampaignLogError
+
+    monkeypatch.setattr(_store, "BUSY_TIMEOUT_S", 0.2)
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    with CampaignLog.open(url, "c", create=True) as log:
+        before = log.events_digest()
+        holder = sqlite3.connect(tmp_path / "c.sqlite")
+        holder.execute("BEGIN IMMEDIATE")  # e.g. a database browser with an open write transaction
+        try:
+            with pytest.raises(CampaignLogError, match="held the log's write lock for the whole wait; nothing was "
+                                                       "written"):
+                log.append_proposals([Proposal("NiO", "Ni0.5 O0.5")])
+        finally:
+            holder.rollback()
+            holder.close()
+        assert log.events_digest() == before
