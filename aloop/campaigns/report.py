@@ -228,7 +228,7 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
         lines.append(f"best {name}: {b['value']:.4g}{units} — {b['formula']} ({how}){hits}")
     fresh = ("" if m["up_to_date"] or m["version"] is None
              else "; the results or the model set-up changed since: the next propose retrains")
-    version = (f"latest version {m['version']} (trained on {m['training_size']} observations{fresh})"
+    version = (f"version in use {m['version']} (trained on {m['training_size']} observations{fresh})"
                if m["version"] is not None else "no model fitted yet (`aloop propose` fits one once the initial design is "
                                                   "measured)")
     lines.append(f"model: {m['surrogate']} on {m['featurizer']} features, modelled as {', '.join(m['modelled_as'])}; "
