@@ -213,9 +213,9 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
 def _summary_lines(status: dict[str, Any]) -> list[str]:
     c, m = status["counts"], status["model"]
     lines = [
-        f"{c['measured']} measured ({c['unsolicited']} unsolicited), {c['retracted']} retracted, "
-        f"{c['pending']} pending, {c['failed']} failed, "
-        f"{c['rejected']} rejected, {c['cancelled']} cancelled; {c['proposed']} proposed in {c['batches']} batches; "
+        f"{c['measured']:,} measured ({c['unsolicited']:,} unsolicited), {c['retracted']:,} retracted, "
+        f"{c['pending']:,} pending, {c['failed']:,} failed, "
+        f"{c['rejected']:,} rejected, {c['cancelled']:,} cancelled; {c['proposed']:,} proposed in {c['batches']:,} batches; "
         + (f"{c['available']:,} of {c['candidates']:,} candidates still available" if c["candidates"] is not None
            else "candidates: unknown (no candidate list)"),
     ]
