@@ -41,6 +41,14 @@ def training_progress(report: Callable[[int, float, float], None]) -> Iterator[N
         _EPOCH_REPORT.reset(token)
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` as an ``int`` (a whole number ≥ 0, numpy integers too), else a ``ValueError`` that says so."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a whole number ≥ 0 (it seeds the initial weights and the batch order), "
+                         f"got {seed!r}")
+    return int(seed)
+
+
 def train_network(
     net: nn.Module,
     X_tr: Tensor,

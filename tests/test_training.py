@@ -18,6 +18,7 @@ from aloop.training import train_network
     ("max_epochs", 2.5, r"max_epochs must be ≥ 1 \(a whole number\), got 2.5"),
     ("patience", 0, r"patience must be ≥ 1 epoch or None \(no early stopping\), got 0"),
     ("lr", 0.0, r"lr \(the learning rate\) must be > 0, got 0.0"),
+    ("seed", None, r"seed must be a whole number ≥ 0 \(it seeds the initial weights and the batch order\), got None"),
 ])
 def test_bad_settings_are_refused_by_each_model(band_gap, option: str, value: object, message: str) -> None:
     X, y = band_gap
@@ -28,6 +29,8 @@ def test_bad_settings_are_refused_by_each_model(band_gap, option: str, value: ob
     for model in models:  # MoERegressor trained nothing for max_epochs=0 and reported an infinite validation MAE
         with pytest.raises(ValueError, match=message):
             model.set_params(**{option: value}).fit(X, y)
+    if option == "seed":
+        return  # train_network takes a generator seed from its callers, which check it
     Xt, yt = torch.from_numpy(X[:20]), torch.from_numpy(np.asarray(y[:20, None], dtype=np.float32))
     settings = {"lr": 1e-3, "batch_size": 8, "max_epochs": 2, "patience": 2, option: value}
     with pytest.raises(ValueError, match=message):
@@ -62,3 +65,12 @@ def test_a_diverged_run_is_an_error_not_the_untrained_network() -> None:
     with pytest.raises(ValueError, match=r"training diverged: .* in every epoch; lower the learning rate \(lr=1e\+20\)"):
         train_network(torch.nn.Linear(3, 1), X[:30], y[:30], X[30:], y[30:], torch.nn.functional.mse_loss, lr=1e20,
                       batch_size=8, max_epochs=3, patience=2)
+
+
+def test_a_mixture_names_a_bad_head_or_an_empty_source_list(band_gap) -> None:
+    X, y = band_gap
+    with pytest.raises(ValueError, match=r"head_hidden \(units of the property head's hidden layer\) must be a whole "
+                                         r"number ≥ 1, got -1"):
+        MoERegressor(experts=[ElemNet(hidden_widths=(16, 8))], layer=2, head_hidden=-1).fit(X, y)
+    with pytest.raises(ValueError, match="sources is empty: a mixture needs at least one source model"):
+        MoERegressor(sources=()).fit(X, y)

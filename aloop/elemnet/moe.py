@@ -14,7 +14,7 @@ from torch import nn
 
 from aloop.elemnet.model import ElemNet
 from aloop.elemnet.transfer import _check_xy, check_enough_rows, hold_out
-from aloop.training import train_network
+from aloop.training import check_seed, train_network
 
 
 class MixtureOfExperts(nn.Module):
@@ -148,9 +148,17 @@ class MoERegressor(RegressorMixin, BaseEstimator):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"sources name {', '.join(map(repr, repeated))} more than once; give each source once")
+        if not names:
+            raise ValueError("sources is empty: a mixture needs at least one source model (leave it unset for the "
+                             "default experts)")
         return [load_source_model(s) for s in names], names
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> MoERegressor:
+        check_seed(self.seed)
+        if isinstance(self.head_hidden, bool) or not isinstance(self.head_hidden, numbers.Integral) \
+                or self.head_hidden < 1:
+            raise ValueError(f"head_hidden (units of the property head's hidden layer) must be a whole number ≥ 1, "
+                             f"got {self.head_hidden!r}")
         Xt, yt = _check_xy(X, y)
         if yt.shape[1] != 1:
             raise ValueError(f"MoERegressor predicts one target; y has {yt.shape[1]} columns (fit one model per target)")

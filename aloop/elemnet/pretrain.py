@@ -90,7 +90,11 @@ def excluded_keys(names: tuple[str, ...]) -> set[str]:
     """Composition keys of every parseable row of the named registry datasets."""
     keys: set[str] = set()
     for name in names:
-        X, _ = to_fraction_matrix(list(load(name)["formula"]), errors="collect")
+        try:
+            frame = load(name)
+        except KeyError as exc:  # an unknown name: say which setting holds it
+            raise ValueError(f"exclude: {exc.args[0]}") from None
+        X, _ = to_fraction_matrix(list(frame["formula"]), errors="collect")
         keys.update(keys_from_matrix(X))
     keys.discard("")  # unparseable rows are all-zero
     return keys

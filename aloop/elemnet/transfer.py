@@ -14,7 +14,7 @@ from torch import nn
 from aloop.chem.elements import N_ELEMENTS
 from aloop.elemnet.model import HIDDEN_WIDTHS, ElemNet, he_init
 from aloop.features.base import as_numeric_matrix, check_fractions
-from aloop.training import torch_threads, train_network
+from aloop.training import check_seed, torch_threads, train_network
 
 Mode = Literal["finetune", "modfinetune", "freezing", "scratch"]
 MODES: tuple[str, ...] = ("finetune", "modfinetune", "freezing", "scratch")
@@ -118,7 +118,7 @@ def finetune(
         raise ValueError(f"mode {config.mode!r} {'needs' if source is None else 'takes no'} source network")
     Xt, yt = _check_xy(X, y)
     check_enough_rows(len(Xt), holds_out=validation is None and config.patience is not None)
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(check_seed(config.seed))
     with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's random stream alone
         torch.manual_seed(config.seed)
         net = ElemNet(hidden_widths=source.hidden_widths if source is not None else hidden_widths)

@@ -218,3 +218,9 @@ def test_threads_apply_while_training_and_are_restored(tmp_path: Path, monkeypat
     finally:
         torch.set_num_threads(before)
     assert set(during) == {1} and after == 2
+
+
+def test_an_unknown_dataset_to_exclude_is_named_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exclude: unknown dataset 'nope'; known datasets: "):
+        pretrain(replace(TINY, exclude=("nope",)), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
