@@ -228,3 +228,29 @@ def test_pending_proposals_off_an_edited_grid_are_named(tmp_path: Path, monkeypa
     status = invoke("status", "--no-cv")
     assert status.exit_code == 0, status.output
     assert "8 pending proposal(s) are off the grid as the definition now sets it (1 " in one_line(status.stderr)
+
+
+def test_an_exported_observations_table_records_into_another_campaign(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """export --table observations is headed as a results file; the columns the log derives (event_id, key,
+    recorded_at, unsolicited) are read past, so without the old campaign's proposal ids it records elsewhere."""
+    monkeypatch.chdir(tmp_path)
+    flags = (*GRID, "--objective", "gap", "--units", "eV", "--initial-size", "3")
+    assert invoke("init", "a", *flags).exit_code == 0 and invoke("init", "b", *flags).exit_code == 0
+    assert invoke("propose", "-n", "3", "-o", "s.csv", "-c", "a.toml").exit_code == 0
+    sheet = pd.read_csv("s.csv")
+    sheet["gap [eV]"] = [1.25, 0.5, 2.0]
+    sheet["raw_data"] = ["run1.h5", "", "run3.h5"]
+    sheet.to_csv("s.csv", index=False)
+    assert invoke("record", "s.csv", "-c", "a.toml").exit_code == 0
+    assert invoke("export", "obs.csv", "--table", "observations", "-c", "a.toml").exit_code == 0
+    exported = pd.read_csv("obs.csv", encoding="utf-8-sig")
+    assert {"raw_data", "gap [eV]", "event_id", "key", "recorded_at", "unsolicited"} <= set(exported.columns)
+    exported.drop(columns="proposal_id").to_csv("obs_b.csv", index=False)
+    recorded = invoke("record", "obs_b.csv", "-c", "b.toml")
+    assert recorded.exit_code == 0, recorded.output
+    assert invoke("export", "obs2.csv", "--table", "observations", "-c", "b.toml").exit_code == 0
+    again = pd.read_csv("obs2.csv", encoding="utf-8-sig")
+    cols = ["formula", "gap [eV]", "raw_data"]
+    pd.testing.assert_frame_equal(again[cols].sort_values("formula").reset_index(drop=True),
+                                  exported[cols].sort_values("formula").reset_index(drop=True))

@@ -38,6 +38,9 @@ from aloop.campaigns.state import Event, proposal_status, retracted
 
 #: Columns a results file may have besides proposal_id, formula and the objectives.
 OPTIONAL_COLUMNS = ("measured_at", "operator", "notes", "raw_data", "idempotency_key")
+#: Columns of `aloop export --table observations` that the log derives itself: read past, so an exported
+#: table can be recorded into another campaign (or a new database) as it is.
+EXPORT_COLUMNS = ("event_id", "key", "recorded_at", "unsolicited")
 _HEADER = re.compile(r"^(?P<name>.*?)\s*\[(?P<units>[^\]]*)\]$")
 
 
@@ -229,7 +232,7 @@ def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -
     for col in columns:
         m = _HEADER.match(canonical(col))
         name, units = (m["name"].strip(), m["units"].strip()) if m else (canonical(col), None)
-        if name in ("proposal_id", "formula") or (name in OPTIONAL_COLUMNS and units is None):
+        if name in ("proposal_id", "formula") or (name in (*OPTIONAL_COLUMNS, *EXPORT_COLUMNS) and units is None):
             continue
         if name not in names:
             extra.append(col)

@@ -307,7 +307,8 @@ def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, 
     elif table == "observations":
         df = state.observations(events)
         units = df.attrs.get("units", {})
-        df = df.rename(columns={k: f"{k} [{u}]" for k, u in units.items() if u})
+        # Headed as a results file is (raw_data, 'NAME [UNITS]'), so the table can be recorded again.
+        df = df.rename(columns={**{k: f"{k} [{u}]" for k, u in units.items() if u}, "raw_ref": "raw_data"})
         df["measured_at"] = df["measured_at"].astype(str).replace({"None": None, "NaT": None})
     else:
         raise CampaignError(f"unknown export table {table!r}; choose 'events' or 'observations'")
