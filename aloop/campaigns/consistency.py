@@ -119,9 +119,9 @@ class Outlier:
     def describe(self) -> str:
         """The warning's text for this value: ``zT = 320 is 2.1e+03 robust spreads from the median (0.42) of …``."""
         if self.same_sign:
-            other = "positive" if self.median > 0 else "negative"
-            return (f"{self.name} = {self.value:g} is not {other}, while {self.same_sign} of the {self.n} values "
-                    f"recorded before are (median {self.median:.4g}): a slipped minus sign?")
+            signs = ("negative", "positive") if self.value < 0 else ("positive", "negative")
+            return (f"{self.name} = {self.value:g} is {signs[0]}, while {self.same_sign} of the {self.n} values "
+                    f"recorded before are {signs[1]} (median {self.median:.4g}): a slipped minus sign?")
         if self.extreme is not None:
             v, x = self.value, self.extreme
             times = f"{v / x:.3g}× the largest" if abs(v) > abs(x) else f"1/{x / v:.3g} of the smallest"
@@ -171,9 +171,9 @@ def find_outliers(
                 found.append(Outlier(i, name, v, 10**med if log else med, k, len(scale), log))
             elif log or not one_sign:
                 continue
-            elif sign * v <= 0:
+            elif sign * v < 0:  # zero is left alone: a metal's band gap, say
                 found.append(Outlier(i, name, v, med, k, len(scale), same_sign=len(one_sign)))
-            elif (a := sign * v) > OUTLIER_RATIO * max(one_sign) or a < min(one_sign) / OUTLIER_RATIO:
+            elif (a := sign * v) > 0 and (a > OUTLIER_RATIO * max(one_sign) or a < min(one_sign) / OUTLIER_RATIO):
                 x = sign * (max(one_sign) if a > max(one_sign) else min(one_sign))
                 found.append(Outlier(i, name, v, med, k, len(scale), extreme=x))
     return sorted(found, key=lambda o: o.index)

@@ -139,11 +139,16 @@ def test_a_slipped_minus_sign_is_flagged_and_a_stray_one_keeps_the_rules_on(
     """Among positive values a negative one (-0.41 for 0.41) is flagged, though only a few spreads out; once one
     such typo is on record, the sign and ratio rules still watch the next values."""
     _five(tmp_path / "a.csv", config, log, pids[:5], [0.30, 0.35, 0.42, 0.45, 0.50])
-    with pytest.warns(OutlierWarning, match=r"line 2: zT = -0.41 is not positive, while 5 of the 5 values recorded "
-                                            r"before are \(median 0.42\): a slipped minus sign\?"):
+    with pytest.warns(OutlierWarning, match=r"line 2: zT = -0.41 is negative, while 5 of the 5 values recorded "
+                                            r"before are positive \(median 0.42\): a slipped minus sign\?"):
         record(tmp_path / "b.csv", f"{HEAD}\n{pids[5]},,-0.41,1.0\n", config, log)
     with pytest.warns(OutlierWarning, match=r"zT = 0.03 is 1/10 of the smallest \(0.3\)"):  # -0.41 still on record
         record(tmp_path / "c.csv", f"{HEAD}\n{pids[6]},,0.03,1.0\n", config, log)
+    import warnings
+
+    with warnings.catch_warnings():  # zero is a value of its own (a metal's band gap), not a sign slip
+        warnings.simplefilter("error", OutlierWarning)
+        record(tmp_path / "d.csv", f"{HEAD}\n{pids[7]},,0,1.0\n", config, log)
 
 
 def test_no_outlier_warning_before_five_values_or_within_the_spread(
