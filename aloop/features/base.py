@@ -160,13 +160,28 @@ class ElementFractions(Featurizer):
         return np.asarray(check_fractions(X, type(self).__name__), dtype=np.float32)
 
 
+def _formula_list(X: object) -> list[str] | None:
+    """``X`` as a list of formulas when it is one column of text (list, 1-D or n × 1 array, Series, frame), else None."""
+    if hasattr(X, "columns"):
+        if X.shape[1] != 1:  # type: ignore[attr-defined]
+            return None
+        X = X.iloc[:, 0]  # type: ignore[attr-defined]
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind not in "OUS" or X.ndim > 2 or (X.ndim == 2 and X.shape[1] != 1):
+            return None
+        X = X.ravel()
+    values = list(X) if isinstance(X, list | tuple | np.ndarray) or hasattr(X, "to_numpy") else None
+    return values if values and isinstance(values[0], str) else None
+
+
 class FeaturizerTransformer(TransformerMixin, BaseEstimator):
-    """scikit-learn transformer: ``n × 86`` fraction matrix → a featurizer's ``n × d`` features.
+    """scikit-learn transformer: formulas, or an ``n × 86`` fraction matrix → a featurizer's ``n × d`` features.
 
     Lets any featurizer feed any scikit-learn regressor in a ``Pipeline``, e.g. ElemNet
     layer-2 activations into extra trees (feature-extraction transfer learning). The
     featurizer's options are nested parameters, so a grid search can tune them, e.g.
-    ``{"featurizertransformer__featurizer__layer": [1, 2, 8]}``.
+    ``{"featurizertransformer__featurizer__layer": [1, 2, 8]}``. Formulas may come as a list,
+    a 1-D array or Series of text, or a one-column frame (``df[["formula"]]``).
     """
 
     def __init__(self, featurizer: Featurizer) -> None:
@@ -177,10 +192,12 @@ class FeaturizerTransformer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """``n × 86`` fractions → ``n × d`` features."""
+        """Formulas or ``n × 86`` fractions → ``n × d`` features."""
         if not isinstance(self.featurizer, Featurizer):
             raise TypeError(f"FeaturizerTransformer needs a Featurizer, e.g. get_featurizer('magpie'), got "
                             f"{self.featurizer!r}")
+        if (formulas := _formula_list(X)) is not None:
+            return self.featurizer.transform(formulas)  # every bad formula is named at once
         return self.featurizer.transform(as_numeric_matrix(X, type(self).__name__))
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

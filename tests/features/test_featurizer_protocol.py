@@ -140,15 +140,22 @@ def test_string_and_type_mistakes_in_featurizer_options() -> None:
     assert get_featurizer("elemnet", layer=np.int64(3)).layer == 3
 
 
-def test_transformer_names_columns_and_refuses_formulas_clearly() -> None:
+def test_transformer_takes_formulas_or_fractions_and_names_its_columns() -> None:
+    """A Pipeline can start from formulas (a list, a Series, a one-column frame) as from fractions."""
     from aloop.features.base import FeaturizerTransformer
 
     step = FeaturizerTransformer(MagpieFeaturizer(stats=["mean"]))
     X, _ = to_fraction_matrix(FORMULAS)
-    assert step.fit_transform(X).shape == (len(FORMULAS), len(step.get_feature_names_out()))
+    expected = step.fit_transform(X)
+    assert expected.shape == (len(FORMULAS), len(step.get_feature_names_out()))
     assert list(step.get_feature_names_out()) == step.featurizer.feature_names
+    frame = pd.DataFrame({"formula": FORMULAS, "gap": np.arange(len(FORMULAS))})
+    for formulas in (FORMULAS, np.array(FORMULAS), frame["formula"], frame[["formula"]], np.array(FORMULAS)[:, None]):
+        np.testing.assert_array_equal(step.transform(formulas), expected)
+    with pytest.raises(ValueError, match=r"index 1: 'Xx2': unknown element"):
+        step.transform(["Fe2O3", "Xx2"])
     with pytest.raises(ValueError, match=r"got 'Fe2O3' in it; .*to_fraction_matrix\(formulas\)"):
-        step.transform(FORMULAS)
+        step.transform(frame)  # two columns: neither formulas alone nor a fraction matrix
     with pytest.raises(ValueError, match="no option 'layer'"):
         step.set_params(featurizer__layer=2)
     with pytest.raises(TypeError, match=r"needs a Featurizer, e.g. get_featurizer\('magpie'\), got 'magpie'"):
