@@ -157,11 +157,9 @@ def find_outliers(
         med = statistics.median(scale)
         # Values of one sign (all but a stray typo or two): a new value of the other sign, or one far off in
         # ratio to them, is flagged even where the spread rule is too wide to see it.
-        positive = [x for x in old if x > 0]
-        one_sign = positive if len(positive) >= SIGN_SHARE * len(old) else [-x for x in old if x < 0]
-        sign = 1.0 if one_sign is positive else -1.0
-        if len(one_sign) < SIGN_SHARE * len(old):
-            one_sign = []
+        share = SIGN_SHARE * len(old)
+        sign = 1.0 if sum(x > 0 for x in old) >= share else -1.0 if sum(x < 0 for x in old) >= share else 0.0
+        one_sign = [sign * x for x in old if sign * x > 0]  # magnitudes of the values of the common sign
         for i, row in enumerate(new):
             if name not in row or (log and row[name] <= 0):
                 continue
