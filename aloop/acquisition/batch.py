@@ -66,8 +66,8 @@ def feasibility_transform(
     """Multiply an acquisition value by the success probability (in log space).
 
     Log-scale scores get ``+ log p``. Signed scores (UCB, exploit, Thompson) are read as
-    "a failed synthesis is worth the worst candidate, ``floor``": the expected value
-    ``p·s + (1−p)·floor`` ranks like ``log(s − floor) + log p``.
+    "a failed synthesis is worth ``floor``" (the worst value measured so far): the expected value
+    ``p·s + (1−p)·floor`` ranks like ``log(s − floor) + log p``; scores at or below the floor rank last.
     """
     if log_feas is None:
         return scores
@@ -76,9 +76,9 @@ def feasibility_transform(
     return np.log(np.maximum(scores - floor, 1e-300)) + log_feas
 
 
-def _floor(values: np.ndarray) -> float:
-    lo, hi = float(values.min()), float(values.max())
-    return lo - 1e-6 * (1.0 + hi - lo)
+def _floor(values: np.ndarray, scale: float) -> float:
+    """Just below the smallest of ``values``; ``scale`` is the objective's typical spread (raw units)."""
+    return float(np.min(values)) - 1e-6 * scale
 
 
 class _Believer:
@@ -133,6 +133,7 @@ def greedy_batch(
     log_feas: np.ndarray | None = None,
     exclusions: Exclusions | None = None,
     shortlist: int = 2048,
+    floor: float | None = None,
 ) -> BatchResult:
     """Sequential greedy (Kriging believer) batch of ``q`` for a deterministic policy.
 
@@ -145,11 +146,16 @@ def greedy_batch(
         pending: extended-set ids conditioned on first (believed at their means).
         log_feas: ``N`` log success probabilities added to the scores (see :func:`feasibility_transform`).
         shortlist: initial shortlist size ``M``.
+        floor: what a failed synthesis is worth on the score's scale (signed policies with ``log_feas``): the
+            worst utility measured so far; ``None`` takes the worst candidate's predicted utility.
     """
     pending = np.zeros(0, dtype=np.int64) if pending is None else np.asarray(pending, dtype=np.int64)
     exclusions = exclusions or Exclusions()
     cand = np.flatnonzero(eligible)
-    floor = _floor(objective.exploit(mean[cand])) if not policy.log_scale else 0.0
+    if policy.log_scale or log_feas is None:
+        floor = 0.0
+    else:
+        floor = _floor(objective.exploit(mean[cand]) if floor is None else np.array([floor]), objective.scale)
 
     def total(s: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return feasibility_transform(s, None if log_feas is None else log_feas[ids], policy.log_scale, floor)
@@ -252,16 +258,23 @@ def thompson_batch(
     log_feas: np.ndarray | None = None,
     exclusions: Exclusions | None = None,
     chunk_size: int = 1 << 18,
+    floor: float | None = None,
 ) -> BatchResult:
-    """``q`` Thompson draws; joint over a screened shortlist when ``cov`` is given (see :class:`Thompson`)."""
+    """``q`` Thompson draws; joint over a screened shortlist when ``cov`` is given (see :class:`Thompson`).
+
+    ``floor`` is what a failed synthesis is worth (as in :func:`greedy_batch`); ``None`` takes each draw's worst value.
+    """
     exclusions = exclusions or Exclusions()
     cand = np.flatnonzero(eligible)
     std = np.sqrt(np.maximum(var[cand], 0.0))
     pending = np.zeros(0, dtype=np.int64) if pending is None else np.asarray(pending, dtype=np.int64)
 
+    def _worth(s: np.ndarray) -> float:
+        return _floor(s if floor is None else np.array([floor]), objective.scale)
+
     def sample_scores(f: np.ndarray, ids: np.ndarray) -> np.ndarray:
         s = objective.exploit(f)
-        return feasibility_transform(s, None if log_feas is None else log_feas[ids], False, _floor(s))
+        return feasibility_transform(s, None if log_feas is None else log_feas[ids], False, _worth(s))
 
     def independent_draw() -> np.ndarray:
         out = np.empty(cand.size)
@@ -269,7 +282,7 @@ def thompson_batch(
             b = min(a + chunk_size, cand.size)
             f = mean[cand[a:b]] + std[a:b] * rng.standard_normal(b - a)
             out[a:b] = objective.exploit(f)
-        return feasibility_transform(out, None if log_feas is None else log_feas[cand], False, _floor(out))
+        return feasibility_transform(out, None if log_feas is None else log_feas[cand], False, _worth(out))
 
     joint = policy.joint and cov is not None and cand.size > 0
     if joint and cand.size > policy.shortlist:

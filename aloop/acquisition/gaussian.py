@@ -20,7 +20,8 @@ import torch
 from botorch.acquisition.analytic import _log_ei_helper
 from botorch.utils.probability.utils import log_ndtr, log_phi, log_prob_normal_in
 
-#: Standard deviations are clamped here, as BoTorch's analytic acquisition functions do (1e-12 variance).
+#: Standard deviations are clamped here, as BoTorch's analytic acquisition functions do (1e-12 variance on
+#: standardised outputs); callers pass ``min_std = MIN_STD × the output's scale`` for raw units.
 MIN_STD = 1e-6
 
 
@@ -32,36 +33,38 @@ def _n(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
-def log_ei(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+def log_ei(mean: np.ndarray, std: np.ndarray, best: float, min_std: float = MIN_STD) -> np.ndarray:
     """``log E[max(f - best, 0)]`` for ``f ~ N(mean, std²)`` (maximisation)."""
-    s = _t(std).clamp_min(MIN_STD)
+    s = _t(std).clamp_min(min_std)
     u = (_t(mean) - best) / s
     return _n(_log_ei_helper(u) + s.log())
 
 
-def log_pi(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+def log_pi(mean: np.ndarray, std: np.ndarray, best: float, min_std: float = MIN_STD) -> np.ndarray:
     """``log P(f > best)`` for ``f ~ N(mean, std²)``."""
-    s = _t(std).clamp_min(MIN_STD)
+    s = _t(std).clamp_min(min_std)
     return _n(log_ndtr((_t(mean) - best) / s))
 
 
-def log_pi_bound(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+def log_pi_bound(mean: np.ndarray, std: np.ndarray, best: float, min_std: float = MIN_STD) -> np.ndarray:
     """Supremum of :func:`log_pi` over ``σ' ≤ σ``: 0 where ``mean > best`` (σ' → 0), else the value at σ."""
-    out = log_pi(mean, std, best)
+    out = log_pi(mean, std, best, min_std)
     out[np.asarray(mean) > best] = 0.0
     return out
 
 
-def log_window_prob(mean: np.ndarray, std: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def log_window_prob(mean: np.ndarray, std: np.ndarray, lo: float, hi: float, min_std: float = MIN_STD) -> np.ndarray:
     """``log P(lo ≤ f ≤ hi)`` for ``f ~ N(mean, std²)``; needs ``lo < hi``."""
-    m, s = _t(mean), _t(std).clamp_min(MIN_STD)
+    m, s = _t(mean), _t(std).clamp_min(min_std)
     a, b = (lo - m) / s, (hi - m) / s
     # a == b can only happen through rounding when std is huge relative to hi - lo.
     b = torch.maximum(b, torch.nextafter(a, torch.full_like(a, math.inf)))
     return _n(log_prob_normal_in(a, b))
 
 
-def log_window_prob_bound(mean: np.ndarray, std: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def log_window_prob_bound(
+    mean: np.ndarray, std: np.ndarray, lo: float, hi: float, min_std: float = MIN_STD
+) -> np.ndarray:
     """Supremum of :func:`log_window_prob` over ``σ' ≤ σ``.
 
     Inside the window the supremum is 1 (σ' → 0). Outside, with ``a``/``c`` the distances to
@@ -69,19 +72,21 @@ def log_window_prob_bound(mean: np.ndarray, std: np.ndarray, lo: float, hi: floa
     ``σ* = sqrt((c² − a²) / (2 ln(c/a)))``, so the supremum is ``P(min(σ, σ*))``.
     """
     mean = np.asarray(mean, dtype=np.float64)
-    std = np.maximum(np.asarray(std, dtype=np.float64), MIN_STD)
+    std = np.maximum(np.asarray(std, dtype=np.float64), min_std)
     inside = (mean >= lo) & (mean <= hi)
     a = np.where(mean < lo, lo - mean, mean - hi)
     c = np.where(mean < lo, hi - mean, mean - lo)
     a_safe = np.where(inside, 1.0, a)
     c_safe = np.where(inside, 2.0, c)
     s_star = np.sqrt((c_safe**2 - a_safe**2) / (2.0 * np.log(c_safe / a_safe)))
-    out = log_window_prob(mean, np.minimum(std, s_star), lo, hi)
+    out = log_window_prob(mean, np.minimum(std, s_star), lo, hi, min_std)
     out[inside] = 0.0
     return out
 
 
-def log_target_ei(mean: np.ndarray, std: np.ndarray, target: float, dist: float) -> np.ndarray:
+def log_target_ei(
+    mean: np.ndarray, std: np.ndarray, target: float, dist: float, min_std: float = MIN_STD
+) -> np.ndarray:
     """``log E[max(dist − |f − target|, 0)]``: expected improvement of the closeness to a target value.
 
     ``dist > 0`` is the best distance to the target observed so far. The hat function is a
@@ -91,7 +96,7 @@ def log_target_ei(mean: np.ndarray, std: np.ndarray, target: float, dist: float)
     ``log ψ₁ + log1p(−2ψ₂/ψ₁ + ψ₃/ψ₁)`` without overflow. When ``d ≪ σ`` that difference
     cancels; there the value is ``d²·p(target)`` to relative accuracy ``O(d²/σ²)``.
     """
-    s = _t(std).clamp_min(MIN_STD)
+    s = _t(std).clamp_min(min_std)
     m = target - (_t(mean) - target).abs()
     l1 = _log_ei_helper((m - (target - dist)) / s)
     l2 = _log_ei_helper((m - target) / s)
@@ -102,6 +107,8 @@ def log_target_ei(mean: np.ndarray, std: np.ndarray, target: float, dist: float)
     return _n(torch.where(x > -1.0 + 1e-6, exact, small))
 
 
-def log_target_ei_bound(mean: np.ndarray, std: np.ndarray, target: float, dist: float) -> np.ndarray:
+def log_target_ei_bound(
+    mean: np.ndarray, std: np.ndarray, target: float, dist: float, min_std: float = MIN_STD
+) -> np.ndarray:
     """An upper bound of :func:`log_target_ei` over ``σ' ≤ σ``: the hat is at most ``dist`` on ``|f−t| < dist``."""
-    return math.log(dist) + log_window_prob_bound(mean, std, target - dist, target + dist)
+    return math.log(dist) + log_window_prob_bound(mean, std, target - dist, target + dist, min_std)

@@ -76,7 +76,10 @@ class ScalarizedLogEI(Policy):
             raise ValueError(f"weights must be {len(objs)} nonnegative numbers, not all zero; got {self.weights}")
         scale = np.ones(len(objs))
         if y_observed is not None and y_observed.shape[0] > 1:
-            scale = np.maximum(objective.utilities(y_observed).std(axis=0), 1e-12)
+            U = objective.utilities(y_observed)
+            spread, size = U.std(axis=0), np.abs(U).max(axis=0)
+            # An objective constant so far (its spread lost in rounding) would take all the weight: use its size.
+            scale = np.where(spread > 1e-6 * size, spread, np.where(size > 0, size, 1.0))
         a = np.zeros(m)
         for o, wj, sj in zip(objs, w, scale, strict=True):
             a[o.output] += wj * o.sign / sj

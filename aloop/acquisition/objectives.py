@@ -51,6 +51,14 @@ class Objective:
     output: int = 0
     name: str = "y"
     units: str = ""
+    #: The output's typical spread (raw units): numerical floors (the smallest σ, a target's smallest
+    #: distance) are relative to it, so an objective measured in 1e-9 S/cm scores as one in volts.
+    #: :func:`aloop.acquisition.propose` sets it from the observations.
+    scale: float = field(default=1.0, compare=False, repr=False)
+
+    @property
+    def min_std(self) -> float:
+        return g.MIN_STD * self.scale
 
     #: Whether the scores use the incumbent (best utility observed so far).
     needs_best: ClassVar[bool] = True
@@ -58,6 +66,8 @@ class Objective:
     def __post_init__(self) -> None:
         if isinstance(self.output, bool) or not isinstance(self.output, int | np.integer) or self.output < 0:
             raise ValueError(f"{type(self).__name__} output must be a surrogate output index >= 0, got {self.output!r}")
+        if not (isinstance(self.scale, int | float) and math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"{type(self).__name__} scale must be a finite number > 0, got {self.scale!r}")
 
     def utility(self, y: np.ndarray) -> np.ndarray:
         """Observed or predicted values (any shape) → utility, higher is better."""
@@ -113,13 +123,13 @@ class _Linear(Objective):
         return self.sign * y
 
     def log_ei(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_ei(self.sign * mean, std, best)
+        return g.log_ei(self.sign * mean, std, best, self.min_std)
 
     def log_pi(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_pi(self.sign * mean, std, best)
+        return g.log_pi(self.sign * mean, std, best, self.min_std)
 
     def log_pi_bound(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_pi_bound(self.sign * mean, std, best)
+        return g.log_pi_bound(self.sign * mean, std, best, self.min_std)
 
     def ucb(self, mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
         return self.sign * mean + math.sqrt(beta) * std
@@ -145,7 +155,7 @@ class Target(Objective):
 
     value: float
 
-    #: Smallest best-distance used by EI/PI once the target was hit exactly (relative to ``1 + |value|``).
+    #: Smallest best-distance used by EI/PI once the target was hit exactly (relative to ``scale + |value|``).
     min_dist: ClassVar[float] = 1e-9
 
     def __post_init__(self) -> None:
@@ -159,21 +169,21 @@ class Target(Objective):
         return -(y - self.value).abs()
 
     def _dist(self, best: float) -> float:
-        return max(-best, self.min_dist * (1.0 + abs(self.value)))
+        return max(-best, self.min_dist * (self.scale + abs(self.value)))
 
     def log_ei(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_target_ei(mean, std, self.value, self._dist(best))
+        return g.log_target_ei(mean, std, self.value, self._dist(best), self.min_std)
 
     def log_ei_bound(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_target_ei_bound(mean, std, self.value, self._dist(best))
+        return g.log_target_ei_bound(mean, std, self.value, self._dist(best), self.min_std)
 
     def log_pi(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
         d = self._dist(best)
-        return g.log_window_prob(mean, std, self.value - d, self.value + d)
+        return g.log_window_prob(mean, std, self.value - d, self.value + d, self.min_std)
 
     def log_pi_bound(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
         d = self._dist(best)
-        return g.log_window_prob_bound(mean, std, self.value - d, self.value + d)
+        return g.log_window_prob_bound(mean, std, self.value - d, self.value + d, self.min_std)
 
     def ucb(self, mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
         return math.sqrt(beta) * std - np.abs(mean - self.value)
@@ -207,10 +217,10 @@ class Window(Objective):
         return -((self.lo - y).clamp_min(0.0) + (y - self.hi).clamp_min(0.0))
 
     def log_ei(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_window_prob(mean, std, self.lo, self.hi)
+        return g.log_window_prob(mean, std, self.lo, self.hi, self.min_std)
 
     def log_ei_bound(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        return g.log_window_prob_bound(mean, std, self.lo, self.hi)
+        return g.log_window_prob_bound(mean, std, self.lo, self.hi, self.min_std)
 
     log_pi = log_ei
     log_pi_bound = log_ei_bound

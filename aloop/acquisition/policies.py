@@ -216,7 +216,8 @@ class Thompson(Policy):
     (cheap, O(N) each); the union of their top candidates (``shortlist`` in all) then gets
     *joint* samples from the posterior covariance, conditioned on pending points. With
     ``joint=False`` (or a surrogate without ``covariance``) the independent samples over
-    the whole pool are used directly: correlations are ignored but any pool size works.
+    the whole pool are used directly: correlations are ignored but any pool size works, and pending
+    points are only kept out of the batch, not conditioned on.
     """
 
     shortlist: int = 2000

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -297,14 +297,26 @@ def propose(
     cov = covariance_fn(surrogate, pol, rows, coef, X_pool, X_ext, scalarized)
     if pol.needs_members:
         mean_e, var_e = cov.mean, cov.var  # type: ignore[attr-defined]
+    y_e = None if y_obs is None or not y_obs.shape[0] else y_obs @ coef
+    single = replace(single, scale=_spread(y_e, var_e))
+    # A failed synthesis is worth the worst measured value (signed policies weighted by P(success)).
+    floor = None if y_e is None else float(single.exploit(y_e).min())
     if isinstance(pol, Random):
         res = random_batch(pol, q, eligible, rng, log_feas, exclusions)
     elif isinstance(pol, Thompson):
-        res = thompson_batch(pol, single, mean_e, var_e, q, eligible, cov, noise_e, rng, pend_ids, log_feas, exclusions)
+        res = thompson_batch(pol, single, mean_e, var_e, q, eligible, cov, noise_e, rng, pend_ids, log_feas, exclusions,
+                             floor=floor)
     else:
         res = greedy_batch(pol, single, mean_e, var_e, best, q, eligible, cov, noise_e, pend_ids, log_feas,
-                           exclusions, shortlist)
+                           exclusions, shortlist, floor=floor)
     return _proposals(res, pol, single, mean_e[:, None], var_e[:, None], log_feas, best if pol.needs_best(single) else None)
+
+
+def _spread(y: np.ndarray | None, var: np.ndarray) -> float:
+    """The objective's typical spread in raw units: of the measured values, else of the posterior, else 1."""
+    spreads = (float(np.std(y)) if y is not None and y.size > 1 else 0.0,
+               math.sqrt(max(float(np.median(var)), 0.0)) if var.size else 0.0)
+    return next((v for v in spreads if v > 0 and math.isfinite(v)), 1.0)
 
 
 def _scalarized(surrogate: object, X: np.ndarray, coef: np.ndarray, chunk_size: int) -> np.ndarray:

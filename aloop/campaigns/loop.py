@@ -45,6 +45,7 @@ from aloop.campaigns.modeling import (
     make_surrogate,
     modelling,
     pool_sample,
+    replicate_means,
 )
 from aloop.campaigns.pool import (
     CampaignError,
@@ -243,7 +244,7 @@ class Campaign:
             mode = f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
             return props, None, mode, len(obs)
         fit = self._fit(events, obs)
-        picks = self._acquire(fit, events, n, seed)
+        picks = self._acquire(fit, obs["key"].tolist(), events, n, seed)
         mean, var = fit.model.predict(pool.features[[p.index for p in picks]])  # type: ignore[attr-defined]
         labels = self.space.labels
         props = [
@@ -295,9 +296,10 @@ class Campaign:
                    "transforms": dict(zip(self.space.names, self.space.transforms, strict=True))}
         return self._fitter.fit(events, X, Y, digest, details, obs["event_id"].tolist())
 
-    def _acquire(self, fit: Fit, events: Sequence[state.Event], n: int, seed: int) -> list[acq.Proposal]:
+    def _acquire(self, fit: Fit, keys: list[str], events: Sequence[state.Event], n: int,
+                 seed: int) -> list[acq.Proposal]:
         pool = self.pool
-        X_obs, Y = fit.X, fit.Y
+        X_obs, Y = replicate_means(keys, fit.X, fit.Y)
         pending = state.proposals(events)
         pending = pending[pending["status"] == "pending"]
         rows = pool.rows(pending["key"])

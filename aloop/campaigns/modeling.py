@@ -206,6 +206,20 @@ def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_po
     return model.fit(X, Y)  # type: ignore[attr-defined]
 
 
+def replicate_means(keys: Sequence[str], X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One row per composition (``k × d``, ``k × m``), replicate measurements averaged.
+
+    The incumbent of EI/PI and the hypervolume baseline read these, so one lucky replicate of a
+    noisy measurement does not stand for its composition (``status`` reports the same means).
+    """
+    uniq, first, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
+    if uniq.size == len(keys):
+        return X, Y
+    sums = np.zeros((uniq.size, Y.shape[1]))
+    np.add.at(sums, inverse.ravel(), Y)
+    return X[first], sums / np.bincount(inverse.ravel(), minlength=uniq.size)[:, None]
+
+
 def pool_sample(features: np.ndarray, size: int = 20_000, seed: int = 0) -> np.ndarray:
     """A deterministic sample of pool rows (for unsupervised steps such as PCA and k-means)."""
     if len(features) <= size:
