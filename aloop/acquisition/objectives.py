@@ -31,7 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from botorch.utils.multi_objective.hypervolume import Hypervolume, infer_reference_point
+from botorch.utils.multi_objective.hypervolume import Hypervolume
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from aloop.acquisition import gaussian as g
@@ -238,8 +238,9 @@ class MultiObjective:
     """Several objectives at once; the answer is a Pareto front in utility space (all maximised).
 
     ``ref_point`` (utility space, one entry per objective) bounds the hypervolume; by
-    default it is inferred from the observations (nadir − 10 % of the range, BoTorch's
-    ``infer_reference_point``).
+    default it is inferred from the observations: the Pareto front's nadir less 10 % of each
+    objective's observed range (of every observation, so one point dominating the rest still
+    leaves room to improve on it).
     """
 
     objectives: Sequence[Objective]
@@ -280,8 +281,13 @@ class MultiObjective:
         if self.ref_point is not None:
             return np.asarray(self.ref_point, dtype=np.float64)
         U = self.utilities(Y)
-        front = torch.from_numpy(U[is_non_dominated(torch.from_numpy(U)).numpy()])
-        return infer_reference_point(front).numpy()
+        if U.shape[0] == 0:
+            raise ValueError("no observations to infer the hypervolume reference point from; pass ref_point")
+        nadir = U[is_non_dominated(torch.from_numpy(U)).numpy()].min(axis=0)
+        span = U.max(axis=0) - U.min(axis=0)
+        # An objective with no spread yet: 10 % of its size, or 1 (utility units) at zero.
+        span = np.where(span > 0, span, np.where(nadir != 0, np.abs(nadir), 1.0))
+        return nadir - 0.1 * span
 
     def hypervolume(self, Y: np.ndarray, ref_point: Sequence[float] | None = None) -> float:
         """Hypervolume dominated by ``Y`` (``n × m`` outputs) above the reference point."""

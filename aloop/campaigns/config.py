@@ -71,6 +71,8 @@ class Objective:
     ``target`` is set only for ``direction="target"`` (closest to the value is best),
     ``window`` only for ``direction="window"`` (anything inside ``[lo, hi]`` is a hit).
     ``units`` is free text that result files must repeat (``""`` = dimensionless).
+    ``reference`` (several objectives, set on all or none): the worst value still worth having; the
+    hypervolume counts only improvements beyond it (default: inferred from the observations).
     """
 
     name: str
@@ -78,6 +80,7 @@ class Objective:
     direction: str = "maximize"
     target: float | None = None
     window: tuple[float, float] | None = None
+    reference: float | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def _objectives(top: Fields, problems: list[str]) -> list[Objective]:
         direction = obj.choice("direction", DIRECTIONS)
         target = obj.number("target", default=None)
         window = obj.pair("window", default=None)
+        reference = obj.number("reference", default=None)
         where = obj.where
         # A value that is present but invalid has its own problem already; "required" would be wrong.
         if direction == "target" and "target" not in obj.raw:
@@ -294,9 +298,15 @@ def _objectives(top: Fields, problems: list[str]) -> list[Objective]:
         obj.done()
         if isinstance(name, str) and any(o.name == name for o in out):
             problems.append(f"{where}.name: {name!r} is already the name of another objective")
-        out.append(Objective(name, units, direction, target, window))
+        out.append(Objective(name, units, direction, target, window, reference))
     if not out and not any(p.startswith("objectives") for p in problems):
         problems.append("objectives: at least one [[objectives]] table is required")
+    given = [o.reference is not None for o in out]
+    if len(out) == 1 and given[0]:
+        problems.append("objectives[0].reference: only used with several objectives (it bounds the hypervolume)")
+    elif any(given) and not all(given):
+        missing = ", ".join(o.name for o, g in zip(out, given, strict=True) if not g)
+        problems.append(f"objectives.reference: set it on every objective or on none (missing for {missing})")
     return out
 
 

@@ -78,7 +78,7 @@ class ModelSpace:
         return out
 
     def value(self, j: int, y: float, what: str) -> float:
-        """One bound of objective ``j`` (a window edge or target) in model space."""
+        """One value of objective ``j`` (a window edge, target or reference) in model space."""
         if self.transforms[j] == "log10":
             if y <= 0:
                 raise CampaignError(f"objectives.{self.names[j]}: {what} {y:g} must be > 0 for transform log10")
@@ -134,7 +134,13 @@ def make_objective(config: CampaignConfig, space: ModelSpace) -> AcqObjective | 
         else:
             lo, hi = o.window  # type: ignore[misc]
             out.append(Window(space.value(j, lo, "window lower edge"), space.value(j, hi, "window upper edge"), **kw))
-    return out[0] if len(out) == 1 else MultiObjective(out)
+    if len(out) == 1:
+        return out[0]
+    refs = [o.reference for o in config.objectives]
+    if any(r is None for r in refs):
+        return MultiObjective(out)
+    return MultiObjective(out, ref_point=[float(o.utility(np.array(space.value(j, float(r), "reference"))))  # type: ignore[arg-type]
+                                          for j, (o, r) in enumerate(zip(out, refs, strict=True))])
 
 
 def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object:

@@ -194,6 +194,8 @@ def config_to_dict(cfg: CampaignConfig) -> dict[str, Any]:
             d["target"] = o.target
         if o.window is not None:
             d["window"] = list(o.window)
+        if o.reference is not None:
+            d["reference"] = o.reference
         objectives.append(d)
     feat: dict[str, Any] = {"kind": cfg.featurizer.kind}
     if cfg.featurizer.kind == "elemnet":

@@ -110,6 +110,17 @@ def test_pareto_and_hypervolume() -> None:
     assert MultiObjective([Maximize(output=0), Minimize(output=1)]).reference_point(Y).shape == (2,)
 
 
+def test_reference_point_leaves_room_below_a_dominating_observation() -> None:
+    # One observation dominates the rest, and it sits at utility (0, 0) (a target hit exactly): the reference point
+    # is 10 % of each objective's observed range below it, not a hair's breadth (BoTorch's front-only inference).
+    mo = MultiObjective([Target(1.4, output=0), Maximize(output=1)])
+    Y = np.array([[1.4, 0.0], [1.9, -2.0], [0.4, -1.0]])  # utilities (0, 0), (−0.5, −2), (−1, −1)
+    np.testing.assert_allclose(mo.reference_point(Y), [-0.1, -0.2])
+    assert mo.hypervolume(Y) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match="pass ref_point"):
+        mo.reference_point(np.zeros((0, 2)))
+
+
 def test_gaussian_window_bound_is_attained() -> None:
     # outside the window the supremum sits at σ* from the closed form
     lo, hi, mu = 1.0, 2.0, 0.0

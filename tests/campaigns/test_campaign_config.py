@@ -9,6 +9,7 @@ import pytest
 
 from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
 from aloop.campaigns.config import DEFAULT_SOURCE, FeaturizerConfig
+from aloop.campaigns.modeling import make_objective, model_space
 from campaign_definitions import minimal_definition
 
 
@@ -126,6 +127,12 @@ BAD = [
     (lambda d: d["objectives"][0].pop("units"), "objectives[0].units: required"),
     (lambda d: d["objectives"].append(dict(d["objectives"][0])), "objectives[1].name: 'zT' is already the name"),
     (lambda d: d.pop("objectives"), "objectives: required"),
+    (lambda d: d["objectives"][0].update(reference=0.5), "objectives[0].reference: only used with several objectives"),
+    (
+        lambda d: (d["objectives"][0].update(reference=0.5),
+                   d["objectives"].append({"name": "cost", "units": "EUR", "direction": "minimize"})),
+        "objectives.reference: set it on every objective or on none (missing for cost)",
+    ),
     (lambda d: d.update(name="my campaign"), "name: must start with a letter or digit"),
     (lambda d: d.update(batch_size=0), "batch_size: must be >= 1; got 0"),
     (lambda d: d.update(seed="one"), "seed: must be an integer; got 'one' (text)"),
@@ -187,3 +194,14 @@ def test_the_default_log_sits_beside_the_definition(tmp_path: Path) -> None:
     with CampaignLog.open(cfg.database_url, cfg.name, create=True, definition=cfg.to_dict()) as log:
         assert log.pending().empty
     assert (tmp_path / "zt.sqlite").exists()
+
+
+def test_references_bound_the_hypervolume_in_utility_space() -> None:
+    data = copy.deepcopy(_base())
+    data["objectives"][0]["reference"] = 0.5
+    data["objectives"].append({"name": "cost", "units": "EUR", "direction": "minimize", "reference": 100.0})
+    config = parse_config(data)
+    objective = make_objective(config, model_space(config)[0])
+    assert list(objective.ref_point) == [0.5, -100.0]  # minimised: utility −cost
+    data["objectives"][0].pop("reference"), data["objectives"][1].pop("reference")
+    assert make_objective(parse_config(data), model_space(config)[0]).ref_point is None
