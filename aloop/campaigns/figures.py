@@ -67,7 +67,7 @@ def plot_parity(cv: CVResult, units: Sequence[str] = ()) -> Figure:
         lo, hi = float(min(y.min(), (mu - 1.96 * sd).min())), float(max(y.max(), (mu + 1.96 * sd).max()))
         ax.plot([lo, hi], [lo, hi], color="k", lw=1)
         m = cv.metrics[lab]
-        ax.set(xlabel=f"measured {lab}{units[j]}", ylabel=f"predicted {lab}{units[j]} (out of fold)",
+        ax.set(xlabel=f"measured {lab}{units[j]}", ylabel=f"predicted {lab}{units[j]} (out of fold, ±1.96σ predictive)",
                title=f"{cv.folds}-fold CV: MAE {m['mae']:.3g}, 95% coverage {m['coverage_95']:.0%}")
     return fig
 

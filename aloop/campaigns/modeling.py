@@ -311,12 +311,14 @@ class CVResult:
     std: np.ndarray  # n × m predictive std (latent + noise)
     folds: int
     metrics: dict[str, dict[str, float]]
+    groups: np.ndarray  # n composition labels: replicates share one
 
 
 def cross_validate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, groups: Sequence[str],
                    labels: Sequence[str], X_pool: np.ndarray | None = None, k: int = 5, seed: int = 0,
                    progress: bool | None = None) -> CVResult | None:
-    """Grouped k-fold CV (replicates of one composition stay in one fold); ``None`` below 5 observations."""
+    """Grouped k-fold CV (replicates of one composition stay in one fold); ``None`` below 5 observations
+    or 3 compositions."""
     from sklearn.model_selection import GroupKFold
     from tqdm.auto import tqdm
 
@@ -341,7 +343,7 @@ def cross_validate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, gro
         mean[test] = mu
         std[test] = np.sqrt(np.maximum(var + noise, 1e-300))
     metrics = {lab: uncertainty_report(Y[:, j], mean[:, j], std[:, j]) for j, lab in enumerate(labels)}
-    return CVResult(tuple(labels), Y, mean, std, folds, metrics)
+    return CVResult(tuple(labels), Y, mean, std, folds, metrics, groups)
 
 
 def batch_seed(seed: int, batch_no: int) -> int:

@@ -37,7 +37,7 @@ from aloop.campaigns.figures import (
 )
 from aloop.campaigns.modeling import CVResult
 from aloop.campaigns.pool import CampaignError, CampaignWarning, CandidatePool
-from aloop.surrogates.metrics import coverage_verdict
+from aloop.surrogates import calibration_verdict
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,11 +96,15 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         model.update(version=str(last["model_version"]), training_size=int(last["training_size"]),
                      fitted_at=last["fitted_at"].isoformat(), up_to_date=bool(len(same)))
     if cv is not None:
-        model["cv"] = {lab: {"folds": cv.folds, "n": m["n"], "mae": m["mae"], "rmse": m["rmse"],
-                             "coverage_95": m["coverage_95"], "miscalibration_area": m["miscalibration_area"]}
-                       for lab, m in cv.metrics.items()}
+        model["cv"] = {lab: {"folds": cv.folds, "n": m["n"], "compositions": len(np.unique(cv.groups)),
+                             "mae": m["mae"], "rmse": m["rmse"], "coverage_68": m["coverage_68"],
+                             "coverage_95": m["coverage_95"], "miscalibration_area": m["miscalibration_area"],
+                             "verdict": calibration_verdict(cv.y[:, j], cv.mean[:, j], cv.std[:, j], cv.groups)}
+                       for j, (lab, m) in enumerate(cv.metrics.items())}
     elif cv_asked and len(obs) < 5:
         model["cv"] = f"needs at least 5 observations (have {len(obs)})"
+    elif cv_asked and obs["key"].nunique() < 3:
+        model["cv"] = f"needs at least 3 distinct compositions (have {obs['key'].nunique()})"
     elif cv_asked:
         model["cv"] = "needs the candidate list (see the warning)"
     return {
@@ -237,8 +241,9 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
     if isinstance(cv, dict):
         for lab, s in cv.items():
             lines.append(f"cross-validation of the model set-up ({s['folds']}-fold, grouped by composition, "
-                         f"{s['n']} observations) of {lab}: MAE {s['mae']:.3g}, 95% interval coverage {s['coverage_95']:.0%}: "
-                         f"uncertainty {coverage_verdict(s['coverage_95'], s['n'])}")
+                         f"{s['n']} observations of {s['compositions']} compositions) of {lab}: MAE {s['mae']:.3g}, "
+                         f"68% / 95% predictive-interval coverage {s['coverage_68']:.0%} / {s['coverage_95']:.0%}; "
+                         f"uncertainty {s['verdict']}")
     elif cv:
         lines.append(f"cross-validation: {cv}")
     lines.append(f"log: {status['log']}")

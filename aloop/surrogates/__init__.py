@@ -5,7 +5,7 @@ from aloop.surrogates.ensemble import EnsembleSurrogate, MLPEnsembleSurrogate
 from aloop.surrogates.finetuned import DeepKernelGP, ElemNetEnsembleSurrogate, fine_tune_elemnet
 from aloop.surrogates.gp import GPSurrogate, UnseenFeatureWarning
 from aloop.surrogates.mixture import GPForestMixture
-from aloop.surrogates.metrics import calibration_curve, uncertainty_report
+from aloop.surrogates.metrics import calibration_curve, calibration_verdict, uncertainty_report
 from aloop.surrogates.multitask import MultiTaskGPSurrogate
 from aloop.surrogates.projection import PCAProjection
 from aloop.surrogates.trees import TreeEnsembleSurrogate
@@ -26,6 +26,7 @@ __all__ = [
     "TreeEnsembleSurrogate",
     "UnseenFeatureWarning",
     "calibration_curve",
+    "calibration_verdict",
     "fine_tune_elemnet",
     "uncertainty_report",
 ]

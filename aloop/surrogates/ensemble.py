@@ -184,6 +184,7 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
         """Fit ``a``, ``b`` per output from member-held-out rows (``held_out``: ``s × n`` bool)."""
         m = y.shape[1]
         s = held_out.shape[0]
+        held_out = held_out_compositions(X, held_out)
         self._var_scale = torch.ones(m, dtype=torch.float64)
         self._noise_scale = torch.zeros(m, dtype=torch.float64)
         Xt = self._as_tensor(X)
@@ -210,6 +211,19 @@ class EnsembleSurrogate(Surrogate, EnsembleModel):
             a, b = fit_variance_calibration(resid, spread[:, j], offset, noise[:, j], a_min=1.0 / s)
             self._var_scale[j], self._noise_scale[j] = a, b
         self._mean_noise = self._noise_scale * (1.0 if shape is None else shape.mean(dim=0))
+
+
+def held_out_compositions(X: np.ndarray, held_out: np.ndarray) -> np.ndarray:
+    """``held_out`` (``s × n``) with a row counted as held out of a member only if every row with the same
+    features (a replicate of its composition) is: a member that trained on one replicate has seen the others."""
+    codes = np.unique(X, axis=0, return_inverse=True)[1].ravel()
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    if n_groups == codes.size:
+        return held_out
+    seen = np.zeros((held_out.shape[0], n_groups), dtype=bool)
+    for i in range(held_out.shape[0]):
+        seen[i, codes[~held_out[i]]] = True
+    return held_out & ~seen[:, codes]
 
 
 def split_rows(

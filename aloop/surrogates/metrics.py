@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import binom, norm
 
 
 def _validate(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,19 +81,51 @@ def uncertainty_report(
     }
 
 
-def coverage_verdict(coverage: float, n: int, level: float = 0.95) -> str:
-    """Whether central-``level`` intervals that held ``coverage`` of ``n`` held-out values are calibrated, as far
-    as ``n`` values can tell (two binomial standard errors around ``level``).
+#: Central-interval levels the verdict tests; each is tested two-sided, Bonferroni-corrected to 5% overall.
+VERDICT_LEVELS = (0.68, 0.95)
+VERDICT_ALPHA = 0.05
+
+
+def calibration_verdict(y_true: np.ndarray, mean: np.ndarray, std: np.ndarray,
+                        groups: np.ndarray | None = None) -> str:
+    """Whether held-out Gaussian predictions have calibrated uncertainty, as far as the data can tell.
+
+    The central 68% and 95% intervals are each tested against their nominal share with an exact
+    binomial test (two-sided, Bonferroni over both levels and tails, 5% overall), so over-wide
+    intervals are caught by the 68% level where 95% cannot tell. Replicates of one composition
+    (``groups``: ``n`` labels) share one prediction, so the test counts compositions: each contributes
+    the share of its replicates inside the interval.
 
     Example:
-        >>> coverage_verdict(0.80, 100)
-        'too narrow (over-confident): calibrated 95% intervals would hold 91%–99% of 100 values'
+        >>> rng = np.random.default_rng(0); y = rng.normal(size=30)
+        >>> calibration_verdict(y, np.zeros(30), np.full(30, 5.0))
+        'too wide (under-confident): of 30 values the central 68% / 95% intervals held 30 / 30; calibrated ones would hold 15–26 / 25–30'
     """
-    se = math.sqrt(level * (1 - level) / n)
-    lo, hi = level - 2 * se, min(level + 2 * se, 1.0)
-    span = f"calibrated {level:.0%} intervals would hold {lo:.0%}–{hi:.0%} of {n} values"
-    if coverage < lo:
-        return f"too narrow (over-confident): {span}"
-    if coverage > hi:
-        return f"too wide (under-confident): {span}"
-    return f"calibrated as far as {n} values tell ({span.removeprefix('calibrated ')})"
+    y, mu, sd = _validate(y_true, mean, std)
+    z = np.abs(y - mu) / sd
+    codes = np.unique(np.arange(y.size) if groups is None else np.asarray(groups).ravel(), return_inverse=True)[1]
+    if codes.size != y.size:
+        raise ValueError(f"groups must give one label per value ({y.size}), got {codes.size}")
+    n, unit = int(codes.max()) + 1, "values" if groups is None else "compositions"
+    a = VERDICT_ALPHA / (2 * len(VERDICT_LEVELS))
+    held, narrow, wide, spans = [], [], [], []
+    for level in VERDICT_LEVELS:
+        inside = (z <= norm.ppf(0.5 + level / 2)).astype(float)
+        k = int(round(float((np.bincount(codes, inside) / np.bincount(codes)).sum())))
+        lo, hi = int(binom.ppf(a, n, level)), int(binom.isf(a, n, level))
+        # ppf/isf give the quantiles; the acceptance region is the counts whose tail probability is ≥ a.
+        lo = lo if binom.cdf(lo, n, level) >= a else lo + 1
+        hi = hi if binom.sf(hi - 1, n, level) >= a else hi - 1
+        held.append(f"{k}")
+        spans.append(f"{lo}–{hi}")
+        (narrow if k < lo else wide if k > hi else []).append(f"{level:.0%}")
+    counts = (f"of {n} {unit} the central {' / '.join(f'{v:.0%}' for v in VERDICT_LEVELS)} intervals held "
+              f"{' / '.join(held)}; calibrated ones would hold {' / '.join(spans)}")
+    if narrow and wide:
+        return (f"misshapen (too narrow at {', '.join(narrow)}, too wide at {', '.join(wide)}: the errors are not "
+                f"Gaussian): {counts}")
+    if narrow:
+        return f"too narrow (over-confident): {counts}"
+    if wide:
+        return f"too wide (under-confident): {counts}"
+    return f"no sign of miscalibration that {n} {unit} can show: {counts}"

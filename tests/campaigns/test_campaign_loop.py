@@ -241,6 +241,7 @@ def test_grid_campaign_caches_features_and_draws_a_ternary(tmp_path: Path, monke
     status = reopened.status()
     cv = status["model"]["cv"]["eta"]
     assert cv["n"] == 10 and 0 <= cv["coverage_95"] <= 1 and cv["mae"] >= 0
+    assert cv["compositions"] == 10 and f"of {cv['compositions']} compositions the central 68% / 95%" in cv["verdict"]
 
     events = reopened.export(tmp_path / "events.parquet")
     table = pd.read_parquet(events)

@@ -104,3 +104,11 @@ def test_a_retraction_retrains_and_leaves_status_best_and_report(campaign: Campa
 
     _record(campaign, proposal_id=[typo], **{GAP: [0.66]})  # the corrected value is recorded as usual
     assert campaign.status(cv=False)["counts"]["measured"] == 6
+
+
+def test_cross_validation_names_the_missing_compositions(campaign: Campaign) -> None:
+    # Six measurements of two compositions: enough measurements, too few compositions to hold any out.
+    _record(campaign, formula=[A, B] * 3, **{GAP: [1.0, 0.8, 1.1, 0.7, 0.9, 0.6]})
+    status = campaign.status()
+    assert status["model"]["cv"] == "needs at least 3 distinct compositions (have 2)"
+    assert "cross-validation: needs at least 3 distinct compositions (have 2)" in _summary_lines(status)

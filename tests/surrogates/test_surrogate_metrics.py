@@ -71,10 +71,34 @@ def test_bad_inputs(args: tuple, message: str) -> None:
         uncertainty_report(*args)
 
 
-def test_coverage_verdict_says_calibrated_only_within_what_n_values_resolve() -> None:
-    from aloop.surrogates.metrics import coverage_verdict
+def test_calibration_verdict_is_an_exact_test_at_68_and_95_percent() -> None:
+    from scipy.stats import binom
 
-    assert coverage_verdict(0.80, 100).startswith("too narrow (over-confident)")
-    assert coverage_verdict(0.995, 2000).startswith("too wide (under-confident)")
-    assert coverage_verdict(0.90, 30).startswith("calibrated as far as 30 values tell")  # 3 misses of 30: noise
-    assert coverage_verdict(0.90, 1000).startswith("too narrow")  # the same share of 1,000 is not
+    from aloop.surrogates.metrics import calibration_verdict
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=20)
+    # σ five times too wide: 95% coverage cannot show it in 20 values, 68% can (P(20 of 20) = 0.68²⁰ ≈ 4e-4).
+    assert calibration_verdict(y, np.zeros(20), np.full(20, 5.0)).startswith("too wide (under-confident): of 20 values")
+    assert calibration_verdict(y, np.zeros(20), np.full(20, 0.4)).startswith("too narrow (over-confident)")
+    assert calibration_verdict(y, np.zeros(20), np.ones(20)).startswith("no sign of miscalibration that 20 values")
+    # Heavy tails: too many points in the 68% interval and too many outside the 95% one.
+    t = np.r_[np.zeros(150), np.full(30, 10.0)]
+    assert calibration_verdict(t, np.zeros(180), np.ones(180)).startswith("misshapen (too narrow at 95%, too wide at 68%")
+    # The printed range is the exact acceptance region: 9 of 20 at 68% is accepted (P(X ≤ 9) ≥ 1.25%), 8 is not.
+    assert binom.cdf(9, 20, 0.68) >= 0.0125 > binom.cdf(8, 20, 0.68)
+    assert "would hold 9–18 / 16–20" in calibration_verdict(y, np.zeros(20), np.ones(20))
+
+
+def test_calibration_verdict_counts_compositions_not_replicates() -> None:
+    from aloop.surrogates.metrics import calibration_verdict
+
+    # Half of 20 compositions inside the 68% interval is within chance (9–18 of 20); the same half of 100
+    # measurements would not be, but five replicates of one composition share one prediction: 20 pieces of evidence.
+    y = np.repeat(np.r_[np.full(10, 0.5), np.full(9, 1.5), 2.5], 5)
+    assert calibration_verdict(y, np.zeros(100), np.ones(100)).startswith("too narrow")
+    verdict = calibration_verdict(y, np.zeros(100), np.ones(100), groups=np.repeat(np.arange(20), 5))
+    assert "of 20 compositions" in verdict and verdict.startswith("no sign")
+    with pytest.raises(ValueError, match="one label per value"):
+        calibration_verdict(y, np.zeros(100), np.ones(100), groups=np.arange(20))
+
