@@ -161,7 +161,12 @@ def make_engine(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as err:  # the database's driver is an optional dependency
+        extra = " (pip install 'aloop[postgres]')" if err.name == "psycopg2" else ""
+        raise CampaignLogError(f"database_url {url.render_as_string(hide_password=True)!r} needs the Python "
+                               f"package {err.name!r}, which is not installed{extra}") from None
 
 
 @contextmanager

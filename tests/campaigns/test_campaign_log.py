@@ -351,3 +351,16 @@ def test_newer_schema_is_refused(db_url: str) -> None:
     engine.dispose()
     with pytest.raises(CampaignLogError, match="newer"):
         CampaignLog.open(db_url, "x")
+
+
+def test_a_missing_database_driver_is_named() -> None:
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    from aloop.campaigns._store import make_engine
+
+    if importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed; the test needs a driver that is not")
+    with pytest.raises(CampaignLogError, match="needs the Python package 'pg8000', which is not installed"):
+        make_engine(make_url("postgresql+pg8000://u@127.0.0.1:1/db"))
