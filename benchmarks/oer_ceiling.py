@@ -21,10 +21,13 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
   of it: β decaying from 4.5 to 0.5 over the budget (explore first, then mine; β(t) = 4(1 − t/200)² + 0.5),
   and β = 4 on the square roots of the fractions (a composition's Hellinger embedding, which
   stretches small fractions apart).
+* with ``--acquisitions``, the baseline refitted every round (as live campaigns do), and campaigns that
+  score the probability of being in the plate's top 5% or 2.5% (active search: the goal counts top members
+  found; the threshold is where the posterior expects that many plate members above it).
 
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
-    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants]
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions]
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.stats import norm
 
 from joblib import Parallel, delayed
 
@@ -62,11 +67,25 @@ def grid_walk(y: np.ndarray, neighbours: np.ndarray, seed: int, budget: int, n_i
     return np.array(order)
 
 
+def top_share_threshold(mean: np.ndarray, sd: np.ndarray, measured: np.ndarray, k: float) -> float:
+    """The value ``τ`` above which ``k`` plate members lie in expectation: the measured values (``measured``) count
+    as known, each unmeasured one with its posterior probability ``P(f > τ)`` (``mean``, ``sd``)."""
+    def excess(t: float) -> float:
+        return float(norm.sf((t - mean) / sd).sum() + (measured >= t).sum() - k)
+
+    lo = min(float((mean - 10 * sd).min()), float(measured.min())) - 1.0
+    hi = max(float((mean + 10 * sd).max()), float(measured.max())) + 1.0
+    return float(brentq(excess, lo, hi))
+
+
 def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate | None, budget: int = 200,
-                 beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25) -> np.ndarray:
+                 beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25,
+                 top_share: float | None = None) -> np.ndarray:
     """The rows a batch-1 UCB campaign on ``F`` (``N × 6``) measures, minimising ``y``: with the ``hindsight``
-    GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``.
-    ``beta`` may be a function of the number of rows measured."""
+    GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``
+    (0: every round). ``beta`` may be a function of the number of rows measured. With ``top_share`` the score
+    is instead the probability of being in the plate's best ``top_share`` (active search: the goal counts
+    top members found), its threshold estimated from the posterior (:func:`top_share_threshold`)."""
     import torch
 
     torch.set_num_threads(1)
@@ -81,8 +100,15 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
         else:
             gp = gp.condition(X, z)
         mean, var = gp.predict(F)
-        b = beta(len(order)) if callable(beta) else beta
-        score = mean.ravel() + math.sqrt(b) * np.sqrt(np.maximum(var.ravel(), 0.0))
+        mean, sd = mean.ravel(), np.sqrt(np.maximum(var.ravel(), 1e-300))
+        if top_share is None:
+            b = beta(len(order)) if callable(beta) else beta
+            score = mean + math.sqrt(b) * sd
+        else:
+            free = np.ones(len(y), bool)
+            free[order] = False
+            tau = top_share_threshold(mean[free], sd[free], z, top_share * len(y))
+            score = norm.logsf((tau - mean) / sd)
         score[order] = -np.inf
         order.append(int(np.argmax(score)))
     return np.array(order)
@@ -118,6 +144,19 @@ def variants(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: i
     return r
 
 
+def acquisitions(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """AF(0.5) and median experiments to 50%: UCB refitted every round, and P(top 5%) / P(top 2.5%) scores."""
+    r: dict[str, float] = {}
+    for name, kw in (("refit_every_round", {"growth": 0.0}), ("p_top5", {"top_share": 0.05}),
+                     ("p_top2.5", {"top_share": 0.025})):
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, **kw) for s in range(seeds))
+        curves = np.array([top_percent_curve(o, mask) for o in orders])
+        n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
+        r[f"{name}_af"] = round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2)
+        r[f"{name}_to_50_median"] = float(np.median(n50))
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plates", nargs="+", default=["3496", "3851"])
@@ -125,6 +164,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=400, help="experiments each grid walk may use")
     ap.add_argument("--campaigns", action="store_true", help="also the UCB campaigns with hindsight hyperparameters")
     ap.add_argument("--variants", action="store_true", help="also UCB campaigns with a decaying β and on √fractions")
+    ap.add_argument("--acquisitions", action="store_true",
+                    help="also UCB refitted every round and campaigns scoring P(in the top 5%% / 2.5%%)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
     args = ap.parse_args()
     out = []
@@ -165,6 +206,12 @@ def main() -> None:
             print(f"plate {plate}: UCB campaign AF(0.5) β = 4 {r['beta4_af']} (median {r['beta4_to_50_median']:g}), "
                   f"decaying β {r['decaying_beta_af']} (median {r['decaying_beta_to_50_median']:g}), √fractions "
                   f"{r['sqrt_fractions_af']} (median {r['sqrt_fractions_to_50_median']:g})", flush=True)
+        if args.acquisitions:
+            r.update(acquisitions(F, y, mask, args.seeds, args.jobs))
+            print(f"plate {plate}: AF(0.5) UCB refitted every round {r['refit_every_round_af']} "
+                  f"(median {r['refit_every_round_to_50_median']:g}), P(top 5%) {r['p_top5_af']} "
+                  f"(median {r['p_top5_to_50_median']:g}), P(top 2.5%) {r['p_top2.5_af']} "
+                  f"(median {r['p_top2.5_to_50_median']:g})", flush=True)
         out.append(r)
     print(json.dumps({"benchmark": "oer_ceiling", "results": out}))
 
