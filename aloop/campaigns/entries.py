@@ -46,6 +46,14 @@ class Measurement:
     idempotency_key: str | None = None
     row: object = None
 
+    def order(self) -> tuple:
+        """Where this row goes among the rows of one results table: by content, not by line, so the same
+        measurements in another row order get the same event order (and the same models and proposals)."""
+        when = "" if self.measured_at is None else self.measured_at.isoformat()
+        return (self.proposal_id is None, self.proposal_id or 0, self.key or "", self.formula or "",
+                tuple(sorted((k, float(v)) for k, v in self.values.items())), when, self.idempotency_key or "",
+                self.operator or "", self.notes or "", self.raw_ref or "")
+
 
 @dataclass(frozen=True)
 class AppendResult:

@@ -224,7 +224,8 @@ class CampaignLog:
                 formula that contradicts its proposal; non-finite values; a key already
                 recorded with different content. Nothing is written then.
         """
-        rows = list(rows)
+        given = {id(m): i for i, m in enumerate(rows)}
+        rows = sorted(rows, key=Measurement.order)  # the same rows in any order are the same log
         keys, problems = check_measurements(rows)
         if problems:
             raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
@@ -248,8 +249,9 @@ class CampaignLog:
             if problems:
                 raise CampaignLogError("measurements not written:\n  " + "\n  ".join(problems))
             ids = self._rows(conn, new, _test_row_hook)
-        return AppendResult(len(new), len(rows) - len(new), unsolicited, tuple(ids),
-                            tuple(r.measurement.row for r in resolved))
+        written = sorted(zip(ids, (r.measurement for r in resolved), strict=True), key=lambda p: given[id(p[1])])
+        return AppendResult(len(new), len(rows) - len(new), unsolicited, tuple(i for i, _ in written),
+                            tuple(m.row for _, m in written))  # in the caller's row order
 
     def _existing(self, conn: Connection, keys: Sequence[str]) -> dict[str, Event]:
         found: dict[str, Event] = {}

@@ -260,12 +260,16 @@ def initial_design(kind: str, features: np.ndarray, eligible: np.ndarray, n: int
     Z = np.asarray(features[sample], dtype=np.float64)
     mu, sd = Z.mean(axis=0), Z.std(axis=0)
     Z = (Z - mu) / np.where(sd > 0, sd, 1.0)
-    km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(Z)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # k-means' threaded sums differ in the last bits from one thread count to another
+        km = KMeans(n_clusters=n, n_init=3, random_state=seed).fit(Z)
     d2 = ((Z[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(-1) if len(Z) * n <= 4_000_000 else None
     chosen: list[int] = []
     for c in range(n):
         dist = d2[:, c] if d2 is not None else ((Z - km.cluster_centers_[c]) ** 2).sum(-1)
-        for j in np.argsort(dist):
+        # A symmetric grid has many rows equally near a centre: rounding-level differences must not pick among them.
+        for j in np.lexsort((np.arange(len(dist)), np.round(dist, 9))):
             if j not in chosen:
                 chosen.append(int(j))
                 break

@@ -102,14 +102,22 @@ class CandidatePool:
         return [ELEMNET_ELEMENTS[i] for i in np.flatnonzero(present & varies)]
 
 
+def _magpie_ident() -> str:
+    from aloop.features.magpie import table_digest
+
+    return f"magpie@{table_digest()[:12]}"
+
+
 def resolve_featurizer(cfg: FeaturizerConfig) -> tuple[Featurizer, str]:
     """The featurizer of a definition and its cache identifier.
 
     ElemNet features need a source model (shipped, or the user's own): without any, Magpie is used
     instead (with a ``CampaignWarning``); a source that is not available is an error. The ElemNet
-    identifier holds the weights' sha256, so new weights (an upgrade, a replaced own model) rebuild the
-    feature cache and refit the model.
+    identifier holds the weights' sha256 and the Magpie one the element table's, so new weights or
+    tables (an upgrade, a replaced own model) rebuild the feature cache and refit the model.
     """
+    if cfg.kind == "magpie":
+        return get_featurizer("magpie"), _magpie_ident()
     if cfg.kind != "elemnet":
         return get_featurizer(cfg.kind), cfg.kind
     from aloop.elemnet.sources import list_sources, weights_digest
@@ -122,7 +130,7 @@ def resolve_featurizer(cfg: FeaturizerConfig) -> tuple[Featurizer, str]:
             CampaignWarning,
             stacklevel=3,
         )
-        return get_featurizer("magpie"), "magpie"
+        return get_featurizer("magpie"), _magpie_ident()
     if cfg.source not in sources:
         raise CampaignError(
             f"featurizer.source: ElemNet source model {cfg.source!r} is not available (`aloop sources`); "

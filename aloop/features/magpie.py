@@ -99,6 +99,14 @@ def _raw_column(prop: str) -> np.ndarray:
     return values
 
 
+def table_digest() -> str:
+    """sha256 of the Magpie element table in use: it changes when an upgraded matminer ships other values, so
+    caches of Magpie features are keyed by it."""
+    import hashlib
+
+    return hashlib.sha256(element_table().tobytes()).hexdigest()
+
+
 @lru_cache(maxsize=32)
 def element_table(properties: tuple[str, ...] = MAGPIE_PROPERTIES, impute_nan: bool = True) -> np.ndarray:
     """The ``86 × P`` float64 table of Magpie values, rows in ElemNet vocabulary order.

@@ -43,19 +43,20 @@ def _record(campaign: Campaign, **columns: list) -> tuple[int, ...]:
 def test_best_is_the_composition_with_the_best_mean_of_its_replicates(
     campaign: Campaign, tmp_path: Path, values_a: list[float], best: str, mean: float, n: int
 ) -> None:
-    ids = _record(campaign, formula=[A, B, A], **{GAP: [values_a[0], 0.8, values_a[1]]})
+    ids = _record(campaign, formula=[A, B, A], **{GAP: [values_a[0], 0.8, values_a[1]]})  # one id per row
     got = campaign.status(cv=False)["best"]["gap"]
-    expected_ids = [ids[0], ids[2]] if best == A else [ids[1]]
+    a_ids = sorted([ids[0], ids[2]])  # one table's rows enter the log by content: A's smaller value first
+    expected_ids = a_ids if best == A else [ids[1]]
     assert (got["formula"], got["n"], got["measurements"]) == (best, n, expected_ids)
     assert got["value"] == pytest.approx(mean)
-    assert got["values"] == ([*values_a] if best == A else [0.8])
+    assert got["values"] == (sorted(values_a) if best == A else [0.8])
     line = next(s for s in _summary_lines(campaign.status(cv=False)) if s.startswith("best gap"))
-    assert line == (f"best gap: {mean:.4g} eV — {best} (mean of 2: 1, 0.9; measurements {ids[0]}, {ids[2]})"
+    assert line == (f"best gap: {mean:.4g} eV — {best} (mean of 2: 0.9, 1; measurements {a_ids[0]}, {a_ids[1]})"
                     if n == 2 else f"best gap: 0.8 eV — {B} (measurement {ids[1]})")
 
     md = campaign.report(tmp_path / "rep")["markdown"].read_text()
     rows = [r for r in md.splitlines() if r.startswith(f"| {A} |")]
-    assert rows == [f"| {A} |  | {np.mean(values_a):.4g} | 2 | {ids[0]}, {ids[2]} |"]
+    assert rows == [f"| {A} |  | {np.mean(values_a):.4g} | 2 | {a_ids[0]}, {a_ids[1]} |"]
 
 
 def test_the_best_so_far_curve_follows_the_best_mean() -> None:
@@ -112,3 +113,19 @@ def test_cross_validation_names_the_missing_compositions(campaign: Campaign) -> 
     status = campaign.status()
     assert status["model"]["cv"] == "needs at least 3 distinct compositions (have 2)"
     assert "cross-validation: needs at least 3 distinct compositions (have 2)" in _summary_lines(status)
+
+
+def test_the_row_order_of_a_results_table_does_not_change_later_proposals(tmp_path: Path) -> None:
+    # A results sheet is a set of measurements: the forest's bootstrap is drawn over row positions, so the rows
+    # must enter the log in an order set by their content, not by the sheet's lines.
+    picks = []
+    for name, order in (("a", [0, 1, 2, 3, 4, 5]), ("b", [3, 0, 5, 2, 4, 1])):
+        with Campaign.init(tmp_path / f"{name}.toml", elements=["Ni", "Fe", "Co"], step=0.1, featurizer="ef",
+                           objective="gap", units="eV", surrogate="ensemble", initial_size=6, batch_size=3, seed=1,
+                           progress=False) as c:
+            first = c.propose(6)
+            values = [0.3, 1.2, 0.8, 0.5, 1.0, 0.7]
+            sheet = pd.DataFrame({"proposal_id": first["proposal_id"], GAP: values}).iloc[order]
+            c.record(sheet)
+            picks.append(c.propose(3)["formula"].tolist())
+    assert picks[0] == picks[1]

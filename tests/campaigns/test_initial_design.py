@@ -1,0 +1,32 @@
+"""The cold-start design: diverse picks that do not depend on rounding-level differences or thread counts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from aloop.campaigns.modeling import initial_design
+
+
+def test_rows_equally_near_a_centre_are_chosen_by_pool_order() -> None:
+    # The four corners of a square are equally near its one k-means centre; 1e-13 jitter (what threaded sums
+    # change) must not decide between them.
+    square = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
+    picks = set()
+    for seed in range(5):
+        jitter = np.random.default_rng(seed).normal(0, 1e-13, square.shape)
+        pick, reasons = initial_design("diverse", square + jitter, np.ones(4, bool), 1, seed=0)
+        picks.add(int(pick[0]))
+    assert picks == {0} and reasons[0].startswith("initial design: diverse")
+
+
+def test_magpie_features_are_cached_under_the_element_table_they_came_from(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # An upgraded matminer may ship other element values: a campaign's cached Magpie features must not outlive them.
+    import aloop.features.magpie as magpie
+    from aloop.campaigns.config import FeaturizerConfig
+    from aloop.campaigns.pool import resolve_featurizer
+
+    cfg = FeaturizerConfig(kind="magpie", source=None, layer=None)
+    ident = resolve_featurizer(cfg)[1]
+    assert ident == f"magpie@{magpie.table_digest()[:12]}"
+    monkeypatch.setattr(magpie, "table_digest", lambda: "0" * 64)
+    assert resolve_featurizer(cfg)[1] == "magpie@000000000000" != ident
