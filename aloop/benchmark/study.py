@@ -24,6 +24,7 @@ import numbers
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,24 @@ def pending_runs(study: Study, out_dir: str | Path) -> list[tuple[Strategy, int]
     return todo
 
 
+#: Packages whose versions each run record keeps: the code behind its figures.
+SOFTWARE = ("aloop", "torch", "botorch", "gpytorch", "scikit-learn", "scipy", "numpy", "pandas", "matminer", "pymatgen")
+
+
+def software_versions() -> dict[str, str]:
+    """Python's and :data:`SOFTWARE`'s versions in this process."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in SOFTWARE:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
 def _one(study: Study, strategy: Strategy, seed: int, workdir: str | None) -> dict[str, Any]:
     import torch
 
@@ -250,6 +269,7 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "study.json", _merged_setup(out, study))
     versions = {s.name: s.features_version() for s in study.strategies}
+    software = software_versions()
 
     def workdir(s: Strategy, seed: int) -> str | None:
         return str(out / "work" / _slug(s.name) / f"seed-{seed}") if keep_work and backend != "ray" else None
@@ -258,6 +278,7 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
     for rec in results:
         rec["backend"] = backend
         rec["features_version"] = versions[rec["strategy"]]
+        rec["software"] = software
         write_json_atomic(record_path(out, rec["strategy"], rec["seed"]), rec)
         if on_record is not None:
             on_record(rec)
@@ -287,6 +308,11 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
         table = summarize(records, task.y, task.direction, task.window, top_fractions, af_targets)
     except ValueError as exc:  # a record that is not of this study's runs (copied in by hand)
         raise ReplayError(f"{out}: {exc}; a run record there is not from this study: move it away") from None
+    made_with = {json.dumps(r.get("software"), sort_keys=True) for r in records}
+    if len(made_with) > 1:
+        kinds = "; ".join(sorted(_software_text(json.loads(m)) for m in made_with))
+        warnings.warn(f"{out}: the runs in this table were made with different software ({kinds}); rerun the "
+                      "older ones into a new folder for figures from one version", stacklevel=2)
     paths = write_tables(table, out, "results", COLUMN_LEGEND)
     label = f"{task.objective} ({task.units})" if task.units else task.objective
     # A window's "top k%" is every in-window composition whatever k, so it gets one set of plots.
@@ -298,6 +324,12 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
                            set_name="in-window" if task.window else None, regret=i == 0)
         paths.update({k if k == "regret" else f"{k}_{stem}": p for k, p in plots.items()})
     return paths
+
+
+def _software_text(software: dict[str, str] | None) -> str:
+    if not software:
+        return "not recorded (runs from before versions were kept)"
+    return ", ".join(f"{k} {v}" for k, v in software.items())
 
 
 #: ``study.json`` keys the task given to :func:`report` must match: the records' metrics come from the task.

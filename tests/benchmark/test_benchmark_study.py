@@ -258,3 +258,22 @@ def test_strategies_may_be_given_by_name(small_task):
     study = Study(small_task, ["ef-gp-ucb", "random"], 1, budget=10)
     assert [s.name for s in study.strategies] == ["ef-gp-ucb", "random"]
     assert study.strategies[0] == Strategy.parse("ef-gp-ucb")
+
+
+def test_records_keep_the_software_and_a_mixed_table_says_so(small_task, tmp_path):
+    study = Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, batch_size=2, budget=8)
+    records = run_study(study, tmp_path, backend="serial")
+    from importlib.metadata import version
+
+    assert all(r["software"]["aloop"] == version("aloop") and r["software"]["torch"] == version("torch")
+               for r in records)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # one version: no warning
+        report(tmp_path, small_task)
+    path = record_path(tmp_path, "random", 1)
+    old = json.loads(path.read_text())
+    path.write_text(json.dumps({**old, "software": {**old["software"], "aloop": "0.0.9"}}))
+    with pytest.warns(UserWarning, match=r"made with different software \(.*aloop 0\.0\.9"):
+        report(tmp_path, small_task)
