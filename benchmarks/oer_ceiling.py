@@ -119,12 +119,17 @@ def campaigns(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: 
     hindsight = GPSurrogate(projection=None).fit(F, -y)
     r: dict[str, float] = {}
     for name, model in (("hindsight_hyperparameters", hindsight), ("own_hyperparameters", None)):
-        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, model) for s in range(seeds))
-        curves = np.array([top_percent_curve(o, mask) for o in orders])
-        n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
-        r[f"{name}_af"] = round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2)
-        r[f"{name}_to_50_median"] = float(np.median(n50))
+        r.update(_scores(name, Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, model) for s in range(seeds)),
+                         y, mask))
     return r
+
+
+def _scores(name: str, orders: list[np.ndarray], y: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """AF(0.5) of the seed-mean Top% curve of ``orders`` (one per seed) and the median experiments to 50%."""
+    curves = np.array([top_percent_curve(o, mask) for o in orders])
+    n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
+    return {f"{name}_af": round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2),
+            f"{name}_to_50_median": float(np.median(n50))}
 
 
 def decaying_beta(t: int, budget: int = 200) -> float:
@@ -137,10 +142,7 @@ def variants(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: i
     r: dict[str, float] = {}
     for name, inputs, beta in (("beta4", F, 4.0), ("decaying_beta", F, decaying_beta), ("sqrt_fractions", np.sqrt(F), 4.0)):
         orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(inputs, y, s, None, beta=beta) for s in range(seeds))
-        curves = np.array([top_percent_curve(o, mask) for o in orders])
-        n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
-        r[f"{name}_af"] = round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2)
-        r[f"{name}_to_50_median"] = float(np.median(n50))
+        r.update(_scores(name, orders, y, mask))
     return r
 
 
@@ -149,11 +151,8 @@ def acquisitions(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, job
     r: dict[str, float] = {}
     for name, kw in (("refit_every_round", {"growth": 0.0}), ("p_top5", {"top_share": 0.05}),
                      ("p_top2.5", {"top_share": 0.025})):
-        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, **kw) for s in range(seeds))
-        curves = np.array([top_percent_curve(o, mask) for o in orders])
-        n50 = [experiments_to_reach(c, 0.5) or np.inf for c in curves]
-        r[f"{name}_af"] = round(acceleration_factor(curves.mean(0), len(y), int(mask.sum()), 0.5, averaged=True) or 0, 2)
-        r[f"{name}_to_50_median"] = float(np.median(n50))
+        r.update(_scores(name, Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, **kw) for s in range(seeds)),
+                         y, mask))
     return r
 
 
