@@ -14,6 +14,7 @@ linear scalarisation only reaches the convex part of a Pareto front.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -130,6 +131,10 @@ def nehvi_batch(
         botorch_logei._load_attempted = True  # skip the compile; the pure-PyTorch path is used
     S = preselect(objective, mean, var, eligible, max(policy.shortlist, q), policy.beta)
     ref = torch.from_numpy(objective.reference_point(y_observed))
+    if objective.ref_point is not None and y_observed.shape[0] and objective.hypervolume(y_observed) == 0.0:
+        warnings.warn("no measured composition beats the reference point on every objective yet: until one does, "
+                      "the hypervolume is 0 and proposals chase the reference; check that it is reachable",
+                      stacklevel=3)
     mc_objective = GenericMCMultiOutputObjective(lambda samples, X=None: objective.utilities_torch(samples))
     pending = torch.as_tensor(np.zeros((0, X_pool.shape[1])) if X_pending is None else X_pending, dtype=torch.float64)
     baseline = torch.as_tensor(X_observed, dtype=torch.float64)

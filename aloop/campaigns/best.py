@@ -72,6 +72,33 @@ def best_so_far(campaign: Campaign, obs: pd.DataFrame) -> dict[str, dict[str, An
     return out
 
 
+def pareto_layers(utilities: np.ndarray) -> np.ndarray:
+    """Each row's Pareto layer (``n``; 1 = non-dominated, 2 = non-dominated once layer 1 is removed, …) of an
+    ``n × k`` utility table (higher is better in every column)."""
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    layer = np.zeros(len(utilities), dtype=int)
+    left, k = np.arange(len(utilities)), 1
+    while left.size:
+        front = is_non_dominated(torch.from_numpy(np.asarray(utilities[left], dtype=np.float64)), deduplicate=False)
+        layer[left[front.numpy()]] = k
+        left, k = left[~front.numpy()], k + 1
+    return layer
+
+
+def ranked(campaign: Campaign, table: pd.DataFrame) -> pd.DataFrame:
+    """``by_composition`` rows best first: by the objective's utility, or with several objectives by Pareto layer
+    (column ``pareto_layer``; 1 = on the front), then by the first objective within a layer."""
+    names = [o.name for o in campaign.config.objectives]
+    U = np.column_stack([o.utility(table[n].to_numpy(dtype=np.float64)) for o, n in
+                         zip(objectives(campaign), names, strict=True)]) if len(table) else np.zeros((0, len(names)))
+    if len(names) == 1:
+        return table.iloc[np.argsort(-U[:, 0], kind="stable")]
+    layer = pareto_layers(U)
+    return table.assign(pareto_layer=layer).iloc[np.lexsort((-U[:, 0], layer))]
+
+
 def running_best(keys: Sequence[str], y: np.ndarray, objective: Any) -> np.ndarray:
     """After each measurement (in recorded order): the mean of the best composition so far.
 

@@ -295,6 +295,10 @@ def _objectives(top: Fields, problems: list[str]) -> list[Objective]:
             problems.append(f"{where}.target: only allowed when direction = 'target'")
         if window is not None and direction != "window":
             problems.append(f"{where}.window: only allowed when direction = 'window'")
+        if reference is not None and ((direction == "target" and reference == target) or (
+                direction == "window" and window is not None and window[0] <= reference <= window[1])):
+            problems.append(f"{where}.reference: {reference:g} is already a perfect value, which nothing can improve "
+                            "on; give the worst value still worth having (some way from the target or window)")
         obj.done()
         if isinstance(name, str) and any(o.name == name for o in out):
             problems.append(f"{where}.name: {name!r} is already the name of another objective")

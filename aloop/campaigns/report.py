@@ -26,7 +26,7 @@ import pandas as pd
 from aloop.atomic import write_atomically
 from aloop.campaigns import state
 from aloop.campaigns._store import describe
-from aloop.campaigns.best import best_so_far, by_composition, objectives
+from aloop.campaigns.best import best_so_far, by_composition, ranked
 from aloop.campaigns.figures import (
     model_units,
     plot_best_so_far,
@@ -113,10 +113,18 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         "log": describe(campaign.log.url),
         "counts": counts,
         "best": best_so_far(campaign, obs),
+        **({"pareto_front": _front(campaign, obs)} if len(campaign.config.objectives) > 1 else {}),
         "pending": [{"proposal_id": int(r.proposal_id), "batch_id": int(r.batch_id), "formula": r.formula}
                     for r in pending.itertuples()],
         "model": model,
     }
+
+
+def _front(campaign: Campaign, obs: pd.DataFrame) -> list[str]:
+    """Formulas of the measured compositions no other beats on every objective (several objectives)."""
+    names = [o.name for o in campaign.config.objectives]
+    table = ranked(campaign, by_composition(obs, names)) if len(obs) else pd.DataFrame()
+    return [] if table.empty else table.loc[table["pareto_layer"] == 1, "formula"].astype(str).tolist()
 
 
 # --- report files -------------------------------------------------------------------------------
@@ -162,12 +170,11 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
         write_atomically(paths[key], data)
 
     names = list(campaign.space.names)
-    top = by_composition(obs, names)
-    if len(top):
-        u = objectives(campaign)[0].utility(top[names[0]].to_numpy(dtype=float))
-        top = top.iloc[np.argsort(-u, kind="stable")[:10]]
+    several = len(names) > 1
+    top = ranked(campaign, by_composition(obs, names)).head(10)
     units = {o.name: f"{o.name} [{o.units}]" for o in campaign.config.objectives if o.units}
-    top = top[["formula", "proposal_id", *names, "n", "measurements"]].rename(columns=units) if len(top) else top
+    columns = ["formula", "proposal_id", *names, "n", "measurements", *(["pareto_layer"] if several else [])]
+    top = top[columns].rename(columns=units) if len(top) else top
     top["measurements"] = top["measurements"].map(lambda ids: ", ".join(map(str, ids)))
     gone = state.retractions(events)
     # Without retracted outcomes (fail / reject / cancel marks), the table is one of measurements.
@@ -186,7 +193,9 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
         why = (f"{len(components)} elements vary across the candidates ({', '.join(components)})" if pool is not None
                else "the candidate list is missing")
         summary.append(f"no ternary diagram: {why}; it needs exactly 3")
-    tables = [("Best compositions (mean of replicates; n measurements)", top), ("Pending proposals", pending),
+    best_title = ("Best compositions (Pareto layer 1 = not beaten on every objective by another; mean of replicates; "
+                  "n measurements)" if several else "Best compositions (mean of replicates; n measurements)")
+    tables = [(best_title, top), ("Pending proposals", pending),
               ("Model versions", versions), ("Retractions", gone)]
 
     md = [f"# Campaign report: {campaign.name}\n", *[f"- {s}" for s in summary], ""]
@@ -223,6 +232,11 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
         + (f"{c['available']:,} of {c['candidates']:,} candidates still available" if c["candidates"] is not None
            else "candidates: unknown (no candidate list)"),
     ]
+    if status.get("pareto_front"):
+        front = status["pareto_front"]
+        shown = ", ".join(front[:10]) + (f", … ({len(front) - 10} more)" if len(front) > 10 else "")
+        lines.append(f"Pareto front: {len(front)} composition{'s' * (len(front) != 1)} that no other beats on every "
+                     f"objective: {shown}; the best per objective below trade one objective for another")
     for name, b in status["best"].items():
         hits = f" ({b['hits']} in the window)" if "hits" in b else ""
         ids = ", ".join(map(str, b["measurements"]))

@@ -147,6 +147,20 @@ def test_log_nehvi_batch(two_output_gp: tuple) -> None:
         propose(gp, pool, mo, "log_nehvi", q=2)
 
 
+def test_an_unreachable_reference_point_is_warned_about(two_output_gp: tuple) -> None:
+    gp, X, Y, pool = two_output_gp
+    policy = LogNEHVI(shortlist=32, mc_samples=16)
+    beyond = MultiObjective([Maximize(output=0), Maximize(output=1)], ref_point=[Y[:, 0].max() + 10, 0.0])
+    with pytest.warns(UserWarning, match="no measured composition beats the reference point on every objective"):
+        propose(gp, pool, beyond, policy, q=1, X_observed=X, y_observed=Y, seed=0)
+    import warnings
+
+    reachable = MultiObjective([Maximize(output=0), Maximize(output=1)], ref_point=[Y[:, 0].min(), Y[:, 1].min()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        propose(gp, pool, reachable, policy, q=1, X_observed=X, y_observed=Y, seed=0)
+
+
 def test_scalarized_log_ei(two_output_gp: tuple) -> None:
     gp, _, Y, pool = two_output_gp
     mo = MultiObjective([Maximize(output=0), Minimize(output=1)])

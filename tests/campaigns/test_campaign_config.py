@@ -129,6 +129,11 @@ BAD = [
     (lambda d: d.pop("objectives"), "objectives: required"),
     (lambda d: d["objectives"][0].update(reference=0.5), "objectives[0].reference: only used with several objectives"),
     (
+        lambda d: (d["objectives"][0].update(direction="target", target=1.4, reference=1.4),
+                   d["objectives"].append({"name": "cost", "units": "EUR", "direction": "minimize", "reference": 9})),
+        "objectives[0].reference: 1.4 is already a perfect value",
+    ),
+    (
         lambda d: (d["objectives"][0].update(reference=0.5),
                    d["objectives"].append({"name": "cost", "units": "EUR", "direction": "minimize"})),
         "objectives.reference: set it on every objective or on none (missing for cost)",

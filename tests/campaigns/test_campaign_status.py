@@ -129,3 +129,21 @@ def test_the_row_order_of_a_results_table_does_not_change_later_proposals(tmp_pa
             c.record(sheet)
             picks.append(c.propose(3)["formula"].tolist())
     assert picks[0] == picks[1]
+
+
+def test_several_objectives_report_their_pareto_front(tmp_path: Path) -> None:
+    two = tmp_path / "pareto.toml"
+    two.write_text('name = "pareto"\nbatch_size = 2\nseed = 1\n[search_space]\nelements = ["Ni", "Fe", "Co"]\n'
+                   'step = 0.1\n[[objectives]]\nname = "gap"\nunits = "eV"\ndirection = "maximize"\n'
+                   '[[objectives]]\nname = "cost"\nunits = "EUR"\ndirection = "minimize"\n'
+                   '[featurizer]\nkind = "ef"\n[initial_design]\nsize = 4\n')
+    with Campaign.open(two, create=True, progress=False) as c:
+        # gap (max) / cost (min): A (1.0, 5) and B (0.6, 1) trade off; C (0.5, 6) is beaten by both.
+        _record(c, formula=[A, B, "Ni0.5Co0.5"], **{GAP: [1.0, 0.6, 0.5], "cost [EUR]": [5.0, 1.0, 6.0]})
+        status = c.status(cv=False)
+        assert sorted(status["pareto_front"]) == sorted([A, B])
+        assert any(s.startswith("Pareto front: 2 compositions that no other beats on every objective")
+                   for s in _summary_lines(status))
+        md = c.report(tmp_path / "rep")["markdown"].read_text()
+        rows = [r for r in md.splitlines() if r.startswith("| Ni0.5Co0.5 |")]
+        assert rows and rows[0].rstrip(" |").endswith("2")  # its Pareto layer
