@@ -51,7 +51,8 @@ def best_so_far(campaign: Campaign, obs: pd.DataFrame) -> dict[str, dict[str, An
 
     Each entry: ``value`` (the mean), ``n``, ``values`` (the replicates), ``units``,
     ``direction``, ``formula``, ``proposal_id`` and ``measurements`` (event ids, what
-    ``retract`` takes). ``hits`` (windows only) counts compositions whose mean is in the window.
+    ``retract`` takes). ``hits`` (windows only) counts compositions whose mean is in the window;
+    ``from_target`` (targets only) is the best mean's distance from the target.
     """
     if obs.empty:
         return {}
@@ -69,6 +70,8 @@ def best_so_far(campaign: Campaign, obs: pd.DataFrame) -> dict[str, dict[str, An
         }
         if isinstance(o, Window):
             out[spec.name]["hits"] = int((u >= 0).sum())
+        if spec.direction == "target":
+            out[spec.name]["from_target"] = abs(float(r[spec.name]) - float(spec.target))  # type: ignore[arg-type]
     return out
 
 

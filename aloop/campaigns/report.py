@@ -239,6 +239,8 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
                      f"objective: {shown}; the best per objective below trade one objective for another")
     for name, b in status["best"].items():
         hits = f" ({b['hits']} in the window)" if "hits" in b else ""
+        if "from_target" in b:
+            hits = f" ({b['from_target']:.4g}{' ' + b['units'] if b['units'] else ''} from the target)"
         ids = ", ".join(map(str, b["measurements"]))
         how = (f"mean of {b['n']}: {', '.join(f'{v:.4g}' for v in b['values'])}; measurements {ids}" if b["n"] > 1
                else f"measurement {ids}")

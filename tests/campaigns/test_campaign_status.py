@@ -147,3 +147,14 @@ def test_several_objectives_report_their_pareto_front(tmp_path: Path) -> None:
         md = c.report(tmp_path / "rep")["markdown"].read_text()
         rows = [r for r in md.splitlines() if r.startswith("| Ni0.5Co0.5 |")]
         assert rows and rows[0].rstrip(" |").endswith("2")  # its Pareto layer
+
+
+def test_a_target_objective_says_how_far_its_best_is_from_the_target(tmp_path: Path) -> None:
+    with Campaign.init(tmp_path / "t.toml", elements=["Ni", "Fe", "Co"], step=0.1, featurizer="ef", objective="gap",
+                       units="eV", direction="target", target=1.4, initial_size=4, batch_size=2, seed=1,
+                       progress=False) as c:
+        _record(c, formula=[A, B], **{GAP: [1.0, 1.7]})
+        best = c.status(cv=False)["best"]["gap"]
+        assert (best["formula"], best["from_target"]) == (B, pytest.approx(0.3))
+        line = next(s for s in _summary_lines(c.status(cv=False)) if s.startswith("best gap"))
+        assert line.endswith("(0.3 eV from the target)")
