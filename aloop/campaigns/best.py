@@ -93,11 +93,11 @@ def pareto_layers(utilities: np.ndarray) -> np.ndarray:
 def ranked(campaign: Campaign, table: pd.DataFrame) -> pd.DataFrame:
     """``by_composition`` rows best first: by the objective's utility, or with several objectives by Pareto layer
     (column ``pareto_layer``; 1 = on the front), then by the first objective within a layer."""
-    names = [o.name for o in campaign.config.objectives]
-    U = np.column_stack([o.utility(table[n].to_numpy(dtype=np.float64)) for o, n in
-                         zip(objectives(campaign), names, strict=True)]) if len(table) else np.zeros((0, len(names)))
-    if len(names) == 1:
-        return table.iloc[np.argsort(-U[:, 0], kind="stable")]
+    raw = campaign._raw_objective
+    Y = table[[o.name for o in campaign.config.objectives]].to_numpy(dtype=np.float64)
+    if not isinstance(raw, MultiObjective):
+        return table.iloc[np.argsort(-raw.utility(Y[:, 0]), kind="stable")]
+    U = raw.utilities(Y)
     layer = pareto_layers(U)
     return table.assign(pareto_layer=layer).iloc[np.lexsort((-U[:, 0], layer))]
 

@@ -269,7 +269,7 @@ def initial_design(kind: str, features: np.ndarray, eligible: np.ndarray, n: int
     for c in range(n):
         dist = d2[:, c] if d2 is not None else ((Z - km.cluster_centers_[c]) ** 2).sum(-1)
         # A symmetric grid has many rows equally near a centre: rounding-level differences must not pick among them.
-        for j in np.lexsort((np.arange(len(dist)), np.round(dist, 9))):
+        for j in np.argsort(np.round(dist, 9), kind="stable"):
             if j not in chosen:
                 chosen.append(int(j))
                 break

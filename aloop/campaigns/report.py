@@ -122,9 +122,8 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
 
 def _front(campaign: Campaign, obs: pd.DataFrame) -> list[str]:
     """Formulas of the measured compositions no other beats on every objective (several objectives)."""
-    names = [o.name for o in campaign.config.objectives]
-    table = ranked(campaign, by_composition(obs, names)) if len(obs) else pd.DataFrame()
-    return [] if table.empty else table.loc[table["pareto_layer"] == 1, "formula"].astype(str).tolist()
+    table = ranked(campaign, by_composition(obs, [o.name for o in campaign.config.objectives]))
+    return table.loc[table["pareto_layer"] == 1, "formula"].astype(str).tolist()
 
 
 # --- report files -------------------------------------------------------------------------------
