@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -158,16 +159,29 @@ def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object
     try:
         return cls(**opts)
     except TypeError as exc:
-        if str(exc).startswith("GPForestMixture"):  # a bad option of one of its parts, named there
-            raise CampaignError(f"surrogate.options: {exc}") from None
-        import inspect
-
-        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise CampaignError(
-            f"surrogate.options: {exc} (options of {kind!r}: transform, {', '.join(known)})"
-        ) from None
+        raise CampaignError(_unknown_option(kind, cls, str(exc))) from None
     except ValueError as exc:
         raise CampaignError(f"surrogate.options: {exc}") from None
+
+
+def _unknown_option(kind: str, cls: type, message: str) -> str:
+    """A surrogate's refusal of an option, as the definition's table and key that hold it."""
+    import inspect
+
+    from aloop.surrogates import GPSurrogate, TreeEnsembleSurrogate
+
+    table, owner = "surrogate.options", cls
+    for part, part_cls in (("gp", GPSurrogate), ("forest", TreeEnsembleSurrogate)):
+        if message.startswith(f"GPForestMixture {part} options: "):
+            table, owner = f"surrogate.options.{part}", part_cls
+    key = re.search(r"unexpected keyword argument '([^']+)'", message)
+    if key is None:
+        return f"{table}: {message}"
+    known = [p for p in inspect.signature(owner.__init__).parameters if p != "self"]
+    where = " (transform belongs in [surrogate.options], for both parts)" if key[1] == "transform" and owner is not cls else ""
+    if owner is cls:
+        known = ["transform", "refit_growth", *known] if kind in GP_SURROGATE_KINDS else ["transform", *known]
+    return f"{table}: unknown option {key[1]!r}{where}; options there: {', '.join(known)}"
 
 
 def make_policy(config: CampaignConfig, multi: bool, linear: bool) -> tuple[Policy, dict[str, Any]]:

@@ -110,6 +110,27 @@ def test_other_surrogate_options_pass_through() -> None:
     assert cfg.surrogate.options == {"max_fit_rows": 50, "transform": "log10"}
 
 
+@pytest.mark.parametrize(("surrogate", "message"), [
+    ({"kind": "gp", "options": {"transfrom": "log10"}},
+     "surrogate.options: unknown option 'transfrom'; options there: transform, refit_growth, projection"),
+    ({"kind": "ensemble", "options": {"n_trees": 5}}, "surrogate.options: unknown option 'n_trees'; options there: transform, kind"),
+    ({"kind": "gp_forest", "options": {"gp": {"transform": "log10"}}},
+     "surrogate.options.gp: unknown option 'transform' (transform belongs in [surrogate.options], for both parts)"),
+    ({"kind": "gp_forest", "options": {"forest": {"n_trees": 5}}},
+     "surrogate.options.forest: unknown option 'n_trees'; options there: kind, n_estimators"),
+], ids=["gp-typo", "ensemble", "transform-in-a-part", "forest-part"])
+def test_an_unknown_surrogate_option_is_named_with_its_table(surrogate: dict, message: str) -> None:
+    from aloop.campaigns import CampaignError
+    from aloop.campaigns.modeling import make_surrogate, model_space
+
+    cfg = parse_config(_data(surrogate=surrogate))
+    _, options = model_space(cfg)
+    with pytest.raises(CampaignError) as err:
+        make_surrogate(cfg, options)
+    assert str(err.value).startswith(message)
+    assert "__init__" not in str(err.value)
+
+
 # --- candidate files at init -----------------------------------------------------------------------
 
 
