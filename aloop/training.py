@@ -33,8 +33,16 @@ _EPOCH_REPORT: ContextVar[Callable[[int, float, float], None] | None] = ContextV
 @contextmanager
 def training_progress(report: Callable[[int, float, float], None]) -> Iterator[None]:
     """Call ``report(epoch, validation loss, best so far)`` after each epoch of every network trained in the
-    block (fine-tuning, MoE, deep ensembles): for a progress display, as `aloop transfer` shows one."""
-    token = _EPOCH_REPORT.set(report)
+    block (fine-tuning, MoE, deep ensembles): for a progress display, as `aloop transfer` shows one.
+    Inside another such block, both are called (this one first): a search's pruning and a display."""
+    outer = _EPOCH_REPORT.get()
+
+    def both(epoch: int, val: float, best: float) -> None:
+        report(epoch, val, best)
+        if outer is not None:
+            outer(epoch, val, best)
+
+    token = _EPOCH_REPORT.set(both if outer is not None else report)
     try:
         yield
     finally:
@@ -86,6 +94,8 @@ def train_network(
         raise ValueError(f"patience must be ≥ 1 epoch or None (no early stopping), got {patience!r}")
     if not lr > 0:
         raise ValueError(f"lr (the learning rate) must be > 0, got {lr!r}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be ≥ 0, got {weight_decay!r}")
     if X_val is None and patience is not None:
         raise ValueError("early stopping (patience set) needs a validation set")
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)

@@ -51,6 +51,8 @@ def test_transfer_trains_tests_and_predicts(tables, tmp_path: Path) -> None:
     (["-t", "delta_e", "-s", "featextr", "--source", "missing-model"], "no source model 'missing-model'"),
     (["-t", "delta_e", "--predict", "x.csv"], "--predict and --output go together"),
     (["-t", "delta_e", "-s", "sc-ef", "--refit"], "--refit applies to the network strategies"),
+    (["-t", "delta_e", "-s", "moe", "--tune", "3"], "--tune applies to the network strategies"),
+    (["-t", "delta_e", "--tune", "0"], "Invalid value for '--tune'"),
 ])
 def test_transfer_bad_inputs(tables, args: list[str], needle: str) -> None:
     train, _ = tables
@@ -70,6 +72,18 @@ def test_transfer_refit_finetunes_on_every_row(tables) -> None:
     epoch = int(line.split("best epoch ")[1].split()[0])
     assert " on 20 held-out rows (early stopping: best epoch " in line
     assert f"retrained on all 200 rows for {epoch} epochs" in line and float(line.split()[2]) < 0.5
+
+
+def test_transfer_tune_searches_the_recipe_then_trains_with_it(tables) -> None:
+    train, test = tables
+    r = runner.invoke(app, ["transfer", str(train), "-t", "delta_e", "-s", "freezing", "--tune", "2", "--test", str(test)])
+    assert r.exit_code == 0, r.output
+    tuned = next(x for x in r.stdout.splitlines() if x.startswith("tuned over 2 trials"))
+    chosen = float(tuned.split("its validation MAE ")[1].split()[0])
+    # the model trained with the chosen recipe is the chosen trial's network again (same seed, same rows)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("validation MAE "))
+    assert float(line.split()[2]) == pytest.approx(chosen, abs=1e-4)
+    assert float(r.output.split("test MAE ")[1].split()[0]) < 0.5
 
 
 def test_transfer_reports_the_validation_mae_of_a_held_out_part_for_trees(tables, tmp_path: Path) -> None:

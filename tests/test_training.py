@@ -18,6 +18,7 @@ from aloop.training import train_network
     ("max_epochs", 2.5, r"max_epochs must be ≥ 1 \(a whole number\), got 2.5"),
     ("patience", 0, r"patience must be ≥ 1 epoch or None \(no early stopping\), got 0"),
     ("lr", 0.0, r"lr \(the learning rate\) must be > 0, got 0.0"),
+    ("weight_decay", -1e-3, r"weight_decay must be ≥ 0, got -0.001"),
     ("seed", None, r"seed must be a whole number ≥ 0 \(it seeds the initial weights and the batch order\), got None"),
 ])
 def test_bad_settings_are_refused_by_each_model(band_gap, option: str, value: object, message: str) -> None:
@@ -56,6 +57,23 @@ def test_training_progress_reports_every_epoch_inside_the_block_only() -> None:
     assert [b for _, _, b in seen] == sorted((b for _, _, b in seen), reverse=True)  # best never rises
     train(patience=None)  # outside the block: nothing reported
     assert len(seen) == 6
+
+
+def test_nested_progress_blocks_both_hear_every_epoch() -> None:
+    """A tuning search's pruning (inner) and `aloop transfer`'s display (outer) both see each epoch."""
+    from aloop.training import training_progress
+
+    torch.manual_seed(0)
+    X, y = torch.randn(40, 3), torch.randn(40, 1)
+    outer: list[int] = []
+    inner: list[int] = []
+    with training_progress(lambda epoch, val, best: outer.append(epoch)):
+        with training_progress(lambda epoch, val, best: inner.append(epoch)):
+            train_network(torch.nn.Linear(3, 1), X[:30], y[:30], X[30:], y[30:], torch.nn.functional.l1_loss,
+                          lr=1e-2, batch_size=8, max_epochs=3, patience=None)
+        train_network(torch.nn.Linear(3, 1), X[:30], y[:30], X[30:], y[30:], torch.nn.functional.l1_loss,
+                      lr=1e-2, batch_size=8, max_epochs=2, patience=None)
+    assert inner == [1, 2, 3] and outer == [1, 2, 3, 1, 2]
 
 
 def test_a_diverged_run_is_an_error_not_the_untrained_network() -> None:

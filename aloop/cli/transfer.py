@@ -179,6 +179,10 @@ def transfer_command(
     refit: Annotated[bool, typer.Option(
         "--refit", help="Network strategies: after early stopping on 10% of the rows, retrain on every row "
                         "for the best epoch count.")] = False,
+    tune: Annotated[int | None, typer.Option(
+        "--tune", min=1, show_default=False,
+        help="Network strategies: first search the learning rate, batch size and weight decay over this many "
+             "trials (optuna; each scored on the held-out 10%), then train with the best.")] = None,
     zero_gate: Annotated[bool, typer.Option(
         "--zero-gate", help="For a target with exact zeros (measured band gaps: metals are 0 eV): predict 0 where a "
                             "Magpie classifier's P(y = 0) exceeds a threshold chosen on 10% of the rows.")] = False,
@@ -194,23 +198,24 @@ def transfer_command(
 
     if (predict is None) != (output is None):
         fail("--predict and --output go together")
-    if refit and strategy not in MODES:
-        fail(f"--refit applies to the network strategies ({', '.join(MODES)}), not {strategy!r}")
+    for flag, given in (("--refit", refit), ("--tune", tune is not None)):
+        if given and strategy not in MODES:
+            fail(f"{flag} applies to the network strategies ({', '.join(MODES)}), not {strategy!r}")
     if strategy in STRATEGIES and (refusal := unused_options(strategy, source, layer)):
         fail(refusal)
     if output is not None and output.suffix.lower() != ".csv":
         fail(f"-o: {output.name}: predictions are written as CSV; name the file .csv")
     tmp = reserve_new_file(output, "-o", "predictions.csv") if output is not None else None  # before any training
     try:
-        _train_and_report(train, target, strategy, formula_column, source, layer, seed, refit, zero_gate, test,
-                          predict, output, tmp)
+        _train_and_report(train, target, strategy, formula_column, source, layer, seed, refit, tune, zero_gate,
+                          test, predict, output, tmp)
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
 
 
 def _train_and_report(train: Path, target: str, strategy: str, formula_column: str, source: str | None,
-                      layer: int | None, seed: int, refit: bool, zero_gate: bool, test: Path | None,
+                      layer: int | None, seed: int, refit: bool, tune: int | None, zero_gate: bool, test: Path | None,
                       predict: Path | None, output: Path | None, tmp: Path | None) -> None:
     """Fit the strategy, print the validation (and test) MAE, write --predict's predictions (``tmp``: the file
     ``reserve_new_file`` made beside ``output``, the one ``write_atomically`` writes and names ``output``)."""
@@ -224,8 +229,9 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
     tested = _table(test, formula_column, target, "--test") if test is not None else None
     to_predict = _table(predict, formula_column, None, "--predict") if predict is not None else None
     try:
+        options = _tuned(strategy, source, seed, tune, X, y) if tune is not None else {}
         model = make_regressor(strategy, source=source, layer=layer, seed=seed,
-                               **({"refit": True} if refit else {}))
+                               **({"refit": True} if refit else {}), **options)
         if zero_gate:
             model = ZeroGatedRegressor(model, seed=seed)
         with _epochs_shown(strategy, len(y)):
@@ -254,6 +260,21 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
         except OSError as exc:
             fail(f"-o: {output} not written: {'it appeared meanwhile' if isinstance(exc, FileExistsError) else exc}")
         err.print(f"wrote {len(frame):,} predictions to {output}", markup=False)
+
+
+def _tuned(strategy: str, source: str | None, seed: int, n_trials: int, X: object, y: object) -> dict[str, object]:
+    """The learning rate, batch size and weight decay that ``--tune`` chose, after printing them."""
+    from aloop.elemnet.tuning import tune
+
+    fixed = {"mode": strategy, "source": None if strategy == "scratch" else source or DEFAULT_SOURCE}
+    with _epochs_shown(f"{strategy} (tuning, {n_trials} trials)", len(y)):  # type: ignore[arg-type]
+        result = tune(X, y, n_trials=n_trials, seed=seed, **fixed)  # type: ignore[arg-type]
+    chosen = {k: result.params[k] for k in ("lr", "batch_size", "weight_decay")}
+    pruned = sum(t["state"] == "pruned" for t in result.trials)
+    out.print(f"tuned over {len(result.trials)} trials ({pruned} stopped early): learning rate {chosen['lr']:.3g}, "
+              f"batch size {chosen['batch_size']}, weight decay {chosen['weight_decay']:.3g}; its validation MAE "
+              f"{result.val_mae:.4f} is optimistic (the search chose on those rows)", markup=False, soft_wrap=True)
+    return chosen
 
 
 @contextmanager

@@ -195,8 +195,9 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         mode: one of ``finetune``, ``modfinetune``, ``freezing``, ``scratch``.
         refit: after early stopping on ``val_fraction`` of the rows, train again from the source
             on every row for the best epoch count, so no row is held out of the final network.
-        lr, batch_size, max_epochs, patience, val_fraction, seed, ema_decay: as in ``FineTuneConfig``
-            (its ``weight_decay``, ``loss`` and ``threads`` keep their defaults here).
+        lr, batch_size, weight_decay, max_epochs, patience, val_fraction, seed, ema_decay: as in
+            ``FineTuneConfig`` (its ``loss`` and ``threads`` keep their defaults here);
+            ``aloop.elemnet.tuning.tune`` chooses the first three on validation.
         hidden_widths: the architecture for ``mode='scratch'``.
 
     Example:
@@ -209,7 +210,7 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, source: str | None = "oqmd-formation-enthalpy", mode: Mode = "modfinetune", lr: float = 1e-4,
                  batch_size: int = 32, max_epochs: int = 400, patience: int | None = 25, val_fraction: float = 0.1,
                  seed: int = 0, hidden_widths: tuple[int, ...] = HIDDEN_WIDTHS, refit: bool = False,
-                 ema_decay: float | None = None) -> None:
+                 ema_decay: float | None = None, weight_decay: float = 0.0) -> None:
         self.source = source
         self.mode = mode
         self.lr = lr
@@ -221,6 +222,7 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
         self.hidden_widths = hidden_widths
         self.refit = refit
         self.ema_decay = ema_decay
+        self.weight_decay = weight_decay
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> ElemNetRegressor:
         from aloop.elemnet.sources import load_source_model
@@ -233,7 +235,7 @@ class ElemNetRegressor(RegressorMixin, BaseEstimator):
                              f"architecture {src.hidden_widths}, so leave hidden_widths at its default")
         config = FineTuneConfig(mode=self.mode, lr=self.lr, batch_size=self.batch_size, max_epochs=self.max_epochs,
                                 patience=self.patience, val_fraction=self.val_fraction, seed=self.seed,
-                                ema_decay=self.ema_decay)
+                                ema_decay=self.ema_decay, weight_decay=self.weight_decay)
         self.network_, self.history_ = finetune(X, y, src, config, hidden_widths=self.hidden_widths)
         if self.refit:
             self.network_, self.best_epoch_ = refit(X, y, src, config, self.history_, self.hidden_widths)
