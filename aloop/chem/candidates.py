@@ -81,7 +81,7 @@ def load_candidates_csv(
     frame[formula_column] = formulas.to_numpy()
     bad: list[BadRow] = check_formulas(frame[formula_column].tolist())
     if bad and errors == "raise":
-        raise InvalidFormulasError(bad, len(frame), file=path)
+        raise InvalidFormulasError(bad, len(frame), file=path, lines=file_lines(path, len(frame)))
     frame = frame.drop(index=[b.index for b in bad])
     frame["key"] = [composition_key(f) for f in frame[formula_column]]
     duplicated = frame["key"].duplicated() & drop_duplicates
@@ -90,3 +90,28 @@ def load_candidates_csv(
     frame.attrs["bad_rows"] = bad
     frame.attrs["duplicate_rows"] = duplicates
     return frame
+
+
+def file_lines(path: str | PathLike[str], rows: int) -> list[int] | None:
+    """The file line on which each data row of a CSV starts (header = line 1), counting the blank lines pandas
+    skips; ``None`` if the count does not match ``rows`` (then lines are taken as row + 1)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    starts: list[int] = []
+    text: list[str] = []  # the raw lines of the record being read: a quoted empty field ("") is a row, not blank
+
+    def kept(fh: Iterable[str]) -> Iterator[str]:
+        for line in fh:
+            text.append(line)
+            yield line
+
+    with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader, end = csv.reader(kept(fh)), 0
+        for _ in reader:
+            start, end = end + 1, reader.line_num
+            if "".join(text).strip():  # pandas skips blank and all-space lines
+                starts.append(start)
+            text.clear()
+    return starts[1:] if len(starts) == rows + 1 else None

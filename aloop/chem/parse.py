@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,7 +21,13 @@ _SYMBOL = re.compile(r"[A-Z][a-z]?")
 _ADDUCT = re.compile(r"[·•∙*]")
 _LEADING_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
 # "CuSO4.5H2O": a hydrate written with a period, which any formula parser reads as O4.5 H2 O.
-_DOTTED_HYDRATE = re.compile(r"((?<![\d.])[1-9]\d*|\))\.(\d+(?:\.\d+)?)\s*([HD]2O)\s*$")
+_DOTTED_HYDRATE = re.compile(r"((?<=[A-Za-z])[1-9]\d*|\))\.(\d+(?:\.\d+)?)\s*([HD]2O)\s*$")
+# "Al2O3.2SiO2", "Na2SO4.2NaCl": other adducts written with a period, read as O3.2 / O4.2; warned about when an
+# element after the decimal number repeats one before it.
+_DECIMAL = re.compile(r"\d\.\d")
+_CHARGE = re.compile(r"[A-Za-z)\]]\d*(?:\+|(?<![eE])-)\s*$|\^")
+#: pymatgen drops amounts at or below this (``Composition.amount_tolerance``); the fast path does the same.
+AMOUNT_TOLERANCE = 1e-8
 _ISOTOPES = {"D": "H", "T": "H"}
 KEY_DECIMALS = 4
 # Plain formulas ("La1Pb1Re2", "Ti0.99Nb0.01NiSn") take a fast path that gives the same
@@ -53,13 +60,16 @@ class InvalidFormulasError(ValueError):
 
     The message names each formula as a reader finds it: by its 0-based ``index`` in the
     sequence given (``index 3``), or, with ``file`` (a CSV with a header line), as
-    ``row N (line M)``: data rows counted from 1, file lines counting the header, as the CLI does.
+    ``row N (line M)``: data rows counted from 1, file lines counting the header (and the blank lines
+    pandas skips, when ``lines`` gives each data row's line), as the CLI does.
     """
 
-    def __init__(self, rows: Sequence[BadRow], total: int, file: str | PathLike[str] | None = None) -> None:
+    def __init__(self, rows: Sequence[BadRow], total: int, file: str | PathLike[str] | None = None,
+                 lines: Sequence[int] | None = None) -> None:
         self.rows = list(rows)
         self.total = total
-        where = ((lambda i: f"row {i + 1} (line {i + 2})") if file is not None else (lambda i: f"index {i}"))
+        at = (lambda i: lines[i]) if lines is not None else (lambda i: i + 2)  # noqa: E731 (blank lines skipped, if known)
+        where = ((lambda i: f"row {i + 1} (line {at(i)})") if file is not None else (lambda i: f"index {i}"))
         shown = "\n".join(f"  {where(r.index)}: {r.formula!r}: {r.reason}" for r in self.rows[:20])
         more = f"\n  … and {len(self.rows) - 20} more" if len(self.rows) > 20 else ""
         within = f" in {file}" if file is not None else ""
@@ -85,8 +95,8 @@ def _simple_amounts(text: str) -> dict[str, float]:
     amounts: dict[str, float] = {}
     for symbol, number in _TOKEN.findall(text):
         amt = float(number) if number else 1.0
-        if amt == 0:
-            raise CompositionError(text, f"zero amount for {_ISOTOPES.get(symbol, symbol)}")
+        if amt <= AMOUNT_TOLERANCE:
+            raise CompositionError(text, _zero(symbol, amt))
         amounts[symbol] = amounts.get(symbol, 0.0) + amt
     return amounts
 
@@ -107,8 +117,50 @@ def _pymatgen_amounts(text: str) -> dict[str, float]:
     # pymatgen silently drops elements written with a zero amount ("Fe0O").
     for token in _SYMBOL.findall(text):
         if token in _VALID_SYMBOLS and _ISOTOPES.get(token, token) not in amounts and token not in amounts:
-            raise CompositionError(text, f"zero amount for {_ISOTOPES.get(token, token)}")
+            raise CompositionError(text, _zero(token, None))
     return amounts
+
+
+def _zero(symbol: str, amount: float | None) -> str:
+    """The refusal of an element written with no amount to speak of (``amount``: as written, if known)."""
+    symbol = _ISOTOPES.get(symbol, symbol)
+    if amount == 0:
+        return f"zero amount for {symbol}"
+    return f"zero amount for {symbol} (amounts of at most {AMOUNT_TOLERANCE:g} count as zero)"
+
+
+def _unknown_symbols(text: str) -> None:
+    """Refuse a capitalised token that is no element before pymatgen misreads it ("Fe1E-3O": E with amount -3)."""
+    for match in _SYMBOL.finditer(text):
+        token = match.group(0)
+        if token in _VALID_SYMBOLS or (len(token) == 2 and token[0] in _VALID_SYMBOLS and token[1] == "e"
+                                        and text[match.end():match.end() + 1] in ("-", "+")):
+            continue
+        hint = ("; scientific notation needs a lowercase e (1e-3)" if token == "E" and match.start() > 0
+                and text[match.start() - 1].isdigit() else "")
+        raise CompositionError(text, f"unknown element {token!r}{hint}")
+
+
+def _warn_repeated_after_decimal(text: str) -> None:
+    """Warn about "Al2O3.2SiO2": a period that may be an adduct separator but is read as a decimal point.
+
+    Only a formula whose one decimal number is that period: formulas with other decimal amounts repeat
+    elements on purpose ("Bi1.2S1.2Ti2S4", "W0.9O2.7Co0.2O0.3" in citrine's and UCSB's data). A warning, not
+    an error, since the decimal reading may be meant.
+    """
+    offset = 0
+    for part in _ADDUCT.split(text):  # "CaSO4·1.5H2O": a decimal count of an adduct is fine
+        decimals = list(_DECIMAL.finditer(part))
+        for match in decimals if len(decimals) == 1 else ():  # "Bi1.2S1.2Ti2S4", "W0.9O2.7Co0.2O0.3": decimals meant
+            before = set(_SYMBOL.findall(part[: match.start()]))
+            if repeated := [t for t in _SYMBOL.findall(part[match.end():]) if t in before]:
+                cut = offset + match.start() + 1
+                warnings.warn(
+                    f"formula {text!r}: read with '{part[match.start():match.end()]}' as a decimal number, although "
+                    f"{repeated[0]} appears on both sides of it; if the period separates an adduct, write "
+                    f"{text[:cut]}·{text[cut + 1:]} (or with '*')", UserWarning, stacklevel=2)
+                return
+        offset += len(part) + 1
 
 
 @lru_cache(maxsize=1_000_000)
@@ -120,7 +172,14 @@ def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
         raise CompositionError(
             text, f"the period in '{hydrate.group(0).strip()}' would be read as a decimal point; write a hydrate "
             f"as {head}·{hydrate.group(2)}{hydrate.group(3)} (or with '*')")
-    raw = _simple_amounts(text) if _SIMPLE.fullmatch(text) else _pymatgen_amounts(text)
+    if _CHARGE.search(text):
+        raise CompositionError(text, "a charge is not part of a composition; write the neutral formula (Fe, not Fe2+)")
+    _warn_repeated_after_decimal(text)
+    if _SIMPLE.fullmatch(text):
+        raw = _simple_amounts(text)
+    else:
+        _unknown_symbols(text)
+        raw = _pymatgen_amounts(text)
     amounts: dict[str, float] = {}
     for el, amt in raw.items():
         symbol = _ISOTOPES.get(el, el)
@@ -135,6 +194,8 @@ def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
         amounts[symbol] = amounts.get(symbol, 0.0) + amt
     if not amounts or sum(amounts.values()) <= 0:
         raise CompositionError(text, "no positive amounts")
+    if not np.isfinite(sum(amounts.values())):
+        raise CompositionError(text, "the amounts are too large: their sum overflows; scale them down")
     return tuple(sorted(amounts.items()))
 
 
@@ -160,8 +221,15 @@ def parse_formula(formula: object) -> dict[str, float]:
             element, element outside the ElemNet vocabulary, negative or zero amount).
     """
     if not isinstance(formula, str):
-        raise CompositionError(formula, f"expected text, got {type(formula).__name__}")
+        raise CompositionError(formula, _not_text(formula))
     return dict(_parse_cached(formula))
+
+
+def _not_text(value: object) -> str:
+    """Why a value that is no string is no formula: an empty cell (None, NaN) is called missing."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "missing formula (an empty cell)"
+    return f"expected text, got {type(value).__name__}"
 
 
 def to_composition(formula: object) -> Composition:
@@ -223,7 +291,7 @@ def to_fraction_matrix(formulas: Sequence[object], errors: str = "raise") -> tup
     vals: list[float] = []
     for i, f in enumerate(formulas):
         if not isinstance(f, str):
-            bad.append(BadRow(i, f, f"expected text, got {type(f).__name__}"))
+            bad.append(BadRow(i, f, _not_text(f)))
             continue
         try:
             c, v = _encoded(f)
@@ -248,7 +316,13 @@ def _key_text(pairs: Iterable[tuple[str, float]], decimals: int) -> str:
 
 
 def composition_key(formula: object, decimals: int = KEY_DECIMALS) -> str:
-    """Canonical de-duplication key: elements sorted, fractions rounded (``"Fe0.4 O0.6"``)."""
+    """Canonical de-duplication key: elements sorted, fractions rounded (``"Fe0.4 O0.6"``).
+
+    Two formulas whose atomic fractions agree to ``decimals`` places (4: 0.01 at.%) share a key, so
+    de-duplication, a campaign's pool and ``exclude_measured`` treat them as one composition:
+    ``Ba7.97Ga15.95Sn30.07`` and ``…Sn30.08`` do (fractions differ by 7e-5), ``Ti0.99Nb0.01NiSn`` and
+    ``Ti0.98Nb0.02NiSn`` do not.
+    """
     items = sorted(fractions(formula).items())
     return _key_text(((el, float(np.float32(x))) for el, x in items), decimals)
 

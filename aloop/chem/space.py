@@ -110,7 +110,10 @@ class GridSpace:
             raise ValueError(f"fixed fractions sum to {sum(self.fixed.values()):g}; they must leave room (< 1)")
         object.__setattr__(self, "fixed", dict(self.fixed))
         n = self.n_units
-        for el, (lo, hi) in self.bounds.items():
+        for el, pair in self.bounds.items():
+            if isinstance(pair, str) or not hasattr(pair, "__len__") or len(pair) != 2:
+                raise ValueError(f"bounds for {el}: give (lo, hi), the lowest and highest fraction, got {pair!r}")
+            lo, hi = pair
             if el not in elements:
                 raise ValueError(f"bounds: {el!r} is not one of the grid elements {list(elements)}")
             if not 0 <= lo <= hi <= 1:

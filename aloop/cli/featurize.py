@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from aloop.atomic import name_new_file
+from aloop.chem.candidates import file_lines
 from aloop.cli._output import bad_rows_text, err, fail, warn
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv"}
@@ -89,7 +90,7 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
             raise ValueError(f"{path} cannot be read as a CSV table ({str(exc).strip()}); give a comma-separated "
                              "text file with a header row") from None
         frame.columns = names
-        frame.attrs["file_lines"] = _file_lines(path, len(frame))
+        frame.attrs["file_lines"] = file_lines(path, len(frame))
     if formula_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
         separator = next((name for sep, name in ((";", "semicolon"), ("\t", "tab")) if len(frame.columns) == 1
@@ -112,31 +113,6 @@ def _stripped_names(path: Path, columns: Sequence[object]) -> list[str]:
         raise ValueError(f"{path.name}: columns {repeated} appear twice once surrounding spaces are removed; "
                          "rename one of them")
     return names
-
-
-def _file_lines(path: Path, rows: int) -> list[int] | None:
-    """The file line on which each data row of a CSV starts (header = line 1), counting the blank lines pandas
-    skips; ``None`` if the count does not match ``rows`` (then lines are taken as row + 1)."""
-    import csv
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    starts: list[int] = []
-    text: list[str] = []  # the raw lines of the record being read: a quoted empty field ("") is a row, not blank
-
-    def kept(fh: Iterable[str]) -> Iterator[str]:
-        for line in fh:
-            text.append(line)
-            yield line
-
-    with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as fh:
-        reader, end = csv.reader(kept(fh)), 0
-        for _ in reader:
-            start, end = end + 1, reader.line_num
-            if "".join(text).strip():  # pandas skips blank and all-space lines
-                starts.append(start)
-            text.clear()
-    return starts[1:] if len(starts) == rows + 1 else None
 
 
 def featurize_table(

@@ -171,7 +171,7 @@ def _formula_list(X: object) -> list[str] | None:
             return None
         X = X.ravel()
     values = list(X) if isinstance(X, list | tuple | np.ndarray) or hasattr(X, "to_numpy") else None
-    return values if values and isinstance(values[0], str) else None
+    return values if values and any(isinstance(v, str) for v in values) else None  # a NaN may come first
 
 
 class FeaturizerTransformer(TransformerMixin, BaseEstimator):

@@ -65,8 +65,15 @@ def test_good_formulas(formula: str, amounts: dict[str, float]) -> None:
         ("Na2CO3.10H2O", "write a hydrate as Na2CO3·10H2O"),
         ("Cu(SO4).5H2O", "write a hydrate as Cu(SO4)·5H2O"),
         (3, "expected text, got int"),
-        (None, "expected text, got NoneType"),
-        (float("nan"), "expected text, got float"),
+        (None, "missing formula (an empty cell)"),
+        (float("nan"), "missing formula (an empty cell)"),
+        ("Fe1e308O1e308", "the amounts are too large: their sum overflows"),  # was a silent all-zero row
+        ("Fe1E-3O", "unknown element 'E'; scientific notation needs a lowercase e"),  # was "negative amount"
+        # pymatgen drops amounts ≤ 1e-8; the fast path for plain formulas now does the same, and both say so
+        ("Fe1e-9O", "zero amount for Fe (amounts of at most 1e-08 count as zero)"),
+        ("Fe0.000000001O", "zero amount for Fe (amounts of at most 1e-08 count as zero)"),
+        ("Fe2+", "a charge is not part of a composition"),
+        ("SO4^2-", "a charge is not part of a composition"),
     ],
 )
 def test_bad_formulas_name_the_reason(formula: object, reason: str) -> None:
@@ -80,6 +87,42 @@ def test_bad_formulas_name_the_reason(formula: object, reason: str) -> None:
 def test_a_decimal_amount_before_water_is_still_a_decimal() -> None:
     assert parse_formula("Fe0.5H2O") == pytest.approx({"Fe": 0.5, "H": 2.0, "O": 1.0})
     assert parse_formula("Ti0.99Nb0.01NiSn") == pytest.approx({"Ti": 0.99, "Nb": 0.01, "Ni": 1.0, "Sn": 1.0})
+    assert parse_formula("Fe1e-3O") == pytest.approx({"Fe": 0.001, "O": 1.0})
+
+
+@pytest.mark.parametrize(("formula", "amounts"), [
+    ("CaSO4·1.5H2O", {"Ca": 1, "S": 1, "O": 5.5, "H": 3}),  # was refused with the hint "CaSO4·1·5H2O"
+    ("CuSO4*5.5H2O", {"Cu": 1, "S": 1, "O": 9.5, "H": 11}),
+    ("CaSO4·0.5H2O", {"Ca": 1, "S": 1, "O": 4.5, "H": 1}),
+])
+def test_a_decimal_count_of_an_adduct_is_read_as_written(formula: str, amounts: dict[str, float]) -> None:
+    assert parse_formula(formula) == pytest.approx(amounts)
+
+
+@pytest.mark.parametrize("formula", ["Bi1.2S1.2Ti2S4", "W0.9O2.7Co0.2O0.3", "Ti0.99Nb0.01NiSn", "Fe2.5O3.5"])
+def test_decimal_formulas_that_repeat_an_element_on_purpose_are_not_warned_about(formula: str) -> None:
+    """Real rows of citrine's and UCSB's data: with other decimal amounts, the period is a decimal point."""
+    import warnings
+
+    from aloop.chem.parse import clear_parse_cache
+
+    clear_parse_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_formula(formula)
+
+
+@pytest.mark.parametrize(("formula", "amounts", "advice"), [
+    ("Al2O3.2SiO2", {"Al": 2, "O": 5.2, "Si": 1}, "write Al2O3·2SiO2"),
+    ("Na2SO4.2NaCl", {"Na": 3, "S": 1, "O": 4.2, "Cl": 1}, "write Na2SO4·2NaCl"),
+    ("CaTiO3.2CaO", {"Ca": 2, "Ti": 1, "O": 4.2}, "write CaTiO3·2CaO"),
+])
+def test_a_period_that_may_separate_an_adduct_is_warned_about(formula: str, amounts: dict, advice: str) -> None:
+    from aloop.chem.parse import clear_parse_cache
+
+    clear_parse_cache()  # the warning comes with the first parse of a formula
+    with pytest.warns(UserWarning, match=f"formula '{formula}': read with .* as a decimal number.*{advice}"):
+        assert parse_formula(formula) == pytest.approx(amounts)
 
 
 def test_batch_reports_every_bad_row_at_once() -> None:

@@ -248,6 +248,8 @@ def test_million_candidate_grid_streams_in_bounded_memory() -> None:
         ({"elements": ["Fe", "Ni"], "max_elements": 0}, "max_elements must be an integer >= 1"),
         ({"elements": ["Fe", "Ni"], "max_elements": 1.5}, "max_elements must be an integer >= 1"),
         ({"elements": ["Fe", "Ni"], "bounds": {"Fe": (0.6, 0.2)}}, "lo 0.6 > hi 0.2"),
+        ({"elements": ["Fe", "Ni"], "bounds": {"Fe": 0.5}}, r"bounds for Fe: give \(lo, hi\), .* got 0.5"),
+        ({"elements": ["Fe", "Ni"], "bounds": {"Fe": (0.1, 0.2, 0.3)}}, r"bounds for Fe: give \(lo, hi\)"),
         ({"elements": ["Fe", "Ni"], "bounds": {"Fe": (-0.1, 0.2)}}, r"within \[0, 1\]"),
         ({"elements": ["Fe", "Ni"], "bounds": {"Co": (0.1, 0.2)}}, "not one of the grid elements"),
         ({"elements": ["Fe", "Ni"], "bounds": {"Fe": (0.31, 0.39)}}, "no grid point"),
@@ -278,6 +280,12 @@ def test_candidates_csv(tmp_path: Path) -> None:
     message = str(info.value)
     assert f"3 of 7 formulas in {path} are invalid" in message
     assert "row 4 (line 5): 'Xx2': unknown element" in message and "row 7 (line 8): 'He'" in message
+
+    # blank lines, which pandas skips, still count as file lines (the file line was taken as row + 1)
+    path.write_text("formula,note\nFe2O3,a\n\n\nXx2,b\n")
+    with pytest.raises(InvalidFormulasError, match=r"row 2 \(line 5\): 'Xx2'"):
+        load_candidates_csv(path)
+    pd.DataFrame(rows).to_csv(path, index=False)
 
     frame = load_candidates_csv(path, errors="collect")
     assert frame["formula"].tolist() == ["Fe2O3", "NaN", "LiFePO4"]  # "NaN" is sodium nitride, not a float

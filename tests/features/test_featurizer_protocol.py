@@ -154,6 +154,9 @@ def test_transformer_takes_formulas_or_fractions_and_names_its_columns() -> None
         np.testing.assert_array_equal(step.transform(formulas), expected)
     with pytest.raises(ValueError, match=r"index 1: 'Xx2': unknown element"):
         step.transform(["Fe2O3", "Xx2"])
+    # an empty first cell is a missing formula, not a sign that the column holds numbers
+    with pytest.raises(ValueError, match=r"index 0: nan: missing formula \(an empty cell\)"):
+        step.transform(pd.Series([np.nan, "Fe2O3"]))
     with pytest.raises(ValueError, match=r"got 'Fe2O3' in it; .*to_fraction_matrix\(formulas\)"):
         step.transform(frame)  # two columns: neither formulas alone nor a fraction matrix
     with pytest.raises(ValueError, match="no option 'layer'"):
