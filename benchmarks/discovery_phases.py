@@ -34,7 +34,7 @@ def phases(study: str, top: float) -> list[dict]:
     rows = []
     for name in sorted({r["strategy"] for r in records}):
         runs = [r for r in records if r["strategy"] == name]
-        hits = np.mean([top_percent_curve(np.asarray(r["order"]), mask) for r in runs], axis=0) * mask.sum()
+        hits = np.mean([top_percent_curve(np.asarray(r["order"]), mask, r["batch"]) for r in runs], axis=0) * mask.sum()
         row = {"study": study, "strategy": name, "seeds": len(runs)}
         row.update({f"@{n}": round(float(hits[n - 1]), 1) for n in CHECKPOINTS if n <= len(hits)})
         if len(hits) >= 100:

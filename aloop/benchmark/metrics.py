@@ -134,14 +134,38 @@ def top_mask(score: object, fraction: float) -> np.ndarray:
     return arr >= cut
 
 
-def top_percent_curve(order: object, mask: object) -> np.ndarray:
+def batch_ends(batch: object, size: int) -> np.ndarray:
+    """For each experiment, how many had been made once its batch was complete: (B,) batch labels -> (B,) counts.
+
+    A batch's experiments are run together, so a find in the third place of a batch of 8 is known only
+    when all 8 were spent. ``batch`` labels each experiment's batch (the initial design is one); a
+    batch's experiments are consecutive.
+    """
+    labels = np.asarray(batch)
+    if labels.ndim != 1 or labels.size != size:
+        raise ValueError(f"batch must label each of the {size} experiments, got shape {labels.shape}")
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    if np.unique(labels[starts]).size != starts.size:
+        raise ValueError("batch labels must be consecutive runs (a batch's experiments are made together)")
+    ends = np.r_[starts[1:], size]
+    return np.repeat(ends, np.diff(np.r_[starts, size]))
+
+
+def top_percent_curve(order: object, mask: object, batch: object | None = None) -> np.ndarray:
     """Top%(n): the fraction of the ``mask`` rows found after each experiment n = 1..B; returns (B,).
 
-    ``order`` (B,) are distinct pool row indices in measurement order, ``mask`` (N,) bool.
+    ``order`` (B,) are distinct pool row indices in measurement order, ``mask`` (N,) bool. With
+    ``batch`` (B,) labels, a find counts from the end of its batch (:func:`batch_ends`): after n
+    experiments only the batches completed by then are known.
     """
     mask = _mask(mask)
     order = check_order(order, mask.size)
-    return np.cumsum(mask[order]) / float(mask.sum())
+    found = np.cumsum(mask[order]) / float(mask.sum())
+    if batch is None:
+        return found
+    n = np.arange(1, order.size + 1)
+    last_done = np.maximum.accumulate(np.where(batch_ends(batch, order.size) == n, n, 0))
+    return np.where(last_done > 0, found[np.maximum(last_done, 1) - 1], 0.0)
 
 
 def random_top_percent(n: int | np.ndarray, pool_size: int) -> float | np.ndarray:
@@ -176,7 +200,7 @@ def experiments_to_reach(curve: object, t: float) -> int | None:
 
 
 def acceleration_factor(
-    curve: object, pool_size: int, n_top: int, t: float, *, baseline: Literal["curve", "draws"] = "curve",
+    curve: object, pool_size: int, n_top: int, t: float, *, baseline: Literal["curve", "draws", "median"] = "curve",
     averaged: bool = False,
 ) -> float | None:
     """AF(t) = n_random(t) / n_strategy(t) for a (B,) Top% curve; None if it never reaches t.
@@ -192,36 +216,47 @@ def acceleration_factor(
     - ``"draws"``: n_random is the expected number of random draws until the v·n_top-th good row,
       v·n_top·(N+1)/(n_top+1) (negative hypergeometric), which is smaller than the inverted curve
       for small n_top (for n_top = 1 it is (N+1)/2, not N).
+    - ``"median"``: n_random is random's median number of draws to that row, the like-for-like
+      baseline for one run's curve (the median of per-run AFs then gives random about 1).
     """
     pool_size = _pool_size(pool_size)
     if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
         raise ValueError(f"n_top must be an integer in [1, {pool_size}], got {n_top!r}")
     arr = _curve(curve, pool_size)
     t = _fraction(t, "t")
-    if baseline not in ("curve", "draws"):
-        raise ValueError(f"unknown baseline {baseline!r}; expected 'curve' or 'draws'")
+    if baseline not in ("curve", "draws", "median"):
+        raise ValueError(f"unknown baseline {baseline!r}; expected 'curve', 'draws' or 'median'")
     n_strategy = experiments_to_reach(arr, t)
     if n_strategy is None:
         return None
     level = t if averaged else math.ceil(t * n_top - _TOL) / n_top
-    n_random = level * pool_size if baseline == "curve" else level * n_top * (pool_size + 1) / (n_top + 1)
+    if baseline == "curve":
+        n_random = level * pool_size
+    elif baseline == "draws":
+        n_random = level * n_top * (pool_size + 1) / (n_top + 1)
+    else:  # the median draw at which random finds its k-th top row (negative hypergeometric: misses before k hits)
+        from scipy.stats import nhypergeom
+
+        k = max(1, math.ceil(level * n_top - _TOL))
+        n_random = float(nhypergeom(pool_size, pool_size - n_top, k).median()) + k
     return n_random / n_strategy
 
 
-def any_alm(order: object, mask: object) -> int | None:
+def any_alm(order: object, mask: object, batch: object | None = None) -> int | None:
     """anyALM: experiments until the first ``mask`` row (an ALM, Rohr's top-1%) is measured, or None.
 
     Rohr et al. report anyALM as a per-iteration 0/1 indicator averaged over runs; its first 1 is
-    this number.  The initial design counts: an ALM measured there gives a small anyALM.
+    this number.  The initial design counts: an ALM measured there gives a small anyALM.  With
+    ``batch`` labels the count runs to the end of the ALM's batch.
     """
-    mask = _mask(mask)
-    hits = np.flatnonzero(mask[check_order(order, mask.size)])
+    curve = top_percent_curve(order, mask, batch)
+    hits = np.flatnonzero(curve > 0)
     return int(hits[0]) + 1 if hits.size else None
 
 
-def all_alm(order: object, mask: object) -> int | None:
-    """Experiments until every ``mask`` row has been measured, or None if not within the run."""
-    curve = top_percent_curve(order, mask)
+def all_alm(order: object, mask: object, batch: object | None = None) -> int | None:
+    """Experiments until every ``mask`` row has been measured (to the end of that batch), or None if not within the run."""
+    curve = top_percent_curve(order, mask, batch)
     hits = np.flatnonzero(curve >= 1.0 - _TOL)
     return int(hits[0]) + 1 if hits.size else None
 
@@ -239,8 +274,10 @@ def de_alm(order: object, score: object, n_init: int = 0) -> np.ndarray:
     including earlier members of the same batch); with M of them, r of which score worse than the
     chosen one, the decision scores 2·r/M - 1.  Picking the worst remaining candidate gives -1, the
     best 1 - 2/M; a uniformly random pick has expectation -1/M ≈ 0.  CAMD ranks ties by sort
-    position; here tied candidates count half (mid-rank), which leaves tie-free pools unchanged.
-    ``score`` (N,) is the goodness of every pool row.
+    position; here tied candidates count half (mid-rank), which leaves tie-free pools unchanged and
+    keeps random's expectation at -1/M.  With ties the ceiling is lower: a pick from T tied best
+    candidates scores 1 - (T+1)/M (:func:`de_alm_ceiling`), about 0.93 on a window task where every
+    in-window composition ties.  ``score`` (N,) is the goodness of every pool row.
     """
     score = _finite_1d(score, "score")
     order = check_order(order, score.size)
@@ -254,6 +291,24 @@ def de_alm(order: object, score: object, n_init: int = 0) -> np.ndarray:
         worse = np.count_nonzero(remaining < score[row])
         ties = np.count_nonzero(remaining == score[row]) - 1
         out[j] = 2.0 * (worse + 0.5 * ties) / remaining.size - 1.0
+        available[row] = False
+    return out
+
+
+def de_alm_ceiling(order: object, score: object, n_init: int = 0) -> np.ndarray:
+    """What :func:`de_alm` would give each decision had it picked from the best remaining candidates; (B - n_init,).
+
+    1 - (T+1)/M with T of the M remaining candidates tied best: the scale a run's deALM is read against
+    (about 1 without ties; lower where many candidates tie, as the in-window ones of a window task do).
+    """
+    score = _finite_1d(score, "score")
+    order = check_order(order, score.size)
+    available = np.ones(score.size, dtype=bool)
+    available[order[:n_init]] = False
+    out = np.empty(order.size - n_init)
+    for j, row in enumerate(order[n_init:]):
+        remaining = score[available]
+        out[j] = 1.0 - (np.count_nonzero(remaining == remaining.max()) + 1) / remaining.size
         available[row] = False
     return out
 

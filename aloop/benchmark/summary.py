@@ -92,7 +92,7 @@ def curves(
     frames = []
     for rec in records:
         order = np.asarray(rec["order"], dtype=np.int64)
-        top = m.top_percent_curve(order, mask)
+        top = m.top_percent_curve(order, mask, rec["batch"])
         frames.append(
             pd.DataFrame(
                 {
@@ -171,23 +171,28 @@ def _last_fit(rec: Mapping[str, Any], key: str) -> float:
 
 
 #: What the columns of a results table mean (``{top}`` = ``top5`` for the top 5%, ``top1`` for 1%, …; ``{t}`` =
-#: ``t50`` for AF target 0.5; for a window objective every in-window composition is a hit, whatever the %).
+#: ``t50`` for AF target 0.5).
 COLUMN_LEGEND = """\
 - `task`, `strategy`, `batch_size`, `seeds` (runs), `budget` (measurements per run, initial ones included), `n_init`,
   `pool_size`
-- `{top}_count`: size of the top set (ties at the cut included)
+- experiments are counted as spent: a find counts once its whole batch is made (the initial design is one batch),
+  so a top composition third in a batch of 8 is found at the batch's 8th experiment
+- `{top}_count`: size of the top set (ties at the cut included; for a window objective the compositions closest to
+  the window, distance 0 inside it: every in-window one when they make up at least that share of the pool)
 - `{top}_final_mean` / `{top}_final_std`: share of the top set found by the budget (0..1), across seeds;
   `{top}_final_ef`: the enhancement factor there, EF = mean share / (budget / pool_size)
 - `{top}_{t}_n_med` / `_n_q25` / `_n_q75`: experiments to find the share t (t50: half), quantiles over all seeds,
   a seed that never did counting as beyond the budget (– where a quantile depends on such seeds);
   `{top}_{t}_reached`: seeds that did
 - `{top}_{t}_af`: acceleration factor AF(t) of the seed-mean curve (Liang et al. 2021): random's expected
-  experiments to the share t / the curve's; `{top}_{t}_af_med`: median of the per-seed AFs (a seed that missed t
-  has an AF below every seed that reached it)
-- `any_alm_med`: anyALM, median experiments to the first of the top 1% (censored likewise); `all_alm_med` /
-  `all_alm_reached`: experiments to find all of them, and seeds that did; `alm_final_mean`: share of the top 1%
-  found by the budget; `de_alm_mean`: deALM, decision efficiency (1 = always the best remaining, 0 = random;
-  Rohr et al. 2020)
+  experiments to the share t / the curve's; `{top}_{t}_af_med`: median of the per-seed AFs, each against random's
+  median experiments to the same find (so random's is about 1; a seed that missed t has an AF below every seed
+  that reached it)
+- `any_alm_med`: anyALM, median experiments to the first of the top 1% (censored likewise; the initial design
+  counts, where CAMD counts iterations after it); `all_alm_med` / `all_alm_reached`: experiments to find all of
+  them, and seeds that did; `alm_final_mean`: share of the top 1% found by the budget; `de_alm_mean`: deALM,
+  decision efficiency (Rohr et al. 2020; 1 = always a pick from the best remaining, 0 = random, tied candidates
+  at mid-rank)
 - `regret_final_mean` / `regret_final_std`: simple regret at the budget, best in the pool − best found
   (objective units)
 - `mae_last` / `cov95_last`: the last model's mean absolute error and central-95%-interval coverage on the
@@ -234,13 +239,14 @@ def summarize(
                 raise ValueError(f"{label}: runs differ in {key} {found}; they cannot be averaged")
         budget, n_init = int(runs[0]["budget"]), int(runs[0]["n_init"])
         orders = [np.asarray(r["order"], dtype=np.int64) for r in runs]
+        batches = [np.asarray(r["batch"]) for r in runs]  # a batch's finds count once all of it is spent
         row: dict[str, Any] = {
             "task": task, "strategy": strategy, "batch_size": batch_size, "seeds": len(runs),
             "budget": budget, "n_init": n_init, "pool_size": y.size,
         }  # fmt: skip
         for f, mask in masks.items():
             top, n_top = _top_tag(f), int(mask.sum())
-            per_seed = np.stack([m.top_percent_curve(o, mask) for o in orders])
+            per_seed = np.stack([m.top_percent_curve(o, mask, b) for o, b in zip(orders, batches, strict=True)])
             row[f"{top}_count"] = n_top
             row[f"{top}_final_mean"], row[f"{top}_final_std"] = _mean_std(per_seed[:, -1])
             row[f"{top}_final_ef"] = row[f"{top}_final_mean"] / float(m.random_top_percent(budget, y.size))
@@ -253,13 +259,13 @@ def summarize(
                 row[f"{key}_reached"] = len(hit)
                 af_mean = m.acceleration_factor(per_seed.mean(axis=0), y.size, n_top, t, averaged=True)
                 row[f"{key}_af"] = math.nan if af_mean is None else af_mean
-                afs = [m.acceleration_factor(c, y.size, n_top, t) for c in per_seed]
+                afs = [m.acceleration_factor(c, y.size, n_top, t, baseline="median") for c in per_seed]
                 got = [a for a in afs if a is not None]
                 row[f"{key}_af_med"] = _censored_quantiles(got, len(afs) - len(got), (0.5,), missed_high=False)[0]
-        any_hits = [m.any_alm(o, alm_mask) for o in orders]
+        any_hits = [m.any_alm(o, alm_mask, b) for o, b in zip(orders, batches, strict=True)]
         any_got = [a for a in any_hits if a is not None]
         row["any_alm_med"] = _censored_quantiles(any_got, len(runs) - len(any_got), (0.5,), missed_high=True)[0]
-        all_hits = [m.all_alm(o, alm_mask) for o in orders]
+        all_hits = [m.all_alm(o, alm_mask, b) for o, b in zip(orders, batches, strict=True)]
         all_got = [a for a in all_hits if a is not None]
         row["all_alm_med"] = _censored_quantiles(all_got, len(runs) - len(all_got), (0.5,), missed_high=True)[0]
         row["all_alm_reached"] = len(all_got)
@@ -290,8 +296,10 @@ def _format_cell(value: Any) -> str:
             return "∞" if v > 0 else "-∞"
         if v == 0.0:
             return "0"
-        if abs(v) >= 100 or v.is_integer():
+        if v.is_integer():
             return f"{v:.0f}"
+        if abs(v) >= 100:  # experiment counts such as a median of 121.5: not rounded to a whole number
+            return f"{v:.2f}".rstrip("0").rstrip(".")
         return f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 

@@ -154,7 +154,7 @@ def test_af_is_none_when_never_reached_and_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="t must be in"):
         m.acceleration_factor(curve, 20, 2, 0.0)
     with pytest.raises(ValueError, match="unknown baseline"):
-        m.acceleration_factor(curve, 20, 2, 0.5, baseline="median")  # type: ignore[arg-type]
+        m.acceleration_factor(curve, 20, 2, 0.5, baseline="mean")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="pool has only 3 rows"):
         m.enhancement_factor(curve, 3)
 
@@ -225,3 +225,49 @@ def test_band_percentiles_and_validation() -> None:
         m.band(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match="seeds, experiments"):
         m.band(np.array([0.0, 1.0]))
+
+
+def test_a_find_counts_once_its_whole_batch_is_spent() -> None:
+    """A top row third in a batch of 4 is known after the 4th experiment of that batch, not the 3rd."""
+    mask = np.zeros(20, dtype=bool)
+    mask[[7, 9]] = True
+    order = [0, 1, 2, 7, 3, 4, 9, 5, 6]  # initial design of 2, then batches of 4 and 3
+    batch = [0, 0, 1, 1, 1, 1, 2, 2, 2]
+    np.testing.assert_array_equal(m.batch_ends(batch, 9), [2, 2, 6, 6, 6, 6, 9, 9, 9])
+    np.testing.assert_allclose(m.top_percent_curve(order, mask, batch), [0, 0, 0, 0, 0, 0.5, 0.5, 0.5, 1])
+    np.testing.assert_allclose(m.top_percent_curve(order, mask), [0, 0, 0, 0.5, 0.5, 0.5, 1, 1, 1])
+    assert m.any_alm(order, mask, batch) == 6 and m.any_alm(order, mask) == 4
+    assert m.all_alm(order, mask, batch) == 9 and m.all_alm(order, mask) == 7
+    assert m.experiments_to_reach(m.top_percent_curve(order, mask, batch), 0.5) == 6
+    with pytest.raises(ValueError, match="consecutive runs"):
+        m.batch_ends([0, 1, 0], 3)
+    with pytest.raises(ValueError, match="label each of the 3 experiments"):
+        m.batch_ends([0, 1], 3)
+
+
+def test_per_run_af_against_random_s_median_gives_random_about_one() -> None:
+    """One run's AF must compare with random's median run, not its expected curve, or random scores above 1."""
+    rng = np.random.default_rng(0)
+    N, n_top = 200, 10
+    mask = np.zeros(N, dtype=bool)
+    mask[:n_top] = True
+    afs = {"curve": [], "median": []}
+    for _ in range(2000):
+        curve = m.top_percent_curve(rng.permutation(N), mask)
+        for baseline in afs:
+            afs[baseline].append(m.acceleration_factor(curve, N, n_top, 0.5, baseline=baseline))
+    assert np.median(afs["median"]) == pytest.approx(1.0, abs=0.03)
+    assert np.median(afs["curve"]) > 1.04  # the old per-seed baseline flattered every strategy, random included
+
+
+def test_de_alm_s_ceiling_is_below_one_where_the_best_candidates_tie() -> None:
+    """A window task: many candidates tie as in-window; picking only them is a perfect campaign, scored below 1."""
+    score = np.r_[np.zeros(30), -np.arange(1.0, 71.0)]  # 30 in the window (distance 0), 70 outside
+    order = np.arange(10)  # picks only in-window rows
+    ceiling = m.de_alm_ceiling(order, score, n_init=2)
+    np.testing.assert_allclose(m.de_alm(order, score, n_init=2), ceiling)
+    np.testing.assert_allclose(ceiling[0], 1 - (28 + 1) / 98)
+    tie_free = np.arange(100.0)
+    best_first = np.argsort(-tie_free)[:10]
+    np.testing.assert_allclose(m.de_alm(best_first, tie_free, n_init=2), m.de_alm_ceiling(best_first, tie_free, 2))
+    assert m.de_alm_ceiling(best_first, tie_free, 2)[0] == pytest.approx(1 - 2 / 98)
