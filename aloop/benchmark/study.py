@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
 import re
 import shutil
 import warnings
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aloop.atomic import write_atomically
 from aloop.benchmark.replay import (
     REPLAY_REFIT_GROWTH,
     Strategy,
@@ -131,12 +131,7 @@ def record_path(out_dir: Path, strategy: str, seed: int) -> Path:
 def write_json_atomic(path: Path, data: Any, indent: int | None = None) -> None:
     """Write JSON so that a reader sees the old file or the complete new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, allow_nan=True, indent=indent)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, allow_nan=True, indent=indent).encode())
 
 
 def load_records(out_dir: str | Path, strategies: Sequence[str] | None = None,

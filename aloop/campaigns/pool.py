@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aloop.atomic import temp_beside
 from aloop.campaigns.config import CampaignConfig, FeaturizerConfig
 from aloop.campaigns.search_space import grid_space
 from aloop.chem import (
@@ -347,7 +348,7 @@ def _load_pool(config: CampaignConfig, featurizer: Featurizer, ident: str, progr
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
             pass  # an unreadable (e.g. truncated by a full disk) or foreign cache is simply rebuilt
     pool = build_pool(config, featurizer, ident, progress)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    tmp = temp_beside(path, ".npz")  # np.savez appends .npz to a name without it
     try:
         np.savez(tmp, keys=pool.keys, formulas=pool.formulas, fractions=pool.fractions, features=pool.features,
                  featurizer=np.asarray(ident), space_hash=np.asarray(digest))

@@ -6,7 +6,6 @@ through :func:`escape` (or ``markup=False``), so rich never takes ``[eV]`` for a
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -58,7 +57,9 @@ def reserve_new_file(path: Path, option: str, example: str = "out.csv") -> Path:
     if not path.parent.is_dir():
         fail(f"{option}: folder {path.parent} does not exist")
     # Beside the file, so that giving it its name is one atomic step within one file system.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from aloop.atomic import temp_beside
+
+    tmp = temp_beside(path)
     try:
         tmp.open("x").close()
     except OSError as exc:

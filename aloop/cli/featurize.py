@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aloop.atomic import name_new_file
+from aloop.atomic import name_new_file, temp_beside
 from aloop.chem.candidates import file_lines
 from aloop.cli._output import bad_rows_text, err, fail, warn
 
@@ -175,7 +175,7 @@ def featurize_table(
     n = len(formulas)
     bad: list[BadFormulaRow] = []
     # Same directory as the output, so the final os.replace is an atomic rename.
-    tmp = output_path.with_name(f".{output_path.name}.{os.getpid()}.tmp")
+    tmp = temp_beside(output_path)
     # Decided from the final name: the temporary one does not end in .gz.
     compression = "gzip" if output_path.name.lower().endswith(".gz") else None
     # Parquet column types come from the whole input, not from the first chunk: a column whose

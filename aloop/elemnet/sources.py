@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from aloop import __version__
+from aloop.atomic import temp_beside
 from aloop.chem.elements import ELEMNET_ELEMENTS
 from aloop.datasets import get_spec
 from aloop.elemnet.model import DROPOUT_AFTER, ElemNet
@@ -176,8 +177,8 @@ def export_source_model(run_dir: str | Path, name: str, weights_dir: Path | None
     tensors = {k: (v.half() if fp16 else v).contiguous() for k, v in state.items()}
     # Both files are written under temporary names and renamed only once the card is complete, so an
     # interrupted export leaves the previous model (or none) whole.
-    tmp_weights = weights_dir / f".{name}.{os.getpid()}.safetensors.tmp"
-    tmp_card = weights_dir / f".{name}.{os.getpid()}.json.tmp"
+    tmp_weights = temp_beside(weights_dir / f"{name}.safetensors")
+    tmp_card = temp_beside(weights_dir / f"{name}.json")
     try:
         save_file(tensors, tmp_weights)
         _write_card(tmp_card, tmp_weights, name, summary, state, fp16)

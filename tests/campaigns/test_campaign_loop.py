@@ -319,7 +319,7 @@ def test_gp_forest_proposes_from_the_mixture_and_refuses_bad_part_options(tmp_pa
     assert batch[["mean_S_p", "std_S_p"]].notna().all().all() and batch["key"].is_unique
     campaign.close()
     (tmp_path / "bad").mkdir()
-    with pytest.raises(CampaignError, match="surrogate.options: GPForestMixture forest options: .*'trees'"):
+    with pytest.raises(CampaignError, match="surrogate.options.forest: unknown option 'trees'; options there: kind, n_estimators"):
         _init(tmp_path / "bad", truth, surrogate="gp_forest", surrogate_options={"forest": {"trees": 30}})
 
 
