@@ -11,7 +11,6 @@ from typing import Annotated
 import typer
 
 from aloop.atomic import name_new_file, temp_beside
-from aloop.chem.candidates import file_lines
 from aloop.cli._output import bad_rows_text, err, fail, warn
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".gz": "csv"}
@@ -90,6 +89,8 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
             raise ValueError(f"{path} cannot be read as a CSV table ({str(exc).strip()}); give a comma-separated "
                              "text file with a header row") from None
         frame.columns = names
+        from aloop.chem.candidates import file_lines  # not at the top: pymatgen would slow every command's start
+
         frame.attrs["file_lines"] = file_lines(path, len(frame))
     if formula_column not in frame.columns:
         columns = ", ".join(map(str, frame.columns))
