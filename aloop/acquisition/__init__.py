@@ -18,7 +18,7 @@ from aloop.acquisition.policies import (
     known_policies,
 )
 from aloop.acquisition.covariance import noise_variance
-from aloop.acquisition.proposal import Proposal, propose
+from aloop.acquisition.proposal import Proposal, likely_enough, propose
 
 __all__ = [
     "UCB",
@@ -45,6 +45,7 @@ __all__ = [
     "get_policy",
     "greedy_batch",
     "known_policies",
+    "likely_enough",
     "noise_variance",
     "propose",
     "random_batch",

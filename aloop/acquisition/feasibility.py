@@ -21,6 +21,7 @@ from typing import Self
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.gaussian_process import GaussianProcessClassifier
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel
@@ -28,21 +29,34 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-METHODS = ("logistic", "random_forest", "gp")
+METHODS = ("auto", "gp", "random_forest", "logistic")
+#: Candidates less likely than this to be made are not proposed while enough others are left (``propose``'s
+#: ``min_success``; a campaign's ``[acquisition.options] min_success``). Below one half, since far from any
+#: outcome the GP classifier returns to 1/2 and unexplored compositions must stay proposable.
+MIN_SUCCESS = 0.3
+#: ``method="auto"`` fits the GP classifier up to this many outcomes (its cost grows as n³), a forest above.
+GP_MAX_OUTCOMES = 1000
+#: Components the GP classifier's inputs are projected to (PCA of the outcomes' standardised features):
+#: distances in a few directions stay local, and scoring a million candidates stays cheap.
+GP_COMPONENTS = 16
 
 
 class FeasibilityModel:
     """Probability that a candidate's synthesis succeeds, from recorded successes and failures.
 
     Args:
-        method: ``"logistic"`` (default; standardised logistic regression, fast on millions
-            of candidates), ``"random_forest"`` (sigmoid-calibrated when each class has at
-            least 3 examples) or ``"gp"`` (sklearn GP classifier; small data only).
+        method: ``"auto"`` (default: ``"gp"`` up to ``GP_MAX_OUTCOMES`` outcomes, else
+            ``"random_forest"``), ``"gp"`` (sklearn's GP classifier with an RBF kernel on the
+            first ``GP_COMPONENTS`` principal components of the standardised features: failures
+            lower the probability near them and far away it returns towards 1/2),
+            ``"random_forest"`` (sigmoid-calibrated when each class has at least 3 examples) or
+            ``"logistic"`` (standardised logistic regression: one boundary across the whole space,
+            so it cannot keep a failing region local; a failure can lower compositions far from it).
         min_prob: probabilities are clipped to ``[min_prob, 1]`` so one confident
             classifier cannot send a score to ``-inf``.
     """
 
-    def __init__(self, method: str = "logistic", min_prob: float = 1e-4, random_state: int = 0) -> None:
+    def __init__(self, method: str = "auto", min_prob: float = 1e-4, random_state: int = 0) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown feasibility method {method!r}; known: {', '.join(METHODS)}")
         if not 0.0 < min_prob < 1.0:
@@ -52,12 +66,15 @@ class FeasibilityModel:
         self.constant_: float | None = None
         self.n_features_: int | None = None
 
-    def _make(self, n_minority: int) -> ClassifierMixin:
-        if self.method == "logistic":
+    def _make(self, n_minority: int, n: int, d: int) -> ClassifierMixin:
+        method = self.method if self.method != "auto" else ("gp" if n <= GP_MAX_OUTCOMES else "random_forest")
+        if method == "logistic":
             return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        if self.method == "gp":
+        if method == "gp":
             kernel = ConstantKernel(1.0) * RBF(length_scale=1.0)
-            return make_pipeline(StandardScaler(), GaussianProcessClassifier(kernel, random_state=self.random_state))
+            return make_pipeline(StandardScaler(), PCA(n_components=max(1, min(GP_COMPONENTS, n - 1, d)),
+                                                       random_state=self.random_state),
+                                 GaussianProcessClassifier(kernel, random_state=self.random_state))
         forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=self.random_state, n_jobs=1)
         if n_minority >= 3:
             return CalibratedClassifierCV(forest, method="sigmoid", cv=min(3, n_minority))
@@ -82,7 +99,7 @@ class FeasibilityModel:
             self.classifier_, self.constant_ = None, (n_ok + 1.0) / (y.size + 2.0)
             return self
         self.constant_ = None
-        self.classifier_ = clone(self._make(min(n_ok, n_fail))).fit(X, y)
+        self.classifier_ = clone(self._make(min(n_ok, n_fail), *X.shape)).fit(X, y)
         return self
 
     @classmethod

@@ -12,6 +12,7 @@ hands in arrays only: features of the pool, what is pending, what to exclude.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from aloop.acquisition.batch import BatchResult, Exclusions, greedy_batch, random_batch, thompson_batch
 from aloop.acquisition.covariance import covariance_fn, noise_variance
-from aloop.acquisition.feasibility import FeasibilityModel
+from aloop.acquisition.feasibility import MIN_SUCCESS, FeasibilityModel
 from aloop.acquisition.multi import SCALARIZED, LogNEHVI, ScalarizedLogEI, nehvi_batch
 from aloop.acquisition.objectives import MultiObjective, Objective
 from aloop.acquisition.policies import Policy, Random, Thompson, get_policy
@@ -132,6 +133,7 @@ def propose(
     pool_keys: Sequence[str] | np.ndarray | None = None,
     exclude_keys: Sequence[str] | None = None,
     feasibility: FeasibilityModel | np.ndarray | None = None,
+    min_success: float = MIN_SUCCESS,
     min_distance: float | None = None,
     shortlist: int = 2048,
     chunk_size: int = 65536,
@@ -155,6 +157,9 @@ def propose(
         pool_keys, exclude_keys: composition keys per pool row, and keys never to propose;
             with ``pool_keys`` a batch also never holds two rows of one composition.
         feasibility: a fitted :class:`FeasibilityModel` or ``N`` success probabilities.
+        min_success: candidates less likely than this to be made (by ``feasibility``) are not proposed
+            while ``q`` others are left; weighting by P(success) alone lets an exploring policy return to a
+            failing region, where failures teach the surrogate nothing and its uncertainty stays high.
         min_distance: smallest feature-space (Euclidean) distance between two batch members.
         shortlist: starting shortlist size of the certified greedy (grown when needed).
         chunk_size: rows per ``predict`` chunk.
@@ -248,6 +253,10 @@ def propose(
             if p.shape != (n,) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
                 raise ValueError(f"feasibility probabilities must be {n} numbers in [0, 1]")
             log_feas = np.log(np.maximum(p, 1e-300))
+    if not (isinstance(min_success, int | float) and 0.0 <= min_success < 1.0):
+        raise ValueError(f"min_success must be a probability in [0, 1), got {min_success!r}")
+    if log_feas is not None and min_success > 0:
+        eligible = likely_enough(eligible, np.exp(log_feas), min_success, q)
     rng = np.random.default_rng(seed)
     exclusions = Exclusions(X_pool if min_distance else None, min_distance, key_codes)
     pend_ids = np.concatenate([np.flatnonzero(pend), n + np.arange(X_ext.shape[0])])
@@ -312,6 +321,18 @@ def propose(
     return _proposals(res, pol, single, mean_e[:, None], var_e[:, None], log_feas, best if pol.needs_best(single) else None)
 
 
+def likely_enough(eligible: np.ndarray, p: np.ndarray, min_success: float, q: int) -> np.ndarray:
+    """The eligible candidates with P(success) ≥ ``min_success``, or the ``q`` most likely if fewer (with a warning)."""
+    likely = eligible & (p >= min_success)
+    if int(likely.sum()) >= q:
+        return likely
+    cut = float(np.sort(p[eligible])[-q])
+    warnings.warn(f"only {int(likely.sum())} candidates are at least {min_success:.0%} likely to be made (by the "
+                  f"feasibility model of the failures so far); the batch also takes less likely ones, down to "
+                  f"P(success) {cut:.0%}", stacklevel=3)
+    return eligible & (p >= cut)
+
+
 def _spread(y: np.ndarray | None, var: np.ndarray) -> float:
     """The objective's typical spread in raw units: of the measured values, else of the posterior, else 1."""
     spreads = (float(np.std(y)) if y is not None and y.size > 1 else 0.0,
@@ -346,6 +367,6 @@ def _proposals(res: BatchResult, pol: Policy, objective: Objective | MultiObject
             mean_out, std_out = float(mean[idx, col]), math.sqrt(max(float(var[idx, col]), 0.0))
             reason = pol.reason(objective, mean_out, std_out, best)
         if p is not None:
-            reason += f"; P(success) {p:.0%}"
+            reason += f"; P(success) {p:.0%}" if p >= 0.005 else "; P(success) < 1%"
         out.append(Proposal(int(idx), mean_out, std_out, float(score), pol.name, reason, p))
     return out

@@ -34,19 +34,9 @@ from aloop.campaigns.entries import AppendResult, Proposal
 from aloop.campaigns.files import find_definition, results_table, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
-from aloop.campaigns.modeling import (
-    MIN_OBSERVATIONS_TO_FIT,
-    CVResult,
-    batch_seed,
-    cross_validate,
-    data_digest,
-    fit_surrogate,
-    initial_design,
-    make_surrogate,
-    modelling,
-    pool_sample,
-    replicate_means,
-)
+from aloop.campaigns.modeling import (MIN_OBSERVATIONS_TO_FIT, CVResult, batch_seed, cross_validate, data_digest,
+                                     fit_surrogate, initial_design, make_surrogate, modelling, pool_sample,
+                                     replicate_means)
 from aloop.campaigns.pool import (
     CampaignError,
     CampaignWarning,
@@ -238,7 +228,11 @@ class Campaign:
         seed = batch_seed(self.config.seed, batch_no)
         obs = self._observations(events)
         threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
-        if len(obs) < threshold:
+        if len(obs) < threshold:  # an initial design too leaves out compositions the failures so far make unlikely
+            feas = self._feasibility(events, self.features(obs["formula"].tolist(), obs["key"].tolist()), seed)
+            if feas is not None and feas.classifier_ is not None:
+                eligible = acq.likely_enough(eligible, feas.prob(pool.features), self._propose_options.get(
+                    "min_success", acq.feasibility.MIN_SUCCESS), n)
             rows, reasons = initial_design(self.config.initial_design.kind, pool.features, eligible, n, seed)
             props = [Proposal(str(pool.formulas[r]), str(pool.keys[r]), reason=why) for r, why in zip(rows, reasons, strict=True)]
             mode = f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
@@ -318,8 +312,7 @@ class Campaign:
         bad = [df for df in (state.outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
         if not bad:
             return None
-        formulas = [f for df in bad for f in df["formula"]]
-        X_bad = self.features(formulas, [k for df in bad for k in df["key"]])
+        X_bad = self.features([f for df in bad for f in df["formula"]], [k for df in bad for k in df["key"]])
         return acq.FeasibilityModel.from_records(X_ok, X_bad, random_state=seed)
 
     def record(self, results: pd.DataFrame | str | Path) -> AppendResult:

@@ -182,7 +182,8 @@ def _close(kind: str, ids: list[int], reason: str, campaign_path: Path | None) -
 
 def fail_command(
     ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
-    reason: Annotated[str, typer.Option(help="Why the synthesis or measurement failed.")],
+    reason: Annotated[str, typer.Option(help="Why the synthesis failed (the composition is learnt as hard to make; for an instrument fault, "
+                                       "`aloop cancel` instead).")],
     campaign_path: CampaignOpt = None,
 ) -> None:
     """Mark pending proposals as failed (they teach the feasibility model)."""

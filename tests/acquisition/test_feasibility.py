@@ -67,3 +67,41 @@ def test_feasibility_model_in_propose_and_bad_inputs() -> None:
         FeasibilityModel().fit(np.array([[np.nan], [1.0]]), np.array([True, False]))
     with pytest.raises(ValueError, match="numbers in"):
         propose(table, pool, Maximize(), LogEI(), q=1, best_f=0.5, feasibility=np.full(n, 1.5))
+
+
+def test_the_default_classifier_keeps_a_failure_local() -> None:
+    """A failure lowers its neighbours, not compositions far from it (logistic regression lowered a whole side)."""
+    from aloop.chem import to_fraction_matrix
+
+    def X(formulas: list[str]) -> np.ndarray:
+        return to_fraction_matrix(formulas)[0]
+
+    ok = ["Ni1", "Fe1", "Co1", "Ni0.5Fe0.5", "Co0.5Fe0.5", "Ni0.25Fe0.25Co0.25Mn0.25"]
+    model = FeasibilityModel.from_records(X(ok), X(["Mn1", "Mn0.8Fe0.2"]))
+    assert model.method == "auto" and type(model.classifier_[-1]).__name__ == "GaussianProcessClassifier"
+    p = dict(zip(["Mn1", "Mn0.9Ni0.1", "Ni0.5Co0.5", "Fe0.7Co0.3"], model.prob(X(["Mn1", "Mn0.9Ni0.1", "Ni0.5Co0.5",
+                                                                                "Fe0.7Co0.3"])), strict=True))
+    assert p["Mn1"] < 0.3 and p["Mn0.9Ni0.1"] < 0.3  # the failures and their neighbour
+    assert p["Ni0.5Co0.5"] > 0.7 and p["Fe0.7Co0.3"] > 0.7  # far from them
+    rng = np.random.default_rng(0)  # many outcomes: a calibrated forest (the GP classifier's cost grows as n³)
+    many = FeasibilityModel().fit(rng.uniform(size=(1200, 3)), rng.uniform(size=1200) < 0.7)
+    assert type(many.classifier_).__name__ == "CalibratedClassifierCV"
+
+
+def test_candidates_unlikely_to_be_made_are_not_proposed_while_others_are_left() -> None:
+    """An exploring policy went back to the failing region: weighting by P(success) alone did not stop it."""
+    n = 30
+    table = TableSurrogate(np.r_[np.linspace(0, 1, n - 10), np.full(10, 3.0)], np.eye(n) * 0.5)  # where syntheses fail
+    pool = TableSurrogate.pool(n)
+    p = np.full(n, 0.9)
+    p[-10:] = 0.25
+    picks = propose(table, pool, Maximize(), LogEI(), q=5, best_f=0.5, feasibility=p)
+    assert all(pick.index < n - 10 for pick in picks)
+    loose = propose(table, pool, Maximize(), LogEI(), q=5, best_f=0.5, feasibility=p, min_success=0.0)
+    assert any(pick.index >= n - 10 for pick in loose)  # what happened before
+    unlikely = np.r_[np.full(n - 10, 0.15), np.full(10, 0.25)]  # none is likely enough: the likeliest are taken
+    with pytest.warns(UserWarning, match=r"only 0 candidates are at least 30% likely .* down to P\(success\) 15%"):
+        got = propose(table, pool, Maximize(), LogEI(), q=12, best_f=0.5, feasibility=unlikely)
+    assert sum(pick.index >= n - 10 for pick in got) == 10
+    with pytest.raises(ValueError, match=r"min_success must be a probability in \[0, 1\), got 1.5"):
+        propose(table, pool, Maximize(), LogEI(), q=1, best_f=0.5, feasibility=p, min_success=1.5)

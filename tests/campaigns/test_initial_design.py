@@ -30,3 +30,33 @@ def test_magpie_features_are_cached_under_the_element_table_they_came_from(monke
     assert ident == f"magpie@{magpie.table_digest()[:12]}"
     monkeypatch.setattr(magpie, "table_digest", lambda: "0" * 64)
     assert resolve_featurizer(cfg)[1] == "magpie@000000000000" != ident
+
+
+def test_an_initial_design_leaves_out_compositions_that_failures_make_unlikely(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Before the first model, a design batch went back next to compositions that had just failed."""
+    import warnings
+
+    import pandas as pd
+
+    from aloop.campaigns import Campaign
+    from aloop.chem import fractions
+
+    def mn(formula: str) -> float:
+        return fractions(formula).get("Mn", 0.0)
+
+    campaign = Campaign.init(tmp_path / "c.toml", elements="Ni,Fe,Co,Mn", step=0.1, featurizer="ef",
+                             objective="eta", units="V", direction="minimize", initial_size=30, batch_size=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):  # a lab where every composition with Mn ≥ 0.5 fails to form
+            batch = campaign.propose(10)
+            made = batch[batch["formula"].map(mn) < 0.5]
+            campaign.record(pd.DataFrame({"proposal_id": made["proposal_id"], "eta [V]": 0.3 + made["formula"].map(mn)}))
+            failed = batch[batch["formula"].map(mn) >= 0.5]["proposal_id"].tolist()
+            if failed:
+                campaign.fail(failed, "no single phase")
+        nxt = campaign.propose(10)
+    assert "initial design" in nxt["reason"].iloc[0]
+    assert (nxt["formula"].map(mn) >= 0.7).sum() == 0  # the failing corner is left alone …
+    assert (nxt["formula"].map(mn) < 0.5).sum() >= 7  # … while the design still spreads over the rest
+    campaign.close()
