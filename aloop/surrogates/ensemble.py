@@ -16,6 +16,11 @@ from torch import Tensor, nn
 from aloop.training import train_network
 from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_input, check_training_data
 
+#: The smallest noise variance calibration may give, relative to the held-out residuals' mean square: where many
+#: residuals and spreads are exactly 0 (measured band gaps of metals) the likelihood grows without bound as the
+#: noise goes to 0, and intervals of 1e-69 eV came out.
+B_MIN = 1e-4
+
 
 def fit_variance_calibration(
     resid: np.ndarray, spread: np.ndarray, offset: np.ndarray, noise_shape: np.ndarray, a_min: float = 0.0
@@ -35,14 +40,14 @@ def fit_variance_calibration(
     r2, v, u = resid**2 / scale, spread / scale, noise_shape / np.mean(noise_shape)
 
     def nll(theta: np.ndarray) -> float:
-        var = (a_min + np.exp(theta[0]) + offset) * v + np.exp(theta[1]) * u + 1e-9
+        var = (a_min + np.exp(theta[0]) + offset) * v + (B_MIN + np.exp(theta[1])) * u
         return float(np.mean(np.log(var) + r2 / var))
 
     best = min(
         (minimize(nll, np.log([a0, b0]), method="Nelder-Mead") for a0 in (1.0, 0.1) for b0 in (0.5, 0.01)),
         key=lambda res: res.fun,
     )
-    a, b = a_min + float(np.exp(best.x[0])), float(np.exp(best.x[1]))
+    a, b = a_min + float(np.exp(best.x[0])), B_MIN + float(np.exp(best.x[1]))
     return a, b * scale / float(np.mean(noise_shape))
 
 

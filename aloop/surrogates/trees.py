@@ -76,7 +76,12 @@ class TreeEnsembleSurrogate(EnsembleSurrogate):
             n_jobs=self.n_jobs,
             random_state=self.seed,
         )
-        forest.fit(X, y if y.shape[1] > 1 else y[:, 0])
+        # Standardised: scikit-learn stops splitting below a variance of ~2e-16 in y's units, so a target in
+        # small units (a conductivity of 1e-9 S/cm) would give one-node trees.
+        self._y_shift, scale = y.mean(axis=0), y.std(axis=0)
+        self._y_scale = np.where(scale > 0, scale, 1.0)
+        z = (y - self._y_shift) / self._y_scale
+        forest.fit(X, z if z.shape[1] > 1 else z[:, 0])
         self.forest_ = forest
         self.n_features, self._num_outputs = X.shape[1], y.shape[1]
         held_out = np.ones((self.n_estimators, X.shape[0]), dtype=bool)
@@ -88,4 +93,5 @@ class TreeEnsembleSurrogate(EnsembleSurrogate):
     def _members(self, X: Tensor) -> Tensor:
         X32 = np.ascontiguousarray(X.detach().numpy(), dtype=np.float32)
         out = np.stack([tree.predict(X32, check_input=False) for tree in self.forest_.estimators_])
-        return torch.as_tensor(out, dtype=torch.float64).reshape(len(out), X32.shape[0], self._num_outputs)
+        out = out.reshape(len(out), X32.shape[0], self._num_outputs) * self._y_scale + self._y_shift
+        return torch.as_tensor(out, dtype=torch.float64)

@@ -124,3 +124,27 @@ def test_replicates_do_not_leak_into_the_held_out_calibration_rows() -> None:
     assert cv.metrics["eta"]["coverage_95"] >= 0.85
     held = np.array([[True, True, False, True], [True, True, True, True]])
     np.testing.assert_array_equal(held_out_compositions(X[[0, 1, 2, 3]], held), [[False, False, False, True], held[1]])
+
+
+def test_a_forest_in_small_units_is_the_same_forest() -> None:
+    """scikit-learn stops splitting below a variance of ~2e-16: y·1e-9 gave one-node trees and a constant."""
+    from aloop.datasets import load
+
+    frame = load("oer-plate-3851").sample(120, random_state=0)
+    X = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
+    y = frame["overpotential_V"].to_numpy(float)
+    base = TreeEnsembleSurrogate(n_estimators=50, seed=0).fit(X, y)
+    for units in (1e-9, 1e6):
+        scaled = TreeEnsembleSurrogate(n_estimators=50, seed=0).fit(X, y * units)
+        mean, var = scaled.predict(X)
+        # the same trees up to ties that rounding in the last bits breaks differently (one node per tree before)
+        assert np.abs(mean[:, 0] / units - base.predict(X)[0][:, 0]).max() < 0.1 * y.std()
+        assert 0.5 < np.median(var / units**2 / base.predict(X)[1]) < 2
+
+
+def test_exact_zeros_do_not_calibrate_the_noise_away(band_gap) -> None:
+    """Measured band gaps of metals are exactly 0, as are many trees' predictions there: the noise went to 1e-137."""
+    X, y = band_gap
+    forest = TreeEnsembleSurrogate(seed=0).fit(X, y)
+    _, var = forest.predict(X, observation_noise=True)
+    assert np.sqrt(var.min()) > 1e-3 * np.sqrt(np.mean((forest.predict(X)[0][:, 0] - y) ** 2))
