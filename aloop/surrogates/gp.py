@@ -22,6 +22,7 @@ from aloop.surrogates.base import NotFittedError, Surrogate, check_posterior_inp
 # GP construction lives in gp_model; its names (tests use _make_gp, _matern_kernel) stay importable from here.
 from aloop.surrogates.gp_model import (  # noqa: F401
     LengthscalePrior,
+    _condition_in_fitted_units,
     _condition_on_all,
     _load_hyperparameters,
     _make_gp,
@@ -219,9 +220,9 @@ class GPSurrogate(Surrogate):
     def condition(self, X: np.ndarray, y: np.ndarray) -> GPSurrogate:
         """A new surrogate on ``n × d`` / ``n × m`` data with this fit's hyperparameters (no optimisation).
 
-        The projection, input bounds and kernel hyperparameters are kept; the outcome
-        standardisation is recomputed on ``y``. A campaign uses it to add observations
-        between hyperparameter refits: milliseconds instead of an L-BFGS fit.
+        The projection, input bounds, kernel hyperparameters, noise and outcome standardisation are
+        kept, so the signal and noise variances stay what the fit found in ``y``'s units. A campaign
+        uses it to add observations between hyperparameter refits: milliseconds instead of an L-BFGS fit.
         """
         if self.gp is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X, y) first")
@@ -236,7 +237,8 @@ class GPSurrogate(Surrogate):
         new.projection_ = self.projection_
         new.n_features = self.n_features
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
-        new._set_gp(_condition_on_all(self.gp, Z, Y, self._bounds, self.lengthscale_prior), Z, self._bounds, Y.shape[-1])
+        new._set_gp(_condition_in_fitted_units(self.gp, Z, Y, self._bounds, self.lengthscale_prior), Z, self._bounds,
+                    Y.shape[-1])
         return new
 
     def _set_gp(self, gp: SingleTaskGP, Z: Tensor, bounds: Tensor, m: int) -> None:

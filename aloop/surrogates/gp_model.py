@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Literal
 
@@ -66,7 +67,8 @@ def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: Lengthscal
 @torch.no_grad()
 def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor,
                       lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
-    """A GP on all rows with the hyperparameters of ``fitted`` (re-expressed for the new standardisation)."""
+    """A GP on all rows with the hyperparameters of ``fitted`` (a fit on a random subset of them),
+    re-expressed for the standardisation of all rows: what ``fit(hyperparameters=...)`` rebuilds."""
     full = _make_gp(Z, Y, bounds, lengthscale_prior)
     full.covar_module.load_state_dict(fitted.covar_module.state_dict())
     old, new = fitted.outcome_transform, full.outcome_transform
@@ -76,6 +78,27 @@ def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor
     full.mean_module.constant.copy_(constant.reshape_as(full.mean_module.constant))
     noise = fitted.likelihood.noise.reshape(-1) * ratio**2
     full.likelihood.noise = noise.clamp_min(1.01e-4).reshape_as(full.likelihood.noise)
+    return full
+
+
+@torch.no_grad()
+def _condition_in_fitted_units(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor,
+                               lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
+    """A GP on new rows with every hyperparameter of ``fitted`` in ``Y``'s units, its outcome standardisation included.
+
+    Re-standardising on the new rows (as :func:`_condition_on_all` must for a subset fit) would silently make the
+    signal variance the new rows' sample variance, since the kernel has no outputscale of its own: adding a
+    campaign's best rows shrank it, and the posterior with it.
+    """
+    k, m = Z.shape[-1], Y.shape[-1]
+    transform = copy.deepcopy(fitted.outcome_transform).eval()
+    # Standardised here and attached after: SingleTaskGP would re-learn a transform it is given on the new rows.
+    full = SingleTaskGP(Z, transform(Y)[0], covar_module=_matern_kernel(k, m, lengthscale_prior),
+                        input_transform=Normalize(d=k, bounds=bounds), outcome_transform=None)
+    full.outcome_transform = transform
+    full.covar_module.load_state_dict(fitted.covar_module.state_dict())
+    full.mean_module.load_state_dict(fitted.mean_module.state_dict())
+    full.likelihood.load_state_dict(fitted.likelihood.state_dict())
     return full
 
 

@@ -93,6 +93,21 @@ def test_condition_keeps_hyperparameters_and_learns_from_new_rows() -> None:
         GPSurrogate().condition(X, y)
 
 
+def test_condition_keeps_the_fitted_signal_and_noise_variance_in_y_units() -> None:
+    """Adding a campaign's best rows shrinks the sample spread; re-standardising on it shrank the model's
+    signal variance too, so the conditioned posterior was no longer the fitted model's."""
+    X, y = _toy(80)
+    fitted = GPSurrogate().fit(X[:40], y[:40])
+    best = np.argsort(y)[-40:]
+    grown = fitted.condition(np.r_[X[:40], X[best]], np.r_[y[:40], y[best]])
+    far = np.full((1, X.shape[1]), 50.0)  # beyond every kernel's reach: the prior variance, in y's units
+    np.testing.assert_allclose(grown.predict(far)[1], fitted.predict(far)[1], rtol=1e-6)
+    np.testing.assert_allclose(grown.noise_variance(), fitted.noise_variance(), rtol=1e-9)
+    again = fitted.condition(X[:40], y[:40])  # conditioning on the fit's own rows gives the fit back
+    for a, b in zip(again.predict(X[40:]), fitted.predict(X[40:]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
 def test_pca_projection_uses_the_pool_and_handles_wide_inputs() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 300))
