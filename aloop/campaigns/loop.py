@@ -293,7 +293,7 @@ class Campaign:
     def _acquire(self, fit: Fit, keys: list[str], events: Sequence[state.Event], n: int,
                  seed: int) -> list[acq.Proposal]:
         pool = self.pool
-        X_obs, Y = replicate_means(keys, fit.X, fit.Y)
+        X_obs, Y = replicate_means(keys, fit.X, fit.Y, self.space)
         pending = state.proposals(events)
         pending = pending[pending["status"] == "pending"]
         rows = pool.rows(pending["key"])

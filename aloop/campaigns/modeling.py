@@ -226,18 +226,23 @@ def fit_surrogate(make: Callable[[], object], X: np.ndarray, Y: np.ndarray, X_po
     return model.fit(X, Y)  # type: ignore[attr-defined]
 
 
-def replicate_means(keys: Sequence[str], X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def replicate_means(keys: Sequence[str], X: np.ndarray, Y: np.ndarray,
+                    space: ModelSpace | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One row per composition (``k × d``, ``k × m``), replicate measurements averaged.
 
     The incumbent of EI/PI and the hypervolume baseline read these, so one lucky replicate of a
-    noisy measurement does not stand for its composition (``status`` reports the same means).
+    noisy measurement does not stand for its composition. With ``space``, ``Y`` is in model space and
+    is averaged in measured units (the mean of 1 and 100 is 50.5, not 10 as the mean of their log10),
+    as ``status`` reports it.
     """
     uniq, first, inverse = np.unique(np.asarray(keys, dtype=object), return_index=True, return_inverse=True)
     if uniq.size == len(keys):
         return X, Y
+    raw = Y if space is None else np.where(np.array(space.transforms) == "log10", 10.0**Y, Y)
     sums = np.zeros((uniq.size, Y.shape[1]))
-    np.add.at(sums, inverse.ravel(), Y)
-    return X[first], sums / np.bincount(inverse.ravel(), minlength=uniq.size)[:, None]
+    np.add.at(sums, inverse.ravel(), raw)
+    means = sums / np.bincount(inverse.ravel(), minlength=uniq.size)[:, None]
+    return X[first], means if space is None else space.forward(means)
 
 
 def pool_sample(features: np.ndarray, size: int = 20_000, seed: int = 0) -> np.ndarray:

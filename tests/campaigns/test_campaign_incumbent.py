@@ -51,3 +51,16 @@ def test_replicate_means_averages_per_composition() -> None:
     np.testing.assert_array_equal(Ym, [[2.0], [5.0]])
     same = replicate_means(["a", "b"], X[:2], Y[:2])
     assert same[0] is X[:2] or np.array_equal(same[0], X[:2])
+
+
+def test_replicates_modelled_as_log10_are_averaged_in_measured_units() -> None:
+    """Replicates 1 and 100 of A and 20 of B: A's mean is 50.5 as status says, not 10 (the mean of the log10s)."""
+    from aloop.campaigns.modeling import ModelSpace
+
+    space = ModelSpace(("PF",), ("log10",))
+    X = np.array([[0.0], [1.0], [0.0]])
+    Y = space.forward(np.array([[1.0], [20.0], [100.0]]))
+    _, means = replicate_means(["A", "B", "A"], X, Y, space)
+    np.testing.assert_allclose(10.0 ** means[:, 0], [50.5, 20.0])
+    _, geometric = replicate_means(["A", "B", "A"], X, Y)
+    np.testing.assert_allclose(10.0 ** geometric[:, 0], [10.0, 20.0])  # what the incumbent was before
