@@ -46,9 +46,10 @@ class FeasibilityModel:
 
     Args:
         method: ``"auto"`` (default: ``"gp"`` up to ``GP_MAX_OUTCOMES`` outcomes, else
-            ``"random_forest"``), ``"gp"`` (sklearn's GP classifier with an RBF kernel on the
-            first ``GP_COMPONENTS`` principal components of the standardised features: failures
-            lower the probability near them and far away it returns towards 1/2),
+            ``"random_forest"``), ``"gp"`` (sklearn's GP classifier, an RBF kernel with a lengthscale
+            per input on the standardised features, or on their first ``GP_COMPONENTS`` principal
+            components when there are more: failures lower the probability near them and far away
+            it returns towards 1/2),
             ``"random_forest"`` (sigmoid-calibrated when each class has at least 3 examples) or
             ``"logistic"`` (standardised logistic regression: one boundary across the whole space,
             so it cannot keep a failing region local; a failure can lower compositions far from it).
@@ -70,10 +71,13 @@ class FeasibilityModel:
         method = self.method if self.method != "auto" else ("gp" if n <= GP_MAX_OUTCOMES else "random_forest")
         if method == "logistic":
             return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
-        if method == "gp":
-            kernel = ConstantKernel(1.0) * RBF(length_scale=1.0)
-            return make_pipeline(StandardScaler(), PCA(n_components=max(1, min(GP_COMPONENTS, n - 1, d)),
-                                                       random_state=self.random_state),
+        if method == "gp":  # one lengthscale per input: a boundary along one element stays sharp
+            k = max(1, min(GP_COMPONENTS, n - 1)) if d > GP_COMPONENTS else d
+            project = [PCA(n_components=k, random_state=self.random_state)] if d > GP_COMPONENTS else []
+            # A bounded amplitude: on separable outcomes it grows without end, and the latent variance it implies
+            # pulls every probability off the training points back to 1/2.
+            kernel = ConstantKernel(1.0, constant_value_bounds=(1e-2, 10.0)) * RBF(length_scale=np.ones(k))
+            return make_pipeline(StandardScaler(), *project,
                                  GaussianProcessClassifier(kernel, random_state=self.random_state))
         forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=self.random_state, n_jobs=1)
         if n_minority >= 3:

@@ -1,0 +1,95 @@
+"""How many syntheses a campaign wastes on a region where they fail: feasibility handling, before and after session 24.
+
+A pool-based loop over ``aloop.acquisition.propose`` (not the campaign code path): the JCAP OER plate 3851
+(minimise overpotential, raw metal fractions, ``GPSurrogate``), where a *hypothetical* rule makes every
+synthesis with an Fe fraction of 0.4 or more fail. The rule is invented for this benchmark (the plate
+measured every composition); it removes a third of the plate's top 5%, so the best-looking region is
+partly unmakeable. From 8 random first syntheses, batches of 8 up to 80 syntheses; each batch is proposed
+by the GP fitted to the successes, weighted by a feasibility classifier of successes against failures.
+
+Variants: the classifier (``logistic``: the default until session 24; ``auto``: a GP classifier) and
+``min_success`` (0: weighting only, as before; 0.3: the default now). Per policy and variant, over seeds:
+failed syntheses, and the share of the makeable top 5% (the best 5% among compositions with Fe < 0.4) found.
+
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from aloop.acquisition import FeasibilityModel, Minimize, propose
+from aloop.datasets import load
+from aloop.surrogates import GPSurrogate
+
+FE_LIMIT = 0.4
+BATCH, FIRST, BUDGET = 8, 8, 80
+VARIANTS = {"before (logistic, weighting only)": ("logistic", 0.0), "GP classifier, weighting only": ("auto", 0.0),
+            "now (GP classifier, min_success 0.3)": ("auto", 0.3)}
+
+
+def run(X: np.ndarray, y: np.ndarray, fails: np.ndarray, good: np.ndarray, policy: str, variant: str,
+        seed: int) -> dict[str, object]:
+    """One campaign; returns its failures and the makeable top-5% share found."""
+    method, min_success = VARIANTS[variant]
+    made = np.random.default_rng(seed).choice(len(y), FIRST, replace=False).tolist()
+    while len(made) < BUDGET:
+        ok = [r for r in made if not fails[r]]
+        bad = [r for r in made if fails[r]]
+        gp = GPSurrogate(seed=seed).fit(X[ok], y[ok])
+        feas = FeasibilityModel.from_records(X[ok], X[bad], method=method, random_state=seed) if bad else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            picks = propose(gp, X, Minimize(), policy, q=min(BATCH, BUDGET - len(made)), y_observed=y[ok],
+                            exclude=np.array(made), feasibility=feas, min_success=min_success, seed=seed)
+        made += [p.index for p in picks]
+    made_arr = np.array(made)
+    return {"policy": policy, "variant": variant, "seed": seed, "failed": int(fails[made_arr].sum()),
+            "failed_after_first": int(fails[made_arr[FIRST:]].sum()),
+            "top5_found": float(good[made_arr].sum() / good.sum())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--policies", nargs="+", default=["log_ei", "ucb"])
+    args = ap.parse_args()
+    frame = load("oer-plate-3851")
+    X = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
+    y = frame["overpotential_V"].to_numpy(float)
+    fails = frame["fe_load"].to_numpy(float) >= FE_LIMIT - 1e-9
+    makeable = np.flatnonzero(~fails)
+    good = np.zeros(len(y), bool)
+    good[makeable[y[makeable] <= np.quantile(y[makeable], 0.05)]] = True
+    t0 = time.time()
+    jobs = [(p, v, s) for p in args.policies for v in VARIANTS for s in range(args.seeds)]
+    rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s) for p, v, s in jobs)
+    print(f"plate 3851: {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
+          f"{int(good.sum())}; {len(rows)} runs in {time.time() - t0:.0f} s\n")
+    print(f"| policy | variant | failed of {BUDGET} (mean) | failed after the first {FIRST} | makeable top 5% found |")
+    print("|---|---|---|---|---|")
+    summary = []
+    for p in args.policies:
+        for v in VARIANTS:
+            sel = [r for r in rows if r["policy"] == p and r["variant"] == v]
+            f = np.mean([r["failed"] for r in sel])
+            fa = np.mean([r["failed_after_first"] for r in sel])
+            top = np.mean([r["top5_found"] for r in sel])
+            print(f"| {p} | {v} | {f:.1f} | {fa:.1f} | {top:.3f} |")
+            summary.append({"policy": p, "variant": v, "failed_mean": round(float(f), 2),
+                            "failed_after_first_mean": round(float(fa), 2), "top5_found_mean": round(float(top), 3)})
+    print(json.dumps({"benchmark": "failures", "seeds": args.seeds, "results": summary}))
+
+
+if __name__ == "__main__":
+    main()
