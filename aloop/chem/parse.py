@@ -133,8 +133,7 @@ def _unknown_symbols(text: str) -> None:
     """Refuse a capitalised token that is no element before pymatgen misreads it ("Fe1E-3O": E with amount -3)."""
     for match in _SYMBOL.finditer(text):
         token = match.group(0)
-        if token in _VALID_SYMBOLS or (len(token) == 2 and token[0] in _VALID_SYMBOLS and token[1] == "e"
-                                        and text[match.end():match.end() + 1] in ("-", "+")):
+        if token in _VALID_SYMBOLS:
             continue
         hint = ("; scientific notation needs a lowercase e (1e-3)" if token == "E" and match.start() > 0
                 and text[match.start() - 1].isdigit() else "")

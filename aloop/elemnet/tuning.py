@@ -73,7 +73,7 @@ def tune(X: np.ndarray, y: np.ndarray, n_trials: int = 20, timeout: float | None
     if fixed.get("patience", known["patience"]) is None:
         raise ValueError("tuning scores each trial by early stopping; patience=None gives it nothing to score")
     base = {**fixed, "seed": seed, "refit": False}
-    records: dict[int, dict[str, Any]] = {}
+    epochs: dict[int, int] = {}  # per trial, how many it trained
 
     def objective(trial: optuna.Trial) -> float:
         params = {"lr": trial.suggest_float("lr", *LR_RANGE, log=True),
@@ -83,7 +83,7 @@ def tune(X: np.ndarray, y: np.ndarray, n_trials: int = 20, timeout: float | None
 
         def report(epoch: int, val: float, _best: float) -> None:
             best[0] = min(best[0], val)
-            records[trial.number] = {"epochs": epoch}
+            epochs[trial.number] = epoch
             if prune:
                 trial.report(best[0], epoch)
                 if trial.should_prune():
@@ -91,9 +91,8 @@ def tune(X: np.ndarray, y: np.ndarray, n_trials: int = 20, timeout: float | None
 
         with training_progress(report):
             model = ElemNetRegressor(**base, **params).fit(X, y)
-        maes = [h["val_mae"] for h in model.history_]
-        records[trial.number] = {"epochs": len(maes)}
-        return float(min(maes))
+        epochs[trial.number] = len(model.history_)
+        return float(min(h["val_mae"] for h in model.history_))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -105,7 +104,7 @@ def tune(X: np.ndarray, y: np.ndarray, n_trials: int = 20, timeout: float | None
         raise ValueError("no trial finished (every one was pruned or stopped by the timeout); raise timeout")
     trials = [{"number": t.number, "state": t.state.name.lower(), **t.params,
                "val_mae": t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
-               "epochs": records.get(t.number, {}).get("epochs", 0)} for t in study.trials]
+               "epochs": epochs.get(t.number, 0)} for t in study.trials]
     chosen = study.best_trial
     params = {**fixed, "seed": seed, **chosen.params}
     return TuneResult(params=params, val_mae=float(chosen.value), trials=trials, study=study)
