@@ -16,12 +16,14 @@ Laplace estimate ``(successes + 1) / (n + 2)``, which shifts every score equally
 
 from __future__ import annotations
 
+import warnings
 from typing import Self
 
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.gaussian_process import GaussianProcessClassifier
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel
@@ -103,7 +105,9 @@ class FeasibilityModel:
             self.classifier_, self.constant_ = None, (n_ok + 1.0) / (y.size + 2.0)
             return self
         self.constant_ = None
-        self.classifier_ = clone(self._make(min(n_ok, n_fail), *X.shape)).fit(X, y)
+        with warnings.catch_warnings():  # the GP's amplitude sits at its bound on purpose (see _make)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.classifier_ = clone(self._make(min(n_ok, n_fail), *X.shape)).fit(X, y)
         return self
 
     @classmethod
