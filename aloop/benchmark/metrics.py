@@ -14,6 +14,7 @@ initial design included.  Every score is a *goodness*: higher is better.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -279,20 +280,12 @@ def de_alm(order: object, score: object, n_init: int = 0) -> np.ndarray:
     candidates scores 1 - (T+1)/M (:func:`de_alm_ceiling`), about 0.93 on a window task where every
     in-window composition ties.  ``score`` (N,) is the goodness of every pool row.
     """
-    score = _finite_1d(score, "score")
-    order = check_order(order, score.size)
-    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or not 0 <= n_init < order.size:
-        raise ValueError(f"n_init must be an integer in [0, {order.size}), got {n_init!r}")
-    available = np.ones(score.size, dtype=bool)
-    available[order[:n_init]] = False
-    out = np.empty(order.size - n_init)
-    for j, row in enumerate(order[n_init:]):
-        remaining = score[available]
-        worse = np.count_nonzero(remaining < score[row])
-        ties = np.count_nonzero(remaining == score[row]) - 1
-        out[j] = 2.0 * (worse + 0.5 * ties) / remaining.size - 1.0
-        available[row] = False
-    return out
+    out = []
+    for chosen, remaining in _decisions(order, score, n_init):
+        worse = np.count_nonzero(remaining < chosen)
+        ties = np.count_nonzero(remaining == chosen) - 1
+        out.append(2.0 * (worse + 0.5 * ties) / remaining.size - 1.0)
+    return np.asarray(out, dtype=np.float64)
 
 
 def de_alm_ceiling(order: object, score: object, n_init: int = 0) -> np.ndarray:
@@ -301,16 +294,21 @@ def de_alm_ceiling(order: object, score: object, n_init: int = 0) -> np.ndarray:
     1 - (T+1)/M with T of the M remaining candidates tied best: the scale a run's deALM is read against
     (about 1 without ties; lower where many candidates tie, as the in-window ones of a window task do).
     """
+    return np.asarray([1.0 - (np.count_nonzero(remaining == remaining.max()) + 1) / remaining.size
+                       for _, remaining in _decisions(order, score, n_init)], dtype=np.float64)
+
+
+def _decisions(order: object, score: object, n_init: int) -> Iterator[tuple[float, np.ndarray]]:
+    """Each decision after the initial design: the chosen row's score and the scores still available to it."""
     score = _finite_1d(score, "score")
     order = check_order(order, score.size)
+    if isinstance(n_init, bool) or not isinstance(n_init, (int, np.integer)) or not 0 <= n_init < order.size:
+        raise ValueError(f"n_init must be an integer in [0, {order.size}), got {n_init!r}")
     available = np.ones(score.size, dtype=bool)
     available[order[:n_init]] = False
-    out = np.empty(order.size - n_init)
-    for j, row in enumerate(order[n_init:]):
-        remaining = score[available]
-        out[j] = 1.0 - (np.count_nonzero(remaining == remaining.max()) + 1) / remaining.size
+    for row in order[n_init:]:
+        yield float(score[row]), score[available]
         available[row] = False
-    return out
 
 
 def best_so_far(values: object, direction: Direction, window: tuple[float, float] | None = None) -> np.ndarray:
