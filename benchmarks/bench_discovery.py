@@ -67,6 +67,12 @@ STUDIES = {
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
                                           "label_suffix": "-beta1"}
        for plate in ("3496", "3851")},
+    # The default UCB studies with the GP's inputs normalised to the pool's box (the search space, as BoTorch
+    # recommends) instead of the measured rows': the lengthscale prior then means the same from the first fit on.
+    **{f"oer-plate-{plate}-q1-ucb-poolbox": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                            "baybe": False, "surrogate_options": {"input_bounds": "pool"},
+                                            "label_suffix": "-poolbox"}
+       for plate in ("3496", "3851")},
     # Thompson sampling (one joint posterior draw per pick) instead of UCB.
     **{f"oer-plate-{plate}-q1-thompson": {**_oer(plate, 1), "strategies": ("elemnet-gp-thompson", "ef-gp-thompson"),
                                           "baybe": False}

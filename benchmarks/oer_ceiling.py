@@ -25,9 +25,15 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
   score the probability of being in the plate's top 5% or 2.5% (active search: the goal counts top members
   found; the threshold is where the posterior expects that many plate members above it).
 
+* with ``--estimators``, the own-hyperparameter campaign with other estimates: inputs normalised to the plate's box
+  (the search space, ``GPSurrogate(input_bounds="pool")``) instead of the measured rows', and that box with the
+  light-tailed Gamma lengthscale prior.
+* with ``--decompose``, own-fit campaigns (pool box) that predict with one or all of the hindsight GP's
+  hyperparameters (prior mean, signal sd, noise, lengthscales) in place of their own: which of them carries the lift.
+
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
-    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions]
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions] [--estimators] [--decompose]
 """
 
 from __future__ import annotations
@@ -80,12 +86,16 @@ def top_share_threshold(mean: np.ndarray, sd: np.ndarray, measured: np.ndarray, 
 
 def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate | None, budget: int = 200,
                  beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25,
-                 top_share: float | None = None) -> np.ndarray:
+                 top_share: float | None = None, gp_options: dict | None = None,
+                 swap: tuple[str, ...] = ()) -> np.ndarray:
     """The rows a batch-1 UCB campaign on ``F`` (``N × 6``) measures, minimising ``y``: with the ``hindsight``
     GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``
     (0: every round). ``beta`` may be a function of the number of rows measured. With ``top_share`` the score
     is instead the probability of being in the plate's best ``top_share`` (active search: the goal counts
-    top members found), its threshold estimated from the posterior (:func:`top_share_threshold`)."""
+    top members found), its threshold estimated from the posterior (:func:`top_share_threshold`). ``gp_options``
+    go to the campaign's ``GPSurrogate`` (fitted with the plate as ``X_pool``); with ``swap`` the campaign fits its
+    own hyperparameters but predicts with the named ones (of ``"mean"``, ``"scale"``, ``"noise"``, ``"ls"``) taken
+    from ``hindsight`` (:func:`with_hyperparameters`)."""
     import torch
 
     torch.set_num_threads(1)
@@ -93,13 +103,18 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
     gp, n_fit = None, 0
     while len(order) < budget:
         X, z = F[order], -y[order]
-        if hindsight is not None:
+        if hindsight is not None and not swap:
             gp = hindsight.condition(X, z)
         elif gp is None or len(order) >= (1 + growth) * n_fit:
-            gp, n_fit = GPSurrogate(projection=None).fit(X, z, warm_start=gp), len(order)
+            gp, n_fit = GPSurrogate(projection=None, **(gp_options or {})).fit(X, z, X_pool=F, warm_start=gp), len(order)
         else:
             gp = gp.condition(X, z)
-        mean, var = gp.predict(F)
+        model = gp
+        if swap:
+            assert hindsight is not None
+            own, theirs = hyperparameters_in_y_units(gp), hyperparameters_in_y_units(hindsight)
+            model = with_hyperparameters(gp, {k: theirs[k] if k in swap else v for k, v in own.items()}, X, z)
+        mean, var = model.predict(F)
         mean, sd = mean.ravel(), np.sqrt(np.maximum(var.ravel(), 1e-300))
         if top_share is None:
             b = beta(len(order)) if callable(beta) else beta
@@ -156,6 +171,59 @@ def acquisitions(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, job
     return r
 
 
+def hyperparameters_in_y_units(gp: GPSurrogate) -> dict:
+    """A one-output GP's prior mean, signal sd, noise variance (in ``y``'s units) and lengthscales (``k``)."""
+    g, tf = gp.gp, gp.gp.outcome_transform
+    sd = float(tf.stdvs.reshape(-1)[0])
+    return {"mean": float(tf.means.reshape(-1)[0]) + sd * float(g.mean_module.constant.detach().reshape(-1)[0]),
+            "scale": sd, "noise": float(g.likelihood.noise.detach().reshape(-1)[0]) * sd**2,
+            "ls": g.covar_module.lengthscale.detach().reshape(-1).clone()}
+
+
+def with_hyperparameters(template: GPSurrogate, p: dict, X: np.ndarray, z: np.ndarray) -> GPSurrogate:
+    """A GP on ``X``, ``z`` with ``template``'s input box and the hyperparameters ``p`` (as
+    :func:`hyperparameters_in_y_units` gives them): the standardisation carries the mean and signal sd."""
+    import copy
+
+    import torch
+
+    fitted = copy.deepcopy(template.gp)
+    with torch.no_grad():
+        tf = fitted.outcome_transform
+        tf.means.fill_(p["mean"]), tf.stdvs.fill_(p["scale"]), tf._stdvs_sq.fill_(p["scale"] ** 2)
+        fitted.mean_module.constant.fill_(0.0)
+        fitted.likelihood.noise = torch.tensor([max(p["noise"] / p["scale"] ** 2, 1.01e-4)])
+        fitted.covar_module.lengthscale = p["ls"].reshape(fitted.covar_module.lengthscale.shape)
+    new = copy.copy(template)
+    new.gp = fitted
+    return new.condition(X, z)
+
+
+def estimators(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """AF(0.5) and median experiments to 50% of own-hyperparameter UCB campaigns (β = 4) with other ways to estimate
+    the hyperparameters: the default; inputs normalised to the plate's box (the search space) instead of the measured
+    rows'; and that box with the light-tailed Gamma lengthscale prior."""
+    r: dict[str, float] = {}
+    for name, options in (("default_gp", {}), ("pool_box", {"input_bounds": "pool"}),
+                          ("pool_box_gamma", {"input_bounds": "pool", "lengthscale_prior": "gamma"})):
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, gp_options=options) for s in range(seeds))
+        r.update(_scores(name, orders, y, mask))
+    return r
+
+
+def decompose(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """Which hindsight hyperparameter lifts the campaign? Own-fit UCB campaigns (pool box, so lengthscales mean the
+    same in both fits) that predict with none, all, or one of the hindsight GP's prior mean, signal sd, noise and
+    lengthscales in place of their own."""
+    hindsight = GPSurrogate(projection=None, input_bounds="pool").fit(F, -y, X_pool=F)
+    r: dict[str, float] = {}
+    for swap in ((), ("mean", "scale", "noise", "ls"), ("mean",), ("scale",), ("noise",), ("ls",)):
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, hindsight, gp_options={"input_bounds": "pool"},
+                                                             swap=swap or ("none",)) for s in range(seeds))
+        r.update(_scores("hindsight_" + ("+".join(swap) or "none"), orders, y, mask))
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plates", nargs="+", default=["3496", "3851"])
@@ -165,6 +233,10 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="also UCB campaigns with a decaying β and on √fractions")
     ap.add_argument("--acquisitions", action="store_true",
                     help="also UCB refitted every round and campaigns scoring P(in the top 5%% / 2.5%%)")
+    ap.add_argument("--estimators", action="store_true",
+                    help="also UCB campaigns with other hyperparameter estimates (pool input box, Gamma prior)")
+    ap.add_argument("--decompose", action="store_true",
+                    help="also own-fit campaigns predicting with one or all of the hindsight hyperparameters")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
     args = ap.parse_args()
     out = []
@@ -211,6 +283,12 @@ def main() -> None:
                   f"(median {r['refit_every_round_to_50_median']:g}), P(top 5%) {r['p_top5_af']} "
                   f"(median {r['p_top5_to_50_median']:g}), P(top 2.5%) {r['p_top2.5_af']} "
                   f"(median {r['p_top2.5_to_50_median']:g})", flush=True)
+        for flag, fn in (("estimators", estimators), ("decompose", decompose)):
+            if getattr(args, flag):
+                part = fn(F, y, mask, args.seeds, args.jobs)
+                r.update(part)
+                print(f"plate {plate}: " + ", ".join(f"{k[:-3]} AF {v}" for k, v in part.items() if k.endswith("_af")),
+                      flush=True)
         out.append(r)
     print(json.dumps({"benchmark": "oer_ceiling", "results": out}))
 
