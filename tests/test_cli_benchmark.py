@@ -236,7 +236,25 @@ def test_the_table_says_what_it_counts_and_a_rerun_what_it_reuses(library, tmp_p
     table = " ".join(first.stdout.split())
     assert "in-window found" in table and "top-1% found" not in table and "top-5%" not in table
     assert "anyALM: median experiments to the first in-window composition" in table
+    assert "its 90% interval from bootstrapping the seeds in brackets" in table
     assert "**Columns**" in (tmp_path / "w" / "results.md").read_text()
     again = invoke(*args)
     assert again.exit_code == 0, again.output
     assert "all 1 runs are finished in" in " ".join(again.stderr.split())
+
+
+def test_the_terminal_table_shows_the_af_interval_beside_the_af(tmp_path):
+    from rich.console import Console
+
+    from aloop.cli.benchmark import _table
+
+    rows = [{"strategy": "ef-gp-ucb", "top5_t50_af": 8.342, "top5_t50_af_lo": 7.85, "top5_t50_af_hi": 8.83},
+            {"strategy": "sparse", "top5_t50_af": 3.1, "top5_t50_af_lo": None, "top5_t50_af_hi": 4.2},
+            {"strategy": "random", "top5_t50_af": None, "top5_t50_af_lo": None, "top5_t50_af_hi": None}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(rows))
+    console = Console(width=400, record=True)
+    console.print(_table(path))
+    text = console.export_text()
+    assert "8.34 [7.85–8.83]" in text and "3.1 [?–4.2]" in text
+    assert "random" in text and "[?–" not in text.split("random")[1].split("\n")[0]

@@ -243,6 +243,38 @@ def acceleration_factor(
     return n_random / n_strategy
 
 
+def acceleration_factor_interval(
+    curves: object, pool_size: int, n_top: int, t: float, *, level: float = 0.9, n_boot: int = 1000, seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the seed-mean AF(t) over seeds (``curves``: ``S × B`` Top% curves).
+
+    Resamples the ``S`` seeds with replacement ``n_boot`` times and takes the ``level`` central interval of the
+    AF of each resample's mean curve (:func:`acceleration_factor` with ``averaged=True``). A resample whose mean
+    never reaches ``t`` ranks below every AF; a bound set by such resamples is NaN (the AF may not exist).
+    """
+    pool_size = _pool_size(pool_size)
+    arr = np.asarray(curves, dtype=np.float64)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"curves must be a non-empty S × B array (one Top% curve per seed), got shape {arr.shape}")
+    for row in arr:
+        _curve(row, pool_size)
+    if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
+        raise ValueError(f"n_top must be an integer in [1, {pool_size}], got {n_top!r}")
+    t = _fraction(t, "t")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a whole number ≥ 1, got {n_boot!r}")
+    picks = np.random.default_rng(seed).integers(0, arr.shape[0], size=(n_boot, arr.shape[0]))
+    af = np.empty(n_boot)
+    for a in range(0, n_boot, 256):  # chunks keep the resampled means at 256 × B
+        reached = arr[picks[a : a + 256]].mean(axis=1) >= t - _TOL
+        first = reached.argmax(axis=1) + 1.0
+        af[a : a + 256] = np.where(reached.any(axis=1), t * pool_size / first, -1.0)  # −1: below every AF
+    lo, hi = np.quantile(af, [(1.0 - level) / 2.0, (1.0 + level) / 2.0], method="inverted_cdf")
+    return (float(lo) if lo > 0 else math.nan, float(hi) if hi > 0 else math.nan)
+
+
 def any_alm(order: object, mask: object, batch: object | None = None) -> int | None:
     """anyALM: experiments until the first ``mask`` row (an ALM, Rohr's top-1%) is measured, or None.
 

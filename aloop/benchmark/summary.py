@@ -185,7 +185,8 @@ COLUMN_LEGEND = """\
   a seed that never did counting as beyond the budget (– where a quantile depends on such seeds);
   `{top}_{t}_reached`: seeds that did
 - `{top}_{t}_af`: acceleration factor AF(t) of the seed-mean curve (Liang et al. 2021): random's expected
-  experiments to the share t / the curve's; `{top}_{t}_af_med`: median of the per-seed AFs, each against random's
+  experiments to the share t / the curve's; `{top}_{t}_af_lo` / `_af_hi`: its 90% interval, bootstrapping the
+  seeds (1,000 resamples; – where resamples that never reach t set the bound); `{top}_{t}_af_med`: median of the per-seed AFs, each against random's
   median experiments to the same find (so random's is about 1; a seed that missed t has an AF below every seed
   that reached it)
 - `any_alm_med`: anyALM, median experiments to the first of the top 1% (censored likewise; the initial design
@@ -259,6 +260,7 @@ def summarize(
                 row[f"{key}_reached"] = len(hit)
                 af_mean = m.acceleration_factor(per_seed.mean(axis=0), y.size, n_top, t, averaged=True)
                 row[f"{key}_af"] = math.nan if af_mean is None else af_mean
+                row[f"{key}_af_lo"], row[f"{key}_af_hi"] = m.acceleration_factor_interval(per_seed, y.size, n_top, t)
                 afs = [m.acceleration_factor(c, y.size, n_top, t, baseline="median") for c in per_seed]
                 got = [a for a in afs if a is not None]
                 row[f"{key}_af_med"] = _censored_quantiles(got, len(afs) - len(got), (0.5,), missed_high=False)[0]

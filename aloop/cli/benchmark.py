@@ -262,7 +262,8 @@ COLUMNS = (("strategy", "strategy"), ("batch_size", "q"), ("seeds", "seeds"), ("
            ("cov95_last", "cov95"))
 #: What the terminal table's columns mean (its caption).
 LEGEND = ("found: share of the set found by the budget (mean over seeds, 1 = all); n to 50%: median experiments "
-          "to find half of it; AF(50%): random's expected experiments to half of it / those of the seed-mean curve; "
+          "to find half of it; AF(50%): random's expected experiments to half of it / those of the seed-mean curve, "
+          "its 90% interval from bootstrapping the seeds in brackets (?: resamples that never get there); "
           "anyALM: median experiments to the first top-1% composition; regret: best in the pool − best found "
           "(objective units); pool MAE, cov95: the last model's error and 95%-interval coverage on the unmeasured "
           "pool; –: not reached or no model. Every column is in results.md/.csv/.json.")
@@ -286,5 +287,8 @@ def _table(path: Path, window: bool = False) -> object:
         for key, _ in columns:
             v = row.get(key)
             cells.append("–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
+            if key.endswith("_af") and v is not None and row.get(f"{key}_hi") is not None:
+                lo = row.get(f"{key}_lo")
+                cells[-1] += f" [{'?' if lo is None else f'{lo:.3g}'}–{row[f'{key}_hi']:.3g}]"
         table.add_row(*cells)
     return table

@@ -271,3 +271,46 @@ def test_de_alm_s_ceiling_is_below_one_where_the_best_candidates_tie() -> None:
     best_first = np.argsort(-tie_free)[:10]
     np.testing.assert_allclose(m.de_alm(best_first, tie_free, n_init=2), m.de_alm_ceiling(best_first, tie_free, 2))
     assert m.de_alm_ceiling(best_first, tie_free, 2)[0] == pytest.approx(1 - 2 / 98)
+
+
+def test_af_interval_brackets_the_seed_mean_af_and_narrows_with_seeds() -> None:
+    """Random orders on a real-sized pool: the interval holds the AF of the mean curve, and 4× the seeds halve it."""
+    rng = np.random.default_rng(1)
+    pool_size, n_top = 400, 20
+    mask = np.zeros(pool_size, dtype=bool)
+    mask[:n_top] = True
+    widths = []
+    for seeds in (20, 80):
+        curves = np.array([m.top_percent_curve(rng.permutation(pool_size)[:300], mask) for _ in range(seeds)])
+        af = m.acceleration_factor(curves.mean(axis=0), pool_size, n_top, 0.5, averaged=True)
+        lo, hi = m.acceleration_factor_interval(curves, pool_size, n_top, 0.5)
+        assert lo < af < hi and lo < 1.0 < hi  # random's AF is 1
+        widths.append(hi - lo)
+    assert widths[1] < 0.7 * widths[0]
+    assert m.acceleration_factor_interval(curves, pool_size, n_top, 0.5) == (lo, hi)  # seeded: reproducible
+
+
+def test_af_interval_of_identical_seeds_is_a_point_and_unreached_bounds_are_nan() -> None:
+    curve = np.r_[np.zeros(9), np.full(5, 0.5), np.ones(6)]  # half of the top set after 10 experiments, all after 15
+    lo, hi = m.acceleration_factor_interval(np.tile(curve, (5, 1)), 100, 2, 0.5)
+    assert lo == hi == pytest.approx(0.5 * 100 / 10)
+    # With 3 of 4 seeds finding nothing, a resample's mean reaches 0.5 only with ≥ 2 copies of `curve` (26%),
+    # then at experiment 15 (AF 50/15) unless all 4 are copies (0.4%): no lower bound, the upper one 50/15.
+    never = np.zeros(20)
+    lo, hi = m.acceleration_factor_interval(np.array([curve, never, never, never]), 100, 2, 0.5)
+    assert np.isnan(lo) and hi == pytest.approx(50 / 15)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"curves": np.zeros(20)}, "S × B"),
+    ({"curves": np.full((3, 20), 1.5)}, "fractions"),
+    ({"n_top": 0}, "n_top"),
+    ({"level": 1.0}, "level"),
+    ({"n_boot": 0}, "n_boot"),
+    ({"t": 0.0}, "t"),
+])
+def test_af_interval_bad_input(kwargs: dict, match: str) -> None:
+    args = {"curves": np.zeros((3, 20)), "pool_size": 100, "n_top": 2, "t": 0.5, **kwargs}
+    curves, pool_size, n_top, t = args.pop("curves"), args.pop("pool_size"), args.pop("n_top"), args.pop("t")
+    with pytest.raises(ValueError, match=match):
+        m.acceleration_factor_interval(curves, pool_size, n_top, t, **args)
