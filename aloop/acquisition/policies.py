@@ -80,11 +80,14 @@ def _versus_best(objective: Objective, mean: float, best: float | None) -> str:
     incumbent = best * getattr(objective, "sign", 1.0)
     gain = objective.utility(np.array(mean)) - best
     word = "above" if (gain >= 0) == (getattr(objective, "sign", 1.0) > 0) else "below"
+    # "above"/"below" is the number's direction; when that is the wrong side of the best, say why it was picked.
+    worse = " (a worse mean: picked for its uncertainty)" if gain < 0 else ""
     if objective.name.startswith("log10("):  # a campaign's log10 model: a percentage of a logarithm means nothing
-        return f", {abs(gain):.2g} {word} best {incumbent:.3g} in {objective.name} (a factor {10 ** abs(gain):.2g})"
+        return (f", {abs(gain):.2g} {word} best {incumbent:.3g} in {objective.name} (a factor {10 ** abs(gain):.2g})"
+                + worse)
     if incumbent != 0 and mean * incumbent > 0:  # a percentage only between values of one sign
-        return f", {abs(gain / incumbent):.0%} {word} best {incumbent:.3g}"
-    return f", {abs(gain):.2g} {word} best {incumbent:.3g}"
+        return f", {abs(gain / incumbent):.0%} {word} best {incumbent:.3g}{worse}"
+    return f", {abs(gain):.2g} {word} best {incumbent:.3g}{worse}"
 
 
 @dataclass(frozen=True)

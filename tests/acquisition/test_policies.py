@@ -210,5 +210,10 @@ def test_reasons_compare_with_the_best_in_terms_that_mean_something() -> None:
     ei = LogEI()
     assert ei.reason(Maximize(units="V"), 0.44, 0.05, 0.4).endswith(", 10% above best 0.4")
     logged = ei.reason(Maximize(name="log10(PF_p)"), 2.44, 0.3, 2.77)
-    assert logged.endswith(", 0.33 below best 2.77 in log10(PF_p) (a factor 2.1)"), logged
+    assert logged.endswith(", 0.33 below best 2.77 in log10(PF_p) (a factor 2.1) (a worse mean: picked for its "
+                           "uncertainty)"), logged
     assert ei.reason(Maximize(units="eV"), 0.1, 0.05, -0.2).endswith(", 0.3 above best -0.2")
+    # Minimising, a higher mean is the worse side: the number's direction is kept and the reason said.
+    assert ei.reason(Minimize(units="V"), 0.44, 0.05, -0.4).endswith(
+        ", 10% above best 0.4 (a worse mean: picked for its uncertainty)")
+    assert ei.reason(Minimize(units="V"), 0.36, 0.05, -0.4).endswith(", 10% below best 0.4")
