@@ -87,7 +87,7 @@ def top_share_threshold(mean: np.ndarray, sd: np.ndarray, measured: np.ndarray, 
 def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate | None, budget: int = 200,
                  beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25,
                  top_share: float | None = None, gp_options: dict | None = None,
-                 swap: tuple[str, ...] = ()) -> np.ndarray:
+                 swap: tuple[str, ...] | None = None) -> np.ndarray:
     """The rows a batch-1 UCB campaign on ``F`` (``N × 6``) measures, minimising ``y``: with the ``hindsight``
     GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``
     (0: every round). ``beta`` may be a function of the number of rows measured. With ``top_share`` the score
@@ -95,7 +95,7 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
     top members found), its threshold estimated from the posterior (:func:`top_share_threshold`). ``gp_options``
     go to the campaign's ``GPSurrogate`` (fitted with the plate as ``X_pool``); with ``swap`` the campaign fits its
     own hyperparameters but predicts with the named ones (of ``"mean"``, ``"scale"``, ``"noise"``, ``"ls"``) taken
-    from ``hindsight`` (:func:`with_hyperparameters`)."""
+    from ``hindsight`` (:func:`with_hyperparameters`; ``()``: its own, rebuilt the same way)."""
     import torch
 
     torch.set_num_threads(1)
@@ -103,14 +103,14 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
     gp, n_fit = None, 0
     while len(order) < budget:
         X, z = F[order], -y[order]
-        if hindsight is not None and not swap:
+        if hindsight is not None and swap is None:
             gp = hindsight.condition(X, z)
         elif gp is None or len(order) >= (1 + growth) * n_fit:
             gp, n_fit = GPSurrogate(projection=None, **(gp_options or {})).fit(X, z, X_pool=F, warm_start=gp), len(order)
         else:
             gp = gp.condition(X, z)
         model = gp
-        if swap:
+        if swap is not None:
             assert hindsight is not None
             own, theirs = hyperparameters_in_y_units(gp), hyperparameters_in_y_units(hindsight)
             model = with_hyperparameters(gp, {k: theirs[k] if k in swap else v for k, v in own.items()}, X, z)
@@ -187,15 +187,14 @@ def with_hyperparameters(template: GPSurrogate, p: dict, X: np.ndarray, z: np.nd
 
     import torch
 
-    fitted = copy.deepcopy(template.gp)
+    new = copy.deepcopy(template)  # a shallow copy would share its torch submodules with ``template``
     with torch.no_grad():
+        fitted = new.gp
         tf = fitted.outcome_transform
         tf.means.fill_(p["mean"]), tf.stdvs.fill_(p["scale"]), tf._stdvs_sq.fill_(p["scale"] ** 2)
         fitted.mean_module.constant.fill_(0.0)
         fitted.likelihood.noise = torch.tensor([max(p["noise"] / p["scale"] ** 2, 1.01e-4)])
         fitted.covar_module.lengthscale = p["ls"].reshape(fitted.covar_module.lengthscale.shape)
-    new = copy.copy(template)
-    new.gp = fitted
     return new.condition(X, z)
 
 
@@ -219,7 +218,7 @@ def decompose(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: 
     r: dict[str, float] = {}
     for swap in ((), ("mean", "scale", "noise", "ls"), ("mean",), ("scale",), ("noise",), ("ls",)):
         orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, hindsight, gp_options={"input_bounds": "pool"},
-                                                             swap=swap or ("none",)) for s in range(seeds))
+                                                             swap=swap) for s in range(seeds))
         r.update(_scores("hindsight_" + ("+".join(swap) or "none"), orders, y, mask))
     return r
 

@@ -186,9 +186,9 @@ COLUMN_LEGEND = """\
   `{top}_{t}_reached`: seeds that did
 - `{top}_{t}_af`: acceleration factor AF(t) of the seed-mean curve (Liang et al. 2021): random's expected
   experiments to the share t / the curve's; `{top}_{t}_af_lo` / `_af_hi`: its 90% interval, bootstrapping the
-  seeds (1,000 resamples; – where resamples that never reach t set the bound); `{top}_{t}_af_med`: median of the per-seed AFs, each against random's
-  median experiments to the same find (so random's is about 1; a seed that missed t has an AF below every seed
-  that reached it)
+  seeds (1,000 resamples; – where resamples that never reach t set the bound); `{top}_{t}_af_med`: median of
+  the per-seed AFs, each against random's median experiments to the same find (so random's is about 1; a seed
+  that missed t has an AF below every seed that reached it)
 - `any_alm_med`: anyALM, median experiments to the first of the top 1% (censored likewise; the initial design
   counts, where CAMD counts iterations after it); `all_alm_med` / `all_alm_reached`: experiments to find all of
   them, and seeds that did; `alm_final_mean`: share of the top 1% found by the budget; `de_alm_mean`: deALM,
