@@ -27,6 +27,7 @@ import numpy as np
 from aloop.benchmark import Strategy, Task
 from aloop.benchmark.replay import REPLAY_REFIT_GROWTH
 from aloop.benchmark.study import Study, load_records, report, run_study, write_json_atomic
+from aloop.benchmark.summary import af_interval_text
 
 RESULTS = Path(__file__).parent / "results" / "discovery"
 DEFAULT = ("elemnet-gp-log_ei", "magpie-gp-log_ei", "ef-gp-log_ei", "random")
@@ -142,7 +143,7 @@ def run_baybe_study(task: Task, study: Study, out: Path, n_jobs: int, seeds: lis
 TABLE = (("strategy", "strategy"), ("seeds", "seeds"), ("top5_final_mean", "top-5% found @budget"),
          ("top5_final_ef", "EF @budget"),
          ("top5_t50_n_med", "n to 50% of top-5% (median)"), ("top5_t50_af", "AF(0.5) top-5%"),
-         (("top5_t50_af_lo", "top5_t50_af_hi"), "90% CI (seeds)"),
+         ("top5_t50_af_ci", "90% CI (seeds)"),
          ("top1_final_mean", "top-1% found @budget"), ("top1_final_ef", "EF top-1% @budget"),
          ("top1_t50_af", "AF(0.5) top-1%"),
          ("any_alm_med", "anyALM (median)"), ("de_alm_mean", "deALM"), ("regret_final_mean", "regret @budget"),
@@ -156,10 +157,8 @@ def markdown_table(name: str) -> str:
     for r in rows:
         cells = []
         for key, _ in TABLE:
-            if isinstance(key, tuple):
-                lo, hi = (r.get(k) for k in key)
-                cells.append("–" if lo is None and hi is None else
-                             "–".join("?" if v is None else f"{v:.3g}" for v in (lo, hi)))
+            if key.endswith("_af_ci"):
+                cells.append(af_interval_text(r, key[:-3]) or "–")
                 continue
             v = r.get(key)
             cells.append("–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))

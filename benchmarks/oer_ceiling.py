@@ -101,6 +101,7 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
     torch.set_num_threads(1)
     order = list(np.random.default_rng(seed).choice(len(y), n_init, replace=False))
     gp, n_fit = None, 0
+    theirs = hyperparameters_in_y_units(hindsight) if swap is not None and hindsight is not None else None
     while len(order) < budget:
         X, z = F[order], -y[order]
         if hindsight is not None and swap is None:
@@ -111,8 +112,8 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
             gp = gp.condition(X, z)
         model = gp
         if swap is not None:
-            assert hindsight is not None
-            own, theirs = hyperparameters_in_y_units(gp), hyperparameters_in_y_units(hindsight)
+            assert theirs is not None, "swap needs the hindsight GP"
+            own = hyperparameters_in_y_units(gp)
             model = with_hyperparameters(gp, {k: theirs[k] if k in swap else v for k, v in own.items()}, X, z)
         mean, var = model.predict(F)
         mean, sd = mean.ravel(), np.sqrt(np.maximum(var.ravel(), 1e-300))

@@ -70,6 +70,11 @@ def _fraction(value: float, name: str) -> float:
     return value
 
 
+def _check_n_top(n_top: int, pool_size: int) -> None:
+    if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
+        raise ValueError(f"n_top must be an integer in [1, {pool_size}], got {n_top!r}")
+
+
 def _curve(curve: object, pool_size: int | None = None) -> np.ndarray:
     arr = _finite_1d(curve, "curve")
     if arr.min() < 0.0 or arr.max() > 1.0 + _TOL:
@@ -221,8 +226,7 @@ def acceleration_factor(
       baseline for one run's curve (the median of per-run AFs then gives random about 1).
     """
     pool_size = _pool_size(pool_size)
-    if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
-        raise ValueError(f"n_top must be an integer in [1, {pool_size}], got {n_top!r}")
+    _check_n_top(n_top, pool_size)
     arr = _curve(curve, pool_size)
     t = _fraction(t, "t")
     if baseline not in ("curve", "draws", "median"):
@@ -258,8 +262,7 @@ def acceleration_factor_interval(
         raise ValueError(f"curves must be a non-empty S × B array (one Top% curve per seed), got shape {arr.shape}")
     for row in arr:
         _curve(row, pool_size)
-    if isinstance(n_top, bool) or not isinstance(n_top, (int, np.integer)) or not 1 <= n_top <= pool_size:
-        raise ValueError(f"n_top must be an integer in [1, {pool_size}], got {n_top!r}")
+    _check_n_top(n_top, pool_size)
     t = _fraction(t, "t")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")

@@ -285,6 +285,14 @@ def summarize(
     return pd.DataFrame(rows)
 
 
+def af_interval_text(row: Mapping[str, Any], key: str) -> str:
+    """``"lo–hi"`` for the AF column ``key`` of a results row (``?`` for a bound resamples never reach), ``""`` if none."""
+    lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if lo is None and hi is None:
+        return ""
+    return "–".join("?" if v is None else f"{v:.3g}" for v in (lo, hi))
+
+
 def _format_cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

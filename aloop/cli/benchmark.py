@@ -274,6 +274,8 @@ def _table(path: Path, window: bool = False) -> object:
 
     from rich.table import Table
 
+    from aloop.benchmark.summary import af_interval_text
+
     # A window's hits are its in-window compositions whatever k, so its top-5% and top-1% columns are one set.
     columns = [(k, h.replace("top-5%", "in-window")) for k, h in COLUMNS if not (window and k.startswith("top1_"))] \
         if window else list(COLUMNS)
@@ -288,7 +290,6 @@ def _table(path: Path, window: bool = False) -> object:
             v = row.get(key)
             cells.append("–" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v))
             if key.endswith("_af") and v is not None and row.get(f"{key}_hi") is not None:
-                lo = row.get(f"{key}_lo")
-                cells[-1] += f" [{'?' if lo is None else f'{lo:.3g}'}–{row[f'{key}_hi']:.3g}]"
+                cells[-1] += f" [{af_interval_text(row, key)}]"
         table.add_row(*cells)
     return table
