@@ -20,8 +20,9 @@ _SYMBOL = re.compile(r"[A-Z][a-z]?")
 # which reads it as a decimal point ("Ti0.99Nb0.01").
 _ADDUCT = re.compile(r"[·•∙*]")
 _LEADING_COUNT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?=[A-Z(\[])")
-# "CuSO4.5H2O": a hydrate written with a period, which any formula parser reads as O4.5 H2 O.
-_DOTTED_HYDRATE = re.compile(r"((?<=[A-Za-z])[1-9]\d*|\))\.(\d+(?:\.\d+)?)\s*([HD]2O)\s*$")
+# "CuSO4.5H2O", "CuCl2.2NH3": a hydrate or ammine written with a period, which any formula parser reads as
+# O4.5 H2 O / Cl2.2 N H3.
+_DOTTED_HYDRATE = re.compile(r"((?<=[A-Za-z])[1-9]\d*|\))\.(\d+(?:\.\d+)?)\s*([HD]2O|NH3)\s*$")
 # "Al2O3.2SiO2", "Na2SO4.2NaCl": other adducts written with a period, read as O3.2 / O4.2; warned about when an
 # element after the decimal number repeats one before it.
 _DECIMAL = re.compile(r"\d\.\d")
@@ -169,8 +170,9 @@ def _parse_cached(text: str) -> tuple[tuple[str, float], ...]:
     if hydrate := _DOTTED_HYDRATE.search(text):
         head = text[: hydrate.start(2) - 1].rstrip()
         raise CompositionError(
-            text, f"the period in '{hydrate.group(0).strip()}' would be read as a decimal point; write a hydrate "
-            f"as {head}·{hydrate.group(2)}{hydrate.group(3)} (or with '*')")
+            text, f"the period in '{hydrate.group(0).strip()}' would be read as a decimal point; write "
+            f"{'an ammine' if hydrate.group(3) == 'NH3' else 'a hydrate'} as {head}·{hydrate.group(2)}{hydrate.group(3)} "
+            "(or with '*')")
     if _CHARGE.search(text):
         raise CompositionError(text, "a charge is not part of a composition; write the neutral formula (Fe, not Fe2+)")
     _warn_repeated_after_decimal(text)

@@ -64,6 +64,7 @@ def test_good_formulas(formula: str, amounts: dict[str, float]) -> None:
         ("CuSO4.5H2O", "the period in '4.5H2O' would be read as a decimal point; write a hydrate as CuSO4·5H2O"),
         ("Na2CO3.10H2O", "write a hydrate as Na2CO3·10H2O"),
         ("Cu(SO4).5H2O", "write a hydrate as Cu(SO4)·5H2O"),
+        ("CuCl2.2NH3", "the period in '2.2NH3' would be read as a decimal point; write an ammine as CuCl2·2NH3"),
         (3, "expected text, got int"),
         (None, "missing formula (an empty cell)"),
         (float("nan"), "missing formula (an empty cell)"),
