@@ -229,8 +229,9 @@ def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
         raise ProposalConflictError("proposals not written: " + "; ".join(parts), taken)
 
 
-def check_pending(kind: str, ids: Sequence[int], history: Sequence[Event], campaign: str) -> dict[int, Event]:
-    """The ``proposed`` events of ``ids`` (all pending), or ``CampaignLogError`` listing every problem."""
+def check_pending(kind: str, ids: Sequence[int], history: Sequence[Event], campaign: str,
+                  need: str = "pending") -> dict[int, Event]:
+    """The ``proposed`` events of ``ids`` (all of status ``need``), or ``CampaignLogError`` listing every problem."""
     proposed = {e.id: e for e in history if e.kind == "proposed"}
     status = proposal_status(history)
     problems = []
@@ -239,10 +240,11 @@ def check_pending(kind: str, ids: Sequence[int], history: Sequence[Event], campa
             problems.append(f"proposal {pid} does not exist in campaign {campaign!r}")
         elif pid in ids[:i]:
             problems.append(f"proposal {pid} is listed twice")
-        elif status[pid] != "pending":
-            problems.append(f"proposal {pid} ({proposed[pid].payload['formula']}) is not pending: it was {status[pid]}")
+        elif status[pid] != need:
+            problems.append(f"proposal {pid} ({proposed[pid].payload['formula']}) is not {need}: it "
+                            f"{'was' if status[pid] != 'pending' else 'is'} {status[pid]}")
     if problems:
-        raise CampaignLogError(f"nothing marked {kind}:\n  " + "\n  ".join(problems))
+        raise CampaignLogError(f"nothing {'marked ' if need == 'pending' else ''}{kind}:\n  " + "\n  ".join(problems))
     return {pid: proposed[pid] for pid in ids}
 
 

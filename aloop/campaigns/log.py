@@ -181,8 +181,12 @@ class CampaignLog:
 
     # --- writes -----------------------------------------------------------------------
 
-    def append_proposals(self, proposals: Sequence[Proposal], *, model_version: str | None = None) -> Batch:
+    def append_proposals(self, proposals: Sequence[Proposal], *, model_version: str | None = None,
+                         retry_of: Sequence[int] | None = None) -> Batch:
         """Write one batch of proposals (all or none); they are pending until an outcome.
+
+        ``retry_of``: for each proposal, the failed proposal of the same composition it tries again (the
+        failure stays in the log and in the feasibility model; the new proposal takes the result).
 
         Raises:
             CampaignLogError: empty batch, a composition twice in the batch, non-finite
@@ -196,17 +200,23 @@ class CampaignLog:
         if problems:
             raise CampaignLogError("proposals not written:\n  " + "\n  ".join(problems))
         now = datetime.now(UTC)
+        if retry_of is not None and len(retry_of) != len(props):
+            raise CampaignLogError(f"retry_of names {len(retry_of)} proposal(s) for {len(props)} proposal(s)")
         with self._write() as conn:
-            check_free(props, self._load(conn))
+            history = self._load(conn)
+            failed = check_pending("retried", list(retry_of), history, self.name, need="failed") if retry_of else {}
+            if bad := [f"proposal {pid} is {failed[pid].payload['formula']}, not {p.formula}"
+                       for p, pid in zip(props, retry_of or (), strict=False) if failed[pid].composition_key != p.key]:
+                raise CampaignLogError("nothing retried:\n  " + "\n  ".join(bad))
+            check_free(props, history)
             last = conn.execute(
                 select(func.max(events.c.batch_id)).where(events.c.campaign_id == self.campaign_id)
             ).scalar()
             batch = (last or 0) + 1
             rows = [
-                self._base(
-                    "proposed", now, batch_id=batch, composition_key=p.key, payload=proposal_payload(p, model_version)
-                )
-                for p in props
+                self._base("proposed", now, batch_id=batch, composition_key=p.key,
+                           payload=proposal_payload(p, model_version) | ({"retry_of": retry_of[i]} if retry_of else {}))
+                for i, p in enumerate(props)
             ]
             ids = self._rows(conn, rows)
         return Batch(batch, tuple(ids))

@@ -29,8 +29,8 @@ import aloop.acquisition as acq
 from aloop.campaigns import state
 from aloop.campaigns._store import describe
 from aloop.campaigns.config import CampaignConfig, load_config
-from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
-from aloop.campaigns.entries import AppendResult, Proposal
+from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives, check_pending
+from aloop.campaigns.entries import AppendResult, Proposal, id_list
 from aloop.campaigns.files import find_definition, results_table, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
@@ -335,6 +335,19 @@ class Campaign:
     def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         """Mark pending proposals as failed syntheses (they inform the feasibility model)."""
         return self.log.fail(proposal_ids, reason)
+
+    def retry(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
+        """Try failed proposals again: one new pending proposal each, which takes the result; returns their ids.
+
+        The failure stays: it is kept in the log, listed by ``log.failures()`` and still lowers P(success) near
+        the composition, beside the retry's measurement once there is one.
+        """
+        ids = id_list(proposal_ids, "retry", "proposal")
+        failed = check_pending("retried", ids, self.log.events(), self.name, need="failed")  # again under the lock
+        note = f": {reason.strip()}" if reason.strip() else ""
+        new = [Proposal(formula=failed[pid].payload["formula"], key=str(failed[pid].composition_key),
+                        reason=f"retry of failed proposal {pid}{note}") for pid in ids]
+        return list(self.log.append_proposals(new, retry_of=ids).proposal_ids)
 
     def reject(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         """Veto pending proposals: never proposed again; they inform the feasibility model."""

@@ -154,8 +154,9 @@ def match_measurements(
             which = f"proposal {pid} ({proposed[pid].payload['formula']})"
             which = which + " is" if m.proposal_id is not None else f"{m.formula!r} matches {which}, which is"
             why = f" ({reason!r})" if reason else ""
-            hint = (f"; if it was marked {status[pid]} by mistake, `aloop retract {pid}` first (a later synthesis that "
-                    "worked cannot yet be recorded beside a failure)" if status[pid] == "failed" else "")
+            hint = (f"; for a new attempt at it, `aloop retry {pid}` first (a new proposal that takes the result; the "
+                    f"failure stays); if it was marked failed by mistake, `aloop retract {pid}`"
+                    if status[pid] == "failed" else "")
             problems.append(Unresolved(i, column, f"{which} marked {status[pid]}{why}: only pending or measured "
                                        f"proposals take results{hint}"))
             continue

@@ -24,7 +24,7 @@ app.command("export-source")(elemnet.export_source_command)
 app.command("sources")(transfer.sources_command)
 app.command("transfer")(transfer.transfer_command)
 app.command("benchmark")(benchmark.benchmark_command)
-campaign.register(app)  # init, propose, record, fail, reject, cancel, status, report, export
+campaign.register(app)  # init, propose, record, fail, retry, reject, cancel, status, report, export
 
 
 def _version(value: bool) -> None:

@@ -190,6 +190,18 @@ def fail_command(
     _close("failed", ids, reason, campaign_path)
 
 
+def retry_command(
+    ids: Annotated[list[int], typer.Argument(help="Failed proposal id(s).", metavar="ID...")],
+    reason: Annotated[str, typer.Option(help="Optional note (what is different this time).")] = "",
+    campaign_path: CampaignOpt = None,
+) -> None:
+    """Try failed proposals again: a new pending proposal each takes the result; the failures stay."""
+    with _opened(campaign_path) as campaign:
+        new = campaign.retry(ids, reason)
+    out.print("; ".join(f"proposal {n} retries failed proposal {o}" for o, n in zip(ids, new, strict=True))
+              + ": record the result against the new id (or by formula)", markup=False)
+
+
 def reject_command(
     ids: Annotated[list[int], typer.Argument(help="Proposal id(s).", metavar="ID...")],
     reason: Annotated[str, typer.Option(help="Why the composition is vetoed (toxic, no precursor, cost…).")],
@@ -317,6 +329,7 @@ def register(app: typer.Typer) -> None:
     app.command("propose")(propose_command)
     app.command("record")(record_command)
     app.command("fail")(fail_command)
+    app.command("retry")(retry_command)
     app.command("reject")(reject_command)
     app.command("cancel")(cancel_command)
     app.command("retract")(retract_command)

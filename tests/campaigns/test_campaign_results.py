@@ -178,11 +178,50 @@ def test_results_for_closed_proposals_are_refused(
     refused(folder, f"proposal_id,{GAP}\n{p3},0.1\n{p1},0.3\n", by_id, "1 of 2 rows")
     by_formula = f"line 2: formula: {f1!r} matches proposal {p1} ({f1}), which is {closed}"
     refused(folder, f"formula,{GAP}\n{f1},0.3\n", by_formula)
-    if status == "failed":  # the way out, when the failure mark was the mistake
-        refused(folder, f"formula,{GAP}\n{f1},0.3\n", f"by mistake, `aloop retract {p1}` first")
+    if status == "failed":  # the ways out: a new attempt, or undoing a mistaken mark
+        refused(folder, f"formula,{GAP}\n{f1},0.3\n", f"`aloop retry {p1}` first",
+                f"by mistake, `aloop retract {p1}`")
     status_json = json.loads(invoke("status", "--json", "--no-cv", "-c", folder).stdout)
     assert status_json["counts"][status] == 1 and status_json["counts"]["measured"] == 0
     with CampaignLog.open(folder / "gap.sqlite") as log:
         assert p3 in set(log.pending()["proposal_id"])  # the good row was not written either
         with pytest.raises(CampaignLogError, match=f"measurement 0: proposal {p1} .* is marked {status}"):
             log.append_measurements([Measurement({"gap": 0.3}, {"gap": "eV"}, proposal_id=p1)])
+
+
+def test_a_failed_synthesis_is_retried_and_the_failure_stays(campaign: tuple[Path, list[tuple[int, str]]]) -> None:
+    folder, props = campaign
+    (p1, f1), (p2, _), (p3, f3) = props[:3]
+    for pid in (p1, p2):
+        assert invoke("fail", pid, "--reason", "amorphous", "-c", folder).exit_code == 0
+    before = digest(folder)
+    for ids, needle in ([[p3], f"proposal {p3} ({f3}) is not failed: it is pending"],
+                        [[999_999], "proposal 999999 does not exist"], [[p1, p1], f"proposal {p1} is listed twice"]):
+        result = invoke("retry", *ids, "-c", folder)
+        assert result.exit_code == 2 and needle in result.stderr and "Traceback" not in result.output, result.output
+    assert digest(folder) == before
+
+    result = invoke("retry", p1, p2, "--reason", "dried precursor", "-c", folder)
+    assert result.exit_code == 0, result.output
+    with CampaignLog.open(folder / "gap.sqlite") as log:
+        table = log.proposals().set_index("proposal_id")
+        new = table.index[-2:].tolist()
+        assert table.loc[new, "status"].tolist() == ["pending", "pending"]
+        assert table.at[new[0], "reason"] == f"retry of failed proposal {p1}: dried precursor"
+        assert table.at[new[0], "key"] == table.at[p1, "key"] and table.at[p1, "status"] == "failed"
+    assert f"proposal {new[0]} retries failed proposal {p1}" in " ".join(result.stdout.split())
+
+    recorded(folder, f"formula,{GAP}\n{f1},0.3\n")  # by formula: the pending retry takes it
+    assert observations(folder)["proposal_id"].tolist() == [new[0]]
+    with CampaignLog.open(folder / "gap.sqlite") as log:
+        assert log.failures()["proposal_id"].tolist() == [p1, p2]  # both failures still teach feasibility
+        before = log.events_digest()
+        with pytest.raises(CampaignLogError, match=f"already measured: {f1}"):  # the retry succeeded: nothing to retry
+            log.append_proposals([Proposal(f1, composition_key(f1))], retry_of=[p1])
+        with pytest.raises(CampaignLogError, match="already pending"):
+            log.append_proposals([Proposal(table.at[p2, "formula"], table.at[p2, "key"])], retry_of=[p2])
+        with pytest.raises(CampaignLogError, match=f"proposal {p1} is {f1}, not {f3}"):
+            log.append_proposals([Proposal(f3, composition_key(f3))], retry_of=[p1])
+        assert log.events_digest() == before
+    status_json = json.loads(invoke("status", "--json", "--no-cv", "-c", folder).stdout)
+    assert status_json["counts"]["failed"] == 2 and status_json["counts"]["measured"] == 1
