@@ -315,6 +315,7 @@ def test_retract_a_wrong_value(tmp_path: Path) -> None:
     result = invoke("propose", "-n", "1", "-o", tmp_path / "next.csv", "-c", tmp_path)
     assert result.exit_code == 0, result.output
     pid = pd.read_csv(tmp_path / "next.csv")["proposal_id"].iloc[0]
+    retracted = json.loads(invoke("status", "--json", "--no-cv", "-c", tmp_path).stdout)["counts"]["retracted"]
     assert invoke("fail", pid, "--reason", "cracked", "-c", tmp_path).exit_code == 0
     result = invoke("retract", pid, "--reason", "wrong proposal id", "-c", tmp_path)
     assert result.exit_code == 0, result.output
@@ -322,6 +323,7 @@ def test_retract_a_wrong_value(tmp_path: Path) -> None:
     assert f"retracted: proposal {pid} (" in text and "is no longer failed" in text and f"proposal(s) {pid}" in text
     status = json.loads(invoke("status", "--json", "--no-cv", "-c", tmp_path).stdout)
     assert pid in [p["proposal_id"] for p in status["pending"]] and status["counts"]["failed"] == 0
+    assert status["counts"]["retracted"] == retracted + 1  # a retracted mark counts, as a retracted value does
 
 
 def test_init_from_a_hand_written_definition_with_two_objectives(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         "batches": int(props["batch_id"].nunique()) if len(props) else 0,
         "measured": len(raw_obs),
         "unsolicited": int(raw_obs["unsolicited"].sum()) if len(raw_obs) else 0,
-        "retracted": len(state.retracted(events)),
+        "retracted": len(state.retracted(events)) + len(state.undone(events)),  # values and fail/reject/cancel marks
         **{k: int((props["status"] == k).sum()) if len(props) else 0 for k in ("pending", "failed", "rejected", "cancelled")},
     }
     pending = props[props["status"] == "pending"] if len(props) else props
@@ -225,7 +225,7 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
 def _summary_lines(status: dict[str, Any]) -> list[str]:
     c, m = status["counts"], status["model"]
     lines = [
-        f"{c['measured']:,} measured ({c['unsolicited']:,} unsolicited), {c['retracted']:,} retracted, "
+        f"{c['measured']:,} measured ({c['unsolicited']:,} unsolicited), {c['retracted']:,} retracted (values or marks), "
         f"{c['pending']:,} pending, {c['failed']:,} failed, "
         f"{c['rejected']:,} rejected, {c['cancelled']:,} cancelled; {c['proposed']:,} proposed in {c['batches']:,} batches; "
         + (f"{c['available']:,} of {c['candidates']:,} candidates still available" if c["candidates"] is not None
