@@ -23,6 +23,7 @@ class Proposal:
     std: Mapping[str, float] = field(default_factory=dict)
     acquisition_value: float | None = None
     reason: str = ""
+    p_success: float | None = None  # the feasibility model's, once failures or vetoes exist
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,8 @@ class Batch:
 
     def table(self, props: Sequence[Proposal], labels: Sequence[str], model_version: str | None):  # noqa: ANN201
         """The batch as ``propose`` returns it: one row per proposal with ``proposal_id``, ``batch_id``,
-        ``formula``, ``key``, ``mean_<label>`` / ``std_<label>``, ``acquisition_value``, ``reason``
-        and ``model_version`` (a pandas DataFrame)."""
+        ``formula``, ``key``, ``mean_<label>`` / ``std_<label>``, ``acquisition_value``, ``p_success``,
+        ``reason`` and ``model_version`` (a pandas DataFrame)."""
         import pandas as pd
 
         table = pd.DataFrame({"proposal_id": self.proposal_ids, "batch_id": self.batch_id,
@@ -89,6 +90,7 @@ class Batch:
             table[f"mean_{lab}"] = [p.mean.get(lab, math.nan) for p in props]
             table[f"std_{lab}"] = [p.std.get(lab, math.nan) for p in props]
         table["acquisition_value"] = [math.nan if p.acquisition_value is None else p.acquisition_value for p in props]
+        table["p_success"] = [math.nan if p.p_success is None else p.p_success for p in props]
         table["reason"] = [p.reason for p in props]
         table["model_version"] = model_version
         return table
@@ -163,6 +165,8 @@ def check_proposals(props: Sequence[Proposal]) -> list[str]:
         numbers = [*p.mean.values(), *p.std.values(), *([] if p.acquisition_value is None else [p.acquisition_value])]
         if not all(finite(x) for x in numbers):
             problems.append(f"proposal {i} ({p.formula}): predictions must be finite numbers")
+        if p.p_success is not None and not (finite(p.p_success) and 0 <= p.p_success <= 1):
+            problems.append(f"proposal {i} ({p.formula}): p_success must be a probability in [0, 1], got {p.p_success!r}")
     return problems
 
 
@@ -194,6 +198,7 @@ def proposal_payload(p: Proposal, model_version: str | None) -> dict[str, object
         "std": {k: float(v) for k, v in p.std.items()},
         "acquisition_value": None if p.acquisition_value is None else float(p.acquisition_value),
         "reason": p.reason,
+        **({} if p.p_success is None else {"p_success": float(p.p_success)}),
     }
 
 

@@ -187,7 +187,7 @@ class Campaign:
         Returns:
             One row per proposal: ``proposal_id``, ``batch_id``, ``formula``, ``key``,
             ``mean_<label>``/``std_<label>`` per objective (model space), ``acquisition_value``,
-            ``reason``, ``model_version``. ``attrs``: ``mode``, ``model_version``, ``retrained``, ``training_size``, ``requested``.
+            ``p_success`` (P(success) once failures or vetoes exist), ``reason``, ``model_version``. ``attrs``: ``mode``, ``model_version``, ``retrained``, ``training_size``, ``requested``.
         """
         allow_fewer = n is None if allow_fewer is None else allow_fewer
         n = self.config.batch_size if n is None else n
@@ -230,11 +230,13 @@ class Campaign:
         threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
         if len(obs) < threshold:  # an initial design too leaves out compositions the failures so far make unlikely
             feas = self._feasibility(events, self.features(obs["formula"].tolist(), obs["key"].tolist()), seed)
-            if feas is not None and feas.classifier_ is not None:
-                eligible = acq.likely_enough(eligible, feas.prob(pool.features), self._propose_options.get(
+            p_ok = feas.prob(pool.features) if feas is not None and feas.classifier_ is not None else None
+            if p_ok is not None:
+                eligible = acq.likely_enough(eligible, p_ok, self._propose_options.get(
                     "min_success", acq.feasibility.MIN_SUCCESS), n)
             rows, reasons = initial_design(self.config.initial_design.kind, pool.features, eligible, n, seed)
-            props = [Proposal(str(pool.formulas[r]), str(pool.keys[r]), reason=why) for r, why in zip(rows, reasons, strict=True)]
+            props = [Proposal(str(pool.formulas[r]), str(pool.keys[r]), reason=why,
+                              p_success=None if p_ok is None else float(p_ok[r])) for r, why in zip(rows, reasons, strict=True)]
             mode = f"initial design ({self.config.initial_design.kind}, {len(obs)} of {threshold} observations)"
             return props, None, mode, len(obs)
         fit = self._fit(events, obs)
@@ -245,7 +247,7 @@ class Campaign:
             Proposal(str(pool.formulas[p.index]), str(pool.keys[p.index]),
                      mean={lab: float(mean[i, j]) for j, lab in enumerate(labels)},
                      std={lab: float(np.sqrt(max(var[i, j], 0.0))) for j, lab in enumerate(labels)},
-                     acquisition_value=float(p.score), reason=p.reason)
+                     acquisition_value=float(p.score), reason=p.reason, p_success=p.p_feasible)
             for i, p in enumerate(picks)
         ]
         return props, fit, f"model {fit.version} ({self.config.acquisition.kind})", len(obs)

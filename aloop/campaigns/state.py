@@ -129,6 +129,7 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
 def proposals(events: Sequence[Event]) -> pd.DataFrame:
     """Every proposal, oldest first, with ``status`` and ``status_at`` (when the status was last set).
 
+    ``p_success`` is the feasibility model's P(success) when it was proposed (missing before any failure or veto).
     Predictions appear as ``mean_<objective>`` and ``std_<objective>`` columns.
     """
     states = _proposal_states(events)
@@ -144,6 +145,7 @@ def proposals(events: Sequence[Event]) -> pd.DataFrame:
             "key": e.composition_key,
             "model_version": p.get("model_version"),
             "acquisition_value": p.get("acquisition_value"),
+            "p_success": p.get("p_success"),
             "reason": p.get("reason", ""),
             "proposed_at": e.created_at,
             "status": states[e.id][0],
@@ -159,6 +161,7 @@ def proposals(events: Sequence[Event]) -> pd.DataFrame:
         "key",
         "model_version",
         "acquisition_value",
+        "p_success",
         "reason",
         "proposed_at",
         "status",

@@ -143,12 +143,16 @@ def _proposal_table(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
         unit = f" [{o.units}]" if o.units and lab == o.name else ""
         rich_table.add_column(escape(f"{lab}{unit} mean ± std"), justify="right")
     rich_table.add_column("acq. value", justify="right")
+    feasible = bool(table["p_success"].notna().any())
+    if feasible:
+        rich_table.add_column("P(success)", justify="right")
     rich_table.add_column("reason")
     for r in table.to_dict("records"):
         preds = [f"{_fmt(r[f'mean_{lab}'])} ± {_fmt(r[f'std_{lab}'], 2)}" if _fmt(r[f"mean_{lab}"]) else "—"
                  for lab in labels]
+        chance = [f"{r['p_success']:.0%}" if r["p_success"] == r["p_success"] else "—"] if feasible else []
         rich_table.add_row(str(r["proposal_id"]), escape(r["formula"]), *preds,
-                           _fmt(r["acquisition_value"], 4) or "—", escape(str(r["reason"])))
+                           _fmt(r["acquisition_value"], 4) or "—", *chance, escape(str(r["reason"])))
     return rich_table
 
 

@@ -111,6 +111,8 @@ def test_refused_writes_change_nothing(log: CampaignLog) -> None:
         lambda: log.append_proposals(_props("Sb2Te3")),  # rejected: never again
         lambda: log.append_proposals(_props("BiTe", "TeBi")),  # same composition twice
         lambda: log.append_proposals([Proposal("BiTe", "Bi0.5 Te0.5", {"zT": float("inf")})]),
+        lambda: log.append_proposals([Proposal("BiTe", "Bi0.5 Te0.5", p_success=1.5)]),  # not a probability
+        lambda: log.append_proposals(_props("BiTe"), retry_of=[other]),  # a rejected proposal is not retried
         lambda: log.record_model_fit("gp-1", 2),
     ]
     for i, refuse in enumerate(refusals):
@@ -119,6 +121,8 @@ def test_refused_writes_change_nothing(log: CampaignLog) -> None:
         assert str(err.value), i
         assert log.events_digest() == digest, f"refusal {i} changed the log"
     assert "does not exist" in _message(refusals[0]) and "not pending" in _message(refusals[6])
+    assert "p_success must be a probability in [0, 1], got 1.5" in _message(refusals[13])
+    assert f"proposal {other} (Sb2Te3) is not failed: it was rejected" in _message(refusals[14])
 
 
 def test_a_batch_is_checked_against_the_log_as_it_is_when_written(log: CampaignLog, db_url: str) -> None:

@@ -77,6 +77,11 @@ def test_closed_loop_retrains_and_never_repeats(tmp_path: Path, truth: pd.DataFr
     nxt = campaign.propose(4)
     assert nxt.attrs["model_version"] == "v2" and nxt.attrs["retrained"]
     assert nxt["reason"].str.contains("P(success)", regex=False).all()  # failures/vetoes train feasibility
+    assert nxt["p_success"].between(0, 1).all() and first["p_success"].isna().all()  # a column, as in the reason
+    for r in nxt.itertuples():
+        assert f"P(success) {r.p_success:.0%}" in r.reason or (r.p_success < 0.005 and "P(success) < 1%" in r.reason)
+    logged = campaign.log.proposals().set_index("proposal_id")["p_success"]
+    assert logged[nxt["proposal_id"]].tolist() == nxt["p_success"].tolist()
     measured_or_vetoed = set(first["key"]) | set(batch["key"]) | set(again["key"])
     assert not set(nxt["key"]) & measured_or_vetoed
 

@@ -59,4 +59,5 @@ def test_an_initial_design_leaves_out_compositions_that_failures_make_unlikely(t
     assert "initial design" in nxt["reason"].iloc[0]
     assert (nxt["formula"].map(mn) >= 0.7).sum() == 0  # the failing corner is left alone …
     assert (nxt["formula"].map(mn) < 0.5).sum() >= 7  # … while the design still spreads over the rest
+    assert nxt["p_success"].between(0.3, 1).all()  # each pick's P(success), at least the min_success cut
     campaign.close()
