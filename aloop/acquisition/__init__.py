@@ -1,7 +1,7 @@
 """Acquisition policies and batch selection over discrete candidate pools."""
 
 from aloop.acquisition.batch import BatchResult, Exclusions, greedy_batch, random_batch, thompson_batch
-from aloop.acquisition.feasibility import FeasibilityModel
+from aloop.acquisition.feasibility import FeasibilityModel, cross_validate_feasibility
 from aloop.acquisition.multi import LogNEHVI, ScalarizedLogEI
 from aloop.acquisition.objectives import Maximize, Minimize, MultiObjective, Objective, Target, Window
 from aloop.acquisition.policies import (
@@ -42,6 +42,7 @@ __all__ = [
     "Target",
     "Thompson",
     "Window",
+    "cross_validate_feasibility",
     "get_policy",
     "greedy_batch",
     "known_policies",

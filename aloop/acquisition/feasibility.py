@@ -142,3 +142,50 @@ class FeasibilityModel:
     def log_prob(self, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """``N × d`` → ``N`` log success probabilities."""
         return np.log(self.prob(X, batch_size))
+
+
+#: Fewest failures (and successes) the feasibility cross-validation needs: one per fold, at least two folds.
+MIN_CV_CLASS = 2
+
+
+def cross_validate_feasibility(X: np.ndarray, succeeded: np.ndarray, groups: np.ndarray | None = None, k: int = 5,
+                               random_state: int = 0, **options: object) -> dict[str, object] | None:
+    """Is P(success) calibrated? Out-of-fold probabilities scored against the outcomes; ``None`` if too few.
+
+    Stratified k-fold (grouped by ``groups``, e.g. composition keys, so a retried composition never sits on
+    both sides of a split) with ``k`` folds, fewer when a class has fewer outcomes. Returns ``outcomes``,
+    ``failures``, ``folds``; the Brier score of the out-of-fold ``P(success)`` and of the training folds'
+    base rate (the score of a model that knows nothing about compositions); ``mean_p_success`` against the
+    ``success_rate`` observed (calibration in the large); and a ``verdict``.
+
+    Args:
+        X: ``n × d`` features of the outcomes.
+        succeeded: ``n`` booleans (``False`` = failed or vetoed).
+        options: passed to :class:`FeasibilityModel` (``method``, ``min_prob``).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(succeeded).astype(bool)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"need X of shape n × d and one outcome per row, got {X.shape} and {y.shape}")
+    if groups is not None and np.asarray(groups).shape != y.shape:
+        raise ValueError(f"groups must label each of the {y.size} outcomes, got shape {np.asarray(groups).shape}")
+    n_fail, n_ok = int((~y).sum()), int(y.sum())
+    folds = min(k, n_fail, n_ok)
+    if folds < MIN_CV_CLASS:
+        return None
+    if groups is None:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=random_state).split(X, y)
+    else:
+        splits = StratifiedGroupKFold(folds, shuffle=True, random_state=random_state).split(X, y, np.asarray(groups))
+    p, base = np.empty(y.size), np.empty(y.size)
+    for train, test in splits:
+        model = FeasibilityModel(random_state=random_state, **options).fit(X[train], y[train])  # type: ignore[arg-type]
+        p[test] = model.prob(X[test])
+        base[test] = y[train].mean()
+    brier, brier_base = float(np.mean((p - y) ** 2)), float(np.mean((base - y) ** 2))
+    verdict = ("better than the base rate" if brier < brier_base
+               else f"no better than the base rate ({n_fail} failures and {n_ok} successes may be too few to learn from)")
+    return {"outcomes": int(y.size), "failures": n_fail, "folds": folds, "brier": brier, "brier_base_rate": brier_base,
+            "mean_p_success": float(p.mean()), "success_rate": float(y.mean()), "verdict": verdict}

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from aloop.acquisition.feasibility import MIN_CV_CLASS, cross_validate_feasibility
 from aloop.atomic import write_atomically
 from aloop.campaigns import state
 from aloop.campaigns._store import describe
@@ -107,6 +108,7 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         model["cv"] = f"needs at least 3 distinct compositions (have {obs['key'].nunique()})"
     elif cv_asked:
         model["cv"] = "needs the candidate list (see the warning)"
+    feasibility = _feasibility_cv(campaign, events, obs) if cv_asked and pool is not None else None
     return {
         "campaign": campaign.name,
         "definition": str(campaign.config.path),
@@ -117,7 +119,23 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         "pending": [{"proposal_id": int(r.proposal_id), "batch_id": int(r.batch_id), "formula": r.formula}
                     for r in pending.itertuples()],
         "model": model,
+        **({"feasibility": feasibility} if feasibility is not None else {}),
     }
+
+
+def _feasibility_cv(campaign: Campaign, events: Sequence[state.Event], obs: pd.DataFrame) -> dict[str, Any] | None:
+    """Cross-validation of P(success) over every outcome (measured compositions succeeded; failures, vetoes not)."""
+    frames = [df for df in (state.outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
+    if not frames:
+        return None
+    bad = pd.concat(frames)
+    ok = obs.drop_duplicates("key")
+    keys = [*ok["key"], *bad["key"]]
+    X = campaign.features([*ok["formula"], *bad["formula"]], keys)
+    succeeded = np.r_[np.ones(len(ok), dtype=bool), np.zeros(len(bad), dtype=bool)]
+    result = cross_validate_feasibility(X, succeeded, np.asarray(keys, dtype=str), random_state=campaign.config.seed)
+    return result if result is not None else {"outcomes": len(keys), "failures": len(bad), "verdict": (
+        f"needs at least {MIN_CV_CLASS} failures and {MIN_CV_CLASS} successes to cross-validate")}
 
 
 def _front(campaign: Campaign, obs: pd.DataFrame) -> list[str]:
@@ -261,6 +279,12 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
                          f"uncertainty {s['verdict']}")
     elif cv:
         lines.append(f"cross-validation: {cv}")
+    if f := status.get("feasibility"):
+        score = (f"{f['folds']}-fold, grouped by composition: Brier score {f['brier']:.3f} against "
+                 f"{f['brier_base_rate']:.3f} for the base rate; mean P(success) {f['mean_p_success']:.0%} against "
+                 f"{f['success_rate']:.0%} made; " if "brier" in f else "")
+        lines.append(f"cross-validation of P(success) over {f['outcomes']} outcomes ({f['failures']} failed or "
+                     f"vetoed): {score}{f['verdict']}")
     lines.append(f"log: {status['log']}")
     return lines
 

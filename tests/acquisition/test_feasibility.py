@@ -105,3 +105,42 @@ def test_candidates_unlikely_to_be_made_are_not_proposed_while_others_are_left()
     assert sum(pick.index >= n - 10 for pick in got) == 10
     with pytest.raises(ValueError, match=r"min_success must be a probability in \[0, 1\), got 1.5"):
         propose(table, pool, Maximize(), LogEI(), q=1, best_f=0.5, feasibility=p, min_success=1.5)
+
+
+def _plate_outcomes(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """Metal fractions of real OER-plate compositions; a lab where every Mn-rich one (Mn ≥ 0.4) fails to form."""
+    from aloop.datasets import load
+
+    plate = load("oer-plate-3496").sample(n, random_state=0)
+    X = plate[[c for c in plate.columns if c.endswith("_load")]].to_numpy(float)
+    return X, X[:, list(plate.columns).index("mn_load")] < 0.4
+
+
+def test_cross_validation_says_whether_p_success_beats_the_base_rate() -> None:
+    from aloop.acquisition import cross_validate_feasibility
+
+    X, made = _plate_outcomes()
+    cv = cross_validate_feasibility(X, made)
+    assert cv is not None and cv["outcomes"] == 120 and cv["failures"] == int((~made).sum()) and cv["folds"] == 5
+    assert cv["brier"] < cv["brier_base_rate"] / 2 and cv["verdict"] == "better than the base rate"
+    assert cv["success_rate"] == pytest.approx(made.mean()) and abs(cv["mean_p_success"] - made.mean()) < 0.1
+    shuffled = np.random.default_rng(0).permutation(made)  # outcomes unrelated to composition: nothing to learn
+    noise = cross_validate_feasibility(X, shuffled)
+    assert noise is not None and noise["brier"] > cv["brier"] + 0.05 and noise["verdict"].startswith("no better")
+    # a composition on both sides of a split would leak: groups keep each composition in one fold
+    twice = cross_validate_feasibility(np.vstack([X, X[:10]]), np.r_[made, ~made[:10]], np.r_[np.arange(120), np.arange(10)])
+    assert twice is not None and twice["outcomes"] == 130
+
+
+def test_cross_validation_needs_two_of_each_outcome_and_refuses_bad_shapes() -> None:
+    from aloop.acquisition import cross_validate_feasibility
+
+    X, made = _plate_outcomes(20)
+    one_failure = made.copy()
+    one_failure[~made] = True
+    one_failure[0] = False
+    assert cross_validate_feasibility(X, one_failure) is None
+    with pytest.raises(ValueError, match="one outcome per row"):
+        cross_validate_feasibility(X, made[:-1])
+    with pytest.raises(ValueError, match="groups must label each of the 20 outcomes"):
+        cross_validate_feasibility(X, made, np.arange(3))

@@ -60,4 +60,11 @@ def test_an_initial_design_leaves_out_compositions_that_failures_make_unlikely(t
     assert (nxt["formula"].map(mn) >= 0.7).sum() == 0  # the failing corner is left alone …
     assert (nxt["formula"].map(mn) < 0.5).sum() >= 7  # … while the design still spreads over the rest
     assert nxt["p_success"].between(0.3, 1).all()  # each pick's P(success), at least the min_success cut
+    from aloop.campaigns.report import _summary_lines
+
+    status = campaign.status()  # is P(success) worth trusting? cross-validated over the outcomes so far
+    feasibility = status["feasibility"]
+    assert feasibility["outcomes"] == 20 and feasibility["failures"] == len(campaign.log.failures()) >= 2
+    assert feasibility["brier"] < feasibility["brier_base_rate"] and feasibility["verdict"] == "better than the base rate"
+    assert any(line.startswith("cross-validation of P(success) over 20 outcomes") for line in _summary_lines(status))
     campaign.close()
