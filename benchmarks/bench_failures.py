@@ -10,6 +10,10 @@ by the GP fitted to the successes, weighted by a feasibility classifier of succe
 Variants: the classifier (``logistic``: the default until session 24; ``auto``: a GP classifier) and
 ``min_success`` (0: weighting only, as before; 0.3: the default now). Per policy and variant, over seeds:
 failed syntheses, and the share of the makeable top 5% (the best 5% among compositions with Fe < 0.4) found.
+Then whether the final P(success) is calibrated: its k-fold cross-validated Brier score over the campaign's
+outcomes (``cross_validate_feasibility``, what ``aloop status`` reports; seeds with fewer than 2 failures have
+none), and its Brier score and mean on every composition not made, which the rule labels, each beside the
+base rate's (the fraction of the campaign's syntheses that worked).
 
     ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2]
 """
@@ -27,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 from joblib import Parallel, delayed
 
-from aloop.acquisition import FeasibilityModel, Minimize, propose
+from aloop.acquisition import FeasibilityModel, Minimize, cross_validate_feasibility, propose
 from aloop.datasets import load
 from aloop.surrogates import GPSurrogate
 
@@ -53,9 +57,17 @@ def run(X: np.ndarray, y: np.ndarray, fails: np.ndarray, good: np.ndarray, polic
                             exclude=np.array(made), feasibility=feas, min_success=min_success, seed=seed)
         made += [p.index for p in picks]
     made_arr = np.array(made)
+    ok = ~fails[made_arr]
+    cv = cross_validate_feasibility(X[made_arr], ok, made_arr, method=method, random_state=seed)
+    rest = np.setdiff1d(np.arange(len(y)), made_arr)  # what the final P(success) says about the syntheses not made
+    p_rest = FeasibilityModel.from_records(X[made_arr[ok]], X[made_arr[~ok]], method=method, random_state=seed).prob(X[rest])
+    truth = ~fails[rest]
     return {"policy": policy, "variant": variant, "seed": seed, "failed": int(fails[made_arr].sum()),
             "failed_after_first": int(fails[made_arr[FIRST:]].sum()),
-            "top5_found": float(good[made_arr].sum() / good.sum())}
+            "top5_found": float(good[made_arr].sum() / good.sum()),
+            "cv_brier": cv["brier"] if cv else np.nan, "cv_brier_base": cv["brier_base_rate"] if cv else np.nan,
+            "pool_brier": float(np.mean((p_rest - truth) ** 2)), "pool_brier_base": float(np.mean((ok.mean() - truth) ** 2)),
+            "pool_mean_p": float(p_rest.mean()), "pool_rate": float(truth.mean())}
 
 
 def main() -> None:
@@ -76,8 +88,10 @@ def main() -> None:
     rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s) for p, v, s in jobs)
     print(f"plate 3851: {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
           f"{int(good.sum())}; {len(rows)} runs in {time.time() - t0:.0f} s\n")
-    print(f"| policy | variant | failed of {BUDGET} (mean) | failed after the first {FIRST} | makeable top 5% found |")
-    print("|---|---|---|---|---|")
+    print(f"| policy | variant | failed of {BUDGET} (mean) | failed after the first {FIRST} | makeable top 5% found | "
+          "P(success) CV Brier (base rate) | on the syntheses not made: Brier (base rate) | there: mean P(success) "
+          "(fraction makeable) |")
+    print("|---|---|---|---|---|---|---|---|")
     summary = []
     for p in args.policies:
         for v in VARIANTS:
@@ -85,9 +99,15 @@ def main() -> None:
             f = np.mean([r["failed"] for r in sel])
             fa = np.mean([r["failed_after_first"] for r in sel])
             top = np.mean([r["top5_found"] for r in sel])
-            print(f"| {p} | {v} | {f:.1f} | {fa:.1f} | {top:.3f} |")
+            cal = {k: float(np.nanmean([r[k] for r in sel])) for k in
+                   ("cv_brier", "cv_brier_base", "pool_brier", "pool_brier_base", "pool_mean_p", "pool_rate")}
+            n_cv = sum(np.isfinite(r["cv_brier"]) for r in sel)
+            print(f"| {p} | {v} | {f:.1f} | {fa:.1f} | {top:.3f} | {cal['cv_brier']:.3f} ({cal['cv_brier_base']:.3f}; "
+                  f"{n_cv} of {len(sel)} seeds) | {cal['pool_brier']:.3f} ({cal['pool_brier_base']:.3f}) | "
+                  f"{cal['pool_mean_p']:.2f} ({cal['pool_rate']:.2f}) |")
             summary.append({"policy": p, "variant": v, "failed_mean": round(float(f), 2),
-                            "failed_after_first_mean": round(float(fa), 2), "top5_found_mean": round(float(top), 3)})
+                            "failed_after_first_mean": round(float(fa), 2), "top5_found_mean": round(float(top), 3),
+                            "cv_seeds": int(n_cv), **{k: round(x, 4) for k, x in cal.items()}})
     print(json.dumps({"benchmark": "failures", "seeds": args.seeds, "results": summary}))
 
 
