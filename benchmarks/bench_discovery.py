@@ -74,6 +74,13 @@ STUDIES = {
                                             "baybe": False, "surrogate_options": {"input_bounds": "pool"},
                                             "label_suffix": "-poolbox"}
        for plate in ("3496", "3851")},
+    # The pool box and a tight lengthscale prior: LogNormal with log-sd 0.15 at BoTorch's mode (half the box's
+    # side for 6 inputs), so that few, biased rows cannot send the lengthscales far from it (session 26).
+    **{f"oer-plate-{plate}-q1-ucb-tight": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                          "baybe": False,
+                                          "surrogate_options": {"input_bounds": "pool", "lengthscale_sd": 0.15},
+                                          "label_suffix": "-tight"}
+       for plate in ("3496", "3851")},
     # Thompson sampling (one joint posterior draw per pick) instead of UCB.
     **{f"oer-plate-{plate}-q1-thompson": {**_oer(plate, 1), "strategies": ("elemnet-gp-thompson", "ef-gp-thompson"),
                                           "baybe": False}

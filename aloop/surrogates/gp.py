@@ -96,6 +96,9 @@ class GPSurrogate(Surrogate):
         seed: seed of that subset.
         lengthscale_prior: ``"lognormal"`` (BoTorch's dimension-scaled LogNormal) or
             ``"gamma"`` (same mode, light-tailed; see :func:`_matern_kernel`).
+        lengthscale_sd: the LogNormal prior's log-sd, keeping its mode (``None``: BoTorch's √3, which
+            leaves MAP lengthscales free over orders of magnitude; a small value such as 0.15 holds them
+            near the mode, ``exp(√2 − 3)·√k`` in the unit box, from few rows). Only with ``"lognormal"``.
         input_bounds: the box ``Normalize`` maps to the unit cube: ``"train"`` (the
             training rows) or ``"pool"`` (training rows and ``X_pool``, i.e. the search
             space, as BoTorch recommends; without ``X_pool`` the training rows).
@@ -118,6 +121,7 @@ class GPSurrogate(Surrogate):
         seed: int = 0,
         lengthscale_prior: LengthscalePrior = "lognormal",
         input_bounds: Literal["train", "pool"] = "train",
+        lengthscale_sd: float | None = None,
     ) -> None:
         super().__init__()
         if projection not in ("auto", "pca", None):
@@ -125,6 +129,12 @@ class GPSurrogate(Surrogate):
         if lengthscale_prior not in ("lognormal", "gamma"):
             raise ValueError(f"lengthscale_prior must be 'lognormal' or 'gamma', got {lengthscale_prior!r}")
         self.lengthscale_prior = lengthscale_prior
+        if lengthscale_sd is not None and (isinstance(lengthscale_sd, bool) or not isinstance(lengthscale_sd, int | float)
+                                           or not 0 < lengthscale_sd < 10):
+            raise ValueError(f"lengthscale_sd must be a number in (0, 10) (or None: BoTorch's √3), got {lengthscale_sd!r}")
+        if lengthscale_sd is not None and lengthscale_prior != "lognormal":
+            raise ValueError(f"lengthscale_sd sets the LogNormal prior's spread; it does not go with {lengthscale_prior!r}")
+        self.lengthscale_sd = None if lengthscale_sd is None else float(lengthscale_sd)
         if input_bounds not in ("train", "pool"):
             raise ValueError(f"input_bounds must be 'train' or 'pool', got {input_bounds!r}")
         self.input_bounds = input_bounds
@@ -194,7 +204,8 @@ class GPSurrogate(Surrogate):
         if self.max_fit_rows is not None and Z.shape[0] > self.max_fit_rows and hyperparameters is None:
             gen = torch.Generator().manual_seed(self.seed)
             rows = torch.randperm(Z.shape[0], generator=gen)[: self.max_fit_rows]
-        gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds, self.lengthscale_prior)
+        gp = _make_gp(Z if rows is None else Z[rows], Y if rows is None else Y[rows], bounds, self.lengthscale_prior,
+                      self.lengthscale_sd)
         scipy_options: dict[str, Any] = {"maxcor": LBFGS_MAXCOR}
         if warm_start is not None and warm_start.gp is not None and _warm_start(gp, warm_start.gp):
             scipy_options["maxiter"] = WARM_START_MAXITER
@@ -206,7 +217,7 @@ class GPSurrogate(Surrogate):
                 fit_gpytorch_mll(mll, closure=matern_ard_closure(mll.train()),
                                  optimizer_kwargs={"options": scipy_options})
         if rows is not None:
-            gp = _condition_on_all(gp, Z, Y, bounds, self.lengthscale_prior)
+            gp = _condition_on_all(gp, Z, Y, bounds, self.lengthscale_prior, self.lengthscale_sd)
         self._set_gp(gp, Z, bounds, Y.shape[-1])
         self.n_features = d
         return self
@@ -233,11 +244,12 @@ class GPSurrogate(Surrogate):
         if Y.shape[-1] != self.num_outputs:
             raise ValueError(f"{type(self).__name__} was fitted on {self.num_outputs} outputs, got {Y.shape[-1]}")
         new = type(self)(self.projection, self.n_components, self.whiten, self.standardize, self.max_fit_rows,
-                         self.seed, self.lengthscale_prior, self.input_bounds)
+                         self.seed, self.lengthscale_prior, self.input_bounds, self.lengthscale_sd)
         new.projection_ = self.projection_
         new.n_features = self.n_features
         Z = torch.as_tensor(X) if self.projection_ is None else self.projection_(torch.as_tensor(X))
-        new._set_gp(_condition_in_fitted_units(self.gp, Z, Y, self._bounds, self.lengthscale_prior), Z, self._bounds,
+        new._set_gp(_condition_in_fitted_units(self.gp, Z, Y, self._bounds, self.lengthscale_prior, self.lengthscale_sd),
+                    Z, self._bounds,
                     Y.shape[-1])
         return new
 

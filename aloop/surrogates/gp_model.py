@@ -14,29 +14,31 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import MaternKernel
-from gpytorch.priors import GammaPrior
+from gpytorch.priors import GammaPrior, LogNormalPrior
 from torch import Tensor
 
 LengthscalePrior = Literal["lognormal", "gamma"]
 
 
-def _matern_kernel(k: int, m: int, lengthscale_prior: LengthscalePrior) -> MaternKernel:
+def _matern_kernel(k: int, m: int, lengthscale_prior: LengthscalePrior, sd: float | None = None) -> MaternKernel:
     """Matérn-5/2 ARD kernel over ``k`` inputs (batched over ``m`` outputs) with a dimension-scaled prior.
 
-    Both priors have their mode at ``exp(√2 − 3)·√k`` (Hvarfner et al. 2024). ``"lognormal"``
-    is BoTorch's LogNormal(√2 + ½ log k, √3); ``"gamma"`` is a Gamma with concentration 3
-    (that of BoTorch's earlier Gamma(3, 6)) whose light right tail keeps the MAP fit from
-    drifting to long lengthscales on few observations, i.e. wider intervals away from the data.
+    Every prior has its mode at ``exp(√2 − 3)·√k`` (Hvarfner et al. 2024). ``"lognormal"``
+    is BoTorch's LogNormal(√2 + ½ log k, √3), or with ``sd`` a LogNormal of that log-sd and the
+    same mode (a small ``sd`` holds the lengthscales near it); ``"gamma"`` is a Gamma with
+    concentration 3 (that of BoTorch's earlier Gamma(3, 6)) whose light right tail keeps the MAP
+    fit from drifting to long lengthscales on few observations, i.e. wider intervals away from the data.
     """
     batch_shape = torch.Size([m]) if m > 1 else torch.Size()
-    if lengthscale_prior == "lognormal":
+    if lengthscale_prior == "lognormal" and sd is None:
         return get_covar_module_with_dim_scaled_prior(ard_num_dims=k, batch_shape=batch_shape, use_rbf_kernel=False)
     mode = math.exp(math.sqrt(2.0) - 3.0) * math.sqrt(k)
+    prior = GammaPrior(3.0, 2.0 / mode) if lengthscale_prior == "gamma" else LogNormalPrior(math.log(mode) + sd**2, sd)
     return MaternKernel(
         nu=2.5,
         ard_num_dims=k,
         batch_shape=batch_shape,
-        lengthscale_prior=GammaPrior(3.0, 2.0 / mode),
+        lengthscale_prior=prior,
         lengthscale_constraint=GreaterThan(2.5e-2, transform=None, initial_value=mode),
     )
 
@@ -52,13 +54,14 @@ def min_stdv(Y: Tensor | np.ndarray) -> float:
     return max(min(1e-8, 1e-8 * scale), 1e-300)
 
 
-def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
-    """``SingleTaskGP`` on ``n × k`` inputs and ``n × m`` outcomes with the aloop defaults."""
+def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: LengthscalePrior,
+             sd: float | None = None) -> SingleTaskGP:
+    """``SingleTaskGP`` on ``n × k`` inputs and ``n × m`` outcomes with the aloop defaults (``sd``: see ``_matern_kernel``)."""
     k, m = Z.shape[-1], Y.shape[-1]
     return SingleTaskGP(
         Z,
         Y,
-        covar_module=_matern_kernel(k, m, lengthscale_prior),
+        covar_module=_matern_kernel(k, m, lengthscale_prior, sd),
         input_transform=Normalize(d=k, bounds=bounds),
         outcome_transform=Standardize(m=m, min_stdv=min_stdv(Y)),
     )
@@ -66,10 +69,10 @@ def _make_gp(Z: Tensor, Y: Tensor, bounds: Tensor, lengthscale_prior: Lengthscal
 
 @torch.no_grad()
 def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor,
-                      lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
+                      lengthscale_prior: LengthscalePrior, sd: float | None = None) -> SingleTaskGP:
     """A GP on all rows with the hyperparameters of ``fitted`` (a fit on a random subset of them),
     re-expressed for the standardisation of all rows: what ``fit(hyperparameters=...)`` rebuilds."""
-    full = _make_gp(Z, Y, bounds, lengthscale_prior)
+    full = _make_gp(Z, Y, bounds, lengthscale_prior, sd)
     full.covar_module.load_state_dict(fitted.covar_module.state_dict())
     old, new = fitted.outcome_transform, full.outcome_transform
     ratio = (old.stdvs / new.stdvs).reshape(-1)  # m
@@ -83,7 +86,7 @@ def _condition_on_all(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor
 
 @torch.no_grad()
 def _condition_in_fitted_units(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bounds: Tensor,
-                               lengthscale_prior: LengthscalePrior) -> SingleTaskGP:
+                               lengthscale_prior: LengthscalePrior, sd: float | None = None) -> SingleTaskGP:
     """A GP on new rows with every hyperparameter of ``fitted`` in ``Y``'s units, its outcome standardisation included.
 
     Re-standardising on the new rows (as :func:`_condition_on_all` must for a subset fit) would silently make the
@@ -93,7 +96,7 @@ def _condition_in_fitted_units(fitted: SingleTaskGP, Z: Tensor, Y: Tensor, bound
     k, m = Z.shape[-1], Y.shape[-1]
     transform = copy.deepcopy(fitted.outcome_transform).eval()
     # Standardised here and attached after: SingleTaskGP would re-learn a transform it is given on the new rows.
-    full = SingleTaskGP(Z, transform(Y)[0], covar_module=_matern_kernel(k, m, lengthscale_prior),
+    full = SingleTaskGP(Z, transform(Y)[0], covar_module=_matern_kernel(k, m, lengthscale_prior, sd),
                         input_transform=Normalize(d=k, bounds=bounds), outcome_transform=None)
     full.outcome_transform = transform
     full.covar_module.load_state_dict(fitted.covar_module.state_dict())

@@ -222,6 +222,32 @@ def test_gamma_prior_fits_conditions_and_warm_starts() -> None:
 def test_bad_lengthscale_prior_argument() -> None:
     with pytest.raises(ValueError, match="lengthscale_prior"):
         GPSurrogate(lengthscale_prior="cauchy")  # type: ignore[arg-type]
+    for sd in (0, -0.1, 10, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match=r"lengthscale_sd must be a number in \(0, 10\)"):
+            GPSurrogate(lengthscale_sd=sd)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="it does not go with 'gamma'"):
+        GPSurrogate(lengthscale_prior="gamma", lengthscale_sd=0.2)
+
+
+def test_a_tight_lengthscale_prior_keeps_the_mode_and_holds_few_rows_to_it() -> None:
+    from aloop.surrogates.gp import _matern_kernel
+
+    k = 2
+    mode = np.exp(np.sqrt(2) - 3) * np.sqrt(k)
+    ls = torch.tensor([0.8 * mode, mode, 1.25 * mode], dtype=torch.float64)
+    logp = _matern_kernel(k, 1, "lognormal", 0.15).lengthscale_prior.log_prob(ls)
+    assert logp[1] > logp[0] and logp[1] > logp[2]  # the same mode as BoTorch's √3 prior
+    X, y = _toy(80)
+    free = GPSurrogate().fit(X[:8], y[:8])
+    held = GPSurrogate(lengthscale_sd=0.15).fit(X[:8], y[:8])
+    spread = {name: np.abs(np.log(gp.gp.covar_module.lengthscale.detach().numpy() / mode)).max()
+              for name, gp in (("free", free), ("held", held))}
+    assert spread["held"] < 0.3 < spread["free"]  # eight rows: free lengthscales wander, held ones stay near the mode
+    grown = held.condition(X, y)
+    assert grown.lengthscale_sd == 0.15
+    torch.testing.assert_close(grown.gp.covar_module.lengthscale, held.gp.covar_module.lengthscale)
+    X_test, y_test = _toy(300, seed=7)
+    assert np.abs(GPSurrogate(lengthscale_sd=0.15).fit(X, y).predict(X_test)[0][:, 0] - y_test).mean() < 0.15
 
 
 def test_pool_input_bounds_cover_the_pool_and_change_only_the_box() -> None:
