@@ -76,11 +76,11 @@ STUDIES = {
        for plate in ("3496", "3851")},
     # The pool box and a tight lengthscale prior: LogNormal with log-sd 0.15 at BoTorch's mode (half the box's
     # side for 6 inputs), so that few, biased rows cannot send the lengthscales far from it (session 26).
-    **{f"oer-plate-{plate}-q1-ucb-tight": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
-                                          "baybe": False,
-                                          "surrogate_options": {"input_bounds": "pool", "lengthscale_sd": 0.15},
-                                          "label_suffix": "-tight"}
-       for plate in ("3496", "3851")},
+    **{f"oer-plate-{plate}-q{q}-ucb-tight": {**_oer(plate, q), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                             "baybe": False,
+                                             "surrogate_options": {"input_bounds": "pool", "lengthscale_sd": 0.15},
+                                             "label_suffix": "-tight"}
+       for plate in ("3496", "3851") for q in (1, 8)},
     # Thompson sampling (one joint posterior draw per pick) instead of UCB.
     **{f"oer-plate-{plate}-q1-thompson": {**_oer(plate, 1), "strategies": ("elemnet-gp-thompson", "ef-gp-thompson"),
                                           "baybe": False}
@@ -111,6 +111,18 @@ STUDIES = {
     "mp-transport-pf-q1": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
                            "strategies": DEFAULT, "seeds": 10, "n_init": 5, "batch_size": 1, "budget": 100,
                            "baybe": False, "surrogate_options": {"transform": "log10"}},
+    # The session-26 tight lengthscale prior (see the OER "-tight" studies) on the other two tasks, GP strategies only.
+    "bandgap-window-q1-tight": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
+                                "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window"), "seeds": 10,
+                                "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
+                                "surrogate_options": {"input_bounds": "pool", "lengthscale_sd": 0.15},
+                                "label_suffix": "-tight"},
+    "mp-transport-pf-q1-ucb-tight": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
+                                     "strategies": ("elemnet-gp-ucb", "magpie-gp-ucb", "ef-gp-ucb"), "seeds": 10,
+                                     "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
+                                     "surrogate_options": {"transform": "log10", "input_bounds": "pool",
+                                                           "lengthscale_sd": 0.15},
+                                     "label_suffix": "-tight"},
     "mp-transport-pf-q1-ucb": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
                                "strategies": ("elemnet-gp-ucb", "magpie-gp-ucb", "ef-gp-ucb", "random"), "seeds": 10,
                                "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
