@@ -311,10 +311,10 @@ class Campaign:
         )
 
     def _feasibility(self, events: Sequence[state.Event], X_ok: np.ndarray, seed: int) -> acq.FeasibilityModel | None:
-        bad = [df for df in (state.outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
-        if not bad:
+        bad = state.negatives(events)
+        if not len(bad):
             return None
-        X_bad = self.features([f for df in bad for f in df["formula"]], [k for df in bad for k in df["key"]])
+        X_bad = self.features(bad["formula"].tolist(), bad["key"].tolist())
         return acq.FeasibilityModel.from_records(X_ok, X_bad, random_state=seed)
 
     def record(self, results: pd.DataFrame | str | Path) -> AppendResult:

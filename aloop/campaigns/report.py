@@ -125,10 +125,9 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
 
 def _feasibility_cv(campaign: Campaign, events: Sequence[state.Event], obs: pd.DataFrame) -> dict[str, Any] | None:
     """Cross-validation of P(success) over every outcome (measured compositions succeeded; failures, vetoes not)."""
-    frames = [df for df in (state.outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
-    if not frames:
+    bad = state.negatives(events)
+    if not len(bad):
         return None
-    bad = pd.concat(frames)
     ok = obs.drop_duplicates("key")
     keys = [*ok["key"], *bad["key"]]
     X = campaign.features([*ok["formula"], *bad["formula"]], keys)

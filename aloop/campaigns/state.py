@@ -243,6 +243,12 @@ def outcomes(events: Sequence[Event], kind: str) -> pd.DataFrame:
     return _frame(rows, ["event_id", "proposal_id", "formula", "key", "reason", "at"])
 
 
+def negatives(events: Sequence[Event]) -> pd.DataFrame:
+    """The feasibility model's negatives: every ``failed`` then every ``rejected`` outcome (``outcomes``' columns)."""
+    frames = [df for df in (outcomes(events, k) for k in ("failed", "rejected")) if len(df)]
+    return pd.concat(frames, ignore_index=True) if frames else outcomes(events, "failed")
+
+
 @_memo
 def model_versions(events: Sequence[Event]) -> pd.DataFrame:
     """Every fitted model, oldest first; cross-validation metrics as ``cv_<metric>`` columns."""
