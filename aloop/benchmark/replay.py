@@ -31,6 +31,7 @@ from aloop.campaigns.config import (
     GP_SURROGATE_KINDS,
     SURROGATE_KINDS,
 )
+from aloop.campaigns.modeling import surrogate_options
 
 #: Default hyperparameter schedule of replays: refit when the data grew by 25% (see ``refit_growth``).
 REPLAY_REFIT_GROWTH = 0.25
@@ -115,6 +116,12 @@ class Strategy:
         data = {"featurizer": self.featurizer, "surrogate": self.surrogate, "acquisition": self.acquisition,
                 "layer": self.layer, "source": self.source, "surrogate_options": dict(self.surrogate_options),
                 "acquisition_options": dict(self.acquisition_options)}
+        if self.acquisition != "random":
+            # What the campaign fills in: runs made before a campaign default changed are not this strategy's.
+            own = dict(self.surrogate_options)
+            filled = {k: v for k, v in surrogate_options(self.surrogate, own).items() if own.get(k) != v}
+            if filled:
+                data["campaign_defaults"] = filled
         try:
             return json.loads(json.dumps(data, sort_keys=True, default=_plain))
         except (TypeError, ValueError) as exc:

@@ -173,9 +173,12 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
                           "use another output folder")
     specs = old.get("strategy_specs", {})
     for s in study.strategies:
-        # No spec in study.json: a strategy new to the folder, or a folder from before specs were stored.
-        records = (read_record(p) for p in sorted((out / "runs" / _slug(s.name)).glob("seed-*.json")))
-        seen = specs.get(s.name) or next((r["spec"] for r in records if "spec" in r), None)
+        paths = sorted((out / "runs" / _slug(s.name)).glob("seed-*.json"))
+        if not paths:  # no runs of it here (new, or moved away to be redone): nothing binds its choices
+            continue
+        # No spec in study.json: a folder from before specs were stored.
+        seen = specs.get(s.name) or next((r["spec"] for r in map(read_record, paths) if "spec" in r), None)
+        seen = None if seen is None else _with_unstored_defaults(seen)
         if seen is not None and seen != setup["strategy_specs"][s.name]:
             diff = "; ".join(_difference(k, seen.get(k), v) for k, v in setup["strategy_specs"][s.name].items()
                              if seen.get(k) != v)
@@ -184,6 +187,23 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
     setup["strategies"] = list(dict.fromkeys([*old.get("strategies", []), *setup["strategies"]]))
     setup["strategy_specs"] = specs | setup["strategy_specs"]
     return setup
+
+
+#: The campaign's surrogate defaults while specs did not store them (until session 27): the GP's fit rows only.
+_UNSTORED_DEFAULTS: dict[str, dict[str, Any]] = {"gp": {"max_fit_rows": 400}, "gp_forest": {"gp": {"max_fit_rows": 400}}}
+
+
+def _with_unstored_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored strategy spec with the campaign defaults its runs were made with, if it predates storing them."""
+    if "campaign_defaults" in spec or spec.get("acquisition") == "random":
+        return spec
+    own = spec.get("surrogate_options") or {}
+    filled = {}
+    for key, value in _UNSTORED_DEFAULTS.get(spec.get("surrogate", ""), {}).items():
+        merged = {**value, **own[key]} if isinstance(own.get(key), dict) else own.get(key, value)
+        if merged != own.get(key):
+            filled[key] = merged
+    return {**spec, "campaign_defaults": filled} if filled else spec
 
 
 def _difference(key: str, there: Any, here: Any, here_is: str = "in this study") -> str:

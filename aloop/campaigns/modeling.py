@@ -9,8 +9,11 @@ inside ``transform``): the surrogate then learns ``log10(y)``, window and target
 mapped the same way, predictions are stored as ``log10(<name>)`` and recorded values must be
 positive.
 
-Campaign defaults that differ from the surrogate's own: the GP's hyperparameters are fitted
-on at most ``GP_MAX_FIT_ROWS`` observations (set ``max_fit_rows`` in the options to change it).
+Campaign defaults that differ from the surrogate's own (:data:`SURROGATE_DEFAULTS`; a definition's
+``[surrogate.options]`` overrides each): the GP's hyperparameters are fitted on at most
+``GP_MAX_FIT_ROWS`` observations (``max_fit_rows``), its inputs are scaled to the candidates' box
+(``input_bounds = "pool"``) and its lengthscale prior is held near its mode (``lengthscale_sd = 0.15``;
+``1.7320508075688772``, i.e. √3, with ``input_bounds = "train"`` is BoTorch's prior and box again).
 ``refit_growth = g`` (kinds gp and gp_forest) re-fits the hyperparameters only when the observations have grown
 by a factor ``1 + g`` since the last such fit (starting the optimiser from the previous fit's
 values) and otherwise conditions the GP on all observations with the previous hyperparameters —
@@ -46,6 +49,16 @@ POLICY_NAMES = {"log_ei": "log_ei", "ei": "log_ei", "ucb": "ucb", "thompson": "t
 #: observations (2 busy cores), the MAP fit took ~290 s on 800 rows (1,768 L-BFGS steps), 13 s on
 #: 400 rows and 3.9 s on 200 rows (MAE on 5,000 held-out candidates 0.038 and 0.045; spread 0.34).
 GP_MAX_FIT_ROWS = 400
+#: The log-sd of a campaign GP's LogNormal lengthscale prior (BoTorch's mode kept, its √3 narrowed). Replaying
+#: the OER plates, the band-gap window and the MP power factor, every task found its best compositions sooner with
+#: it than with √3 (BENCHMARKS.md, session 26), at the price of lower interval coverage on unmeasured candidates.
+GP_LENGTHSCALE_SD = 0.15
+#: Options a campaign gives each surrogate kind unless its definition sets them.
+SURROGATE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gp": {"max_fit_rows": GP_MAX_FIT_ROWS, "input_bounds": "pool", "lengthscale_sd": GP_LENGTHSCALE_SD},
+    "gp_forest": {"gp": {"max_fit_rows": GP_MAX_FIT_ROWS}},
+    "ensemble": {},
+}
 #: Acquisition options that go to ``aloop.acquisition.propose`` rather than to the policy.
 PROPOSE_OPTIONS = ("min_distance", "shortlist", "min_success")
 
@@ -150,18 +163,31 @@ def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object
 
     kind = config.surrogate.kind
     cls = {"gp": GPSurrogate, "ensemble": TreeEnsembleSurrogate, "gp_forest": GPForestMixture}[kind]
-    opts = dict(options)
+    opts = surrogate_options(kind, options)
     opts.setdefault("seed", config.seed)
-    if kind == "gp":
-        opts.setdefault("max_fit_rows", GP_MAX_FIT_ROWS)
-    elif kind == "gp_forest":
-        opts["gp"] = {"max_fit_rows": GP_MAX_FIT_ROWS, **opts.get("gp", {})}
     try:
         return cls(**opts)
     except TypeError as exc:
         raise CampaignError(_unknown_option(kind, cls, str(exc))) from None
     except ValueError as exc:
         raise CampaignError(f"surrogate.options: {exc}") from None
+
+
+def surrogate_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition's surrogate options with the campaign's :data:`SURROGATE_DEFAULTS` for ``kind`` filled in.
+
+    The default ``lengthscale_sd`` belongs to the LogNormal prior, so a definition that picks
+    ``lengthscale_prior = "gamma"`` does not get it.
+    """
+    opts = dict(options)
+    for key, value in SURROGATE_DEFAULTS[kind].items():
+        if key == "lengthscale_sd" and opts.get("lengthscale_prior", "lognormal") != "lognormal":
+            continue
+        if isinstance(value, dict) and isinstance(opts.get(key, {}), Mapping):
+            opts[key] = {**value, **opts.get(key, {})}
+        else:
+            opts.setdefault(key, value)
+    return opts
 
 
 def _unknown_option(kind: str, cls: type, message: str) -> str:

@@ -147,6 +147,38 @@ def test_other_strategy_options_are_refused(small_task, tmp_path):
     assert [(s.name, k) for s, k in pending_runs(labelled, tmp_path)] == [("ef-gp-ucb-beta1e6", 0)]
 
 
+def _drop_campaign_defaults(folder, name):
+    """Make a folder's runs of ``name`` look as they did before specs stored the campaign's defaults."""
+    setup = json.loads((folder / "study.json").read_text())
+    setup["strategy_specs"][name].pop("campaign_defaults")
+    (folder / "study.json").write_text(json.dumps(setup))
+    for path in (folder / "runs" / name).glob("seed-*.json"):
+        rec = json.loads(path.read_text())
+        rec["spec"].pop("campaign_defaults")
+        path.write_text(json.dumps(rec))
+
+
+def test_runs_made_under_other_campaign_defaults_are_refused_until_moved_away(small_task, tmp_path):
+    """A spec stores what the campaign filled in; runs from before the GP's defaults changed are not resumed."""
+    plain = Strategy.parse("ef-gp-ucb")
+    assert plain.spec()["campaign_defaults"] == {"input_bounds": "pool", "lengthscale_sd": 0.15, "max_fit_rows": 400}
+    assert "campaign_defaults" not in Strategy.parse("ef-ensemble-ucb").spec()
+    explicit = replace(plain, surrogate_options={"input_bounds": "pool", "lengthscale_sd": 0.15}, label="tight")
+    study = Study(small_task, [plain, explicit], [0], n_init=4, batch_size=2, budget=6)
+    run_study(study, tmp_path, backend="serial")
+    for name in ("ef-gp-ucb", "tight"):
+        _drop_campaign_defaults(tmp_path, name)
+    # Before session 27 the campaign filled in only max_fit_rows: the labelled runs set the rest themselves.
+    assert pending_runs(Study(small_task, [explicit], [0], n_init=4, batch_size=2, budget=6), tmp_path) == []
+    with pytest.raises(ReplayError, match=r"'ef-gp-ucb' made with other choices \(campaign_defaults \{'max_fit_rows': "
+                                          r"400\} there"):
+        pending_runs(study, tmp_path)
+    (tmp_path / "runs" / "ef-gp-ucb").rename(tmp_path / "old-ef-gp-ucb")  # moved aside to be redone
+    assert [(s.name, k) for s, k in pending_runs(study, tmp_path)] == [("ef-gp-ucb", 0)]
+    run_study(study, tmp_path, backend="serial")
+    assert json.loads((tmp_path / "study.json").read_text())["strategy_specs"]["ef-gp-ucb"] == plain.spec()
+
+
 def test_folder_from_before_specs_and_digests_is_resumed_and_upgraded(small_task, tmp_path):
     """Committed studies have no pool digest, specs or objective check: their runs still count as finished."""
     study = Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, batch_size=2, budget=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,33 @@ def test_an_unknown_surrogate_option_is_named_with_its_table(surrogate: dict, me
         make_surrogate(cfg, options)
     assert str(err.value).startswith(message)
     assert "__init__" not in str(err.value)
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({}, {"input_bounds": "pool", "lengthscale_sd": 0.15, "lengthscale_prior": "lognormal", "max_fit_rows": 400}),
+    ({"input_bounds": "train", "lengthscale_sd": 1.7320508075688772, "max_fit_rows": 50},
+     {"input_bounds": "train", "lengthscale_sd": 1.7320508075688772, "max_fit_rows": 50}),
+    # The default log-sd belongs to the LogNormal prior: a Gamma prior does not get it (and is not refused).
+    ({"lengthscale_prior": "gamma"}, {"lengthscale_prior": "gamma", "lengthscale_sd": None, "input_bounds": "pool"}),
+], ids=["defaults", "overridden", "gamma"])
+def test_a_campaign_gp_holds_its_lengthscales_near_the_mode_unless_told_otherwise(options: dict, expected: dict) -> None:
+    from aloop.campaigns.modeling import make_surrogate, model_space
+
+    cfg = parse_config(_data(surrogate={"kind": "gp", "options": options}))
+    model = make_surrogate(cfg, model_space(cfg)[1])
+    assert {k: getattr(model, k) for k in expected} == expected
+
+
+def test_a_bad_lengthscale_option_is_refused_by_name() -> None:
+    from aloop.campaigns import CampaignError
+    from aloop.campaigns.modeling import make_surrogate, model_space
+
+    for options, message in (({"lengthscale_sd": 0}, "lengthscale_sd must be a number in (0, 10)"),
+                             ({"lengthscale_sd": 0.3, "lengthscale_prior": "gamma"}, "does not go with 'gamma'"),
+                             ({"input_bounds": "box"}, "input_bounds must be 'train' or 'pool'")):
+        cfg = parse_config(_data(surrogate={"kind": "gp", "options": options}))
+        with pytest.raises(CampaignError, match=re.escape(message)):
+            make_surrogate(cfg, model_space(cfg)[1])
 
 
 # --- candidate files at init -----------------------------------------------------------------------
