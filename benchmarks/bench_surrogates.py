@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aloop.campaigns.modeling import GP_LENGTHSCALE_SD
 from aloop.chem import to_fraction_matrix
 from aloop.datasets import load
 from aloop.surrogates import (
@@ -44,6 +45,9 @@ from aloop.surrogates import (
 SURROGATES: dict[str, Callable[[bool], Surrogate]] = {
     "gp": lambda quick: GPSurrogate(),
     "gp-gamma": lambda quick: GPSurrogate(lengthscale_prior="gamma"),
+    # A campaign's GP lengthscale prior (log-sd 0.15 at BoTorch's mode); its input box here is the training rows',
+    # which on these random hold-outs is the candidates' box a campaign uses.
+    "gp-tight": lambda quick: GPSurrogate(lengthscale_sd=GP_LENGTHSCALE_SD),
     "rf": lambda quick: TreeEnsembleSurrogate("random_forest", n_estimators=100 if quick else 300),
     "et": lambda quick: TreeEnsembleSurrogate("extra_trees", n_estimators=100 if quick else 300),
     "mlp": lambda quick: MLPEnsembleSurrogate(n_members=3 if quick else 5, max_epochs=100 if quick else 500),
