@@ -96,6 +96,13 @@ STUDIES = {
     **{f"oer-plate-{plate}-q{q}-gp-forest": {**_oer(plate, q), "strategies": ("ef-gp_forest-ucb", "elemnet-gp_forest-ucb"),
                                             "baybe": False}
        for plate in ("3496", "3851") for q in (1, 8)},
+    # The same mixture with its GP part on the campaign GP's pool box and tight lengthscale prior (session 28;
+    # the campaign gives gp_forest's GP only the fit-row cap).
+    **{f"oer-plate-{plate}-q1-gp-forest-tight": {**_oer(plate, 1), "strategies": ("ef-gp_forest-ucb",), "baybe": False,
+                                                 "surrogate_options": {"gp": {"input_bounds": "pool",
+                                                                              "lengthscale_sd": 0.15}},
+                                                 "label_suffix": "-tight"}
+       for plate in ("3496", "3851")},
     # Experimental band gaps: find absorber-like gaps inside 1.1–1.7 eV.
     "bandgap-window-q1": {"task": lambda: Task.from_dataset("expt-bandgap", direction="window", window=(1.1, 1.7)),
                           "strategies": ("elemnet-gp-window", "magpie-gp-window", "ef-gp-window", "random"),
