@@ -28,7 +28,7 @@ MIN_TARGET_SPREAD = 1e-3
 
 
 class SmallTargetWarning(UserWarning):
-    """A target varies so little in its units that BoTorch's variance floor distorts the posterior."""
+    """A target varies so little in its units (or not at all) that the posterior's scale cannot be trusted."""
 
 
 def check_posterior_input(model: object, X: object, n_features: int) -> None:
@@ -73,6 +73,12 @@ def check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
                       "at 1e-10 in y's units, so uncertainties below ~1e-5 are lost to acquisition functions (predict "
                       "is unaffected); give y in smaller units (e.g. mS/cm instead of S/cm) or model log10(y)",
                       SmallTargetWarning, stacklevel=3)
+    if len(y) > 1 and (spread == 0).any():
+        j = int(np.flatnonzero(spread == 0)[0])
+        which = f"column {j} of y" if y.shape[1] > 1 else "y"
+        warnings.warn(f"{which} is {y[0, j]:.6g} in all {len(y)} rows: nothing sets its scale, so uncertainties are on a "
+                      "scale of 1 in y's units (whatever those are) until a measurement differs", SmallTargetWarning,
+                      stacklevel=3)
     return X, y
 
 

@@ -21,6 +21,7 @@ from aloop.campaigns.log import CampaignLog as LogClass
 from aloop.campaigns.loop import DefinitionMismatchError
 from aloop.chem import check_formulas, composition_key
 from aloop.datasets import load
+from aloop.surrogates import SmallTargetWarning
 
 N_CANDIDATES = 300
 COLUMN = "S_p [μV/K]"
@@ -421,3 +422,12 @@ def test_batch_seeds_are_distinct_streams_and_keep_the_first_batch():
     seeds = {(s, b): batch_seed(s, b) for s in range(20) for b in range(1, 30)}
     assert len(set(seeds.values())) == len(seeds)
     assert all(seeds[s, b + 1] != seeds[s + 1, b] for s in range(19) for b in range(1, 29))
+
+
+def test_equal_results_warn_that_nothing_sets_the_models_scale(tmp_path: Path, truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth)
+    first = campaign.propose(6)
+    campaign.record(pd.DataFrame({"proposal_id": first["proposal_id"], COLUMN: 200.0}))  # e.g. a saturated instrument
+    with pytest.warns(SmallTargetWarning, match=r"y is 200 in all 6 rows: nothing sets its scale"):
+        batch = campaign.propose(4)
+    assert len(batch) == 4 and not set(batch["key"]) & set(first["key"])

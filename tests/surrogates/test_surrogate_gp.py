@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aloop.surrogates import GPSurrogate
-from aloop.surrogates.base import NotFittedError
+from aloop.surrogates.base import NotFittedError, SmallTargetWarning, check_training_data
 
 
 def _toy(n: int, d: int = 3, seed: int = 0, noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +154,11 @@ def test_single_observation_and_constant_targets() -> None:
     mean, var = gp.predict(np.array([[0.2, 0.4], [5.0, 5.0]]))
     assert np.isfinite(mean).all() and np.isfinite(var).all()
     X, _ = _toy(10)
-    mean, _ = GPSurrogate().fit(X, np.full(10, 3.0)).predict(X)
-    np.testing.assert_allclose(mean, 3.0, atol=1e-6)
+    with pytest.warns(SmallTargetWarning, match=r"y is 3 in all 10 rows: nothing sets its scale"):
+        gp = GPSurrogate().fit(X, np.full(10, 3.0))
+    np.testing.assert_allclose(gp.predict(X)[0], 3.0, atol=1e-6)
+    with pytest.warns(SmallTargetWarning, match=r"column 1 of y is -2 in all 10 rows"):
+        check_training_data(X, np.column_stack([np.arange(10.0), np.full(10, -2.0)]))
 
 
 def test_replicates_of_one_composition_are_refused_with_a_reason() -> None:
