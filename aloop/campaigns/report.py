@@ -334,6 +334,23 @@ def events_table(campaign: Campaign, events: Sequence[state.Event]) -> pd.DataFr
     return df
 
 
+#: Text columns of the exported tables: typed as strings in Parquet even while they hold no value yet.
+_TEXT_COLUMNS = ("kind", "formula", "composition_key", "key", "model_version", "reason", "operator", "notes", "raw_ref",
+                 "raw_data", "idempotency_key", "details")
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with one type per column whatever it holds yet (Parquet keeps the types): text, times, flags."""
+    df = df.copy()
+    for col in df.columns.intersection(_TEXT_COLUMNS):
+        df[col] = df[col].astype("string")
+    if "measured_at" in df.columns:
+        df["measured_at"] = pd.to_datetime(df["measured_at"], utc=True, format="ISO8601")
+    if "unsolicited" in df.columns:
+        df["unsolicited"] = df["unsolicited"].astype("boolean")
+    return df
+
+
 def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, table: str) -> Path:
     """Write the events or observations table to the new file ``path`` (``.csv``, ``.parquet`` or ``.pq``), atomically.
 
@@ -361,7 +378,7 @@ def export_table(campaign: Campaign, events: Sequence[state.Event], path: Path, 
     if fmt == "csv":
         buf.write(df.to_csv(index=False).encode("utf-8-sig"))  # the BOM makes Excel read UTF-8 (units such as μV/K)
     else:
-        df.to_parquet(buf, index=False)
+        _typed(df).to_parquet(buf, index=False)
     try:
         write_atomically(path, buf.getvalue(), replace=False)
     except FileExistsError:

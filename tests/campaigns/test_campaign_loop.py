@@ -252,6 +252,14 @@ def test_grid_campaign_caches_features_and_draws_a_ternary(tmp_path: Path, monke
     events = reopened.export(tmp_path / "events.parquet")
     table = pd.read_parquet(events)
     assert len(table) == len(reopened.log.events()) and "eta [V]" in table.columns
+    # One type per column whatever it holds so far (no operator or notes were given): exports keep one schema.
+    assert {str(table[c].dtype) for c in ("operator", "notes", "raw_ref", "model_version", "reason")} == {"string"}
+    def utc(col: pd.Series) -> bool:
+        return isinstance(col.dtype, pd.DatetimeTZDtype) and str(col.dtype.tz) == "UTC"
+
+    assert utc(table["measured_at"]) and str(table["unsolicited"].dtype) == "boolean"
+    obs_pq = pd.read_parquet(reopened.export(tmp_path / "obs.parquet", table="observations"))
+    assert utc(obs_pq["measured_at"]) and str(obs_pq["notes"].dtype) == "string"
     obs = pd.read_csv(reopened.export(tmp_path / "obs.csv", table="observations"))
     assert len(obs) == 10 and "eta [V]" in obs.columns
     with pytest.raises(CampaignError, match="export format"):
