@@ -31,7 +31,7 @@ from aloop.campaigns.config import (
     GP_SURROGATE_KINDS,
     SURROGATE_KINDS,
 )
-from aloop.campaigns.modeling import surrogate_options
+from aloop.campaigns.modeling import filled_defaults
 
 #: Default hyperparameter schedule of replays: refit when the data grew by 25% (see ``refit_growth``).
 REPLAY_REFIT_GROWTH = 0.25
@@ -118,9 +118,7 @@ class Strategy:
                 "acquisition_options": dict(self.acquisition_options)}
         if self.acquisition != "random":
             # What the campaign fills in: runs made before a campaign default changed are not this strategy's.
-            own = dict(self.surrogate_options)
-            filled = {k: v for k, v in surrogate_options(self.surrogate, own).items() if own.get(k) != v}
-            if filled:
+            if filled := filled_defaults(self.surrogate, self.surrogate_options):
                 data["campaign_defaults"] = filled
         try:
             return json.loads(json.dumps(data, sort_keys=True, default=_plain))

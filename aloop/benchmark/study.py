@@ -39,6 +39,7 @@ from aloop.benchmark.replay import (
 )
 from aloop.benchmark.backends import BACKENDS, execute
 from aloop.benchmark.task import ReplayError, Task
+from aloop.campaigns.modeling import filled_defaults
 
 #: The top fractions :func:`report` scores by default (Top% of the best 5% and 1%).
 TOP_FRACTIONS = (0.05, 0.01)
@@ -197,12 +198,7 @@ def _with_unstored_defaults(spec: dict[str, Any]) -> dict[str, Any]:
     """A stored strategy spec with the campaign defaults its runs were made with, if it predates storing them."""
     if "campaign_defaults" in spec or spec.get("acquisition") == "random":
         return spec
-    own = spec.get("surrogate_options") or {}
-    filled = {}
-    for key, value in _UNSTORED_DEFAULTS.get(spec.get("surrogate", ""), {}).items():
-        merged = {**value, **own[key]} if isinstance(own.get(key), dict) else own.get(key, value)
-        if merged != own.get(key):
-            filled[key] = merged
+    filled = filled_defaults(spec.get("surrogate", ""), spec.get("surrogate_options") or {}, _UNSTORED_DEFAULTS)
     return {**spec, "campaign_defaults": filled} if filled else spec
 
 

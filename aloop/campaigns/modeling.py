@@ -173,14 +173,15 @@ def make_surrogate(config: CampaignConfig, options: Mapping[str, Any]) -> object
         raise CampaignError(f"surrogate.options: {exc}") from None
 
 
-def surrogate_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """A definition's surrogate options with the campaign's :data:`SURROGATE_DEFAULTS` for ``kind`` filled in.
+def surrogate_options(kind: str, options: Mapping[str, Any],
+                      defaults: Mapping[str, Mapping[str, Any]] = SURROGATE_DEFAULTS) -> dict[str, Any]:
+    """A definition's surrogate options with the campaign's ``defaults`` for ``kind`` filled in.
 
     The default ``lengthscale_sd`` belongs to the LogNormal prior, so a definition that picks
     ``lengthscale_prior = "gamma"`` does not get it.
     """
     opts = dict(options)
-    for key, value in SURROGATE_DEFAULTS[kind].items():
+    for key, value in defaults.get(kind, {}).items():
         if key == "lengthscale_sd" and opts.get("lengthscale_prior", "lognormal") != "lognormal":
             continue
         if isinstance(value, dict) and isinstance(opts.get(key, {}), Mapping):
@@ -188,6 +189,13 @@ def surrogate_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
         else:
             opts.setdefault(key, value)
     return opts
+
+
+def filled_defaults(kind: str, options: Mapping[str, Any],
+                    defaults: Mapping[str, Mapping[str, Any]] = SURROGATE_DEFAULTS) -> dict[str, Any]:
+    """The options :func:`surrogate_options` adds to or changes in ``options`` (what a campaign fills in)."""
+    own = dict(options)
+    return {k: v for k, v in surrogate_options(kind, own, defaults).items() if own.get(k) != v}
 
 
 def _unknown_option(kind: str, cls: type, message: str) -> str:
