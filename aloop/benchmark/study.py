@@ -177,12 +177,13 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
         paths = sorted((out / "runs" / _slug(s.name)).glob("seed-*.json"))
         if not paths:  # no runs of it here (new, or moved away to be redone): nothing binds its choices
             continue
-        # No spec in study.json: a folder from before specs were stored.
+        current = setup["strategy_specs"][s.name]
         seen = specs.get(s.name) or next((r["spec"] for r in map(read_record, paths) if "spec" in r), None)
-        seen = None if seen is None else _with_unstored_defaults(seen)
-        if seen is not None and seen != setup["strategy_specs"][s.name]:
-            diff = "; ".join(_difference(k, seen.get(k), v) for k, v in setup["strategy_specs"][s.name].items()
-                             if seen.get(k) != v)
+        if seen is None:  # runs from before specs were stored: its choices, with the campaign defaults of then
+            seen = {k: v for k, v in current.items() if k != "campaign_defaults"}
+        seen = _with_unstored_defaults(seen)
+        if seen != current:
+            diff = "; ".join(_difference(k, seen.get(k), v) for k, v in current.items() if seen.get(k) != v)
             raise ReplayError(f"{out} holds runs of strategy {s.name!r} made with other choices ({diff}); "
                               "give the strategy another label or use another output folder")
     setup["strategies"] = list(dict.fromkeys([*old.get("strategies", []), *setup["strategies"]]))

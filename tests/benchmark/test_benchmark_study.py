@@ -179,6 +179,21 @@ def test_runs_made_under_other_campaign_defaults_are_refused_until_moved_away(sm
     assert json.loads((tmp_path / "study.json").read_text())["strategy_specs"]["ef-gp-ucb"] == plain.spec()
 
 
+def test_gp_runs_from_before_specs_are_taken_as_made_under_the_old_campaign_defaults(small_task, tmp_path):
+    """With no spec anywhere, a GP strategy's runs predate the session-27 defaults: refused, not mixed with new runs."""
+    study = Study(small_task, STRATEGIES, [0], n_init=4, batch_size=2, budget=6)
+    run_study(study, tmp_path, backend="serial")
+    setup = json.loads((tmp_path / "study.json").read_text())
+    (tmp_path / "study.json").write_text(json.dumps({k: v for k, v in setup.items() if k != "strategy_specs"}))
+    for name in ("ef-gp-log_ei", "random"):
+        path = record_path(tmp_path, name, 0)
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "spec"}))
+    with pytest.raises(ReplayError, match=r"'ef-gp-log_ei' made with other choices \(campaign_defaults "
+                                          r"\{'max_fit_rows': 400\} there"):
+        pending_runs(study, tmp_path)
+    assert pending_runs(Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=6), tmp_path) == []
+
+
 def test_folder_from_before_specs_and_digests_is_resumed_and_upgraded(small_task, tmp_path):
     """Committed studies have no pool digest, specs or objective check: their runs still count as finished."""
     study = Study(small_task, STRATEGIES[1:], [0, 1], n_init=4, batch_size=2, budget=8)
