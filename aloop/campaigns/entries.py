@@ -25,6 +25,14 @@ class Proposal:
     reason: str = ""
     p_success: float | None = None  # the feasibility model's, once failures or vetoes exist
 
+    @classmethod
+    def predicted(cls, formula: str, key: str, labels: Sequence[str], mean: Sequence[float], var: Sequence[float],
+                  **fields: object) -> Proposal:
+        """A proposal carrying a model's prediction: ``mean`` and ``var`` are its row (``m``) of ``predict``."""
+        return cls(formula, key, mean={lab: float(mean[j]) for j, lab in enumerate(labels)},
+                   std={lab: math.sqrt(max(float(var[j]), 0.0)) for j, lab in enumerate(labels)},
+                   **fields)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class Measurement:

@@ -29,11 +29,12 @@ import aloop.acquisition as acq
 from aloop.campaigns import state
 from aloop.campaigns._store import describe
 from aloop.campaigns.config import CampaignConfig, load_config
-from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives, check_pending
-from aloop.campaigns.entries import AppendResult, Proposal, id_list
+from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
+from aloop.campaigns.entries import AppendResult, Proposal
 from aloop.campaigns.files import find_definition, results_table, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
+from aloop.campaigns.outcomes import Outcomes
 from aloop.campaigns.modeling import (MIN_OBSERVATIONS_TO_FIT, CVResult, batch_seed, cross_validate, data_digest,
                                      fit_surrogate, initial_design, make_surrogate, modelling, pool_sample,
                                      replicate_means)
@@ -53,7 +54,7 @@ __all__ = ["Campaign", "CampaignError", "CampaignWarning", "DefinitionMismatchEr
            "find_definition"]
 
 
-class Campaign:
+class Campaign(Outcomes):
     """One campaign: its definition, its durable log and the propose → record → retrain loop.
 
     Open with :meth:`init` (new) or :meth:`open` (existing); close with :meth:`close` or a
@@ -242,14 +243,9 @@ class Campaign:
         fit = self._fit(events, obs)
         picks = self._acquire(fit, obs["key"].tolist(), events, n, seed)
         mean, var = fit.model.predict(pool.features[[p.index for p in picks]])  # type: ignore[attr-defined]
-        labels = self.space.labels
-        props = [
-            Proposal(str(pool.formulas[p.index]), str(pool.keys[p.index]),
-                     mean={lab: float(mean[i, j]) for j, lab in enumerate(labels)},
-                     std={lab: float(np.sqrt(max(var[i, j], 0.0))) for j, lab in enumerate(labels)},
-                     acquisition_value=float(p.score), reason=p.reason, p_success=p.p_feasible)
-            for i, p in enumerate(picks)
-        ]
+        props = [Proposal.predicted(str(pool.formulas[p.index]), str(pool.keys[p.index]), self.space.labels, mean[i],
+                                    var[i], acquisition_value=float(p.score), reason=p.reason, p_success=p.p_feasible)
+                 for i, p in enumerate(picks)]
         return props, fit, f"model {fit.version} ({self.config.acquisition.kind})", len(obs)
 
     def _observations(self, events: Sequence[state.Event]) -> pd.DataFrame:
@@ -333,41 +329,6 @@ class Campaign:
         if result.unsolicited and (self._pool is not None or cache_path(self.config).is_file()):  # no featurising
             warn_outside_candidates(lambda: self.pool, rows)
         return result
-
-    def fail(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
-        """Mark pending proposals as failed syntheses (they inform the feasibility model)."""
-        return self.log.fail(proposal_ids, reason)
-
-    def retry(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
-        """Try failed proposals again: one new pending proposal each, which takes the result; returns their ids.
-
-        The failure stays: it is kept in the log, listed by ``log.failures()`` and still lowers P(success) near
-        the composition, beside the retry's measurement once there is one.
-        """
-        ids = id_list(proposal_ids, "retry", "proposal")
-        failed = check_pending("retried", ids, self.log.events(), self.name, need="failed")  # again under the lock
-        note = f": {reason.strip()}" if reason.strip() else ""
-        new = [Proposal(formula=failed[pid].payload["formula"], key=str(failed[pid].composition_key),
-                        reason=f"retry of failed proposal {pid}{note}") for pid in ids]
-        return list(self.log.append_proposals(new, retry_of=ids).proposal_ids)
-
-    def reject(self, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
-        """Veto pending proposals: never proposed again; they inform the feasibility model."""
-        return self.log.reject(proposal_ids, reason)
-
-    def cancel(self, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
-        """Withdraw pending proposals; their compositions may be proposed again."""
-        return self.log.cancel(proposal_ids, reason)
-
-    def retract(self, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
-        """Withdraw wrongly recorded measurements or outcomes, keeping them in the log with ``reason`` and ``operator``.
-
-        ``ids``: measurement ids (``event_id`` in ``log.observations()``, listed by ``status()["best"]``) or ids
-        of proposals with one measurement, or marked failed, rejected or cancelled by mistake. A retracted value
-        leaves the training data, the best, the status and the report; the proposal, left without measurements
-        or outcome, is pending again. Returns the retraction event ids (see ``CampaignLog.retract``).
-        """
-        return self.log.retract(ids, reason, operator)
 
     # --- where we stand -------------------------------------------------------------------
 

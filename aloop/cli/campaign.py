@@ -202,8 +202,17 @@ def retry_command(
     """Try failed proposals again: a new pending proposal each takes the result; the failures stay."""
     with _opened(campaign_path) as campaign:
         new = campaign.retry(ids, reason)
-    out.print("; ".join(f"proposal {n} retries failed proposal {o}" for o, n in zip(ids, new, strict=True))
-              + ": record the result against the new id (or by formula)", markup=False)
+        rows = campaign.log.proposals().set_index("proposal_id").loc[new].reset_index().to_dict("records")
+        units = {o.name: f" {o.units}" if o.units else "" for o in campaign.config.objectives}
+        labels = campaign.space.labels
+    for old_id, r in zip(ids, rows, strict=True):
+        said = [f"{lab} {_fmt(r.get(f'mean_{lab}'))} ± {_fmt(r.get(f'std_{lab}'), 2)}{units.get(lab, '')}"
+                for lab in labels if _fmt(r.get(f"mean_{lab}"))]
+        if _fmt(r.get("p_success")):
+            said.append(f"P(success) {r['p_success']:.0%}")
+        out.print(f"proposal {r['proposal_id']} ({r['formula']}) retries failed proposal {old_id}"
+                  + (f"; predicted {', '.join(said)}" if said else ""), markup=False)
+    out.print("record the result against the new id (or by formula)", markup=False)
 
 
 def reject_command(

@@ -102,6 +102,16 @@ def test_closed_loop_retrains_and_never_repeats(tmp_path: Path, truth: pd.DataFr
     assert reopened.status(cv=False) == status
     pd.testing.assert_frame_equal(reopened.log.pending(), campaign.log.pending())
     assert reopened.propose(1).attrs["model_version"] == "v2"  # refitted from the log, not a new version
+
+    # A retry of the failed synthesis carries the model's prediction and P(success), as a proposal does.
+    failed_id = int(again["proposal_id"].iloc[0])
+    (retry_id,) = reopened.retry(failed_id, "new precursor")
+    row = reopened.log.proposals().set_index("proposal_id").loc[retry_id]
+    key = again["key"].iloc[0]
+    mean, var = reopened.surrogate().predict(reopened.features([row["formula"]], [key]))
+    assert row["key"] == key and row["model_version"] == "v2"
+    assert row["mean_S_p"] == pytest.approx(mean[0, 0]) and row["std_S_p"] == pytest.approx(np.sqrt(var[0, 0]))
+    assert 0 <= row["p_success"] < nxt["p_success"].min()  # it failed right there
     reopened.close()
 
 
@@ -439,3 +449,19 @@ def test_equal_results_warn_that_nothing_sets_the_models_scale(tmp_path: Path, t
     with pytest.warns(SmallTargetWarning, match=r"y is 200 in all 6 rows: nothing sets its scale"):
         batch = campaign.propose(4)
     assert len(batch) == 4 and not set(batch["key"]) & set(first["key"])
+
+
+def test_a_retry_without_the_candidate_list_is_written_without_a_prediction(tmp_path: Path,
+                                                                            truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth)
+    first = campaign.propose(2)
+    failed = int(first["proposal_id"].iloc[0])
+    campaign.fail(failed, "melted")
+    campaign.close()
+    (tmp_path / "candidates.csv").rename(tmp_path / "moved.csv")
+    with Campaign.open(tmp_path / "seebeck.toml", progress=False) as reopened:
+        with pytest.warns(CampaignWarning, match="candidates.*written without the model's prediction and P.success."):
+            (new,) = reopened.retry(failed)
+        row = reopened.log.proposals().set_index("proposal_id").loc[new]
+    assert row["status"] == "pending" and row["formula"] == first["formula"].iloc[0]
+    assert pd.isna(row["p_success"]) and pd.isna(row["model_version"])

@@ -209,7 +209,8 @@ def test_a_failed_synthesis_is_retried_and_the_failure_stays(campaign: tuple[Pat
         assert table.loc[new, "status"].tolist() == ["pending", "pending"]
         assert table.at[new[0], "reason"] == f"retry of failed proposal {p1}: dried precursor"
         assert table.at[new[0], "key"] == table.at[p1, "key"] and table.at[p1, "status"] == "failed"
-    assert f"proposal {new[0]} retries failed proposal {p1}" in " ".join(result.stdout.split())
+    said = " ".join(result.stdout.split())
+    assert f"proposal {new[0]} ({f1}) retries failed proposal {p1}" in said and "predicted" not in said  # no model yet
 
     recorded(folder, f"formula,{GAP}\n{f1},0.3\n")  # by formula: the pending retry takes it
     assert observations(folder)["proposal_id"].tolist() == [new[0]]
@@ -225,3 +226,22 @@ def test_a_failed_synthesis_is_retried_and_the_failure_stays(campaign: tuple[Pat
         assert log.events_digest() == before
     status_json = json.loads(invoke("status", "--json", "--no-cv", "-c", folder).stdout)
     assert status_json["counts"]["failed"] == 2 and status_json["counts"]["measured"] == 1
+
+
+def test_a_retry_once_the_model_is_fitted_says_its_prediction_and_chance(tmp_path: Path) -> None:
+    args = ["init", "gap", "--dir", tmp_path, "--elements", "Ni,Fe,Co", "--step", "0.1", "--featurizer", "ef",
+            "--objective", "gap", "--units", "eV", "--initial-size", "4"]
+    assert invoke(*args).exit_code == 0
+    assert invoke("propose", "-n", "6", "-c", tmp_path, "-o", tmp_path / "sheet.csv").exit_code == 0
+    sheet = pd.read_csv(tmp_path / "sheet.csv")
+    ids = sheet["proposal_id"].tolist()
+    assert invoke("fail", ids[0], "--reason", "amorphous", "-c", tmp_path).exit_code == 0
+    recorded(tmp_path, f"proposal_id,{GAP}\n" + "".join(f"{p},{0.2 * i}\n" for i, p in enumerate(ids[1:], 1)))
+    result = invoke("retry", ids[0], "-c", tmp_path)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    with CampaignLog.open(tmp_path / "gap.sqlite") as log:
+        row = log.proposals().iloc[-1]
+    assert row["model_version"] == "v1" and 0 <= row["p_success"] <= 1
+    assert (f"proposal {row['proposal_id']} ({sheet['formula'].iloc[0]}) retries failed proposal {ids[0]}; predicted "
+            f"gap {row['mean_gap']:.3g} ± {row['std_gap']:.2g} eV, P(success) {row['p_success']:.0%}") in said
