@@ -63,6 +63,12 @@ STUDIES = {
                                               "baybe": False, "acquisition_options": {"beta": b},
                                               "label_suffix": f"-beta{b:g}"}
        for plate in ("3496", "3851") for b in (1.0, 0.25)},
+    # β = 9 (σ weight 3) on the campaign GP since session 27 (session 29): two of 20 plate-3851 seeds spend picks
+    # 5–100 in a Co–Fe basin with no Ni, where the top 5% is Ni-rich; a larger weight on σ pays more for leaving it.
+    **{f"oer-plate-{plate}-q1-ucb-beta9": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                          "baybe": False, "acquisition_options": {"beta": 9.0},
+                                          "label_suffix": "-beta9"}
+       for plate in ("3496", "3851")},
     # Batch 8 with β = 1.
     **{f"oer-plate-{plate}-q8-ucb-beta1": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
