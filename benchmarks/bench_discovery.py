@@ -69,6 +69,12 @@ STUDIES = {
                                           "baybe": False, "acquisition_options": {"beta": 9.0},
                                           "label_suffix": "-beta9"}
        for plate in ("3496", "3851")},
+    # The default strategies started as a live campaign starts by default: a diverse (k-means) initial design on each
+    # strategy's features instead of 5 random rows (session 29: random starts that miss plate 3851's Ni-rich region trap
+    # two of 20 runs).
+    **{f"oer-plate-{plate}-q1-ucb-diverse": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                            "baybe": False, "initial_design": "diverse", "label_suffix": "-diverse"}
+       for plate in ("3496", "3851")},
     # Batch 8 with β = 1.
     **{f"oer-plate-{plate}-q8-ucb-beta1": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
@@ -240,7 +246,8 @@ def main() -> None:
                               source=spec.get("source") if s.startswith("elemnet") else None)
                       for s in spec["strategies"] if args.only is None or s in args.only]
         study = Study(task, strategies, seeds, spec["n_init"], spec["batch_size"], spec["budget"],
-                      spec.get("refit_growth", REPLAY_REFIT_GROWTH), name=name)
+                      spec.get("refit_growth", REPLAY_REFIT_GROWTH), name=name,
+                      initial_design=spec.get("initial_design", "random"))
         out = RESULTS / name
         start = time.perf_counter()
         records = load_records(out) if args.baybe_only else run_study(study, out, backend=args.backend, n_jobs=args.jobs)

@@ -61,6 +61,17 @@ def test_other_target_in_the_same_folder_is_refused(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "objective 'S_p' there, 'S_n' in this study" in result.stderr and "another output folder" in result.stderr
     assert (tmp_path / "study" / "study.json").read_text() == before
+    # Random starts there: diverse ones are another study (and a design a campaign does not know, a usage error).
+    result = invoke(*args, "-t", "S_p", "--initial-design", "diverse")
+    assert result.exit_code == 2 and "initial_design 'random' there, 'diverse'" in " ".join(result.stderr.split())
+    assert invoke(*args, "-t", "S_p", "--initial-design", "sobol").exit_code == 2
+    result = invoke("benchmark", "--csv", path, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "diverse",
+                    "--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "ef-gp-ucb", "--backend", "serial",
+                    "--initial-design", "diverse")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "diverse" / "runs" / "ef-gp-ucb" / "seed-0.json").read_text())
+    assert record["initial_design"] == "diverse"
+    assert json.loads((tmp_path / "diverse" / "study.json").read_text())["initial_design"] == "diverse"
 
 
 @pytest.mark.parametrize(("extra", "needle"), [

@@ -29,6 +29,7 @@ from aloop.campaigns.config import (
     ELEMNET_HIDDEN_LAYERS,
     FEATURIZER_KINDS,
     GP_SURROGATE_KINDS,
+    INITIAL_DESIGN_KINDS,
     SURROGATE_KINDS,
 )
 from aloop.campaigns.modeling import filled_defaults
@@ -137,13 +138,14 @@ class Strategy:
 
 def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, batch_size: int = 1,
                budget: int = 100, workdir: str | Path | None = None, refit_growth: float | None = REPLAY_REFIT_GROWTH,
-               study: str = "") -> dict[str, Any]:
+               study: str = "", initial_design: str = "random") -> dict[str, Any]:
     """Run one campaign against ``task`` and return its run record (see :mod:`aloop.benchmark.summary`).
 
     The campaign's definition and SQLite log are written to ``workdir`` (a temporary
     folder, deleted afterwards, when ``None``). The first ``n_init`` proposals are the
-    campaign's random initial design; then batches of ``batch_size`` until ``budget``
-    measurements (initial ones included). ``order`` holds task row indices.
+    campaign's initial design (``"random"``, the field's protocol, or ``"diverse"``, a live campaign's default:
+    k-means on the strategy's features; the random strategy's is always random); then batches of ``batch_size``
+    until ``budget`` measurements (initial ones included). ``order`` holds task row indices.
     """
     if not (isinstance(n_init, int) and isinstance(batch_size, int) and isinstance(budget, int)):
         raise ReplayError("n_init, batch_size and budget must be integers")
@@ -152,10 +154,11 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     if not n_init <= budget <= len(task):
         raise ReplayError(f"budget must be between n_init ({n_init}) and the pool size ({len(task)}), got {budget}")
     check_batch_size(n_init, batch_size, budget)
+    check_initial_design(initial_design)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="aloop-replay-") as tmp:
             return run_replay(task, strategy, seed, n_init=n_init, batch_size=batch_size, budget=budget,
-                              workdir=tmp, refit_growth=refit_growth, study=study)
+                              workdir=tmp, refit_growth=refit_growth, study=study, initial_design=initial_design)
     from aloop.campaigns import Campaign
 
     work = Path(workdir)
@@ -167,7 +170,7 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     batches: list[int] = []
     fits: list[dict[str, float]] = []
     start = time.perf_counter()
-    args = _campaign_args(task, strategy, seed, n_init, batch_size, refit_growth, pool_csv)
+    args = _campaign_args(task, strategy, seed, n_init, batch_size, refit_growth, pool_csv, initial_design)
     with Campaign.init(work / "campaign.toml", progress=False, **args) as campaign:
         batch_no = 0
         while len(order) < budget:
@@ -186,7 +189,7 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
         "study": study, "task": task.name, "strategy": strategy.name, "seed": int(seed), "batch_size": batch_size,
         "n_init": n_init, "budget": budget, "pool_size": len(task), "order": order, "batch": batches,
         "values": task.y[order].tolist(), "fits": fits, "seconds": time.perf_counter() - start,
-        "refit_growth": refit_growth, "spec": strategy.spec(),
+        "refit_growth": refit_growth, "spec": strategy.spec(), "initial_design": args["initial_design"],
     }
 
 
@@ -200,6 +203,12 @@ def check_batch_size(n_init: int, batch_size: int, budget: int,
         raise ReplayError(f"{q} {batch_size} is more than the {budget - n_init} measurements left after the "
                           f"initial design ({total} {budget} − {init} {n_init}); give a {q} of at most "
                           f"{budget - n_init} or a larger {total}")
+
+
+def check_initial_design(kind: object) -> None:
+    """Refuse (``ReplayError``) an initial design a campaign does not know."""
+    if kind not in INITIAL_DESIGN_KINDS:
+        raise ReplayError(f"initial design must be one of {', '.join(INITIAL_DESIGN_KINDS)}, got {kind!r}")
 
 
 def check_strategy(task: Task, strategy: Strategy, *, n_init: int = 5, batch_size: int = 1,
@@ -227,7 +236,7 @@ def check_strategy(task: Task, strategy: Strategy, *, n_init: int = 5, batch_siz
 
 
 def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch_size: int,
-                   refit_growth: float | None, pool_csv: Path) -> dict[str, Any]:
+                   refit_growth: float | None, pool_csv: Path, initial_design: str = "random") -> dict[str, Any]:
     """``Campaign.init`` arguments of a replay (besides the definition's path)."""
     objective: dict[str, Any] = {"objective": task.objective, "units": task.units, "direction": task.direction}
     if task.window is not None:
@@ -236,7 +245,7 @@ def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch
     if refit_growth is not None and strategy.surrogate in GP_SURROGATE_KINDS:
         surrogate_options.setdefault("refit_growth", refit_growth)
     return {"candidates_csv": str(pool_csv), "name": "replay", "seed": seed, "batch_size": batch_size,
-            "initial_design": "random", "initial_size": n_init, "surrogate_options": surrogate_options or None,
+            "initial_design": "random" if strategy.acquisition == "random" else initial_design, "initial_size": n_init, "surrogate_options": surrogate_options or None,
             "acquisition_options": dict(strategy.acquisition_options) or None, **objective, **strategy.flags()}
 
 

@@ -34,6 +34,7 @@ from aloop.benchmark.replay import (
     REPLAY_REFIT_GROWTH,
     Strategy,
     check_batch_size,
+    check_initial_design,
     check_strategy,
     run_replay,
 )
@@ -45,7 +46,7 @@ from aloop.campaigns.modeling import filled_defaults
 TOP_FRACTIONS = (0.05, 0.01)
 #: ``study.json`` keys a resumed study must match (a key missing from an older file is not compared).
 SETUP_KEYS = ("task", "objective", "units", "direction", "window", "pool_size", "pool_digest", "n_init", "batch_size",
-              "budget", "refit_growth")
+              "budget", "refit_growth", "initial_design")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Study:
     budget: int = 100
     refit_growth: float | None = REPLAY_REFIT_GROWTH
     name: str = ""
+    initial_design: str = "random"  # or "diverse" (k-means on each strategy's features, as a live campaign starts)
 
     def __post_init__(self) -> None:
         if isinstance(self.strategies, str | Strategy):
@@ -91,6 +93,7 @@ class Study:
             raise ReplayError(f"budget must be between n_init ({self.n_init}) and the pool size ({len(self.task)}), "
                               f"got {self.budget}")
         check_batch_size(self.n_init, self.batch_size, self.budget)
+        check_initial_design(self.initial_design)
 
     def setup(self) -> dict[str, Any]:
         """The set-up as JSON-able data (a resumed study must match it)."""
@@ -99,7 +102,8 @@ class Study:
                 "direction": t.direction, "window": list(t.window) if t.window else None, "pool_size": len(t),
                 "pool_digest": t.digest(), "strategies": [s.name for s in self.strategies],
                 "strategy_specs": {s.name: s.spec() for s in self.strategies}, "n_init": self.n_init,
-                "batch_size": self.batch_size, "budget": self.budget, "refit_growth": self.refit_growth}
+                "batch_size": self.batch_size, "budget": self.budget, "refit_growth": self.refit_growth,
+                "initial_design": self.initial_design}
 
 
 def _seeds(value: Any) -> tuple[int, ...]:
@@ -167,7 +171,7 @@ def _merged_setup(out: Path, study: Study) -> dict[str, Any]:
     setup = study.setup()
     if not path.exists() or not any(out.glob("runs/*/seed-*.json")):
         return setup
-    old = json.loads(path.read_text())
+    old = {"initial_design": "random"} | json.loads(path.read_text())  # the only design before it was stored
     changed = [_difference(k, old[k], setup[k]) for k in SETUP_KEYS if k in old and old[k] != setup[k]]
     if changed:
         raise ReplayError(f"{out} holds a study with a different set-up: {'; '.join(changed)}; "
@@ -252,7 +256,8 @@ def _one(study: Study, strategy: Strategy, seed: int, workdir: str | None) -> di
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)  # a run interrupted half-way starts again
     return run_replay(study.task, strategy, seed, n_init=study.n_init, batch_size=study.batch_size, budget=study.budget,
-                      workdir=workdir, refit_growth=study.refit_growth, study=study.name)
+                      workdir=workdir, refit_growth=study.refit_growth, study=study.name,
+                      initial_design=study.initial_design)
 
 
 def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_jobs: int = 2,

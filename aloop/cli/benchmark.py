@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from aloop.benchmark import Task
+
+#: The initial designs a replay can start from (``aloop.campaigns.config.INITIAL_DESIGN_KINDS``).
+InitialDesign = Literal["random", "diverse"]
 
 #: Measurements per run when --budget is not given.
 DEFAULT_BUDGET = 100
@@ -54,7 +57,10 @@ def benchmark_command(
         "--strategy", "-s", help="FEATURIZER[/LAYER]-SURROGATE-ACQUISITION or 'random' (repeatable; default: "
         "elemnet-gp-ucb, magpie-gp-ucb, ef-gp-ucb, random; with direction window the '-window' policy).")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1 per strategy.")] = 20,
-    n_init: Annotated[int, typer.Option("--n-init", min=1, help="Random initial measurements.")] = 5,
+    n_init: Annotated[int, typer.Option("--n-init", min=1, help="Initial measurements (the initial design).")] = 5,
+    initial_design: Annotated[InitialDesign, typer.Option("--initial-design", help=(
+        "random (the field's protocol: the same rows for every strategy of a seed) or diverse (k-means on each "
+        "strategy's features, as a campaign starts by default; the random strategy stays random)."))] = "random",
     batch_size: Annotated[int, typer.Option(
         "--batch-size", "-q", min=1, help="Proposals per round (at most budget − n-init).")] = 1,
     budget: Annotated[int | None, typer.Option(
@@ -102,7 +108,7 @@ def benchmark_command(
         strategies = [Strategy.parse(s) for s in (strategy or default_strategies(task.direction))]
         check_batch_size(n_init, batch_size, budget, names=("-q/--batch-size", "--budget", "--n-init"))
         study = Study(task, strategies, list(range(seeds)), n_init, batch_size, budget, refit_growth,
-                      name=out_dir.name)
+                      name=out_dir.name, initial_design=initial_design)
     except (ReplayError, DatasetError) as exc:
         fail(str(exc))
     if jobs is not None and backend != "joblib":

@@ -83,6 +83,24 @@ def test_task_from_frame_merges_and_drops():
     assert list(task.extra.columns) == ["t"]
 
 
+def test_a_diverse_initial_design_starts_as_a_campaign_does(small_task, tmp_path):
+    """``initial_design="diverse"``: the first n_init picks are the campaign's k-means design on the strategy's
+    features (not the seed's random rows); the random strategy keeps its random start."""
+    s = Strategy.parse("ef-gp-ucb")
+    diverse = run_replay(small_task, s, 1, n_init=5, budget=8, initial_design="diverse", workdir=tmp_path / "d")
+    plain = run_replay(small_task, s, 1, n_init=5, budget=8)
+    assert diverse["initial_design"] == "diverse" and plain["initial_design"] == "random"
+    assert sorted(diverse["order"][:5]) != sorted(plain["order"][:5])
+    with Campaign.open(tmp_path / "d" / "campaign.toml") as campaign:
+        first = campaign.log.proposals().sort_values("proposal_id").head(5)
+    assert first["reason"].str.startswith("initial design: diverse — nearest to k-means centre").all()
+    assert [small_task.keys[r] for r in diverse["order"][:5]] == first["key"].tolist()
+    rand = run_replay(small_task, Strategy.parse("random"), 1, n_init=5, budget=6, initial_design="diverse")
+    assert rand["initial_design"] == "random"
+    with pytest.raises(ReplayError, match="initial design must be one of random, diverse, got 'sobol'"):
+        run_replay(small_task, s, 1, n_init=5, budget=8, initial_design="sobol")
+
+
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"budget": 151}, "budget"), ({"n_init": 0}, "n_init"), ({"budget": 3}, "budget"), ({"batch_size": 0}, "batch_size"),
 ])

@@ -75,6 +75,19 @@ def test_changed_setup_is_refused(small_task, tmp_path):
         run_study(_study(small_task), tmp_path, backend="serial")
 
 
+def test_the_initial_design_is_part_of_the_set_up(small_task, tmp_path):
+    """A study folder of random starts (also one from before the design was stored) refuses diverse ones."""
+    study = Study(small_task, STRATEGIES[1:], [0], n_init=4, batch_size=2, budget=8)
+    run_study(study, tmp_path, backend="serial")
+    setup = json.loads((tmp_path / "study.json").read_text())
+    assert setup["initial_design"] == "random"
+    del setup["initial_design"]
+    (tmp_path / "study.json").write_text(json.dumps(setup))
+    assert pending_runs(study, tmp_path) == []
+    with pytest.raises(ReplayError, match="different set-up: initial_design 'random' there, 'diverse'"):
+        run_study(replace(study, initial_design="diverse"), tmp_path, backend="serial")
+
+
 def test_a_folder_without_finished_runs_takes_a_corrected_set_up(small_task, tmp_path):
     """A study interrupted before its first run ended (only study.json written) binds nothing: the command
     typed again with a corrected budget runs; once a run is finished, the set-up is fixed."""
@@ -266,6 +279,7 @@ def test_report_of_some_seeds(small_task, tmp_path):
     ({"strategies": [Strategy("ef", "gp", "ucb", label="ef gp"), Strategy("ef", "gp", "log_ei", label="ef/gp")]},
      r"strategy names \['ef gp', 'ef/gp'\] share the folder name 'ef_gp'"),
     ({"strategies": "ef-gp-ucb"}, "strategies must be a list"), ({"strategies": [3]}, "Strategy objects or names"),
+    ({"initial_design": "lhs"}, "initial design must be one of random, diverse, got 'lhs'"),
 ])
 def test_bad_studies(small_task, kw, match):
     args = {"strategies": STRATEGIES, "seeds": [0]} | kw
