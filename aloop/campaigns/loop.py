@@ -33,11 +33,11 @@ from aloop.campaigns.consistency import DefinitionMismatchError, check_objective
 from aloop.campaigns.entries import AppendResult, Proposal
 from aloop.campaigns.files import find_definition, results_table, write_definition
 from aloop.campaigns.fitting import Fit, SurrogateFitter
+from aloop.campaigns.initial_design import initial_design
 from aloop.campaigns.log import CampaignLog, ProposalConflictError
-from aloop.campaigns.outcomes import Outcomes
 from aloop.campaigns.modeling import (MIN_OBSERVATIONS_TO_FIT, CVResult, batch_seed, cross_validate, data_digest,
-                                     fit_surrogate, initial_design, make_surrogate, modelling, pool_sample,
-                                     replicate_means)
+                                     fit_surrogate, make_surrogate, modelling, pool_sample, replicate_means)
+from aloop.campaigns.outcomes import Outcomes
 from aloop.campaigns.pool import (
     CampaignError,
     CampaignWarning,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aloop.campaigns.modeling import initial_design
+from aloop.campaigns.initial_design import initial_design
 
 
 def test_rows_equally_near_a_centre_are_chosen_by_pool_order() -> None:
