@@ -245,7 +245,8 @@ def _campaign_args(task: Task, strategy: Strategy, seed: int, n_init: int, batch
     if refit_growth is not None and strategy.surrogate in GP_SURROGATE_KINDS:
         surrogate_options.setdefault("refit_growth", refit_growth)
     return {"candidates_csv": str(pool_csv), "name": "replay", "seed": seed, "batch_size": batch_size,
-            "initial_design": "random" if strategy.acquisition == "random" else initial_design, "initial_size": n_init, "surrogate_options": surrogate_options or None,
+            "initial_design": "random" if strategy.acquisition == "random" else initial_design, "initial_size": n_init,
+            "surrogate_options": surrogate_options or None,
             "acquisition_options": dict(strategy.acquisition_options) or None, **objective, **strategy.flags()}
 
 

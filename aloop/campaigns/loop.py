@@ -225,10 +225,9 @@ class Campaign(Outcomes):
                                 f"are still available (the others are measured, pending, failed or rejected): "
                                 f"ask for at most {left}; nothing proposed")
         n = min(n, left)
-        batch_no = 1 + max((e.batch_id or 0 for e in events), default=0)
-        seed = batch_seed(self.config.seed, batch_no)
+        seed = self._next_batch_seed(events)
         obs = self._observations(events)
-        threshold = max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
+        threshold = self._min_observations()
         if len(obs) < threshold:  # an initial design too leaves out compositions the failures so far make unlikely
             feas = self._feasibility(events, self.features(obs["formula"].tolist(), obs["key"].tolist()), seed)
             p_ok = feas.prob(pool.features) if feas is not None and feas.classifier_ is not None else None
@@ -277,9 +276,17 @@ class Campaign(Outcomes):
         """The surrogate fitted on every current observation (``None`` during the initial design)."""
         events = self._events()
         obs = self._observations(events)
-        if len(obs) < max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT):
+        if len(obs) < self._min_observations():
             return None
         return self._fit(events, obs).model
+
+    def _min_observations(self) -> int:
+        """Observations before the model takes over from the initial design."""
+        return max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT)
+
+    def _next_batch_seed(self, events: Sequence[state.Event]) -> int:
+        """The random seed of the next batch written after ``events``."""
+        return batch_seed(self.config.seed, 1 + max((e.batch_id or 0 for e in events), default=0))
 
     def _fit(self, events: Sequence[state.Event], obs: pd.DataFrame) -> Fit:
         """The surrogate on every observation; a new version only when the training data changed."""

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from aloop.campaigns import state
 from aloop.campaigns.consistency import check_pending
 from aloop.campaigns.entries import Proposal, id_list
-from aloop.campaigns.modeling import MIN_OBSERVATIONS_TO_FIT, batch_seed
 from aloop.campaigns.pool import CampaignError, CampaignWarning
 
 if TYPE_CHECKING:
@@ -41,7 +40,8 @@ class Outcomes:
         new, version = self._predicted(events, new)
         return list(self.log.append_proposals(new, model_version=version, retry_of=ids).proposal_ids)
 
-    def _predicted(self: Campaign, events: tuple[state.Event, ...], props: list[Proposal]) -> tuple[list[Proposal], str | None]:
+    def _predicted(self: Campaign, events: tuple[state.Event, ...],
+                   props: list[Proposal]) -> tuple[list[Proposal], str | None]:
         """``props`` with the model's prediction (once it is fitted) and P(success) (once failures or vetoes exist),
         as ``propose`` gives them; and the model version (``None`` during the initial design)."""
         try:
@@ -52,10 +52,10 @@ class Outcomes:
             return props, None
         obs = self._observations(events)
         feas = self._feasibility(events, self.features(obs["formula"].tolist(), obs["key"].tolist()),
-                                 batch_seed(self.config.seed, 1 + max((e.batch_id or 0 for e in events), default=0)))
+                                 self._next_batch_seed(events))
         p_ok = feas.prob(X) if feas is not None and feas.classifier_ is not None else [None] * len(props)
         props = [replace(p, p_success=None if q is None else float(q)) for p, q in zip(props, p_ok, strict=True)]
-        if len(obs) < max(self.config.initial_design.size, MIN_OBSERVATIONS_TO_FIT):
+        if len(obs) < self._min_observations():
             return props, None
         fit = self._fit(events, obs)
         mean, var = fit.model.predict(X)  # type: ignore[attr-defined]
