@@ -65,10 +65,11 @@ STUDIES = {
        for plate in ("3496", "3851") for b in (1.0, 0.25)},
     # β = 9 (σ weight 3) on the campaign GP since session 27 (session 29): two of 20 plate-3851 seeds spend picks
     # 5–100 in a Co–Fe basin with no Ni, where the top 5% is Ni-rich; a larger weight on σ pays more for leaving it.
-    **{f"oer-plate-{plate}-q1-ucb-beta9": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
-                                          "baybe": False, "acquisition_options": {"beta": 9.0},
-                                          "label_suffix": "-beta9"}
-       for plate in ("3496", "3851")},
+    # β = 6.25 (σ weight 2.5) in between.
+    **{f"oer-plate-{plate}-q1-ucb-beta{b:g}": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                              "baybe": False, "acquisition_options": {"beta": b},
+                                              "label_suffix": f"-beta{b:g}"}
+       for plate in ("3496", "3851") for b in (9.0, 6.25)},
     # The default strategies started as a live campaign starts by default: a diverse (k-means) initial design on each
     # strategy's features instead of 5 random rows (session 29: random starts that miss plate 3851's Ni-rich region trap
     # two of 20 runs).
