@@ -76,6 +76,11 @@ STUDIES = {
     **{f"oer-plate-{plate}-q1-ucb-diverse": {**_oer(plate, 1), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                             "baybe": False, "initial_design": "diverse", "label_suffix": "-diverse"}
        for plate in ("3496", "3851")},
+    # β = 6.25 at batch 8, and on the MP power factor (session 29: would it do as the default?).
+    **{f"oer-plate-{plate}-q8-ucb-beta6.25": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
+                                             "baybe": False, "acquisition_options": {"beta": 6.25},
+                                             "label_suffix": "-beta6.25"}
+       for plate in ("3496", "3851")},
     # Batch 8 with β = 1.
     **{f"oer-plate-{plate}-q8-ucb-beta1": {**_oer(plate, 8), "strategies": ("elemnet-gp-ucb", "ef-gp-ucb"),
                                           "baybe": False, "acquisition_options": {"beta": 1.0},
@@ -145,6 +150,11 @@ STUDIES = {
                                      "surrogate_options": {"transform": "log10", "input_bounds": "pool",
                                                            "lengthscale_sd": 0.15},
                                      "label_suffix": "-tight"},
+    "mp-transport-pf-q1-ucb-beta6.25": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
+                                        "strategies": ("elemnet-gp-ucb", "magpie-gp-ucb", "ef-gp-ucb"), "seeds": 10,
+                                        "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
+                                        "surrogate_options": {"transform": "log10"},
+                                        "acquisition_options": {"beta": 6.25}, "label_suffix": "-beta6.25"},
     "mp-transport-pf-q1-ucb": {"task": lambda: Task.from_dataset("mp-transport", "PF_p", direction="maximize"),
                                "strategies": ("elemnet-gp-ucb", "magpie-gp-ucb", "ef-gp-ucb", "random"), "seeds": 10,
                                "n_init": 5, "batch_size": 1, "budget": 100, "baybe": False,
