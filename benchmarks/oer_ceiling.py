@@ -30,10 +30,14 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
   light-tailed Gamma lengthscale prior.
 * with ``--decompose``, own-fit campaigns (pool box) that predict with one or all of the hindsight GP's
   hyperparameters (prior mean, signal sd, noise, lengthscales) in place of their own: which of them carries the lift.
+* with ``--schedules``, own-fit campaigns on the campaign GP (plate box, lengthscale log-sd 0.15) with β = 4 and with
+  β = 9 for the first 30 or 60 measurements, then 4: does exploring first free the runs a Co–Fe basin traps on
+  plate 3851 without slowing the others?
 
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
-    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions] [--estimators] [--decompose]
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions] [--estimators] [--decompose] \
+        [--schedules]
 """
 
 from __future__ import annotations
@@ -162,6 +166,23 @@ def variants(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: i
     return r
 
 
+def explore_first(until: int, high: float = 9.0, low: float = 4.0) -> Callable[[int], float]:
+    """β = ``high`` while fewer than ``until`` rows are measured, then ``low``."""
+    return lambda t: high if t < until else low
+
+
+def schedules(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """AF(0.5) and median experiments to 50% of own-hyperparameter UCB campaigns on the campaign GP (plate box,
+    lengthscale log-sd 0.15): β = 4, and β = 9 for the first 30 or 60 measurements, then 4."""
+    opts = {"input_bounds": "pool", "lengthscale_sd": 0.15}
+    r: dict[str, float] = {}
+    for name, beta in (("tight_beta4", 4.0), ("explore30", explore_first(30)), ("explore60", explore_first(60))):
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, beta=beta, gp_options=opts)
+                                       for s in range(seeds))
+        r.update(_scores(name, orders, y, mask))
+    return r
+
+
 def acquisitions(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
     """AF(0.5) and median experiments to 50%: UCB refitted every round, and P(top 5%) / P(top 2.5%) scores."""
     r: dict[str, float] = {}
@@ -237,6 +258,8 @@ def main() -> None:
                     help="also UCB campaigns with other hyperparameter estimates (pool input box, Gamma prior)")
     ap.add_argument("--decompose", action="store_true",
                     help="also own-fit campaigns predicting with one or all of the hindsight hyperparameters")
+    ap.add_argument("--schedules", action="store_true",
+                    help="also campaign-GP UCB campaigns that explore first (β = 9 for 30 or 60 measurements, then 4)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
     args = ap.parse_args()
     out = []
@@ -283,7 +306,7 @@ def main() -> None:
                   f"(median {r['refit_every_round_to_50_median']:g}), P(top 5%) {r['p_top5_af']} "
                   f"(median {r['p_top5_to_50_median']:g}), P(top 2.5%) {r['p_top2.5_af']} "
                   f"(median {r['p_top2.5_to_50_median']:g})", flush=True)
-        for flag, fn in (("estimators", estimators), ("decompose", decompose)):
+        for flag, fn in (("estimators", estimators), ("decompose", decompose), ("schedules", schedules)):
             if getattr(args, flag):
                 part = fn(F, y, mask, args.seeds, args.jobs)
                 r.update(part)
