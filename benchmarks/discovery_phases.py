@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aloop.benchmark.metrics import acceleration_factor, goodness, top_mask, top_percent_curve
+from aloop.benchmark.metrics import (acceleration_factor, experiments_to_reach, goodness, top_mask,
+                                     top_percent_curve)
 from aloop.benchmark.study import load_records
 
 RESULTS = Path(__file__).parent / "results" / "discovery"
@@ -64,9 +65,8 @@ def seeds(study: str, top: float, drop: int = 2) -> list[dict]:
         per_seed = []
         for r in (r for r in records if r["strategy"] == name):
             curve = top_percent_curve(np.asarray(r["order"]), mask, r["batch"])
-            reached = np.flatnonzero(curve * n_top >= n_top / 2)
-            per_seed.append((int(reached[0]) + 1 if reached.size else None,
-                             int(round(curve[min(99, len(curve) - 1)] * n_top)), int(r["seed"]), curve))
+            per_seed.append((experiments_to_reach(curve, 0.5), int(round(curve[min(99, len(curve) - 1)] * n_top)),
+                             int(r["seed"]), curve))
         per_seed.sort(key=lambda t: (-(t[0] or 10**9), t[1]))
 
         def af(runs: list) -> str:

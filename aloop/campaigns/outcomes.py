@@ -33,7 +33,7 @@ class Outcomes:
         """
         ids = id_list(proposal_ids, "retry", "proposal")
         events = self._events()
-        failed = check_pending("retried", ids, events, self.name, need="failed")  # again under the lock
+        failed = check_pending("retried", ids, events, self.name, need="failed")  # the log checks again under its lock
         note = f": {reason.strip()}" if reason.strip() else ""
         new = [Proposal(failed[p].payload["formula"], str(failed[p].composition_key),
                         reason=f"retry of failed proposal {p}{note}") for p in ids]
