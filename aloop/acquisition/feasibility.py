@@ -20,6 +20,7 @@ import warnings
 from typing import Self
 
 import numpy as np
+from scipy.spatial.distance import pdist
 from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
@@ -69,16 +70,23 @@ class FeasibilityModel:
         self.constant_: float | None = None
         self.n_features_: int | None = None
 
-    def _make(self, n_minority: int, n: int, d: int) -> ClassifierMixin:
+    def _make(self, n_minority: int, X: np.ndarray) -> ClassifierMixin:
+        n, d = X.shape
         method = self.method if self.method != "auto" else ("gp" if n <= GP_MAX_OUTCOMES else "random_forest")
         if method == "logistic":
             return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
         if method == "gp":  # one lengthscale per input: a boundary along one element stays sharp
             k = max(1, min(GP_COMPONENTS, n - 1)) if d > GP_COMPONENTS else d
             project = [PCA(n_components=k, random_state=self.random_state)] if d > GP_COMPONENTS else []
+            # The lengthscales start at the outcomes' median distance: from a fixed 1, wide features (hundreds of
+            # standardised ElemNet activations) put every pair of outcomes so far apart that the kernel vanished,
+            # its gradients too, and the fit stayed where it started, at P(success) = 1/2 everywhere.
+            Z = make_pipeline(StandardScaler(), *clone(project)).fit_transform(X)
+            distances = pdist(Z)
+            start = float(np.median(distances[distances > 0])) if (distances > 0).any() else 1.0
             # A bounded amplitude: on separable outcomes it grows without end, and the latent variance it implies
             # pulls every probability off the training points back to 1/2.
-            kernel = ConstantKernel(1.0, constant_value_bounds=(1e-2, 10.0)) * RBF(length_scale=np.ones(k))
+            kernel = ConstantKernel(1.0, constant_value_bounds=(1e-2, 10.0)) * RBF(length_scale=np.full(k, start))
             return make_pipeline(StandardScaler(), *project,
                                  GaussianProcessClassifier(kernel, random_state=self.random_state))
         forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=self.random_state, n_jobs=1)
@@ -107,7 +115,7 @@ class FeasibilityModel:
         self.constant_ = None
         with warnings.catch_warnings():  # the GP's amplitude sits at its bound on purpose (see _make)
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.classifier_ = clone(self._make(min(n_ok, n_fail), *X.shape)).fit(X, y)
+            self.classifier_ = self._make(min(n_ok, n_fail), X).fit(X, y)
         return self
 
     @classmethod
