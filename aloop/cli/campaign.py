@@ -137,8 +137,8 @@ def _proposal_table(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
     from rich.table import Table
 
     rich_table = Table(title=escape(f"{cfg.name}: batch {int(table['batch_id'].iloc[0])} — {table.attrs['mode']}"))
-    rich_table.add_column("id", justify="right")
-    rich_table.add_column("formula")
+    rich_table.add_column("id", justify="right", no_wrap=True)
+    rich_table.add_column("formula", no_wrap=True, min_width=7)  # the composition to make is never cut or wrapped
     for lab, o in zip(labels, cfg.objectives, strict=True):
         unit = f" [{o.units}]" if o.units and lab == o.name else ""
         rich_table.add_column(escape(f"{lab}{unit} mean ± std"), justify="right")
@@ -146,7 +146,7 @@ def _proposal_table(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
     feasible = bool(table["p_success"].notna().any())
     if feasible:
         rich_table.add_column("P(success)", justify="right")
-    rich_table.add_column("reason")
+    rich_table.add_column("reason", ratio=1, overflow="fold")  # the column that gives way on a narrow terminal
     for r in table.to_dict("records"):
         preds = [f"{_fmt(r[f'mean_{lab}'])} ± {_fmt(r[f'std_{lab}'], 2)}" if _fmt(r[f"mean_{lab}"]) else "—"
                  for lab in labels]

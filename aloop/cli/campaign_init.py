@@ -59,7 +59,9 @@ def init_command(
     transform: Annotated[str | None, typer.Option(help="Model the objective as 'log10' (values must be > 0).")] = None,
     featurizer: Annotated[str, typer.Option(help="elemnet | magpie | ef.")] = "elemnet",
     surrogate: Annotated[str, typer.Option(help="gp | ensemble | gp_forest (the two averaged).")] = "gp",
-    acquisition: Annotated[str | None, typer.Option(help="log_ei | ucb | thompson | greedy | random | window …")] = None,
+    acquisition: Annotated[str | None, typer.Option(
+        help="ucb | log_ei | ei | thompson | greedy (pure exploitation) | random | window | log_ehvi. Default: ucb "
+             "for one objective to maximise or minimise, window for a window, log_ei for a target.")] = None,
     batch_size: Annotated[int, typer.Option(help="Proposals per round.")] = 8,
     initial_design: Annotated[str, typer.Option(help="random | diverse (cold start).")] = "diverse",
     initial_size: Annotated[int | None, typer.Option(help="Observations before the model takes over.")] = None,
