@@ -30,6 +30,9 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
   light-tailed Gamma lengthscale prior.
 * with ``--decompose``, own-fit campaigns (pool box) that predict with one or all of the hindsight GP's
   hyperparameters (prior mean, signal sd, noise, lengthscales) in place of their own: which of them carries the lift.
+* with ``--decompose-tight``, the same on the campaign GP (plate box, lengthscale log-sd 0.15; the hindsight GP fitted
+  to the whole plate with that prior), plus signal sd and noise swapped together: how far perfect hyperparameters
+  would lift the campaign default's GP.
 * with ``--schedules``, own-fit campaigns on the campaign GP (plate box, lengthscale log-sd 0.15) with β = 4 and with
   β = 9 for the first 30 or 60 measurements, then 4: does exploring first free the runs a Co–Fe basin traps on
   plate 3851 without slowing the others?
@@ -37,7 +40,7 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
     ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions] [--estimators] [--decompose] \
-        [--schedules]
+        [--decompose-tight] [--schedules]
 """
 
 from __future__ import annotations
@@ -232,17 +235,28 @@ def estimators(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs:
     return r
 
 
-def decompose(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+def decompose(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int,
+              tight: bool = False) -> dict[str, float]:
     """Which hindsight hyperparameter lifts the campaign? Own-fit UCB campaigns (pool box, so lengthscales mean the
     same in both fits) that predict with none, all, or one of the hindsight GP's prior mean, signal sd, noise and
-    lengthscales in place of their own."""
-    hindsight = GPSurrogate(projection=None, input_bounds="pool").fit(F, -y, X_pool=F)
+    lengthscales in place of their own. With ``tight`` both GPs are the campaign GP (lengthscale log-sd 0.15), the
+    hindsight one fitted to the whole plate with that prior, and the swaps also include signal sd + noise."""
+    options = {"input_bounds": "pool", **({"lengthscale_sd": 0.15} if tight else {})}
+    hindsight = GPSurrogate(projection=None, **options).fit(F, -y, X_pool=F)
+    swaps: tuple[tuple[str, ...], ...] = ((), ("mean", "scale", "noise", "ls"), ("mean",), ("scale",), ("noise",),
+                                          ("ls",))
+    swaps += (("scale", "noise"),) if tight else ()
     r: dict[str, float] = {}
-    for swap in ((), ("mean", "scale", "noise", "ls"), ("mean",), ("scale",), ("noise",), ("ls",)):
-        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, hindsight, gp_options={"input_bounds": "pool"},
-                                                             swap=swap) for s in range(seeds))
-        r.update(_scores("hindsight_" + ("+".join(swap) or "none"), orders, y, mask))
+    for swap in swaps:
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, hindsight, gp_options=options, swap=swap)
+                                       for s in range(seeds))
+        r.update(_scores(("tight_hindsight_" if tight else "hindsight_") + ("+".join(swap) or "none"), orders, y, mask))
     return r
+
+
+def decompose_tight(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """:func:`decompose` on the campaign GP (lengthscale log-sd 0.15)."""
+    return decompose(F, y, mask, seeds, jobs, tight=True)
 
 
 def main() -> None:
@@ -258,6 +272,8 @@ def main() -> None:
                     help="also UCB campaigns with other hyperparameter estimates (pool input box, Gamma prior)")
     ap.add_argument("--decompose", action="store_true",
                     help="also own-fit campaigns predicting with one or all of the hindsight hyperparameters")
+    ap.add_argument("--decompose-tight", action="store_true",
+                    help="also --decompose on the campaign GP (lengthscale log-sd 0.15), with signal sd + noise swapped")
     ap.add_argument("--schedules", action="store_true",
                     help="also campaign-GP UCB campaigns that explore first (β = 9 for 30 or 60 measurements, then 4)")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
@@ -306,7 +322,8 @@ def main() -> None:
                   f"(median {r['refit_every_round_to_50_median']:g}), P(top 5%) {r['p_top5_af']} "
                   f"(median {r['p_top5_to_50_median']:g}), P(top 2.5%) {r['p_top2.5_af']} "
                   f"(median {r['p_top2.5_to_50_median']:g})", flush=True)
-        for flag, fn in (("estimators", estimators), ("decompose", decompose), ("schedules", schedules)):
+        for flag, fn in (("estimators", estimators), ("decompose", decompose), ("decompose_tight", decompose_tight),
+                         ("schedules", schedules)):
             if getattr(args, flag):
                 part = fn(F, y, mask, args.seeds, args.jobs)
                 r.update(part)
