@@ -15,7 +15,12 @@ outcomes (``cross_validate_feasibility``, what ``aloop status`` reports; seeds w
 none), and its Brier score and mean on every composition not made, which the rule labels, each beside the
 base rate's (the fraction of the campaign's syntheses that worked).
 
-    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2]
+With ``--features elemnet`` the GP and the classifier work on a campaign's default features instead: layer-2
+activations of the shipped ``oqmd-formation-enthalpy`` ElemNet (1,024 per composition) of the plate's metal-only
+formulas, as the OER replays featurize them.
+
+    ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2] \
+        [--features fractions|elemnet]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from joblib import Parallel, delayed
 
 from aloop.acquisition import FeasibilityModel, Minimize, cross_validate_feasibility, propose
 from aloop.datasets import load
+from aloop.features import ElemNetFeatures
 from aloop.surrogates import GPSurrogate
 
 FE_LIMIT = 0.4
@@ -75,9 +81,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--policies", nargs="+", default=["log_ei", "ucb"])
+    ap.add_argument("--features", choices=("fractions", "elemnet"), default="fractions",
+                    help="raw metal fractions, or a campaign's default ElemNet features (layer 2, formation enthalpy)")
     args = ap.parse_args()
     frame = load("oer-plate-3851")
-    X = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
+    if args.features == "elemnet":
+        X = ElemNetFeatures(source="oqmd-formation-enthalpy", layer=2).transform(frame["formula"].tolist())
+    else:
+        X = frame[[c for c in frame.columns if c.endswith("_load")]].to_numpy(float)
     y = frame["overpotential_V"].to_numpy(float)
     fails = frame["fe_load"].to_numpy(float) >= FE_LIMIT - 1e-9
     makeable = np.flatnonzero(~fails)
@@ -86,7 +97,7 @@ def main() -> None:
     t0 = time.time()
     jobs = [(p, v, s) for p in args.policies for v in VARIANTS for s in range(args.seeds)]
     rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s) for p, v, s in jobs)
-    print(f"plate 3851: {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
+    print(f"plate 3851 ({args.features}, {X.shape[1]} features): {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
           f"{int(good.sum())}; {len(rows)} runs in {time.time() - t0:.0f} s\n")
     print(f"| policy | variant | failed of {BUDGET} (mean) | failed after the first {FIRST} | makeable top 5% found | "
           "P(success) CV Brier (base rate) | on the syntheses not made: Brier (base rate) | there: mean P(success) "
@@ -108,7 +119,7 @@ def main() -> None:
             summary.append({"policy": p, "variant": v, "failed_mean": round(float(f), 2),
                             "failed_after_first_mean": round(float(fa), 2), "top5_found_mean": round(float(top), 3),
                             "cv_seeds": int(n_cv), **{k: round(x, 4) for k, x in cal.items()}})
-    print(json.dumps({"benchmark": "failures", "seeds": args.seeds, "results": summary}))
+    print(json.dumps({"benchmark": "failures", "features": args.features, "seeds": args.seeds, "results": summary}))
 
 
 if __name__ == "__main__":
