@@ -122,6 +122,8 @@ def test_misuse_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert_clean_error(invoke("init", "z", *GRID, "--objective", "n"), "'n' is the name of a column")
     twice = invoke("init", "z", "--elements", "Ni,Fe", "--step", "0.1", "--fixed", "O=0.6", "--fixed", "O=0.5")
     assert_clean_error(twice, "--fixed O given twice, with different values")
+    for empty in ("", " , "):  # an empty shell variable: not the template's example grid
+        assert_clean_error(invoke("init", "z", "--elements", empty, "--step", "0.1"), "elements: none given")
     assert not list(tmp_path.iterdir())
 
     assert invoke("init", "y", *GRID).exit_code == 0
@@ -196,6 +198,39 @@ def test_ctrl_c_during_propose_says_what_was_logged(tmp_path: Path, monkeypatch:
            f"`aloop cancel {ids}`" in one_line(r.stderr)
     assert not (tmp_path / "s.csv").exists() and not list(tmp_path.glob(".s.csv*"))
 
+
+
+def test_ctrl_c_during_record_says_what_was_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "r", *GRID, "--objective", "gap", "--units", "eV", "--initial-size", "3").exit_code == 0
+    assert invoke("propose", "-n", "2", "-o", "sheet.csv").exit_code == 0
+    sheet = pd.read_csv("sheet.csv")
+    sheet["gap [eV]"] = [1.2, 0.8]
+    sheet.to_csv("sheet.csv", index=False)
+    real = Campaign.record
+
+    def before_saving(self: Campaign, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    def after_saving(self: Campaign, *args: object, **kwargs: object) -> None:
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    before = digest(tmp_path / "r.sqlite", "r")
+    monkeypatch.setattr(Campaign, "record", before_saving)
+    r = invoke("record", "sheet.csv")
+    assert r.exit_code == 130 and "interrupted: nothing from sheet.csv was recorded" in one_line(r.stderr)
+    assert digest(tmp_path / "r.sqlite", "r") == before
+    monkeypatch.setattr(Campaign, "record", after_saving)
+    r = invoke("record", "sheet.csv")
+    with CampaignLog.open(tmp_path / "r.sqlite", "r") as log:
+        ids = " ".join(map(str, log.observations()["event_id"]))
+    assert r.exit_code == 130 and len(ids.split()) == 2
+    assert f"interrupted: 2 measurement(s) from sheet.csv were recorded (ids {ids}); recording the file again skips " \
+           "them" in one_line(r.stderr)
+    monkeypatch.setattr(Campaign, "record", real)
+    again = invoke("record", "sheet.csv")
+    assert again.exit_code == 0 and "recorded 0 new measurement(s) from sheet.csv; 2 already recorded" in again.stdout
 
 
 def test_cancel_a_whole_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

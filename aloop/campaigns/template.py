@@ -40,6 +40,8 @@ def render_template(**flags: Any) -> str:
     elements = f.get("elements")
     if isinstance(elements, str):
         elements = [e.strip() for e in elements.replace(",", " ").split()]
+    if elements is not None and not list(elements):  # an empty shell variable must not become the example's grid
+        raise ConfigError(["elements: none given (an empty list); name the grid's elements, e.g. 'Ni,Fe,Co'"])
     csv = f.get("candidates_csv")
     direction = f.get("direction", "maximize")
     objective = f.get("objective", "zT" if csv is None and elements is None else "property")

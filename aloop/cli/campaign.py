@@ -162,7 +162,16 @@ def record_command(
 ) -> None:
     """Record measured results — every row or none; bad rows are listed with their reasons."""
     with _opened(campaign_path) as campaign:
-        result = campaign.record(results)
+        last = max((e.id for e in campaign.log.events()), default=0)
+        try:
+            result = campaign.record(results)
+        except KeyboardInterrupt:
+            # The file is recorded in one transaction: all of it or none, and the log says which.
+            saved = [e.id for e in campaign.log.events(("measured",)) if e.id > last]
+            err.print(f"interrupted: {len(saved)} measurement(s) from {results} were recorded (ids "
+                      f"{' '.join(map(str, saved))}); recording the file again skips them" if saved else
+                      f"interrupted: nothing from {results} was recorded", markup=False)
+            raise typer.Exit(130) from None
         unsolicited = []
         if result.unsolicited:
             obs = campaign.log.observations()
