@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
@@ -141,8 +142,9 @@ class UCB(Policy):
     log_scale: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.beta) and self.beta >= 0):
-            raise ValueError(f"UCB beta must be a finite number ≥ 0, got {self.beta}")
+        if isinstance(self.beta, bool) or not isinstance(self.beta, Real) or not (
+                math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"UCB beta must be a finite number ≥ 0, got {self.beta!r}")
 
     def score(self, mean: np.ndarray, var: np.ndarray, objective: Objective, best: float) -> np.ndarray:
         return objective.ucb(mean, _std(var), self.beta)
@@ -229,6 +231,14 @@ class Thompson(Policy):
     name: ClassVar[str] = "thompson"
     log_scale: ClassVar[bool] = False
     stochastic: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        for key in ("shortlist", "screen_draws"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+                raise ValueError(f"Thompson {key} must be a whole number ≥ 1, got {value!r}")
+        if not isinstance(self.joint, bool | np.bool_):
+            raise ValueError(f"Thompson joint must be true or false, got {self.joint!r}")
 
     def reason(self, objective: Objective, mean: float, std: float, best: float | None) -> str:
         return f"Thompson sample: best value in one posterior draw, mean {_pm(objective, mean, std)}"

@@ -15,6 +15,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -253,8 +254,7 @@ def propose(
             if p.shape != (n,) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
                 raise ValueError(f"feasibility probabilities must be {n} numbers in [0, 1]")
             log_feas = np.log(np.maximum(p, 1e-300))
-    if not (isinstance(min_success, int | float) and 0.0 <= min_success < 1.0):
-        raise ValueError(f"min_success must be a probability in [0, 1), got {min_success!r}")
+    check_batch_options(min_success=min_success, min_distance=min_distance, shortlist=shortlist)
     if log_feas is not None and min_success > 0:
         eligible = likely_enough(eligible, np.exp(log_feas), min_success, q)
     rng = np.random.default_rng(seed)
@@ -319,6 +319,18 @@ def propose(
         res = greedy_batch(pol, single, mean_e, var_e, best, q, eligible, cov, noise_e, pend_ids, log_feas,
                            exclusions, shortlist, floor=floor)
     return _proposals(res, pol, single, mean_e[:, None], var_e[:, None], log_feas, best if pol.needs_best(single) else None)
+
+
+def check_batch_options(min_success: float = MIN_SUCCESS, min_distance: float | None = None,
+                        shortlist: int = 2048) -> None:
+    """Refuse a bad value of :func:`propose`'s batch options with a ``ValueError`` that starts with the option's name."""
+    if isinstance(min_success, bool) or not (isinstance(min_success, Real) and 0.0 <= min_success < 1.0):
+        raise ValueError(f"min_success must be a probability in [0, 1), got {min_success!r}")
+    if min_distance is not None and (isinstance(min_distance, bool) or not isinstance(min_distance, Real)
+                                     or not math.isfinite(min_distance) or min_distance < 0):
+        raise ValueError(f"min_distance must be a feature-space distance ≥ 0 (or none), got {min_distance!r}")
+    if isinstance(shortlist, bool) or not isinstance(shortlist, Integral) or shortlist < 1:
+        raise ValueError(f"shortlist must be a whole number ≥ 1, got {shortlist!r}")
 
 
 def likely_enough(eligible: np.ndarray, p: np.ndarray, min_success: float, q: int) -> np.ndarray:

@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 from aloop.acquisition import Maximize, Minimize, MultiObjective, Target, Window
 from aloop.acquisition import Objective as AcqObjective
 from aloop.acquisition.policies import Policy, known_policies
+from aloop.acquisition.proposal import check_batch_options
 from aloop.campaigns.config import GP_SURROGATE_KINDS, CampaignConfig
 from aloop.campaigns.pool import CampaignError
 
@@ -232,15 +234,24 @@ def make_policy(config: CampaignConfig, multi: bool, linear: bool) -> tuple[Poli
         raise CampaignError("acquisition.kind: 'log_ehvi' needs at least two objectives; use 'log_ei'")
     options = dict(config.acquisition.options)
     extra = {k: options.pop(k) for k in PROPOSE_OPTIONS if k in options}
+    try:
+        check_batch_options(**extra)
+    except ValueError as exc:  # its message starts with the option's name
+        raise CampaignError(f"acquisition.options.{exc}") from None
     cls = known_policies()[name]
+    fields = [f.name for f in dataclass_fields(cls) if f.init]
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise CampaignError(f"acquisition.options: unknown option {unknown[0]!r} for kind {kind!r}; options there: "
+                            f"{', '.join([*fields, *PROPOSE_OPTIONS])}")
+    for key, value in options.items():  # one at a time, so the message names the option at fault
+        try:
+            cls(**{key: value})
+        except (TypeError, ValueError) as exc:
+            raise CampaignError(f"acquisition.options.{key}: {exc}") from None
     try:
         return cls(**options), extra
-    except TypeError as exc:
-        fields = [f for f in getattr(cls, "__dataclass_fields__", {}) if not f.startswith("_")]
-        raise CampaignError(
-            f"acquisition.options: {exc} (options of {kind!r}: {', '.join([*fields, *PROPOSE_OPTIONS])})"
-        ) from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise CampaignError(f"acquisition.options: {exc}") from None
 
 

@@ -66,7 +66,14 @@ def test_template_with_bad_flags_writes_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"surrogate_options": {"n_componets": 3}}, "surrogate.options: .*n_componets"),
-    ({"acquisition_options": {"beta": -1}}, "acquisition.options"),
+    ({"acquisition_options": {"beta": -1}}, "acquisition.options.beta: UCB beta must be a finite number ≥ 0, got -1"),
+    ({"acquisition_options": {"beta": "x"}}, "acquisition.options.beta: UCB beta must be a finite number ≥ 0, got 'x'"),
+    ({"acquisition_options": {"zzz": 1}}, "unknown option 'zzz' for kind 'ucb'; options there: beta, min_distance, "
+                                          "shortlist, min_success$"),
+    ({"acquisition_options": {"name": "x"}}, "unknown option 'name'"),  # a policy's class attribute, not an option
+    ({"acquisition_options": {"min_success": 2.0}}, r"acquisition.options.min_success must be a probability in \[0, 1\)"),
+    ({"acquisition_options": {"min_distance": -1.0}}, "acquisition.options.min_distance must be a feature-space distance"),
+    ({"acquisition_options": {"shortlist": 0}}, "acquisition.options.shortlist must be a whole number"),
     ({"transform": "log2"}, "transform"),
 ])
 def test_campaign_init_with_a_bad_option_leaves_nothing_behind(tmp_path: Path, options: dict, message: str) -> None:
