@@ -104,11 +104,15 @@ def _number(v: object) -> tuple[float | None, str | None]:
         return None, "missing value"
     if isinstance(v, bool):
         return None, f"{v!r} is not a number"
+    if isinstance(v, str) and "_" in v:  # Python's float() reads '1_0' as 10: a slip, not a number
+        return None, f"{v!r} is not a number (digit separators such as '_' are not read)"
     try:
         x = float(v.strip()) if isinstance(v, str) else float(v)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         comma = isinstance(v, str) and _DECIMAL_COMMA.fullmatch(v.strip())
         return None, f"{v!r} is not a number" + (f" (a decimal comma? {SAVE_DOT})" if comma else "")
+    if x == 0 and isinstance(v, str) and re.search(r"[1-9]", re.split(r"[eE]", v)[0]):
+        return None, f"value {v.strip()} is too small for float64 (it would be stored as 0; a typo?)"
     if math.isnan(x):
         return None, "missing value (NaN)"
     if not math.isfinite(x):

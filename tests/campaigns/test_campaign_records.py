@@ -106,6 +106,8 @@ BAD_FILES = {
         ["row 1: kappa [W/m/K]: '1.5 W/m/K' is not a number"],
     ),
     "infinite": (_set(zT=(2, "inf")), ["row 2: zT: value 'inf' is not finite"]),
+    "digit separator": (_set(zT=(2, "1_0")), ["row 2: zT: '1_0' is not a number (digit separators"]),
+    "below float64": (_set(zT=(2, "1e-400")), ["row 2: zT: value 1e-400 is too small for float64"]),
     "unknown element": (_set(formula=(2, "Xx2Te3")), ["row 2: formula: 'Xx2Te3': unknown element 'Xx'"]),
     "unparsable formula": (_set(formula=(2, "Bi2(Te3")), ["row 2: formula: 'Bi2(Te3'"]),
     "unknown proposal": (_set(proposal_id=(0, "999")), ["row 0: proposal_id: proposal 999 does not exist"]),
