@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -293,6 +294,9 @@ def open_log(
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "")
         found = check_sqlite_file(path)
+        if found == "empty" and not create:  # not "missing": creating a log there would hide a truncated one
+            raise CampaignLogError(f"{path} is an empty file (0 bytes), not a campaign log: truncated? Restore it "
+                                   "from a backup; it was left untouched")
         if found != "aloop" and not create:
             raise NoCampaignLogError(str(path), f"no campaign log at {path} (create it with create=True)")
         if found == "missing" and not path.parent.is_dir():
@@ -310,6 +314,11 @@ def open_log(
         cid, name = find_campaign(engine, campaign, create, definition, where)
     except SQLAlchemyError as exc:
         engine.dispose()
+        if url.get_backend_name() == "sqlite" and not os.access(Path(url.database or "").parent, os.W_OK):
+            folder = Path(url.database or "").parent
+            raise CampaignLogError(f"{where}: cannot open the log: its folder {folder} is read-only, and a log "
+                                   "(SQLite in WAL mode) writes its -wal and -shm files beside it even to be read; "
+                                   "copy the campaign folder somewhere writable") from None
         raise database_error(where, exc) from None
     except BaseException:
         engine.dispose()

@@ -236,6 +236,33 @@ def test_opening_needs_create_for_a_new_log(tmp_path: Path) -> None:
     con.close()
 
 
+def test_an_empty_file_is_not_taken_for_a_missing_log(tmp_path: Path) -> None:
+    path = tmp_path / "truncated.sqlite"
+    path.write_bytes(b"")
+    with pytest.raises(CampaignLogError, match=r"is an empty file \(0 bytes\), not a campaign log: truncated\?"):
+        CampaignLog.open(path, "x")
+    assert path.read_bytes() == b""
+
+
+def test_a_log_in_a_read_only_folder_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite in WAL mode writes -wal / -shm files beside the log even to read it (the root user of the
+    tests can write anywhere, so the folder's refusal is simulated)."""
+    import sqlalchemy
+
+    import aloop.campaigns._store as store
+
+    path = tmp_path / "ro.sqlite"
+    CampaignLog.open(path, "x", create=True).close()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise sqlalchemy.exc.OperationalError("connect", {}, sqlite3.OperationalError("unable to open database file"))
+
+    monkeypatch.setattr(store, "read_schema_version", refuse)
+    monkeypatch.setattr(store.os, "access", lambda p, mode: Path(p) != tmp_path)
+    with pytest.raises(CampaignLogError, match=f"its folder {tmp_path} is read-only"):
+        CampaignLog.open(path, "x")
+
+
 def test_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(CampaignLogError, match="127.0.0.1"):
         CampaignLog.open("postgresql+psycopg2://nobody@127.0.0.1:1/none", "x")
