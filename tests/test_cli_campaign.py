@@ -223,10 +223,21 @@ def test_propose_checks_the_sheet_before_proposing(campaign_dir: Path, tmp_path:
     result = invoke("propose", "-n", "2", "-c", campaign_dir, "-o", tmp_path / "batch.csv")
     assert result.exit_code == 0, result.output
     assert [p.name for p in tmp_path.iterdir()] == ["batch.csv"]  # no temporary file left behind
-    sheet = pd.read_csv(tmp_path / "batch.csv")
-    assert list(sheet.columns) == ["proposal_id", "formula", COLUMN] and len(sheet) == 2
+    sheet = pd.read_csv(tmp_path / "batch.csv", encoding="utf-8-sig")
+    # The model's predictions ride along as a reference (here of log10 PF_p, the modelled quantity, so no units).
+    assert list(sheet.columns)[:5] == ["proposal_id", "formula", COLUMN, "predicted log10(PF_p)",
+                                       "predicted sd log10(PF_p)"] and len(sheet) == 2
+    assert list(sheet.columns)[5:] == ["P(success)"]  # the earlier tests of this campaign logged failures
     with CampaignLog.open(campaign_dir / "pf.sqlite") as log:
         assert set(sheet["proposal_id"]) <= set(log.pending()["proposal_id"])
+        logged = log.proposals().set_index("proposal_id").loc[sheet["proposal_id"]]
+    assert sheet["predicted log10(PF_p)"].tolist() == pytest.approx(logged["mean_log10(PF_p)"].tolist(), rel=1e-3)
+    assert sheet["predicted sd log10(PF_p)"].tolist() == pytest.approx(logged["std_log10(PF_p)"].tolist(), rel=1e-2)
+    assert sheet["P(success)"].tolist() == pytest.approx(logged["p_success"].tolist(), abs=1e-3)
+    sheet[COLUMN] = [5.0, 7.0]  # filled in, the reference columns left as they were: `record` reads past them
+    sheet.to_csv(tmp_path / "batch.csv", index=False)
+    result = invoke("record", "-c", campaign_dir, tmp_path / "batch.csv")
+    assert result.exit_code == 0 and "recorded 2 new measurement(s)" in result.stdout, result.output
 
 
 def test_propose_says_what_to_do_when_the_sheet_fails_after_proposing(campaign_dir: Path, tmp_path: Path,

@@ -223,6 +223,11 @@ def resolve_measurements(
     return resolved, problems
 
 
+#: Results sheets from ``aloop propose -o`` carry the model's predictions as ``predicted <objective> [<units>]``,
+#: ``predicted sd …`` and ``P(success)`` columns; ``record`` reads past them (an objective of that name still wins).
+PREDICTED_PREFIX = "predicted "
+
+
 def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -> tuple[dict[str, str], list[str]]:
     """Objective name → column of a results table, and the column problems (missing, wrong units, extra).
 
@@ -238,7 +243,8 @@ def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -
         if name in ("proposal_id", "formula") or (name in (*OPTIONAL_COLUMNS, *EXPORT_COLUMNS) and units is None):
             continue
         if name not in names:
-            extra.append(col)
+            if not (name.startswith(PREDICTED_PREFIX) or name == "P(success)"):  # a sheet's reference columns
+                extra.append(col)
             continue
         obj = names[name]
         if obj.name in found:

@@ -101,9 +101,7 @@ def propose_command(
             labels = campaign.space.labels
             cfg = campaign.config
         if output is not None and tmp is not None:
-            sheet = table[["proposal_id", "formula"]].copy()
-            for o in cfg.objectives:
-                sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
+            sheet = _results_sheet(table, labels, cfg)
             try:
                 _place_sheet(sheet, tmp, output)
             except KeyboardInterrupt:
@@ -119,6 +117,22 @@ def propose_command(
                   markup=False)
     if output is not None:
         out.print(f"results sheet for the lab: {output} (fill in the values, then `aloop record {output}`)", markup=False)
+
+
+def _results_sheet(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
+    """The lab's form: an empty column per objective to fill in, then the model's predictions as a reference
+    (``predicted …`` columns and ``P(success)``, which ``record`` reads past)."""
+    sheet = table[["proposal_id", "formula"]].copy()
+    for o in cfg.objectives:
+        sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
+    for lab, o in zip(labels, cfg.objectives, strict=True):
+        if table[f"mean_{lab}"].notna().any():
+            unit = f" [{o.units}]" if o.units and lab == o.name else ""
+            sheet[f"predicted {lab}{unit}"] = table[f"mean_{lab}"].map(lambda x: float(f"{x:.4g}"))
+            sheet[f"predicted sd {lab}{unit}"] = table[f"std_{lab}"].map(lambda x: float(f"{x:.3g}"))
+    if table["p_success"].notna().any():
+        sheet["P(success)"] = table["p_success"].round(3)
+    return sheet
 
 
 def _interrupted(ids: list[int], sheet: Path | None) -> NoReturn:

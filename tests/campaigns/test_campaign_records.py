@@ -80,6 +80,16 @@ def test_explicit_idempotency_keys_allow_identical_replicates(
         assert log.append_measurements(validate_results(df, config, log)).new == 2
 
 
+def test_a_sheets_prediction_columns_are_read_past(log: CampaignLog, config: CampaignConfig, proposed: list[int]) -> None:
+    """``aloop propose -o`` writes the model's predictions beside the empty objective columns; they are no results."""
+    sheet = _set(**{"predicted zT": [0.1, 0.2, 0.3], "predicted sd kappa [W/m/K]": [0.5, 0.5, 0.5],
+                    "P(success)": [0.9, 0.8, 0.7]})(_good(proposed))
+    assert log.append_measurements(validate_results(sheet, config, log)).new == 3
+    assert list(log.observations()["zT"]) == list(_good(proposed)["zT"].astype(float))
+    with pytest.raises(RecordError, match="unexpected column\\(s\\) 'predicted_zT'"):  # not a sheet's column
+        validate_results(_set(predicted_zT=[1, 2, 3])(_good(proposed)), config, log)
+
+
 def _set(**cols: object):  # type: ignore[no-untyped-def]
     def edit(df: pd.DataFrame) -> pd.DataFrame:
         for col, value in cols.items():
