@@ -144,6 +144,7 @@ SMALL = ("--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "random", "--ba
     ("constant", (), "all 80 values of 'S_p' are 1: there is nothing to find"),
     ("library", ("-o", "library"), "is a file; give a folder for the study"),
     ("formula\tS_p\nCo\t1\n", (), "the file looks tab-separated"),
+    ("formula,S_p\nCo,1,\nNi,2,\n", (), "the data rows have more fields than the header's 2 (a trailing comma on every row?)"),
     ("units", (), "no column 'S_p'; columns: formula, S_p [μV/K]; did you mean 'S_p [μV/K]'"),
     ("text", (), "column 'S_p' holds no numbers (e.g. 'high'); name the column of measured values"),
     ("library", ("--budget", "3"), "--budget 3 must lie between --n-init (4) and the pool's 80 compositions"),
@@ -196,6 +197,15 @@ def test_spaced_header_units_in_the_header_merges_and_ties_are_said(library, tmp
     assert "top 5% holds 40 of 80 compositions (not 4) because of ties at 0" in said
     setup = json.loads((tmp_path / "s" / "study.json").read_text())
     assert (setup["objective"], setup["units"], setup["pool_size"]) == ("S_p", "μV/K", 80)
+
+
+def test_a_window_holding_fewer_than_the_top_5_percent_is_said(library, tmp_path):
+    values = sorted(abs(float(line.split(",")[1])) for line in library.read_text().splitlines()[1:])
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--window", str(values[-1] - 1e-9), str(values[-1] + 1),
+                    "-o", tmp_path / "s", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "only 1 of 80 compositions lie in the window" in " ".join(result.stderr.split())
+    assert "the 'in-window' set is the 4 closest to it" in " ".join(result.stderr.split())
 
 
 def test_interrupt_keeps_finished_runs_and_says_how_to_resume(library, tmp_path, monkeypatch):

@@ -130,6 +130,12 @@ class Task:
                    and pd.api.types.is_numeric_dtype(frame[c])]
         grouped = frame.groupby("_key", sort=False)
         merged = grouped.agg(formula=(formula_column, "first"), y=("_y", "mean"))
+        varying = [c for c in numeric if _TEMPERATURE.match(str(c)) and (grouped[c].nunique() > 1).any()]
+        if varying:  # e.g. a thermoelectric's zT at several temperatures: the mean depends on which were measured
+            c = varying[0]
+            warnings.warn(f"task {name!r}: rows of one composition were measured at several temperatures ({c!r} "
+                          f"{frame[c].min():g} to {frame[c].max():g}), and their {target!r} values are averaged; to "
+                          "compare at one temperature, keep only its rows (a filtered CSV)", TaskWarning, stacklevel=2)
         extra = grouped[numeric].mean().reset_index(drop=True) if numeric else pd.DataFrame(index=range(len(merged)))
         return cls(name, merged["formula"].to_numpy(dtype=object), merged.index.to_numpy(dtype=object),
                    merged["y"].to_numpy(dtype=np.float64), objective, units, direction,
@@ -181,6 +187,10 @@ def objective_name(column: str, units: str = "") -> tuple[str, str]:
     return match["name"].strip(), units or match["units"].strip()
 
 
+#: A temperature column ("T", "T [K]", "temperature (K)"): rows of one composition at several of them are a series.
+_TEMPERATURE = re.compile(r"^\s*(?:T|(?i:temp(?:erature)?))\b")
+
+
 def dropped_rows(frame: pd.DataFrame, target: str, formula_column: str = "formula",
                  name: str = "table") -> list[tuple[int, str, str]]:
     """The rows ``Task.from_frame`` leaves out, as ``(0-based position in frame, formula, reason)``;
@@ -192,6 +202,7 @@ def _usable(frame: pd.DataFrame, target: str, formula_column: str,
             name: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
     """``(mask of usable rows, their n × 86 fractions, dropped rows)``: a row needs a finite target and a formula."""
     from aloop.chem import to_fraction_matrix
+    from aloop.surrogates.base import MAX_MAGNITUDE
 
     for col in (formula_column, target):
         if col not in frame.columns:
@@ -208,6 +219,9 @@ def _usable(frame: pd.DataFrame, target: str, formula_column: str,
     X, bad = to_fraction_matrix(formulas, errors="collect")
     why = {int(i): (formulas[i], f"{target!r} is missing or not a finite number")
            for i in np.flatnonzero(~np.isfinite(values))}
+    for i in np.flatnonzero(np.isfinite(values) & (np.abs(values) > MAX_MAGNITUDE)):  # a replay records every value
+        why[int(i)] = (formulas[i], f"{target!r} = {values[i]:g} is beyond ±{MAX_MAGNITUDE:g}, more than a campaign "
+                                    "records (a typo?)")
     for b in bad:
         why.setdefault(b.index, (b.formula, b.reason))
     ok = np.ones(len(frame), dtype=bool)

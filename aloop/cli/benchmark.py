@@ -214,8 +214,13 @@ def _say_pool(task: Task, target: str | None) -> None:
         err.print(f"{task.source_rows} rows → {n} compositions (rows sharing a composition averaged)")
     if target and target.strip() != task.objective:
         err.print(f"column {target.strip()!r} is the objective {task.objective!r} in {task.units}", markup=False)
-    if task.window is not None:
-        return  # every in-window composition is a hit by design
+    if task.window is not None:  # every in-window composition is a hit by design, when they fill the top 5%
+        lo, hi = task.window
+        inside, k = int(((task.y >= lo) & (task.y <= hi)).sum()), max(1, math.ceil(TOP_FRACTIONS[0] * n))
+        if inside < k:
+            warn(f"only {inside} of {n} compositions lie in the window [{lo:g}, {hi:g}], fewer than "
+                 f"{100 * TOP_FRACTIONS[0]:g}% of the pool: the 'in-window' set is the {k} closest to it")
+        return
     for frac in TOP_FRACTIONS:
         mask, k = top_mask(goodness(task.y, task.direction), frac), max(1, math.ceil(frac * n))
         if mask.sum() >= 2 * k:

@@ -88,6 +88,9 @@ def read_table(path: Path, formula_column: str):  # -> pd.DataFrame
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} cannot be read as a CSV table ({str(exc).strip()}); give a comma-separated "
                              "text file with a header row") from None
+        if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first column(s) for an index
+            raise ValueError(f"{path}: the data rows have more fields than the header's {len(names)} (a trailing "
+                             "comma on every row?); give each row one field per header column")
         frame.columns = names
         from aloop.chem.candidates import file_lines  # not at the top: pymatgen would slow every command's start
 

@@ -81,6 +81,19 @@ def test_task_from_frame_merges_and_drops():
     assert len(task) == 10  # Xx2 unparsable, CoO has no value, NiO = Ni2O2
     assert task.y[list(task.formulas).index("NiO")] == 2.0
     assert list(task.extra.columns) == ["t"]
+    frame.loc[5, "y"] = 1e300  # beyond what a campaign records: left out like a missing value, not a crash later
+    with pytest.raises(ReplayError, match="the pool has 9 compositions"), pytest.warns(TaskWarning, match="3 of 13"):
+        Task.from_frame("t", frame, "y", direction="maximize")
+    assert dropped_rows(frame, "y")[-1] == (5, "MnO2", "'y' = 1e+300 is beyond ±1e+100, more than a campaign records "
+                                                       "(a typo?)")
+
+
+def test_a_temperature_series_averaged_into_one_value_is_pointed_out():
+    frame = pd.DataFrame({"formula": ["Bi2Te3"] * 3 + ["Sb2Te3"] * 2 + [f"Cu{i}Se" for i in range(1, 10)],
+                          "zT": [0.5, 0.9, 1.1, 0.4, 0.6] + [0.1] * 9, "T [K]": [300, 400, 500, 300, 400] + [300] * 9})
+    with pytest.warns(TaskWarning, match=r"measured at several temperatures \('T \[K\]' 300 to 500\), and their 'zT'"):
+        task = Task.from_frame("te", frame, "zT", direction="maximize")
+    assert task.y[:2].tolist() == pytest.approx([2.5 / 3, 0.5]) and len(task) == 11
 
 
 def test_a_diverse_initial_design_starts_as_a_campaign_does(small_task, tmp_path):
