@@ -91,8 +91,9 @@ def test_transfer_reports_the_validation_mae_of_a_held_out_part_for_trees(tables
     import numpy as np
     import pandas as pd
     from sklearn.base import clone
+    from sklearn.model_selection import GroupShuffleSplit
 
-    from aloop.chem import to_fraction_matrix
+    from aloop.chem import keys_from_matrix, to_fraction_matrix
     from aloop.elemnet.transfer import make_regressor
 
     train, test = tables
@@ -101,16 +102,31 @@ def test_transfer_reports_the_validation_mae_of_a_held_out_part_for_trees(tables
                             "--predict", str(test), "-o", str(out)])
     assert r.exit_code == 0, r.output
     line = next(x for x in r.stdout.splitlines() if x.startswith("validation MAE "))
-    assert line.endswith("on 20 held-out rows (a copy fitted on the other 180, seed 3; the model used for "
-                         "--test/--predict is fitted on all 200)")
+    assert line.endswith("on 20 held-out rows (their compositions held out from a copy fitted on the other 180, "
+                         "seed 3; the model used for --test/--predict is fitted on all 200)")
     frame, new = pd.read_csv(train), pd.read_csv(test)
     X, y = to_fraction_matrix(list(frame["formula"]))[0], frame["delta_e"].to_numpy(float)
-    rows = np.random.default_rng(3).permutation(200)
+    fit, val = next(GroupShuffleSplit(1, test_size=0.1, random_state=3).split(X, y, keys_from_matrix(X)))
     model = make_regressor("sc-ef", seed=3)
-    mae = np.mean(np.abs(clone(model).fit(X[rows[20:]], y[rows[20:]]).predict(X[rows[:20]]) - y[rows[:20]]))
+    mae = np.mean(np.abs(clone(model).fit(X[fit], y[fit]).predict(X[val]) - y[val]))
     assert float(line.split()[2]) == pytest.approx(mae, abs=5e-5)
     expected = model.fit(X, y).predict(to_fraction_matrix(list(new["formula"]))[0])
     np.testing.assert_allclose(pd.read_csv(out)["predicted_delta_e"].to_numpy(), expected, rtol=1e-12)
+
+
+def test_transfer_scores_are_not_flattered_by_repeated_compositions(tables, tmp_path: Path) -> None:
+    """A table holding each composition three times: the held-out part is held out by composition, and a --test
+    file of training compositions is said to be no held-out test."""
+    import pandas as pd
+
+    train, _ = tables
+    tripled = tmp_path / "tripled.csv"
+    pd.concat([pd.read_csv(train)] * 3).to_csv(tripled, index=False)
+    r = runner.invoke(app, ["transfer", str(tripled), "-t", "delta_e", "-s", "sc-ef", "--seed", "3", "--test", str(train)])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.stdout.splitlines() if x.startswith("validation MAE "))
+    assert float(line.split()[2]) > 0.01 and "on 60 held-out rows" in line  # by row it read 0.0000
+    assert "200 of the --test rows have a composition of the training table" in " ".join(r.stderr.split())
 
 
 def test_transfer_non_numeric_target(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from aloop.atomic import write_atomically
-from aloop.cli._output import bad_rows_text, err, fail, out, reserve_new_file
+from aloop.cli._output import bad_rows_text, err, fail, out, reserve_new_file, warn
 
 
 def sources_command() -> None:
@@ -152,12 +152,16 @@ def validation_text(model: object, X: object, y: object, seed: int) -> str:
         return f"validation MAE {inner.history_[epoch - 1]['val_mae']:.4f}{note} on {n_val:,} held-out rows ({how})"
     if n < 10:
         return f"no validation MAE: {n} rows are too few to hold out a part (at least 10 are needed)"
-    rows = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, int(round(VALIDATION_FRACTION * n)))
-    val, fit = rows[:n_val], rows[n_val:]
+    from sklearn.model_selection import GroupShuffleSplit
+
+    from aloop.chem import keys_from_matrix
+
+    # Held out by composition: a repeated composition's twin on the fitting side would flatter the score.
+    split = GroupShuffleSplit(n_splits=1, test_size=VALIDATION_FRACTION, random_state=seed)
+    fit, val = next(split.split(X, y, groups=keys_from_matrix(X)))
     mae = float(np.mean(np.abs(clone(inner).fit(X[fit], y[fit]).predict(X[val]) - y[val])))
-    return (f"validation MAE {mae:.4f}{note} on {n_val:,} held-out rows (a copy fitted on the other {len(fit):,}, "
-            f"seed {seed}; the model used for --test/--predict is fitted on all {n:,})")
+    return (f"validation MAE {mae:.4f}{note} on {len(val):,} held-out rows (their compositions held out from a copy "
+            f"fitted on the other {len(fit):,}, seed {seed}; the model used for --test/--predict is fitted on all {n:,})")
 
 
 def transfer_command(
@@ -192,7 +196,7 @@ def transfer_command(
     Prints the validation MAE and, with --test, the test MAE; with --predict and -o, writes
     predictions. The validation MAE is measured on a seeded 10% of the training rows: the
     early-stopping part of the network strategies and moe, and for base, sc-ef, sc-magpie and
-    featextr a part held out from a copy of the model (the model itself is fitted on every row).
+    featextr a part held out from a copy of the model (the model itself is fitted on every row), by composition.
     """
     from aloop.elemnet.transfer import MODES, STRATEGIES
 
@@ -212,6 +216,28 @@ def transfer_command(
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+def _say_overlaps(X: object, X_test: object | None, model: object, strategy: str, train: Path) -> None:
+    """Warn where a score would flatter the model: compositions repeated in the training table (the networks'
+    early-stopping split is by row), or --test compositions that are also training compositions."""
+    from aloop.chem import keys_from_matrix
+    from aloop.elemnet.moe import MoERegressor
+    from aloop.elemnet.transfer import ElemNetRegressor
+
+    keys = keys_from_matrix(X)  # type: ignore[arg-type]
+    repeats = len(keys) - len(set(keys))
+    network = isinstance(getattr(model, "regressor_", model), ElemNetRegressor | MoERegressor)
+    if repeats and network:
+        warn(f"{train}: {repeats:,} rows repeat a composition of another row; {strategy}'s validation rows are drawn "
+             "by row, so some have a twin in training and its validation MAE is optimistic (average the replicates "
+             "first for an honest one)")
+    if X_test is not None:
+        seen = set(keys)
+        shared = sum(k in seen for k in keys_from_matrix(X_test))  # type: ignore[arg-type]
+        if shared:
+            warn(f"{shared:,} of the --test rows have a composition of the training table: the test MAE is not "
+                 "a held-out score for them")
 
 
 def _train_and_report(train: Path, target: str, strategy: str, formula_column: str, source: str | None,
@@ -239,6 +265,7 @@ def _train_and_report(train: Path, target: str, strategy: str, formula_column: s
     except (LookupError, ValueError) as exc:
         fail(str(exc.args[0]) if exc.args else str(exc))
     err.print(f"trained {strategy} on {len(y):,} rows of {train}", markup=False)
+    _say_overlaps(X, tested[0] if tested is not None else None, model, strategy, train)
     try:
         out.print(validation_text(model, X, y, seed), markup=False, soft_wrap=True)
     except ValueError as exc:
