@@ -305,15 +305,16 @@ def run_study(study: Study, out_dir: str | Path, *, backend: str = "joblib", n_j
 def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = TOP_FRACTIONS,
            af_targets: Sequence[float] = (0.5,), title: str | None = None, strategies: Sequence[str] | None = None,
            seeds: Sequence[int] | None = None) -> dict[str, Path]:
-    """Write the results table (CSV, JSON, Markdown) and the plots of the finished runs in ``out_dir``:
-    all of them, or those of the given strategy names and seeds.
+    """Write the results table (CSV, JSON, Markdown), the plots and the curves behind them (``curves_top5.csv``…:
+    :func:`aloop.benchmark.summary.curve_table`) of the finished runs in ``out_dir``: all of them, or those of the
+    given strategy names and seeds.
 
     ``task`` must be the study's (objective, direction, window and pool as in ``study.json``):
     the metrics are computed from its values and direction, so another task is refused
     (``ReplayError``) before anything is written.
     """
     from aloop.benchmark.plots import plot_study
-    from aloop.benchmark.summary import COLUMN_LEGEND, curves, summarize, write_tables
+    from aloop.benchmark.summary import COLUMN_LEGEND, curve_table, curves, summarize, write_tables
 
     out = Path(out_dir)
     _check_report_task(out, task)
@@ -337,6 +338,8 @@ def report(out_dir: str | Path, task: Task, *, top_fractions: Sequence[float] = 
     for i, frac in enumerate(fractions):
         frame = curves(records, task.y, task.direction, task.window, frac, include_random=True)
         stem = "window" if task.window else f"top{100 * frac:g}"
+        paths[f"curves_{stem}"] = out / f"curves_{stem}.csv"
+        curve_table(frame).to_csv(paths[f"curves_{stem}"], index=False, float_format="%.6g")
         plots = plot_study(frame, out / "plots", title or task.name, frac, objective_label=label, stem=stem,
                            set_name="in-window" if task.window else None, regret=i == 0)
         paths.update({k if k == "regret" else f"{k}_{stem}": p for k, p in plots.items()})

@@ -327,6 +327,20 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The curves behind a study's plots, per strategy, batch size and experiment ``n``: the mean and the 10th /
+    90th percentiles across seeds (the plots' bands) of ``top_percent``, ``ef``, ``best_so_far`` and ``regret``
+    (``frame``: :func:`curves`), and ``seeds``. Random's exact expectation, if there, is one row per ``n``."""
+    columns = ["top_percent", "ef", "best_so_far", "regret"]
+    grouped = frame.groupby(["strategy", "batch_size", "n"], sort=True)[columns]
+    table = grouped.mean().add_suffix("_mean")
+    for q in (0.1, 0.9):
+        table = table.join(grouped.quantile(q).add_suffix(f"_q{round(100 * q)}"))
+    table["seeds"] = grouped.size()
+    order = ["seeds", *(f"{c}_{s}" for c in columns for s in ("mean", "q10", "q90"))]
+    return table[order].reset_index()
+
+
 def write_tables(summary_df: pd.DataFrame, out_dir: str | Path, stem: str,
                  legend: str | None = None) -> dict[str, Path]:
     """Write ``summary_df`` as ``{stem}.csv``, ``{stem}.json`` (records, NaN as null) and ``{stem}.md``

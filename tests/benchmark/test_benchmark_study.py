@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from aloop.benchmark import ReplayError, Strategy
@@ -44,6 +45,8 @@ def test_joblib_study_resumes(small_task, tmp_path):
     kinds = ("top_percent", "ef", "af")
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         ["regret.png"] + [f"top{k}_{kind}.png" for k in (5, 1) for kind in kinds])
+    assert paths["curves_top5"].name == "curves_top5.csv" and paths["curves_top1"].exists()
+    assert len(pd.read_csv(paths["curves_top5"])) == (len(STRATEGIES) + 1) * 10  # and random's expectation, per n
 
 
 def test_a_window_study_plots_its_in_window_set_once(small_task, tmp_path):

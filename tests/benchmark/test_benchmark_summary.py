@@ -71,6 +71,20 @@ def test_curves_long_table() -> None:
     assert s.RANDOM_LABEL not in set(s.curves(recs, POOL, "maximize")["strategy"])
 
 
+def test_the_curve_table_is_the_plots_mean_and_band() -> None:
+    recs = study_records()
+    df = s.curves(recs, POOL, "maximize", include_random=True)
+    table = s.curve_table(df)
+    assert len(table) == 3 * 120 and table["seeds"].tolist().count(1) == 120  # random's expectation: one row per n
+    oracle = df[df["strategy"] == "oracle"].pivot(index="seed", columns="n", values="top_percent").to_numpy()
+    mean, low, high = m.band(oracle)
+    row = table[table["strategy"] == "oracle"]
+    np.testing.assert_allclose(row["top_percent_mean"], mean)
+    np.testing.assert_allclose(row["top_percent_q10"], low)
+    np.testing.assert_allclose(row["top_percent_q90"], high)
+    assert list(table.columns[:4]) == ["strategy", "batch_size", "n", "seeds"]
+
+
 def test_summarize_columns_and_oracle_beats_random() -> None:
     table = s.summarize(study_records(), POOL, "maximize", top_fractions=(0.05, 0.01), af_targets=(0.5, 0.9))
     assert list(table["strategy"]) == ["oracle", "random-order"]
