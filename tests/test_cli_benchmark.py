@@ -247,12 +247,14 @@ def test_unreachable_ray_cluster_is_a_one_line_error(library, tmp_path, monkeypa
 
 def test_the_table_says_what_it_counts_and_a_rerun_what_it_reuses(library, tmp_path):
     """A window study's table counts in-window hits (once, not as top 5% and top 1%), explains its columns, and
-    results.md carries the legend; the same command again says every run is finished; -j without joblib is said."""
+    results.md carries the legend; the same command again says every run is finished; -j without joblib and
+    --ray-address without ray are said."""
     args = ["benchmark", "--csv", library, "-t", "S_p", "--window", "0", "200", "-o", tmp_path / "w", *SMALL]
-    first = invoke(*args, "-j", "3")
+    first = invoke(*args, "-j", "3", "--ray-address", "192.0.2.2:6379")
     assert first.exit_code == 0, first.output
     said = " ".join(first.stderr.split())
     assert "-j/--jobs applies to the joblib backend; with serial it is not used" in said
+    assert "--ray-address applies to --backend ray; with serial it is not used" in said
     assert "[1/1] random seed 0" in said
     table = " ".join(first.stdout.split())
     assert "in-window found" in table and "top-1% found" not in table and "top-5%" not in table

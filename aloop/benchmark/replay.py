@@ -50,7 +50,7 @@ class Strategy:
 
     featurizer: str = "elemnet"
     surrogate: str = "gp"
-    acquisition: str = "log_ei"
+    acquisition: str = "ucb"  # a campaign's default for one objective to maximise or minimise
     layer: int | None = None
     source: str | None = None
     surrogate_options: Mapping[str, Any] = field(default_factory=dict)

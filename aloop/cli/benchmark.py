@@ -113,6 +113,8 @@ def benchmark_command(
         fail(str(exc))
     if jobs is not None and backend != "joblib":
         warn(f"-j/--jobs applies to the joblib backend; with {backend} it is not used")
+    if ray_address is not None and backend != "ray":
+        warn(f"--ray-address applies to --backend ray; with {backend} it is not used")
     jobs = 2 if jobs is None else jobs
     names = [s.name for s in strategies]
     total = len(names) * seeds
