@@ -281,3 +281,12 @@ def test_the_terminal_table_shows_the_af_interval_beside_the_af(tmp_path):
     text = console.export_text()
     assert "8.34 [7.85–8.83]" in text and "3.1 [?–4.2]" in text
     assert "random" in text and "[?–" not in text.split("random")[1].split("\n")[0]
+
+
+def test_a_folder_of_other_files_is_not_taken_for_a_study(library, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my own results\n")
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", mine, *SMALL)
+    assert result.exit_code == 2 and "holds other files and no study" in " ".join(result.stderr.split())
+    assert (mine / "results.csv").read_text() == "my own results\n" and len(list(mine.iterdir())) == 1

@@ -83,6 +83,10 @@ def benchmark_command(
         fail("give exactly one of --dataset NAME or --csv PATH")
     if out_dir.exists() and not out_dir.is_dir():
         fail(f"-o: {out_dir} is a file; give a folder for the study (it holds run records, tables and plots)")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not any((out_dir / p).exists() for p in ("study.json", "runs",
+                                                                                                 "work")):
+        fail(f"-o: {out_dir} holds other files and no study (no study.json, runs/ or work/); give a new or empty "
+             "folder for the study, whose tables and plots would replace files of the same names there")
     if direction is None and window is not None:
         direction = "window"
     if direction == "window" and window is None:
