@@ -290,3 +290,11 @@ def test_a_folder_of_other_files_is_not_taken_for_a_study(library, tmp_path):
     result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", mine, *SMALL)
     assert result.exit_code == 2 and "holds other files and no study" in " ".join(result.stderr.split())
     assert (mine / "results.csv").read_text() == "my own results\n" and len(list(mine.iterdir())) == 1
+
+
+def test_no_keep_work_leaves_the_replayed_campaigns_out(library, tmp_path):
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+                    "--seeds", "1", "--budget", "6", "--n-init", "4", "-s", "ef-gp-ucb", "--backend", "serial",
+                    "--no-keep-work")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "s" / "work").exists() and (tmp_path / "s" / "runs").is_dir()

@@ -72,6 +72,9 @@ def benchmark_command(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")] = None,
     refit_growth: Annotated[float, typer.Option(
         "--refit-growth", min=0.0, help="Refit GP hyperparameters when the data grew by this fraction (0: every round).")] = 0.25,
+    keep_work: Annotated[bool, typer.Option(
+        "--keep-work/--no-keep-work", help="Keep each replayed campaign (definition, log, feature cache) under "
+                                           "OUT/work/ (about 10 MB per ElemNet run).")] = True,
 ) -> None:
     """Replay campaigns against a fully measured dataset: Top%, EF, AF, ALM metrics, tables and plots."""
     from aloop.benchmark import ReplayError, Strategy, Task
@@ -144,7 +147,8 @@ def benchmark_command(
             err.print(f"resuming: {finished} of the {total} runs are finished in {out_dir}; running the other "
                       f"{total - finished}")
         done[0] = finished
-        records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick)
+        records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick,
+                            keep_work=keep_work)
         paths = report(out_dir, task, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
