@@ -226,6 +226,7 @@ def resolve_measurements(
 #: Results sheets from ``aloop propose -o`` carry the model's predictions as ``predicted <objective> [<units>]``,
 #: ``predicted sd …`` and ``P(success)`` columns; ``record`` reads past them (an objective of that name still wins).
 PREDICTED_PREFIX = "predicted "
+P_SUCCESS_COLUMN = "P(success)"
 
 
 def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -> tuple[dict[str, str], list[str]]:
@@ -243,7 +244,7 @@ def objective_columns(columns: Sequence[str], objectives: Sequence[Objective]) -
         if name in ("proposal_id", "formula") or (name in (*OPTIONAL_COLUMNS, *EXPORT_COLUMNS) and units is None):
             continue
         if name not in names:
-            if not (name.startswith(PREDICTED_PREFIX) or name == "P(success)"):  # a sheet's reference columns
+            if not (name.startswith(PREDICTED_PREFIX) or name == P_SUCCESS_COLUMN):  # a sheet's reference columns
                 extra.append(col)
             continue
         obj = names[name]

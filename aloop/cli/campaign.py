@@ -122,16 +122,18 @@ def propose_command(
 def _results_sheet(table: Any, labels: tuple[str, ...], cfg: Any) -> Any:
     """The lab's form: an empty column per objective to fill in, then the model's predictions as a reference
     (``predicted …`` columns and ``P(success)``, which ``record`` reads past)."""
+    from aloop.campaigns.matching import P_SUCCESS_COLUMN, PREDICTED_PREFIX
+
     sheet = table[["proposal_id", "formula"]].copy()
     for o in cfg.objectives:
         sheet[f"{o.name} [{o.units}]" if o.units else o.name] = ""
     for lab, o in zip(labels, cfg.objectives, strict=True):
         if table[f"mean_{lab}"].notna().any():
             unit = f" [{o.units}]" if o.units and lab == o.name else ""
-            sheet[f"predicted {lab}{unit}"] = table[f"mean_{lab}"].map(lambda x: float(f"{x:.4g}"))
-            sheet[f"predicted sd {lab}{unit}"] = table[f"std_{lab}"].map(lambda x: float(f"{x:.3g}"))
+            sheet[f"{PREDICTED_PREFIX}{lab}{unit}"] = table[f"mean_{lab}"].map(lambda x: float(f"{x:.4g}"))
+            sheet[f"{PREDICTED_PREFIX}sd {lab}{unit}"] = table[f"std_{lab}"].map(lambda x: float(f"{x:.3g}"))
     if table["p_success"].notna().any():
-        sheet["P(success)"] = table["p_success"].round(3)
+        sheet[P_SUCCESS_COLUMN] = table["p_success"].round(3)
     return sheet
 
 
