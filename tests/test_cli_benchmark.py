@@ -298,3 +298,18 @@ def test_no_keep_work_leaves_the_replayed_campaigns_out(library, tmp_path):
                     "--no-keep-work")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "s" / "work").exists() and (tmp_path / "s" / "runs").is_dir()
+
+
+def test_af_targets_add_their_columns_and_bad_ones_are_refused(library, tmp_path):
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+                    "--seeds", "1", "--budget", "20", "--n-init", "4", "-s", "random", "--backend", "serial",
+                    "--af-target", "0.25", "--af-target", "0.5")
+    assert result.exit_code == 0, result.output
+    table = " ".join(result.stdout.split())
+    assert "n to 25%" in table and "AF(25%)" in table and "AF(50%)" in table
+    row = json.loads((tmp_path / "s" / "results.json").read_text())[0]
+    assert {"top5_t25_af", "top5_t25_n_med", "top1_t25_af", "top5_t50_af"} <= set(row)
+    bad = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "b",
+                 *SMALL, "--af-target", "0")
+    assert bad.exit_code == 2 and "--af-target 0: give a share of the top-5% set in (0, 1]" in bad.stderr
+    assert not (tmp_path / "b").exists()

@@ -72,6 +72,9 @@ def benchmark_command(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")] = None,
     refit_growth: Annotated[float, typer.Option(
         "--refit-growth", min=0.0, help="Refit GP hyperparameters when the data grew by this fraction (0: every round).")] = 0.25,
+    af_targets: Annotated[list[float] | None, typer.Option(
+        "--af-target", help="Top% (a share of the top-5% set, in (0, 1]) at which AF is reported; repeat for several "
+                            "[default: 0.5].", show_default=False)] = None,
     keep_work: Annotated[bool, typer.Option(
         "--keep-work/--no-keep-work", help="Keep each replayed campaign (definition, log, feature cache) under "
                                            "OUT/work/ (about 10 MB per ElemNet run).")] = True,
@@ -82,6 +85,10 @@ def benchmark_command(
     from aloop.benchmark.study import Study, pending_runs, report, run_study
     from aloop.datasets import DatasetError
 
+    targets = sorted(set(af_targets or [0.5]))
+    if any(not 0 < t <= 1 for t in targets):
+        fail(f"--af-target {next(t for t in targets if not 0 < t <= 1):g}: give a share of the top-5% set in (0, 1], "
+             "e.g. 0.5 for half of it")
     if (dataset is None) == (csv is None):
         fail("give exactly one of --dataset NAME or --csv PATH")
     if out_dir.exists() and not out_dir.is_dir():
@@ -149,18 +156,18 @@ def benchmark_command(
         done[0] = finished
         records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick,
                             keep_work=keep_work)
-        paths = report(out_dir, task, strategies=names, seeds=study.seeds)
+        paths = report(out_dir, task, af_targets=targets, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        _interrupted(out_dir, task, names, study.seeds)
+        _interrupted(out_dir, task, names, study.seeds, targets)
         raise typer.Exit(130) from None
     ours = sum(r["strategy"] in names and r["seed"] in study.seeds for r in records)
     err.print(f"{ours} of {total} runs finished; tables and plots in {out_dir}")
     if len(records) > ours:
         err.print(f"{out_dir} also holds {len(records) - ours} runs of other seeds or strategies, "
                   f"left out of the table (it shows seeds 0–{seeds - 1} of {', '.join(names)})")
-    table = _table(paths["json"], task.window is not None)
+    table = _table(paths["json"], task.window is not None, targets)
     if out.is_terminal:
         out.print(table)
     else:  # a pipe or a log file: rich's 80 columns would cut every number to "0.0…"
@@ -169,13 +176,13 @@ def benchmark_command(
         Console(highlight=False, width=200).print(table)
 
 
-def _interrupted(out_dir: Path, task: Task, names: list[str], seeds: Sequence[int]) -> None:
+def _interrupted(out_dir: Path, task: Task, names: list[str], seeds: Sequence[int], targets: Sequence[float]) -> None:
     """After Ctrl-C: tables and plots of the runs that finished, and how to resume."""
     from aloop.benchmark import ReplayError
     from aloop.benchmark.study import report
 
     try:
-        report(out_dir, task, strategies=names, seeds=seeds)
+        report(out_dir, task, af_targets=targets, strategies=names, seeds=seeds)
         done = f"tables and plots of the finished runs are in {out_dir}"
     except (ReplayError, OSError):  # none finished yet
         done = "no run had finished"
@@ -283,14 +290,15 @@ COLUMNS = (("strategy", "strategy"), ("batch_size", "q"), ("seeds", "seeds"), ("
            ("cov95_last", "cov95"))
 #: What the terminal table's columns mean (its caption).
 LEGEND = ("found: share of the set found by the budget (mean over seeds, 1 = all); n to 50%: median experiments "
-          "to find half of it; AF(50%): random's expected experiments to half of it / those of the seed-mean curve, "
+          "to find half of the set (or the share each --af-target gives); AF(50%): random's expected "
+          "experiments to that share / those of the seed-mean curve, "
           "its 90% interval from bootstrapping the seeds in brackets (?: resamples that never get there); "
           "anyALM: median experiments to the first top-1% composition; regret: best in the pool − best found "
           "(objective units); pool MAE, cov95: the last model's error and 95%-interval coverage on the unmeasured "
           "pool; –: not reached or no model. Every column is in results.md/.csv/.json.")
 
 
-def _table(path: Path, window: bool = False) -> object:
+def _table(path: Path, window: bool = False, targets: Sequence[float] = (0.5,)) -> object:
     import json
 
     from rich.table import Table
@@ -300,6 +308,9 @@ def _table(path: Path, window: bool = False) -> object:
     # A window's hits are its in-window compositions whatever k, so its top-5% and top-1% columns are one set.
     columns = [(k, h.replace("top-5%", "in-window")) for k, h in COLUMNS if not (window and k.startswith("top1_"))] \
         if window else list(COLUMNS)
+    at = [i for i, (k, _) in enumerate(columns) if k.startswith("top5_t50_")]  # one pair per --af-target
+    columns[at[0]:at[-1] + 1] = [pair for t in targets for p in [f"{100 * t:g}"]
+                                 for pair in ((f"top5_t{p}_n_med", f"n to {p}%"), (f"top5_t{p}_af", f"AF({p}%)"))]
     legend = LEGEND.replace("anyALM: median experiments to the first top-1% composition", "anyALM: median "
                             "experiments to the first in-window composition") if window else LEGEND
     table = Table(title="replay results", caption=legend, caption_justify="left")
