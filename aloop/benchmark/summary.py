@@ -66,6 +66,20 @@ def _t_tag(t: float) -> str:
     return f"t{t * 100:g}"
 
 
+def _mean_interval(values: np.ndarray, level: float = 0.9) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (one per seed; 1,000 resamples, seeded, as the AF
+    interval); NaN with one seed, the value itself when every seed agrees."""
+    from scipy.stats import bootstrap
+
+    if values.size < 2:
+        return math.nan, math.nan
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    ci = bootstrap((values,), np.mean, confidence_level=level, n_resamples=1000, method="percentile",
+                   random_state=0).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
 def curves(
     records: Iterable[Mapping[str, Any]],
     y: Sequence[float] | np.ndarray,
@@ -180,7 +194,8 @@ COLUMN_LEGEND = """\
 - `{top}_count`: size of the top set (ties at the cut included; for a window objective the compositions closest to
   the window, distance 0 inside it: every in-window one when they make up at least that share of the pool)
 - `{top}_final_mean` / `{top}_final_std`: share of the top set found by the budget (0..1), across seeds;
-  `{top}_final_ef`: the enhancement factor there, EF = mean share / (budget / pool_size)
+  `{top}_final_ef`: the enhancement factor there, EF = mean share / (budget / pool_size); `{top}_final_ef_lo` /
+  `_hi`: its 90% interval, bootstrapping the seeds (1,000 resamples)
 - `{top}_{t}_n_med` / `_n_q25` / `_n_q75`: experiments to find the share t (t50: half), quantiles over all seeds,
   a seed that never did counting as beyond the budget (– where a quantile depends on such seeds);
   `{top}_{t}_reached`: seeds that did
@@ -251,6 +266,8 @@ def summarize(
             row[f"{top}_count"] = n_top
             row[f"{top}_final_mean"], row[f"{top}_final_std"] = _mean_std(per_seed[:, -1])
             row[f"{top}_final_ef"] = row[f"{top}_final_mean"] / float(m.random_top_percent(budget, y.size))
+            row[f"{top}_final_ef_lo"], row[f"{top}_final_ef_hi"] = (
+                bound / float(m.random_top_percent(budget, y.size)) for bound in _mean_interval(per_seed[:, -1]))
             for t in targets:
                 key = f"{top}_{_t_tag(t)}"
                 reach = [m.experiments_to_reach(c, t) for c in per_seed]

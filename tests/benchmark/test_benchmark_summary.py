@@ -98,6 +98,10 @@ def test_summarize_columns_and_oracle_beats_random() -> None:
         assert col in table.columns, col
     oracle, rand = table.set_index("strategy").loc["oracle"], table.set_index("strategy").loc["random-order"]
     assert oracle["seeds"] == 3 and rand["seeds"] == 5 and oracle["budget"] == 120
+    # EF at the budget with its seed-bootstrap interval: around the EF, and a point when every seed agrees.
+    assert rand["top5_final_ef_lo"] <= rand["top5_final_ef"] <= rand["top5_final_ef_hi"]
+    assert rand["top5_final_ef_lo"] < rand["top5_final_ef_hi"]
+    assert oracle["top5_final_ef_lo"] == oracle["top5_final_ef"] == oracle["top5_final_ef_hi"]
     assert oracle["top5_final_mean"] == 1.0 and oracle["top5_t50_reached"] == 3
     assert oracle["top5_final_ef"] == pytest.approx(POOL.size / 120)  # all found after 120 of N: EF = N / 120
     # The oracle needs about 5 initial rows + 5 picks for half of the top 10: AF far above random's ≈ 1.
