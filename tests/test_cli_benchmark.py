@@ -311,5 +311,20 @@ def test_af_targets_add_their_columns_and_bad_ones_are_refused(library, tmp_path
     assert {"top5_t25_af", "top5_t25_n_med", "top1_t25_af", "top5_t50_af"} <= set(row)
     bad = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "b",
                  *SMALL, "--af-target", "0")
-    assert bad.exit_code == 2 and "--af-target 0: give a share of the top-5% set in (0, 1]" in bad.stderr
+    assert bad.exit_code == 2 and "--af-target 0: give a share of the top set in (0, 1]" in bad.stderr
+    bad = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "b",
+                 *SMALL, "--top", "100")
+    assert bad.exit_code == 2 and "--top 100: give a percentage of the pool in (0, 100)" in bad.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_other_top_sets_replace_the_top_5_and_1_percent(library, tmp_path):
+    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
+                    "--seeds", "1", "--budget", "20", "--n-init", "4", "-s", "random", "--backend", "serial",
+                    "--top", "10", "--top", "2.5")
+    assert result.exit_code == 0, result.output
+    table = " ".join(result.stdout.split())
+    assert "top-10% found" in table and "top-2.5% found" in table and "top-5% found" not in table
+    row = json.loads((tmp_path / "s" / "results.json").read_text())[0]
+    assert {"top10_final_mean", "top10_t50_af", "top2.5_final_mean"} <= set(row) and "top5_final_mean" not in row
+    assert (tmp_path / "s" / "curves_top10.csv").exists() and (tmp_path / "s" / "plots" / "top2.5_af.png").exists()

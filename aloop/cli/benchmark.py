@@ -72,9 +72,12 @@ def benchmark_command(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")] = None,
     refit_growth: Annotated[float, typer.Option(
         "--refit-growth", min=0.0, help="Refit GP hyperparameters when the data grew by this fraction (0: every round).")] = 0.25,
+    tops: Annotated[list[float] | None, typer.Option(
+        "--top", help="Top-k% sets to count, in percent of the pool (0–100); repeat for several [default: 5 and 1]. "
+                      "The first carries the n-to and AF columns.", show_default=False)] = None,
     af_targets: Annotated[list[float] | None, typer.Option(
-        "--af-target", help="Top% (a share of the top-5% set, in (0, 1]) at which AF is reported; repeat for several "
-                            "[default: 0.5].", show_default=False)] = None,
+        "--af-target", help="Top% (a share of the first --top set, in (0, 1]) at which AF is reported; repeat for "
+                            "several [default: 0.5].", show_default=False)] = None,
     keep_work: Annotated[bool, typer.Option(
         "--keep-work/--no-keep-work", help="Keep each replayed campaign (definition, log, feature cache) under "
                                            "OUT/work/ (about 10 MB per ElemNet run).")] = True,
@@ -82,13 +85,17 @@ def benchmark_command(
     """Replay campaigns against a fully measured dataset: Top%, EF, AF, ALM metrics, tables and plots."""
     from aloop.benchmark import ReplayError, Strategy, Task
     from aloop.benchmark.replay import check_batch_size
-    from aloop.benchmark.study import Study, pending_runs, report, run_study
+    from aloop.benchmark.study import TOP_FRACTIONS, Study, pending_runs, report, run_study
     from aloop.datasets import DatasetError
 
     targets = sorted(set(af_targets or [0.5]))
     if any(not 0 < t <= 1 for t in targets):
-        fail(f"--af-target {next(t for t in targets if not 0 < t <= 1):g}: give a share of the top-5% set in (0, 1], "
+        fail(f"--af-target {next(t for t in targets if not 0 < t <= 1):g}: give a share of the top set in (0, 1], "
              "e.g. 0.5 for half of it")
+    if any(not 0 < p < 100 for p in tops or ()):
+        fail(f"--top {next(p for p in tops or () if not 0 < p < 100):g}: give a percentage of the pool in (0, 100), "
+             "e.g. 5 for the top 5%")
+    fractions = tuple(dict.fromkeys(p / 100 for p in tops)) if tops else TOP_FRACTIONS
     if (dataset is None) == (csv is None):
         fail("give exactly one of --dataset NAME or --csv PATH")
     if out_dir.exists() and not out_dir.is_dir():
@@ -134,7 +141,7 @@ def benchmark_command(
     total = len(names) * seeds
     err.print(f"{task.name}: {len(task)} compositions, {len(strategies)} strategies × {seeds} seeds, "
               f"budget {budget}, batch {batch_size}, backend {backend}")
-    _say_pool(task, target)
+    _say_pool(task, target, fractions)
     goal = f"window {task.window[0]:g}–{task.window[1]:g}" if task.window else task.direction
     err.print(f"objective: {goal} {task.objective}{f' ({task.units})' if task.units else ''} ({said})", markup=False)
     done = [0]
@@ -156,18 +163,18 @@ def benchmark_command(
         done[0] = finished
         records = run_study(study, out_dir, backend=backend, n_jobs=jobs, ray_address=ray_address, on_record=tick,
                             keep_work=keep_work)
-        paths = report(out_dir, task, af_targets=targets, strategies=names, seeds=study.seeds)
+        paths = report(out_dir, task, top_fractions=fractions, af_targets=targets, strategies=names, seeds=study.seeds)
     except ReplayError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        _interrupted(out_dir, task, names, study.seeds, targets)
+        _interrupted(out_dir, task, names, study.seeds, fractions, targets)
         raise typer.Exit(130) from None
     ours = sum(r["strategy"] in names and r["seed"] in study.seeds for r in records)
     err.print(f"{ours} of {total} runs finished; tables and plots in {out_dir}")
     if len(records) > ours:
         err.print(f"{out_dir} also holds {len(records) - ours} runs of other seeds or strategies, "
                   f"left out of the table (it shows seeds 0–{seeds - 1} of {', '.join(names)})")
-    table = _table(paths["json"], task.window is not None, targets)
+    table = _table(paths["json"], task.window is not None, targets, fractions)
     if out.is_terminal:
         out.print(table)
     else:  # a pipe or a log file: rich's 80 columns would cut every number to "0.0…"
@@ -176,13 +183,14 @@ def benchmark_command(
         Console(highlight=False, width=200).print(table)
 
 
-def _interrupted(out_dir: Path, task: Task, names: list[str], seeds: Sequence[int], targets: Sequence[float]) -> None:
+def _interrupted(out_dir: Path, task: Task, names: list[str], seeds: Sequence[int], fractions: Sequence[float],
+                 targets: Sequence[float]) -> None:
     """After Ctrl-C: tables and plots of the runs that finished, and how to resume."""
     from aloop.benchmark import ReplayError
     from aloop.benchmark.study import report
 
     try:
-        report(out_dir, task, af_targets=targets, strategies=names, seeds=seeds)
+        report(out_dir, task, top_fractions=fractions, af_targets=targets, strategies=names, seeds=seeds)
         done = f"tables and plots of the finished runs are in {out_dir}"
     except (ReplayError, OSError):  # none finished yet
         done = "no run had finished"
@@ -219,12 +227,11 @@ def _csv_task(csv: Path, target: str | None, formula_column: str, units: str, di
                                direction=direction, window=window)
 
 
-def _say_pool(task: Task, target: str | None) -> None:
+def _say_pool(task: Task, target: str | None, fractions: Sequence[float]) -> None:
     """Say what the pool was made of: merged rows, a renamed target column, a top-k% set grown by ties."""
     import math
 
     from aloop.benchmark.metrics import goodness, top_mask
-    from aloop.benchmark.study import TOP_FRACTIONS
 
     n = len(task)
     if task.source_rows and task.source_rows > n:
@@ -233,12 +240,12 @@ def _say_pool(task: Task, target: str | None) -> None:
         err.print(f"column {target.strip()!r} is the objective {task.objective!r} in {task.units}", markup=False)
     if task.window is not None:  # every in-window composition is a hit by design, when they fill the top 5%
         lo, hi = task.window
-        inside, k = int(((task.y >= lo) & (task.y <= hi)).sum()), max(1, math.ceil(TOP_FRACTIONS[0] * n))
+        inside, k = int(((task.y >= lo) & (task.y <= hi)).sum()), max(1, math.ceil(fractions[0] * n))
         if inside < k:
             warn(f"only {inside} of {n} compositions lie in the window [{lo:g}, {hi:g}], fewer than "
-                 f"{100 * TOP_FRACTIONS[0]:g}% of the pool: the 'in-window' set is the {k} closest to it")
+                 f"{100 * fractions[0]:g}% of the pool: the 'in-window' set is the {k} closest to it")
         return
-    for frac in TOP_FRACTIONS:
+    for frac in fractions:
         mask, k = top_mask(goodness(task.y, task.direction), frac), max(1, math.ceil(frac * n))
         if mask.sum() >= 2 * k:
             cut = task.y[mask].max() if task.direction == "minimize" else task.y[mask].min()
@@ -284,10 +291,8 @@ def _registry_direction(dataset: str, target: str | None, given: str | None) -> 
 
 
 #: (column of the results table, heading) shown on the terminal; results.md has them all.
-COLUMNS = (("strategy", "strategy"), ("batch_size", "q"), ("seeds", "seeds"), ("top5_final_mean", "top-5% found"),
-           ("top5_t50_n_med", "n to 50%"), ("top5_t50_af", "AF(50%)"), ("top1_final_mean", "top-1% found"),
-           ("any_alm_med", "anyALM"), ("regret_final_mean", "regret"), ("mae_last", "pool MAE"),
-           ("cov95_last", "cov95"))
+TAIL_COLUMNS = (("any_alm_med", "anyALM"), ("regret_final_mean", "regret"), ("mae_last", "pool MAE"),
+                ("cov95_last", "cov95"))
 #: What the terminal table's columns mean (its caption).
 LEGEND = ("found: share of the set found by the budget (mean over seeds, 1 = all); n to 50%: median experiments "
           "to find half of the set (or the share each --af-target gives); AF(50%): random's expected "
@@ -298,19 +303,23 @@ LEGEND = ("found: share of the set found by the budget (mean over seeds, 1 = all
           "pool; –: not reached or no model. Every column is in results.md/.csv/.json.")
 
 
-def _table(path: Path, window: bool = False, targets: Sequence[float] = (0.5,)) -> object:
+def _table(path: Path, window: bool = False, targets: Sequence[float] = (0.5,),
+           fractions: Sequence[float] = (0.05, 0.01)) -> object:
     import json
 
     from rich.table import Table
 
     from aloop.benchmark.summary import af_interval_text
 
-    # A window's hits are its in-window compositions whatever k, so its top-5% and top-1% columns are one set.
-    columns = [(k, h.replace("top-5%", "in-window")) for k, h in COLUMNS if not (window and k.startswith("top1_"))] \
-        if window else list(COLUMNS)
-    at = [i for i, (k, _) in enumerate(columns) if k.startswith("top5_t50_")]  # one pair per --af-target
-    columns[at[0]:at[-1] + 1] = [pair for t in targets for p in [f"{100 * t:g}"]
-                                 for pair in ((f"top5_t{p}_n_med", f"n to {p}%"), (f"top5_t{p}_af", f"AF({p}%)"))]
+    columns = [("strategy", "strategy"), ("batch_size", "q"), ("seeds", "seeds")]
+    # A window's hits are its in-window compositions whatever k, so its top-k% columns are one set.
+    for i, f in enumerate(fractions[:1] if window else fractions):
+        top = f"top{100 * f:g}"
+        columns.append((f"{top}_final_mean", "in-window found" if window else f"top-{100 * f:g}% found"))
+        if i == 0:  # one pair per --af-target
+            columns += [pair for t in targets for p in [f"{100 * t:g}"]
+                        for pair in ((f"{top}_t{p}_n_med", f"n to {p}%"), (f"{top}_t{p}_af", f"AF({p}%)"))]
+    columns += list(TAIL_COLUMNS)
     legend = LEGEND.replace("anyALM: median experiments to the first top-1% composition", "anyALM: median "
                             "experiments to the first in-window composition") if window else LEGEND
     table = Table(title="replay results", caption=legend, caption_justify="left")
