@@ -76,7 +76,7 @@ def test_datasets_list_group_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_datasets_list_unknown_group() -> None:
-    assert_clean_error(invoke("datasets", "list", "--group", "nope"), 2, "unknown group", "experimental")
+    assert_clean_error(invoke("datasets", "list", "--group", "nope"), 2, "unknown dataset group 'nope'; groups: ", "experimental")
 
 
 def test_datasets_show_embedded_every_field() -> None:

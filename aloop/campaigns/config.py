@@ -107,7 +107,8 @@ def default_acquisition(directions: Sequence[str]) -> str:
     maximise or minimise: replaying both OER plates, it found half of the top 5% 1.3–1.7×
     sooner than log-EI, whose expected improvement over the best *noisy* measurement keeps
     exploring late in a campaign (BENCHMARKS.md, "Retrospective discovery"); ``log_ei``
-    otherwise (a target value; several objectives, where it means NEHVI).
+    otherwise (a target value; several objectives, where it means log-EI of an equal-weight sum of standardised
+    utilities when every objective is maximised or minimised, NEHVI when one is a target or a window).
     """
     if "window" in directions:
         return "window"

@@ -275,8 +275,10 @@ class CampaignLog:
 
     def _close(self, kind: str, proposal_ids: int | Sequence[int], reason: str) -> list[int]:
         ids = id_list(proposal_ids, kind, "proposal")
+        verb = {"failed": "fail", "rejected": "reject", "cancelled": "cancel"}[kind]
+        if not isinstance(reason, str):
+            raise CampaignLogError(f"{verb}: the reason must be text, got {type(reason).__name__} {reason!r}")
         if kind != "cancelled" and not reason.strip():
-            verb = {"failed": "fail", "rejected": "reject"}.get(kind, kind)
             raise CampaignLogError(f"{verb}: give a reason (--reason TEXT: why the proposal is {kind}); it is kept "
                                    "in the log and teaches the feasibility model")
         now = datetime.now(UTC)

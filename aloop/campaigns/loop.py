@@ -190,7 +190,9 @@ class Campaign(Outcomes):
             ``mean_<label>``/``std_<label>`` per objective (model space), ``acquisition_value``,
             ``p_success`` (P(success) once failures or vetoes exist), ``reason``, ``model_version``. ``attrs``: ``mode``, ``model_version``, ``retrained``, ``training_size``, ``requested``.
         """
-        allow_fewer = n is None if allow_fewer is None else allow_fewer
+        if allow_fewer is not None and not isinstance(allow_fewer, bool | np.bool_):
+            raise CampaignError(f"allow_fewer must be True, False or None, got {allow_fewer!r}")
+        allow_fewer = n is None if allow_fewer is None else bool(allow_fewer)
         n = self.config.batch_size if n is None else n
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
             raise CampaignError(f"the number of proposals must be a positive integer, got {n!r}")
@@ -359,7 +361,9 @@ class Campaign(Outcomes):
         """
         from aloop.campaigns.report import status_dict
 
-        return status_dict(self, self._events(), cv)
+        if not isinstance(cv, bool | np.bool_):  # "no" would be truthy and run the cross-validation
+            raise CampaignError(f"cv must be True or False, got {cv!r}")
+        return status_dict(self, self._events(), bool(cv))
 
     def report(self, out_dir: str | Path = "report") -> dict[str, Path]:
         """Write ``report.html`` (self-contained) and ``report.md`` (+ PNGs) to ``out_dir``; returns the paths."""

@@ -32,6 +32,8 @@ class Outcomes:
         the composition, beside the retry's measurement once there is one.
         """
         ids = id_list(proposal_ids, "retry", "proposal")
+        if not isinstance(reason, str):
+            raise CampaignError(f"retry: the reason must be text, got {type(reason).__name__} {reason!r}")
         events = self._events()
         failed = check_pending("retried", ids, events, self.name, need="failed")  # the log checks again under its lock
         note = f": {reason.strip()}" if reason.strip() else ""
@@ -66,9 +68,25 @@ class Outcomes:
         """Veto pending proposals: never proposed again; they inform the feasibility model."""
         return self.log.reject(proposal_ids, reason)
 
-    def cancel(self: Campaign, proposal_ids: int | Sequence[int], reason: str = "") -> list[int]:
-        """Withdraw pending proposals; their compositions may be proposed again."""
-        return self.log.cancel(proposal_ids, reason)
+    def cancel(self: Campaign, proposal_ids: int | Sequence[int] | None = None, reason: str = "", *,
+               batch: int | None = None) -> list[int]:
+        """Withdraw pending proposals, or with ``batch`` every pending proposal of that batch; their compositions
+        may be proposed again."""
+        if (proposal_ids is None) == (batch is None):
+            raise CampaignError("cancel: give the proposal ids to cancel, or a batch for every pending proposal of "
+                                "it (not both)")
+        return self.log.cancel(self.pending_of_batch(batch) if batch is not None else proposal_ids, reason)
+
+    def pending_of_batch(self: Campaign, batch: int) -> list[int]:
+        """The ids of a batch's pending proposals (``CampaignError`` if there is no such batch or none is pending)."""
+        props = self.log.proposals()
+        if batch not in set(props["batch_id"]):
+            raise CampaignError(f"batch {batch}: campaign {self.name!r} has no batch {batch} (batches: "
+                                f"{', '.join(map(str, sorted(set(props['batch_id'])))) or 'none yet'})")
+        ids = props[(props["batch_id"] == batch) & (props["status"] == "pending")]["proposal_id"].tolist()
+        if not ids:
+            raise CampaignError(f"batch {batch}: none of its proposals is pending; nothing cancelled")
+        return [int(i) for i in ids]
 
     def retract(self: Campaign, ids: int | Sequence[int], reason: str, operator: str | None = None) -> list[int]:
         """Withdraw wrongly recorded measurements or outcomes, keeping them in the log with ``reason`` and ``operator``.

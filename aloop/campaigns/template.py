@@ -35,7 +35,7 @@ def render_template(**flags: Any) -> str:
     unknown = sorted(set(flags) - _FLAGS)
     if unknown:
         raise ConfigError([f"unknown template option {u!r}; options: {', '.join(sorted(_FLAGS))}" for u in unknown])
-    f = dict(flags)
+    f = {k: v for k, v in flags.items() if v is not None}  # None: the flag's default, as if not given
     name = f.get("name", "my-campaign")
     elements = f.get("elements")
     if isinstance(elements, str):

@@ -259,15 +259,14 @@ def cancel_command(
     """Withdraw pending proposals (not made); they may be proposed again."""
     if (ids is None) == (batch is None):
         fail("give the proposal ids to cancel, or --batch ID for every pending proposal of a batch (not both)")
+    from aloop.campaigns.pool import CampaignError
+
     if batch is not None:
         with _opened(campaign_path) as campaign:
-            props = campaign.log.proposals()
-            if batch not in set(props["batch_id"]):
-                fail(f"--batch {batch}: campaign {campaign.name!r} has no batch {batch} (batches: "
-                     f"{', '.join(map(str, sorted(set(props['batch_id'])))) or 'none yet'})")
-            ids = props[(props["batch_id"] == batch) & (props["status"] == "pending")]["proposal_id"].tolist()
-        if not ids:
-            fail(f"--batch {batch}: none of its proposals is pending; nothing cancelled")
+            try:
+                ids = campaign.pending_of_batch(batch)
+            except CampaignError as exc:
+                fail(f"--{exc}")  # "--batch N: …"
     _close("cancelled", ids, reason, campaign_path)
 
 

@@ -80,10 +80,10 @@ def list_command(
     """List the registered datasets: name, group, rows, targets with units, file present or missing."""
     from aloop.datasets import list_specs
 
-    groups = sorted({s.group for s in list_specs()})
-    if group is not None and group not in groups:
-        fail(f"unknown group {group!r}; groups are: {', '.join(groups)}")
-    specs = list_specs(group)
+    try:
+        specs = list_specs(group)
+    except ValueError as exc:
+        fail(str(exc))
     table = Table(title=f"{len(specs)} datasets", caption=escape(_data_dir_line()))
     table.add_column("name", no_wrap=True, style="bold")
     table.add_column("group")

@@ -12,13 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aloop.datasets.registry import DatasetSpec, get_spec
+from aloop.datasets.registry import DatasetError, DatasetSpec, get_spec
 
 ENV_VAR = "ALOOP_DATA_DIR"
-
-
-class DatasetError(RuntimeError):
-    """A dataset that cannot be loaded: missing file, wrong checksum, unexpected columns."""
 
 
 def data_dir() -> Path:
@@ -85,7 +81,7 @@ def load(name: str, split: str | None = None) -> pd.DataFrame:
         split: keep only rows of this published split (``train``/``val``/``test``).
 
     Raises:
-        DatasetError: file missing (naming where it was looked for), checksum mismatch,
+        DatasetError: no dataset of that name, file missing (naming where it was looked for), checksum mismatch,
             or expected columns absent.
     """
     spec = get_spec(name)

@@ -254,14 +254,28 @@ _add(DatasetSpec(
 ))
 
 
+class DatasetError(RuntimeError):
+    """A dataset that cannot be loaded: unknown name, missing file, wrong checksum, unexpected columns."""
+
+
+class UnknownDatasetError(DatasetError, KeyError):
+    """No registry entry of that name (also a ``KeyError``, whose message reads as written, not quoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The registry entry called ``name``; the error lists the known names."""
     try:
         return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))}") from None
+    except (KeyError, TypeError):  # TypeError: an unhashable name
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def list_specs(group: str | None = None) -> list[DatasetSpec]:
     """All registry entries, optionally those of one group (source, jarvis, experimental, campaigns, embedded)."""
+    groups = sorted({s.group for s in _REGISTRY.values()})
+    if group is not None and group not in groups:
+        raise ValueError(f"unknown dataset group {group!r}; groups: {', '.join(groups)}")
     return [s for s in _REGISTRY.values() if group is None or s.group == group]

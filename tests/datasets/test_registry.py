@@ -182,3 +182,15 @@ def test_jarvis_split_matches_the_paper(shared_data: Path) -> None:
     assert len(frame) == 557
     assert set(frame["split"]) == {"train", "test"}
     assert np.isfinite(frame["exfoliation_energy"]).all()
+
+
+def test_unknown_names_and_groups_are_named() -> None:
+    from aloop.datasets import DatasetError, get_spec, list_specs, load
+
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'; known datasets: "):
+        load("nope")
+    with pytest.raises(KeyError) as err:
+        get_spec(None)  # type: ignore[arg-type]
+    assert str(err.value).startswith("unknown dataset None; known datasets: ")  # not a quoted repr
+    with pytest.raises(ValueError, match="unknown dataset group 'bogus'; groups: campaigns, embedded"):
+        list_specs("bogus")
