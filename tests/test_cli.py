@@ -452,3 +452,18 @@ def test_ctrl_c_while_the_command_line_loads_exits_quietly(monkeypatch: pytest.M
         _console.main()
     assert info.value.code == 130
     assert capsys.readouterr().err == "aloop: interrupted while starting; nothing was done\n"
+
+
+def test_ctrl_c_after_the_command_has_finished_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the command is done, Ctrl-C would only interrupt the interpreter's exit handlers (a raw traceback)."""
+    import signal
+
+    from aloop import _console
+
+    monkeypatch.setattr("aloop.cli.main", lambda: None)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        _console.main()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
