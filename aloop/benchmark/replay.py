@@ -147,7 +147,8 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     folder, deleted afterwards, when ``None``). The first ``n_init`` proposals are the
     campaign's initial design (``"random"``, the field's protocol, or ``"diverse"``, a live campaign's default:
     k-means on the strategy's features; the random strategy's is always random); then batches of ``batch_size``
-    until ``budget`` measurements (initial ones included). ``order`` holds task row indices.
+    until ``budget`` measurements (initial ones included). ``order`` holds task row indices, ``formulas`` and
+    ``values`` the compositions and values they picked, in that order.
     """
     if not (isinstance(n_init, int) and isinstance(batch_size, int) and isinstance(budget, int)):
         raise ReplayError("n_init, batch_size and budget must be integers")
@@ -192,7 +193,8 @@ def run_replay(task: Task, strategy: Strategy, seed: int, *, n_init: int = 5, ba
     return {
         "study": study, "task": task.name, "strategy": strategy.name, "seed": int(seed), "batch_size": batch_size,
         "n_init": n_init, "budget": budget, "pool_size": len(task), "order": order, "batch": batches,
-        "values": task.y[order].tolist(), "fits": fits, "seconds": time.perf_counter() - start,
+        "values": task.y[order].tolist(), "formulas": [str(task.formulas[i]) for i in order], "fits": fits,
+        "seconds": time.perf_counter() - start,
         "refit_growth": refit_growth, "spec": strategy.spec(), "initial_design": args["initial_design"],
     }
 

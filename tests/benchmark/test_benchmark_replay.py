@@ -16,6 +16,7 @@ def test_record_follows_the_campaign(small_task, tmp_path):
     order = np.asarray(rec["order"])
     assert len(order) == 16 and len(set(order)) == 16
     assert np.allclose(rec["values"], small_task.y[order])
+    assert rec["formulas"] == [str(f) for f in small_task.formulas[order]]  # readable without the task
     assert rec["batch"][:4] == [0] * 4 and rec["batch"][4:7] == [1] * 3 and rec["batch"][-3:] == [4] * 3
     assert len(rec["fits"]) == 4  # batches 1..4 (12 measurements) were model-based
     assert [f["n_train"] for f in rec["fits"]] == [4, 7, 10, 13]
