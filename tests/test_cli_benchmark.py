@@ -300,10 +300,14 @@ def test_no_keep_work_leaves_the_replayed_campaigns_out(library, tmp_path):
     assert not (tmp_path / "s" / "work").exists() and (tmp_path / "s" / "runs").is_dir()
 
 
+def _random_study(library, out, *extra):  # type: ignore[no-untyped-def]
+    """One random run of 20 measurements on the library into ``out``, with ``extra`` options."""
+    return invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", out, "--seeds", "1",
+                  "--budget", "20", "--n-init", "4", "-s", "random", "--backend", "serial", *extra)
+
+
 def test_af_targets_add_their_columns_and_bad_ones_are_refused(library, tmp_path):
-    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
-                    "--seeds", "1", "--budget", "20", "--n-init", "4", "-s", "random", "--backend", "serial",
-                    "--af-target", "0.25", "--af-target", "0.5")
+    result = _random_study(library, tmp_path / "s", "--af-target", "0.25", "--af-target", "0.5")
     assert result.exit_code == 0, result.output
     table = " ".join(result.stdout.split())
     assert "n to 25%" in table and "AF(25%)" in table and "AF(50%)" in table
@@ -319,9 +323,7 @@ def test_af_targets_add_their_columns_and_bad_ones_are_refused(library, tmp_path
 
 
 def test_other_top_sets_replace_the_top_5_and_1_percent(library, tmp_path):
-    result = invoke("benchmark", "--csv", library, "-t", "S_p", "--direction", "maximize", "-o", tmp_path / "s",
-                    "--seeds", "1", "--budget", "20", "--n-init", "4", "-s", "random", "--backend", "serial",
-                    "--top", "10", "--top", "2.5")
+    result = _random_study(library, tmp_path / "s", "--top", "10", "--top", "2.5")
     assert result.exit_code == 0, result.output
     table = " ".join(result.stdout.split())
     assert "top-10% found" in table and "top-2.5% found" in table and "top-5% found" not in table
