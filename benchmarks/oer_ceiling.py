@@ -36,11 +36,14 @@ For each plate (minimise overpotential, the ``oer-plate-*`` studies of ``bench_d
 * with ``--schedules``, own-fit campaigns on the campaign GP (plate box, lengthscale log-sd 0.15) with β = 4 and with
   β = 9 for the first 30 or 60 measurements, then 4: does exploring first free the runs a Co–Fe basin traps on
   plate 3851 without slowing the others?
+* with ``--priors``, own-fit campaigns (plate box, β = 4) under BoTorch's lengthscale prior (log-sd √3) and under the
+  same mode held by log-sd 0.6, 0.3, 0.15 (the campaign GP) and 0.05, and at log-sd 0.15 with Matérn ν = 1.5 and 0.5
+  kernels in place of ν = 5/2 (swapped in here: ``GPSurrogate`` has no option for it): how tight a prior, which kernel.
 
 AF = experiments random needs (exact expectation) / experiments the ordering needs, as in the studies.
 
     ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python benchmarks/oer_ceiling.py [--campaigns] [--variants] [--acquisitions] [--estimators] [--decompose] \
-        [--decompose-tight] [--schedules]
+        [--decompose-tight] [--schedules] [--priors]
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ def top_share_threshold(mean: np.ndarray, sd: np.ndarray, measured: np.ndarray, 
 def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate | None, budget: int = 200,
                  beta: float | Callable[[int], float] = 4.0, n_init: int = 5, growth: float = 0.25,
                  top_share: float | None = None, gp_options: dict | None = None,
-                 swap: tuple[str, ...] | None = None) -> np.ndarray:
+                 swap: tuple[str, ...] | None = None, nu: float = 2.5) -> np.ndarray:
     """The rows a batch-1 UCB campaign on ``F`` (``N × 6``) measures, minimising ``y``: with the ``hindsight``
     GP's hyperparameters (conditioned on the rows measured so far), or fitting its own at every ``growth``
     (0: every round). ``beta`` may be a function of the number of rows measured. With ``top_share`` the score
@@ -102,10 +105,12 @@ def ucb_campaign(F: np.ndarray, y: np.ndarray, seed: int, hindsight: GPSurrogate
     top members found), its threshold estimated from the posterior (:func:`top_share_threshold`). ``gp_options``
     go to the campaign's ``GPSurrogate`` (fitted with the plate as ``X_pool``); with ``swap`` the campaign fits its
     own hyperparameters but predicts with the named ones (of ``"mean"``, ``"scale"``, ``"noise"``, ``"ls"``) taken
-    from ``hindsight`` (:func:`with_hyperparameters`; ``()``: its own, rebuilt the same way)."""
+    from ``hindsight`` (:func:`with_hyperparameters`; ``()``: its own, rebuilt the same way). ``nu``: the Matérn
+    kernel's smoothness in the campaign's own fits (:func:`matern_nu`)."""
     import torch
 
     torch.set_num_threads(1)
+    matern_nu(nu)
     order = list(np.random.default_rng(seed).choice(len(y), n_init, replace=False))
     gp, n_fit = None, 0
     theirs = hyperparameters_in_y_units(hindsight) if swap is not None and hindsight is not None else None
@@ -181,6 +186,29 @@ def schedules(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: 
     r: dict[str, float] = {}
     for name, beta in (("tight_beta4", 4.0), ("explore30", explore_first(30)), ("explore60", explore_first(60))):
         orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, beta=beta, gp_options=opts)
+                                       for s in range(seeds))
+        r.update(_scores(name, orders, y, mask))
+    return r
+
+
+def matern_nu(nu: float) -> None:
+    """Make this process's ``GPSurrogate`` fits use a Matérn-``nu`` kernel (aloop's is 5/2; a benchmark-only swap,
+    called in each worker since the campaigns run in their own processes)."""
+    import aloop.surrogates.gp_model as gp_model
+    from gpytorch.kernels import MaternKernel
+
+    gp_model.MaternKernel = MaternKernel if nu == 2.5 else (lambda *a, **kw: MaternKernel(*a, **{**kw, "nu": nu}))
+
+
+def priors(F: np.ndarray, y: np.ndarray, mask: np.ndarray, seeds: int, jobs: int) -> dict[str, float]:
+    """AF(0.5) and median experiments to 50% of own-fit UCB campaigns (plate box, β = 4): BoTorch's lengthscale
+    prior, the same mode at log-sd 0.6 / 0.3 / 0.15 / 0.05, and Matérn ν = 1.5 / 0.5 at log-sd 0.15."""
+    r: dict[str, float] = {}
+    cases = [("botorch_prior", None, 2.5), *((f"sd{sd:g}", sd, 2.5) for sd in (0.6, 0.3, 0.15, 0.05)),
+             ("sd0.15_nu1.5", 0.15, 1.5), ("sd0.15_nu0.5", 0.15, 0.5)]
+    for name, sd, nu in cases:
+        opts = {"input_bounds": "pool", "lengthscale_sd": sd}
+        orders = Parallel(n_jobs=jobs)(delayed(ucb_campaign)(F, y, s, None, gp_options=opts, nu=nu)
                                        for s in range(seeds))
         r.update(_scores(name, orders, y, mask))
     return r
@@ -276,6 +304,8 @@ def main() -> None:
                     help="also --decompose on the campaign GP (lengthscale log-sd 0.15), with signal sd + noise swapped")
     ap.add_argument("--schedules", action="store_true",
                     help="also campaign-GP UCB campaigns that explore first (β = 9 for 30 or 60 measurements, then 4)")
+    ap.add_argument("--priors", action="store_true",
+                    help="also own-fit UCB campaigns under lengthscale priors of log-sd √3 … 0.05 and Matérn ν = 1.5 / 0.5")
     ap.add_argument("--jobs", type=int, default=2, help="parallel campaign runs")
     args = ap.parse_args()
     out = []
@@ -323,7 +353,7 @@ def main() -> None:
                   f"(median {r['p_top5_to_50_median']:g}), P(top 2.5%) {r['p_top2.5_af']} "
                   f"(median {r['p_top2.5_to_50_median']:g})", flush=True)
         for flag, fn in (("estimators", estimators), ("decompose", decompose), ("decompose_tight", decompose_tight),
-                         ("schedules", schedules)):
+                         ("schedules", schedules), ("priors", priors)):
             if getattr(args, flag):
                 part = fn(F, y, mask, args.seeds, args.jobs)
                 r.update(part)
