@@ -17,10 +17,12 @@ base rate's (the fraction of the campaign's syntheses that worked).
 
 With ``--features elemnet`` the GP and the classifier work on a campaign's default features instead: layer-2
 activations of the shipped ``oqmd-formation-enthalpy`` ElemNet (1,024 per composition) of the plate's metal-only
-formulas, as the OER replays featurize them.
+formulas, as the OER replays featurize them. ``--components K`` projects the GP classifier's inputs to K principal
+components instead of the package's ``GP_COMPONENTS`` (16; only features wider than that are projected, so it matters
+on ElemNet features, not on the six fractions).
 
     ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2] \
-        [--features fractions|elemnet]
+        [--features fractions|elemnet] [--components 16]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 from joblib import Parallel, delayed
 
-from aloop.acquisition import FeasibilityModel, Minimize, cross_validate_feasibility, propose
+from aloop.acquisition import FeasibilityModel, Minimize, cross_validate_feasibility, feasibility, propose
 from aloop.datasets import load
 from aloop.features import ElemNetFeatures
 from aloop.surrogates import GPSurrogate
@@ -48,8 +50,9 @@ VARIANTS = {"before (logistic, weighting only)": ("logistic", 0.0), "GP classifi
 
 
 def run(X: np.ndarray, y: np.ndarray, fails: np.ndarray, good: np.ndarray, policy: str, variant: str,
-        seed: int) -> dict[str, object]:
+        seed: int, components: int = feasibility.GP_COMPONENTS) -> dict[str, object]:
     """One campaign; returns its failures and the makeable top-5% share found."""
+    feasibility.GP_COMPONENTS = components  # in this worker process: the GP classifier's principal components
     method, min_success = VARIANTS[variant]
     made = np.random.default_rng(seed).choice(len(y), FIRST, replace=False).tolist()
     while len(made) < BUDGET:
@@ -83,7 +86,11 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", default=["log_ei", "ucb"])
     ap.add_argument("--features", choices=("fractions", "elemnet"), default="fractions",
                     help="raw metal fractions, or a campaign's default ElemNet features (layer 2, formation enthalpy)")
+    ap.add_argument("--components", type=int, default=feasibility.GP_COMPONENTS,
+                    help="principal components of the GP classifier's inputs (default: the package's %(default)s)")
     args = ap.parse_args()
+    if args.components < 1:
+        ap.error(f"--components must be ≥ 1, got {args.components}")
     frame = load("oer-plate-3851")
     if args.features == "elemnet":
         X = ElemNetFeatures(source="oqmd-formation-enthalpy", layer=2).transform(frame["formula"].tolist())
@@ -96,8 +103,9 @@ def main() -> None:
     good[makeable[y[makeable] <= np.quantile(y[makeable], 0.05)]] = True
     t0 = time.time()
     jobs = [(p, v, s) for p in args.policies for v in VARIANTS for s in range(args.seeds)]
-    rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s) for p, v, s in jobs)
-    print(f"plate 3851 ({args.features}, {X.shape[1]} features): {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
+    rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s, args.components)
+                                        for p, v, s in jobs)
+    print(f"plate 3851 ({args.features}, {X.shape[1]} features, classifier on ≤ {args.components} components): {int(fails.sum())} of {len(y)} compositions fail (Fe ≥ {FE_LIMIT}); makeable top 5% = "
           f"{int(good.sum())}; {len(rows)} runs in {time.time() - t0:.0f} s\n")
     print(f"| policy | variant | failed of {BUDGET} (mean) | failed after the first {FIRST} | makeable top 5% found | "
           "P(success) CV Brier (base rate) | on the syntheses not made: Brier (base rate) | there: mean P(success) "
@@ -119,7 +127,8 @@ def main() -> None:
             summary.append({"policy": p, "variant": v, "failed_mean": round(float(f), 2),
                             "failed_after_first_mean": round(float(fa), 2), "top5_found_mean": round(float(top), 3),
                             "cv_seeds": int(n_cv), **{k: round(x, 4) for k, x in cal.items()}})
-    print(json.dumps({"benchmark": "failures", "features": args.features, "seeds": args.seeds, "results": summary}))
+    print(json.dumps({"benchmark": "failures", "features": args.features, "components": args.components,
+                      "seeds": args.seeds, "results": summary}))
 
 
 if __name__ == "__main__":
