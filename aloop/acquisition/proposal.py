@@ -245,18 +245,18 @@ def propose(
             raise ValueError(f"y_observed must be n × {m} (one column per surrogate output), got shape {y_obs.shape}")
         _check_finite("y_observed", y_obs)
 
-    log_feas = None
+    log_feas = p_feas = None
     if feasibility is not None:
         if isinstance(feasibility, FeasibilityModel):
-            log_feas = feasibility.log_prob(X_pool, chunk_size)
+            p_feas = feasibility.prob(X_pool, chunk_size)
         else:
-            p = np.asarray(feasibility, dtype=np.float64)
-            if p.shape != (n,) or not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+            p_feas = np.asarray(feasibility, dtype=np.float64)
+            if p_feas.shape != (n,) or not np.isfinite(p_feas).all() or (p_feas < 0).any() or (p_feas > 1).any():
                 raise ValueError(f"feasibility probabilities must be {n} numbers in [0, 1]")
-            log_feas = np.log(np.maximum(p, 1e-300))
+        log_feas = np.log(np.maximum(p_feas, 1e-300))
     check_batch_options(min_success=min_success, min_distance=min_distance, shortlist=shortlist)
-    if log_feas is not None and min_success > 0:
-        eligible = likely_enough(eligible, np.exp(log_feas), min_success, q)
+    if p_feas is not None and min_success > 0:  # the probabilities as given: exp(log p) can land just below p
+        eligible = likely_enough(eligible, p_feas, min_success, q)
     rng = np.random.default_rng(seed)
     exclusions = Exclusions(X_pool if min_distance else None, min_distance, key_codes)
     pend_ids = np.concatenate([np.flatnonzero(pend), n + np.arange(X_ext.shape[0])])

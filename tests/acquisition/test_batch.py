@@ -155,3 +155,27 @@ def test_pool_rows_equal_to_pending_features_are_not_proposed_again(fitted_gp: t
         assert not set(first) & set(again), policy
     with pytest.raises(ValueError, match="only 2 of 300 .* equal to X_pending rows"):
         propose(gp, pool, Maximize(), "ucb", q=3, X_pending=pool[2:])
+
+
+def test_a_pending_point_s_believed_value_raises_the_incumbent() -> None:
+    """Believed at its mean of 2.0, the pending experiment is the best so far: EI of the others is measured from it."""
+    table = TableSurrogate(np.array([2.0, 0.9, 0.3, 0.2, 0.1]), np.eye(5) * 0.04, noise=1e-4)
+    pick = propose(table, TableSurrogate.pool(5), Maximize(), LogEI(), q=1, best_f=0.5, pending=[0])[0]
+    assert pick.index == 1
+    assert pick.score == pytest.approx(LogEI().score(np.array([0.9]), np.array([0.04]), Maximize(), 2.0)[0])
+
+
+def test_min_distance_keeps_members_exactly_that_far_apart() -> None:
+    """Distances are compared with min_distance itself (not its square), and a member exactly that far away is allowed."""
+    table = TableSurrogate(np.arange(10.0), np.eye(10) * 0.01)  # row i has feature i: rows i, j are |i − j| apart
+    picks = propose(table, TableSurrogate.pool(10), Maximize(), "exploit", q=3, min_distance=3.0)
+    assert [p.index for p in picks] == [9, 6, 3]
+
+
+def test_thompson_draws_are_conditioned_on_pending_points() -> None:
+    """Row 0 moves with the pending row 2 (covariance 1): believed at its mean, row 0 is known to be 0, below row 1's 0.1."""
+    cov = np.array([[1.0, 0.0, 1.0], [0.0, 1e-8, 0.0], [1.0, 0.0, 1.0]])
+    table = TableSurrogate(np.array([0.0, 0.1, 0.0]), cov, noise=1e-6)
+    picks = [propose(table, TableSurrogate.pool(3), Maximize(), "thompson", q=1, pending=[2], seed=s)[0].index
+             for s in range(20)]
+    assert picks == [1] * 20  # unconditioned, row 0's draw N(0, 1) beats 0.1 in nearly half of them

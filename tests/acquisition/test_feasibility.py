@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from acquisition_models import TableSurrogate
@@ -162,3 +164,32 @@ def test_the_classifier_learns_on_a_campaigns_default_elemnet_features() -> None
     p = FeasibilityModel().fit(X[made], ~mn_rich[made]).prob(X)
     assert p[made][mn_rich[made]].max() < 0.45  # was 1/2 everywhere: the kernel's fit never left its start
     assert p[mn_rich].mean() < 0.35 and p[~mn_rich].mean() > 0.7
+
+
+@pytest.mark.parametrize("min_success", [0.3, 0.35])
+def test_a_candidate_exactly_min_success_likely_is_still_proposed(min_success: float) -> None:
+    # 0.35: exp(log 0.35) is 0.34999999999999992, so comparing after the log round trip dropped the candidate
+    n = 4
+    table = TableSurrogate(np.array([0.0, 0.1, 0.2, 3.0]), np.eye(n) * 0.04)
+    p = np.array([0.9, 0.9, 0.9, min_success])  # the best candidate sits exactly at min_success
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        got = propose(table, TableSurrogate.pool(n), Maximize(), LogEI(), q=1, best_f=0.5, feasibility=p,
+                      min_success=min_success)[0]
+    assert got.index == 3
+
+
+def test_when_too_few_are_likely_enough_exactly_the_q_likeliest_are_taken() -> None:
+    n = 5
+    table = TableSurrogate(np.array([0.0, 0.0, 5.0, 0.0, 0.0]), np.eye(n) * 0.04)
+    p = np.array([0.29, 0.28, 0.27, 0.1, 0.1])  # none reaches 0.3; row 2, the best by far, is only the third likeliest
+    with pytest.warns(UserWarning, match=r"only 0 candidates .* down to P\(success\) 28%"):
+        got = propose(table, TableSurrogate.pool(n), Maximize(), LogEI(), q=2, best_f=0.5, feasibility=p)
+    assert sorted(pick.index for pick in got) == [0, 1]
+
+
+def test_random_picks_are_drawn_in_proportion_to_p_success() -> None:
+    table = TableSurrogate(np.zeros(2), np.eye(2) * 0.04)
+    picks = [propose(table, TableSurrogate.pool(2), Maximize(), "random", q=1, feasibility=np.array([0.9, 0.3]),
+                     seed=s)[0].index for s in range(400)]
+    assert 0.65 < picks.count(0) / 400 < 0.85  # 0.9 / (0.9 + 0.3) = 0.75; unweighted it would be 0.5

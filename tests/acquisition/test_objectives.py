@@ -128,3 +128,8 @@ def test_gaussian_window_bound_is_attained() -> None:
     p = stats.norm.cdf((hi - mu) / s) - stats.norm.cdf((lo - mu) / s)
     bound = g.log_window_prob_bound(np.array([mu]), np.array([5.0]), lo, hi)[0]
     assert bound == pytest.approx(math.log(p.max()), rel=1e-6)
+
+
+def test_window_exploit_ranks_by_distance_to_the_centre() -> None:
+    w = Window(1.0, 2.0)
+    np.testing.assert_allclose(w.exploit(np.array([1.5, 1.1, 2.0, 2.3, 0.6])), [0.0, -0.4, -0.5, -0.8, -0.9])

@@ -217,3 +217,29 @@ def test_reasons_compare_with_the_best_in_terms_that_mean_something() -> None:
     assert ei.reason(Minimize(units="V"), 0.44, 0.05, -0.4).endswith(
         ", 10% above best 0.4 (a worse mean: picked for its uncertainty)")
     assert ei.reason(Minimize(units="V"), 0.36, 0.05, -0.4).endswith(", 10% below best 0.4")
+
+
+def test_scalarized_log_ei_of_a_predict_only_surrogate_by_hand() -> None:
+    """Without the surrogate's own scalarised variance: var(aᵀf) = Σ a_j² var_j, and the incumbent is max(Y @ a)."""
+    from aloop.acquisition.policies import LogEI
+
+    means = np.array([[0.2, 0.5], [0.9, 0.4], [0.5, 0.1], [0.7, 0.9]])
+    variances = np.array([[0.04, 0.01], [0.09, 0.04], [0.01, 0.09], [0.04, 0.04]])
+
+    class PredictOnly:
+        n_features = 1
+
+        def predict(self, X: np.ndarray, batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+            rows = np.asarray(X)[:, 0].astype(int)
+            return means[rows], variances[rows]
+
+        def noise_variance(self) -> np.ndarray:
+            return np.array([1e-3, 1e-3])
+
+    Y = np.array([[0.1, 0.3], [0.6, 0.5], [0.3, 0.05]])
+    mo = MultiObjective([Maximize(output=0), Minimize(output=1)])
+    a = ScalarizedLogEI().coefficients(mo, 2, Y)
+    pick = propose(PredictOnly(), np.arange(4.0)[:, None], mo, "scalarized_log_ei", q=1, y_observed=Y)[0]
+    scores = LogEI().score(means @ a, variances @ a**2, Maximize(), float((Y @ a).max()))
+    assert pick.index == int(np.argmax(scores)) and pick.score == pytest.approx(scores.max())
+    assert pick.std == pytest.approx(float(np.sqrt(variances[pick.index] @ a**2)))

@@ -61,3 +61,12 @@ def test_a_constant_objective_does_not_take_all_the_weight() -> None:
 def test_a_bad_scale_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="scale must be a finite number > 0"):
         Maximize(scale=bad)
+
+
+def test_a_failure_is_worth_the_worst_measured_value_not_the_best() -> None:
+    # A: 1.0 at P(success) 0.35; B: 0.8 at 0.5. A failure is worth the worst measured value, 0.0: A's expected value
+    # is 0.35, B's 0.4, so B. (Worth the best measured 0.6, A would win: 0.6 + 0.35·0.4 against 0.6 + 0.5·0.2.)
+    table = TableSurrogate(np.array([1.0, 0.8, -5.0]), np.zeros((3, 3)))
+    got = propose(table, TableSurrogate.pool(3), Maximize(), UCB(), q=1, y_observed=np.array([0.0, 0.6]),
+                  feasibility=np.array([0.35, 0.5, 0.9]))
+    assert got[0].index == 1

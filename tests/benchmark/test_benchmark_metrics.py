@@ -314,3 +314,33 @@ def test_af_interval_bad_input(kwargs: dict, match: str) -> None:
     curves, pool_size, n_top, t = args.pop("curves"), args.pop("pool_size"), args.pop("n_top"), args.pop("t")
     with pytest.raises(ValueError, match=match):
         m.acceleration_factor_interval(curves, pool_size, n_top, t, **args)
+
+
+def test_a_find_in_the_initial_design_counts_only_once_the_design_is_complete() -> None:
+    """The first experiment is a top row, but nothing is known until the initial design of 3 is spent."""
+    mask = np.zeros(10, dtype=bool)
+    mask[[4, 8]] = True
+    order, batch = [4, 0, 1, 8, 2], [0, 0, 0, 1, 1]
+    np.testing.assert_allclose(m.top_percent_curve(order, mask, batch), [0, 0, 0.5, 0.5, 1])
+    assert m.any_alm(order, mask, batch) == 3
+
+
+def test_simple_regret_is_measured_against_the_pool_s_best_not_the_run_s() -> None:
+    pool = np.array([0.0, 2.0, 4.0, 8.0])
+    np.testing.assert_allclose(m.simple_regret([0.0, 2.0, 4.0], pool, "maximize"), [8, 6, 4])  # 8 never measured
+    np.testing.assert_allclose(m.simple_regret([4.0, 2.0], pool, "minimize"), [4, 2])
+    np.testing.assert_allclose(m.simple_regret([9.0], pool, "window", (1.0, 3.0)), [6])
+
+
+def test_af_interval_bounds_are_afs_of_actual_resamples() -> None:
+    """Percentile bounds of the bootstrap AFs: each is t·N/n for a whole n, never a value between two resamples."""
+    rng = np.random.default_rng(3)
+    pool_size, n_top = 100, 4
+    mask = np.zeros(pool_size, dtype=bool)
+    mask[:n_top] = True
+    curves = np.array([m.top_percent_curve(rng.permutation(pool_size)[:60], mask) for _ in range(6)])
+    lo, hi = m.acceleration_factor_interval(curves, pool_size, n_top, 0.5, level=0.5, n_boot=10, seed=1)
+    assert lo < hi
+    for bound in (lo, hi):
+        n = 0.5 * pool_size / bound
+        assert n == pytest.approx(round(n), abs=1e-9), bound

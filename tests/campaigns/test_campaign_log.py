@@ -395,3 +395,24 @@ def test_a_missing_database_driver_is_named() -> None:
         pytest.skip("pg8000 is installed; the test needs a driver that is not")
     with pytest.raises(CampaignLogError, match="needs the Python package 'pg8000', which is not installed"):
         make_engine(make_url("postgresql+pg8000://u@127.0.0.1:1/db"))
+
+
+def test_failures_and_vetoes_are_the_feasibility_model_s_negatives(log: CampaignLog) -> None:
+    from aloop.campaigns import state
+
+    p_a, p_b, p_c = log.append_proposals(_props("Bi2Te3", "Sb2Te3", "BiTe")).proposal_ids
+    log.reject(p_b, "toxic precursor")
+    log.fail(p_a, "cracked")
+    log.cancel(p_c)  # cancelled: says nothing about synthesis
+    bad = state.negatives(log.events())
+    assert list(bad["formula"]) == ["Bi2Te3", "Sb2Te3"] and list(bad["reason"]) == ["cracked", "toxic precursor"]
+
+
+def test_an_idempotency_key_belongs_to_one_proposal(log: CampaignLog) -> None:
+    """A sample id reused for another proposal is a mistake to report, even with the same values, not a duplicate."""
+    p_a, p_b = log.append_proposals(_props("Bi2Te3", "Sb2Te3")).proposal_ids
+    (first,) = log.append_measurements([_m(0.9, proposal_id=p_a, idempotency_key="sample-7")]).event_ids
+    digest = log.events_digest()
+    with pytest.raises(CampaignLogError, match=rf"idempotency key sample-7… was recorded \(event {first}\)"):
+        log.append_measurements([_m(0.9, proposal_id=p_b, idempotency_key="sample-7")])
+    assert log.events_digest() == digest and list(log.pending()["proposal_id"]) == [p_b]

@@ -236,3 +236,21 @@ def test_a_v2_log_is_migrated_unchanged_and_then_takes_retractions(db_url: str) 
     with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
         conn.execute(text("UPDATE events SET payload = '{}'"))
     engine.dispose()
+
+
+def test_a_withdrawn_veto_no_longer_keeps_its_composition_out(log: CampaignLog) -> None:
+    (pid,) = log.append_proposals(_props("Bi2Te3")).proposal_ids
+    (veto,) = log.reject(pid, "toxic")
+    log.retract(veto, "wrong proposal id")
+    log.cancel(pid)  # no longer wanted: free again, as any cancelled composition
+    assert composition_key("Bi2Te3") not in log.excluded_keys()
+    log.append_proposals(_props("Bi2Te3"))
+
+
+def test_a_retracted_unsolicited_value_is_no_duplicate_of_a_later_proposal_s_result(log: CampaignLog) -> None:
+    """Same composition, same value, but the proposal's own sample: recorded, not refused as the retracted one."""
+    (mid,) = log.append_measurements([_m(0.7, formula="Sb2Te3", key=composition_key("Sb2Te3"))]).event_ids
+    log.retract(mid, "wrong sample")
+    (pid,) = log.append_proposals(_props("Sb2Te3")).proposal_ids
+    assert log.append_measurements([_m(0.7, proposal_id=pid)]).new == 1
+    assert _status(log)[pid] == "measured" and list(log.observations()["proposal_id"]) == [pid]

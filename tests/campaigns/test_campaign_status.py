@@ -158,3 +158,13 @@ def test_a_target_objective_says_how_far_its_best_is_from_the_target(tmp_path: P
         assert (best["formula"], best["from_target"]) == (B, pytest.approx(0.3))
         line = next(s for s in _summary_lines(c.status(cv=False)) if s.startswith("best gap"))
         assert line.endswith("(0.3 eV from the target)")
+
+
+def test_a_window_s_best_counts_the_compositions_whose_mean_is_inside(tmp_path: Path) -> None:
+    """Window 1.0–1.6: A (0.9, 1.3: mean 1.1), C (1.6, on the edge) and D (1.1, 1.2) are hits, B (2.0) is not."""
+    with Campaign.init(tmp_path / "w.toml", elements=["Ni", "Fe", "Co"], step=0.1, featurizer="ef", objective="gap",
+                       units="eV", direction="window", window=(1.0, 1.6), initial_size=4, batch_size=2, seed=1,
+                       progress=False) as c:
+        _record(c, formula=[A, B, A, "Ni0.5Co0.5", "Ni0.2Fe0.8", "Ni0.2Fe0.8"], **{GAP: [0.9, 2.0, 1.3, 1.6, 1.1, 1.2]})
+        got = c.status(cv=False)["best"]["gap"]
+    assert got["hits"] == 3 and 1.0 <= got["value"] <= 1.6  # compositions, not the 4 measurements inside

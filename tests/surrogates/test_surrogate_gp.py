@@ -318,3 +318,32 @@ def test_rows_that_differ_in_dropped_columns_are_warned_about_and_x_pool_is_chec
     pool[3, 0] = np.nan
     with pytest.raises(ValueError, match=r"X_pool has NaN/inf features \(rows \[3\]\)"):
         GPSurrogate().fit(X, y, X_pool=pool)
+
+
+def test_a_column_constant_on_the_fitting_rows_maps_to_its_offset_not_to_a_blown_up_ratio() -> None:
+    """A feature that never varied in training (one dopant level) barely moves predictions when it differs a little."""
+    X, y = _toy(40, d=2)
+    X = np.c_[X, np.full(40, 0.5)]
+    gp = GPSurrogate(projection=None).fit(X, y)
+    shifted = X[:5].copy()
+    shifted[:, 2] = 0.51
+    np.testing.assert_allclose(gp.predict(shifted)[0], gp.predict(X[:5])[0], atol=0.05)
+    _assert_agrees(gp, shifted)
+
+
+def test_the_per_chunk_solve_of_a_large_training_set_gives_the_explicit_inverse_s_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond EXPLICIT_INVERSE_MAX_N observations predict solves against L per chunk; both paths are the posterior."""
+    from aloop.surrogates import gp as gp_module
+
+    X, y = _toy(40)
+    Xc = _toy(30, seed=4)[0]
+    explicit = GPSurrogate().fit(X, y)
+    monkeypatch.setattr(gp_module, "EXPLICIT_INVERSE_MAX_N", 10)
+    solved = GPSurrogate().fit(X, y, hyperparameters=explicit.hyperparameters())
+    assert solved._Linv is None and explicit._Linv is not None
+    for a, b in zip(solved.predict(Xc), explicit.predict(Xc), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(solved.covariance(Xc[:4], Xc[:6]), explicit.covariance(Xc[:4], Xc[:6]), atol=1e-10)
+    _assert_agrees(solved, Xc)
