@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from aloop.benchmark.task import ReplayError, Task
-from aloop.campaigns.consistency import OutlierWarning
+from aloop.campaigns.outliers import OutlierWarning
 from aloop.campaigns.config import (
     ACQUISITION_KINDS,
     ELEMNET_HIDDEN_LAYERS,

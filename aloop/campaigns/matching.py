@@ -19,13 +19,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from aloop.campaigns.config import Objective
-from aloop.campaigns.consistency import (
-    OutlierWarning,
-    canonical,
-    find_outliers,
-    magnitude_problem,
-    outliers_message,
-)
+from aloop.campaigns.consistency import canonical
+from aloop.campaigns.outliers import OutlierWarning, find_outliers, magnitude_problem, outliers_message
 from aloop.campaigns.entries import (
     Measurement,
     ReplicateWarning,

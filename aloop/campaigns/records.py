@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from aloop.campaigns.config import CampaignConfig
-from aloop.campaigns.consistency import canonical, magnitude_problem
+from aloop.campaigns.consistency import canonical
+from aloop.campaigns.outliers import magnitude_problem
 from aloop.campaigns.entries import Measurement, default_idempotency_key, utc
 from aloop.campaigns.log import CampaignLog
 from aloop.campaigns.matching import (

@@ -71,7 +71,7 @@ def reserve_new_file(path: Path, option: str, example: str = "out.csv") -> Path:
 def campaign_errors() -> Iterator[None]:
     """Turn the errors a campaign user can cause into a clean ``error:`` message and exit code 2; show warnings cleanly."""
     from aloop.campaigns import CampaignLogError, ConfigError, RecordError
-    from aloop.campaigns.consistency import OutlierWarning
+    from aloop.campaigns.outliers import OutlierWarning
     from aloop.campaigns.entries import ReplicateWarning
     from aloop.campaigns.matching import AlreadyRecordedWarning
     from aloop.campaigns.records import UnfilledRowsWarning

@@ -24,12 +24,8 @@ from aloop.campaigns import (
     read_results,
     validate_results,
 )
-from aloop.campaigns.consistency import (
-    MAX_MAGNITUDE,
-    DefinitionMismatchError,
-    OutlierWarning,
-    check_objectives,
-)
+from aloop.campaigns.consistency import DefinitionMismatchError, check_objectives
+from aloop.campaigns.outliers import MAX_MAGNITUDE, OutlierWarning
 from aloop.chem import composition_key
 
 HEAD = "proposal_id,formula,zT,kappa [W/m/K]"
@@ -131,6 +127,31 @@ def test_a_slipped_decimal_point_is_flagged_by_its_ratio_to_the_recorded_values(
         record(tmp_path / "c.csv", f"{HEAD}\n{pids[6]},,0.03,1.0\n", config, log)
     with pytest.warns(OutlierWarning, match=r"(?s)over 8× the largest.*zT = 25 is 10× the largest \(2.5\) of the 7 values"):
         record(tmp_path / "d.csv", f"{HEAD}\n{pids[7]},,25,1.0\n", config, log)
+
+
+def test_a_decimal_point_slipped_among_narrowly_spread_values_is_flagged_though_under_8x(
+    log: CampaignLog, config: CampaignConfig, pids: list[int], tmp_path: Path
+) -> None:
+    """OER-like values of 0.34–0.64: 0.0603 for 0.603 is only 1/5.6 of the smallest and 4.1 for 0.41 only 6.4× the
+    largest, so the 8× rule let both pass (one became the campaign's best). A value whose decimal shift lands nowhere
+    among them, or one among values spread over more than a decade (kappa here), is left alone."""
+    import warnings
+
+    kappas = [0.1, 0.5, 1.0, 2.0, 5.0]  # a factor 50
+    rows = "".join(f"{p},,{z},{k}\n" for p, z, k in zip(pids, [0.34, 0.40, 0.45, 0.55, 0.64], kappas, strict=False))
+    record(tmp_path / "a.csv", f"{HEAD}\n{rows}", config, log)
+    with pytest.warns(OutlierWarning) as caught:
+        record(tmp_path / "b.csv", f"{HEAD}\n{pids[5]},,0.0603,1.0\n{pids[6]},,4.1,1.0\n", config, log)
+    (warning,) = caught
+    message = str(warning.message)
+    assert ("line 2: zT = 0.0603 is 1/5.64 of the smallest (0.34) of the 5 values recorded before, and 0.603 would "
+            "lie among them: a slipped decimal point?") in message, message
+    assert "line 3: zT = 4.1 is 6.41× the largest (0.64)" in message and "0.41 would lie among them" in message
+    assert "a decimal point that slipped by one to three places" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutlierWarning)
+        # zT 2.5: 0.25 or 25, nowhere among the values; kappa 30, 6× the largest, but they span a factor 50
+        record(tmp_path / "c.csv", f"{HEAD}\n{pids[7]},,2.5,30\n", config, log)
 
 
 def test_a_slipped_minus_sign_is_flagged_and_a_stray_one_keeps_the_rules_on(
