@@ -21,8 +21,12 @@ formulas, as the OER replays featurize them. ``--components K`` projects the GP 
 components instead of the package's ``GP_COMPONENTS`` (16; only features wider than that are projected, so it matters
 on ElemNet features, not on the six fractions).
 
+``--fit-scaling`` instead times one fit of the GP classifier on 300, 600 and 1,000 random outcomes of the same rule
+(what a long campaign accumulates), with its kernel tuned on every outcome and on ``GP_FIT_ROWS`` of them (the
+default), and scores each on the rest of the plate (Brier, beside the base rate's).
+
     ALOOP_DATA_DIR=../shared/data OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_failures.py [--seeds 10] [--jobs 2] \
-        [--features fractions|elemnet] [--components 16]
+        [--features fractions|elemnet] [--components 16] [--fit-scaling]
 """
 
 from __future__ import annotations
@@ -79,6 +83,28 @@ def run(X: np.ndarray, y: np.ndarray, fails: np.ndarray, good: np.ndarray, polic
             "pool_mean_p": float(p_rest.mean()), "pool_rate": float(truth.mean())}
 
 
+def fit_scaling(X: np.ndarray, fails: np.ndarray, sizes: tuple[int, ...] = (300, 600, 1000)) -> list[dict[str, object]]:
+    """Seconds per GP-classifier fit and Brier on the outcomes not drawn, kernel tuned on all outcomes or on a subset."""
+    ok = ~fails
+    default, rows = feasibility.GP_FIT_ROWS, []
+    for n in sizes:
+        made = np.random.default_rng(0).choice(len(ok), n, replace=False)
+        rest = np.setdiff1d(np.arange(len(ok)), made)
+        for tuned_on in (n, default) if n > default else (n,):
+            feasibility.GP_FIT_ROWS = tuned_on
+            t0 = time.perf_counter()
+            model = FeasibilityModel(method="gp").fit(X[made], ok[made])
+            seconds = time.perf_counter() - t0
+            p = model.prob(X[rest])
+            rows.append({"outcomes": n, "tuned_on": "all" if tuned_on == n else tuned_on, "fit_s": round(seconds, 2),
+                         "brier": round(float(np.mean((p - ok[rest]) ** 2)), 4),
+                         "brier_base": round(float(np.mean((ok[made].mean() - ok[rest]) ** 2)), 4)})
+            print(f"| {n} | {rows[-1]['tuned_on']} | {seconds:.2f} | {rows[-1]['brier']:.4f} ({rows[-1]['brier_base']:.4f}) |",
+                  flush=True)
+    feasibility.GP_FIT_ROWS = default
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
@@ -86,6 +112,8 @@ def main() -> None:
     ap.add_argument("--policies", nargs="+", default=["log_ei", "ucb"])
     ap.add_argument("--features", choices=("fractions", "elemnet"), default="fractions",
                     help="raw metal fractions, or a campaign's default ElemNet features (layer 2, formation enthalpy)")
+    ap.add_argument("--fit-scaling", action="store_true",
+                    help="time the GP classifier's fit on 300-1,000 outcomes, kernel tuned on all or GP_FIT_ROWS")
     ap.add_argument("--components", type=int, default=feasibility.GP_COMPONENTS,
                     help="principal components of the GP classifier's inputs (default: the package's %(default)s)")
     args = ap.parse_args()
@@ -101,6 +129,13 @@ def main() -> None:
     makeable = np.flatnonzero(~fails)
     good = np.zeros(len(y), bool)
     good[makeable[y[makeable] <= np.quantile(y[makeable], 0.05)]] = True
+    if args.fit_scaling:
+        feasibility.GP_COMPONENTS = args.components
+        print(f"plate 3851 ({args.features}, {X.shape[1]} features): one GP-classifier fit, Fe ≥ {FE_LIMIT} fails\n\n"
+              "| outcomes | kernel tuned on | fit (s) | Brier on the rest of the plate (base rate) |\n|---|---|---|---|")
+        rows = fit_scaling(X, fails)
+        print(json.dumps({"benchmark": "failures_fit_scaling", "features": args.features, "results": rows}))
+        return
     t0 = time.time()
     jobs = [(p, v, s) for p in args.policies for v in VARIANTS for s in range(args.seeds)]
     rows = Parallel(n_jobs=args.jobs)(delayed(run)(X, y, fails, good, p, v, s, args.components)

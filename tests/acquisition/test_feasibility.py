@@ -118,6 +118,25 @@ def _plate_outcomes(n: int = 120) -> tuple[np.ndarray, np.ndarray]:
     return X, X[:, list(plate.columns).index("mn_load")] < 0.4
 
 
+def test_past_gp_fit_rows_the_kernel_is_tuned_on_a_subset_and_conditioned_on_every_outcome(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hundreds of outcomes made the GP classifier's fit cubic (a campaign's status took minutes): its hyperparameters
+    come from a proportional subset of each class, and the classifier still conditions on all outcomes."""
+    from aloop.acquisition import feasibility
+
+    monkeypatch.setattr(feasibility, "GP_FIT_ROWS", 40)
+    X, made = _plate_outcomes(200)
+    model = FeasibilityModel("gp").fit(X[:150], made[:150])
+    final = model.classifier_[-1]
+    assert final.optimizer is None and final.base_estimator_.X_train_.shape[0] == 150
+    sub = model._fit_rows(made[:150])
+    n_fail = int((~made[:150]).sum())
+    assert len(sub) == len(np.unique(sub)) and int((~made[:150][sub]).sum()) == max(2, round(40 * n_fail / 150))
+    p, truth = model.prob(X[150:]), made[150:]
+    assert np.mean((p - truth) ** 2) < np.mean((made[:150].mean() - truth) ** 2) / 4  # far below the base rate's
+
+
 def test_cross_validation_says_whether_p_success_beats_the_base_rate() -> None:
     from aloop.acquisition import cross_validate_feasibility
 
