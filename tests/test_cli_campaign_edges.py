@@ -112,6 +112,13 @@ def test_export_and_report_never_replace_a_file(tmp_path: Path, monkeypatch: pyt
     assert Path("sheet.csv").read_text() == "proposal_id,property\n1,0.5\n"
     assert_clean_error(invoke("report", "-o", "sheet.csv"), "it is a file, not a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv", "x.sqlite", "x.toml"]
+    # A folder holding someone's report.md is not written into; an earlier aloop report is updated in place.
+    Path("notes").mkdir()
+    Path("notes/report.md").write_text("my notes\n")
+    assert_clean_error(invoke("report", "-o", "notes"), "notes/report.md exists and is not an aloop report")
+    assert Path("notes/report.md").read_text() == "my notes\n" and sorted(Path("notes").iterdir()) == [
+        Path("notes/report.md")]
+    assert invoke("report", "-o", "rep").exit_code == 0 and invoke("report", "-o", "rep").exit_code == 0
 
 
 def test_misuse_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +164,9 @@ def test_a_sheet_filled_in_part_records_the_filled_rows(tmp_path: Path, monkeypa
     assert invoke("reject", ids[3], "--reason", "toxic").exit_code == 0
     again = invoke("record", "sheet.csv")  # the same sheet again: nothing new, the closed rows still empty
     assert again.exit_code == 0 and "recorded 0 new" in again.stdout, again.output
+    said = one_line(again.stderr)  # the empty rows are not said to stay pending: their proposals are closed
+    assert "2 row(s) without any value left out (line 4 (failed), line 5 (rejected)): their proposals are closed" in said
+    assert "stay pending" not in said, said
 
 
 def test_a_result_outside_the_search_space_is_pointed_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

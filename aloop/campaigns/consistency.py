@@ -70,11 +70,15 @@ def check_free(props: Sequence[Proposal], history: Sequence[Event]) -> None:
     withdrawn = undone(history)
     rejected = {e.composition_key for e in history if e.kind == "rejected" and e.id not in withdrawn}
     measured = {e.composition_key for e in history if e.kind == "measured" and e.id not in gone} - rejected
-    pending = {e.composition_key for e in history if e.kind == "proposed" and status[e.id] == "pending"}
-    pending -= rejected | measured
+    waiting = {e.composition_key: e.id for e in history if e.kind == "proposed" and status[e.id] == "pending"}
+    pending = set(waiting) - rejected - measured
     groups = {"rejected compositions cannot be proposed again": rejected, "already measured": measured,
               "already pending": pending}
-    parts = [f"{why}: {', '.join(p.formula for p in props if p.key in keys)}"
+
+    def named(p: Proposal) -> str:
+        return f"{p.formula} (proposal {waiting[p.key]})" if p.key in pending else p.formula
+
+    parts = [f"{why}: {', '.join(named(p) for p in props if p.key in keys)}"
              for why, keys in groups.items() if any(p.key in keys for p in props)]
     if parts:
         taken = frozenset(p.key for p in props if p.key in rejected | measured | pending)

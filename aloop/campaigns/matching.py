@@ -143,15 +143,21 @@ def match_measurements(
         if pid is None and candidates:
             waiting = [q for q in candidates if status[q] == "pending"]
             done = [q for q in candidates if status[q] == "measured"]
-            pid = waiting[0] if waiting else done[-1] if done else candidates[-1]
+            # The latest proposal cancelled: the composition is free again, so a result named by formula is one of its
+            # own (as for a composition never proposed); one naming the proposal's id is refused below.
+            latest = candidates[-1]
+            pid = waiting[0] if waiting else done[-1] if done else None if status[latest] == "cancelled" else latest
         if pid is not None and status[pid] in CLOSING_KINDS:
             reason = next(e.payload.get("reason", "") for e in reversed(history) if e.proposal_id == pid)
             which = f"proposal {pid} ({proposed[pid].payload['formula']})"
             which = which + " is" if m.proposal_id is not None else f"{m.formula!r} matches {which}, which is"
             why = f" ({reason!r})" if reason else ""
-            hint = (f"; for a new attempt at it, `aloop retry {pid}` first (a new proposal that takes the result; the "
-                    f"failure stays); if it was marked failed by mistake, `aloop retract {pid}`"
-                    if status[pid] == "failed" else "")
+            hint = {"failed": f"; for a new attempt at it, `aloop retry {pid}` first (a new proposal that takes the "
+                              f"result; the failure stays); if it was marked failed by mistake, `aloop retract {pid}`",
+                    "rejected": f"; if it was rejected by mistake, `aloop retract {pid}` first",
+                    "cancelled": f"; the composition is free again: leave proposal_id empty (give the formula) to record "
+                                 f"it as a result of its own, or `aloop retract {pid}` first if it was cancelled by mistake",
+                    }.get(status[pid], "")
             problems.append(Unresolved(i, column, f"{which} marked {status[pid]}{why}: only pending or measured "
                                        f"proposals take results{hint}"))
             continue

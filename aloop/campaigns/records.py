@@ -164,9 +164,11 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         raise RecordError([RowProblem(None, None, "the file has no rows")], 0, row_name)
     extra_cells: dict[object, list[str]] = df.attrs.get("extra_cells", {})
     props: dict[int, tuple[str, str]] = {}
+    closed: dict[int, str] = {}  # proposal → its status, for those failed, rejected or cancelled
     if log is not None:
         table = log.proposals()
         props = {int(r.proposal_id): (r.key, r.formula) for r in table.itertuples()}
+        closed = {int(r.proposal_id): r.status for r in table.itertuples() if r.status not in ("pending", "measured")}
     formulas = [_text(v) for v in df["formula"]] if "formula" in df.columns else [None] * len(df)
     _, bad = to_fraction_matrix([f if f is not None else "H" for f in formulas], errors="collect")
     bad_formula = {b.index: b.reason for b in bad}
@@ -176,12 +178,17 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
     labels = list(df.index)
     seen_keys: dict[str, object] = {}
     unfilled: list[object] = []  # rows of a sheet not filled in yet: no value in any objective column
+    closed_rows: list[str] = []  # empty rows whose proposals are closed (failed, rejected, cancelled)
     partial: dict[object, list[str]] = {}  # rows filled in for some objectives only -> the missing columns
     for i, (label, rec) in enumerate(zip(labels, df.to_dict("records"), strict=True)):
         empty = [c for c in col_of.values() if _missing(rec[c])]
         if label not in extra_cells and empty:
             if len(empty) == len(col_of):
-                unfilled.append(label)
+                pid = _proposal_id(rec.get("proposal_id"), label, [], None, config.name)  # a bad id: as before, ignored
+                if pid in closed:  # a sheet's row of a proposal failed, rejected or cancelled since: nothing to wait for
+                    closed_rows.append(f"{row_name} {label} ({closed[pid]})")
+                else:
+                    unfilled.append(label)
             else:
                 partial[label] = empty
             continue
@@ -248,11 +255,11 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         problems += here
         if not here:
             out.append(m)
-    if len(unfilled) == len(df):
+    if len(unfilled) + len(closed_rows) == len(df):
         named = ", ".join(map(repr, col_of.values()))
         raise RecordError([RowProblem(None, None, f"nothing to record: no row has a value in {named} (every cell "
                                       "is empty, a missing value); fill in the measured values")], len(df), row_name)
-    if len(unfilled) + len(partial) == len(df):
+    if len(unfilled) + len(closed_rows) + len(partial) == len(df):
         raise RecordError([RowProblem(None, None, "nothing to record: no row has a value for every objective; "
                                       f"{_partial_text(partial, row_name)}")], len(df), row_name)
     resolved: list[Resolved] = []
@@ -272,6 +279,10 @@ def validate_results(df: pd.DataFrame, config: CampaignConfig, log: CampaignLog 
         warnings.warn(f"{len(unfilled)} row(s) without any value left out ({rows}): not recorded, so their proposals "
                       "stay pending (record them once measured, or `aloop fail` / `aloop cancel` them)",
                       UnfilledRowsWarning, stacklevel=2)
+    if closed_rows:
+        rows = ", ".join(closed_rows[:20]) + (" …" if len(closed_rows) > 20 else "")
+        warnings.warn(f"{len(closed_rows)} row(s) without any value left out ({rows}): their proposals are closed, "
+                      "so nothing waits for them", UnfilledRowsWarning, stacklevel=2)
     if partial:
         warnings.warn(f"{len(partial)} row(s) filled in for only some objectives left out ({_partial_text(partial, row_name)}"
                       "): a result needs every objective, so their proposals stay pending; record the file again once "

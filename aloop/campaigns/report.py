@@ -159,6 +159,8 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
     if out_dir.exists() and not out_dir.is_dir():
         raise CampaignError(f"cannot write the report into {out_dir}: it is a file, not a folder (a report is a "
                             "folder holding report.html, report.md and PNG figures): name a folder")
+    for name, mark in (("report.md", "# Campaign report: "), ("report.html", "<title>aloop report: ")):
+        _check_replaceable(out_dir / name, mark)
     pool = _pool_or_none(campaign)
     cv = campaign.cross_validate() if pool is not None else None
     status = _status(campaign, events, pool, cv, True)
@@ -237,6 +239,17 @@ def write_report(campaign: Campaign, events: Sequence[state.Event], out_dir: Pat
     paths["html"] = out_dir / "report.html"
     write_atomically(paths["html"], page.encode())
     return paths
+
+
+def _check_replaceable(path: Path, mark: str) -> None:
+    """Refuse to replace ``path`` unless it is missing or an earlier aloop report (its start holds ``mark``)."""
+    try:
+        head = path.read_bytes()[:4096].decode("utf-8", errors="replace") if path.exists() else mark
+    except OSError as exc:
+        raise CampaignError(f"cannot read {path} to check it is an earlier report: {exc.strerror or exc}") from None
+    if mark not in head:
+        raise CampaignError(f"{path} exists and is not an aloop report, so the report would replace it: give another "
+                            "folder with -o (an earlier report in it is updated in place)")
 
 
 def _summary_lines(status: dict[str, Any]) -> list[str]:

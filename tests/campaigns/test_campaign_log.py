@@ -133,7 +133,7 @@ def test_a_batch_is_checked_against_the_log_as_it_is_when_written(log: CampaignL
         (pid,) = log.append_proposals(_props("Bi2Te3")).proposal_ids
         log.append_measurements([_m(0.4, formula="Sb2Te3", key=composition_key("Sb2Te3"))])  # unsolicited
         digest = log.events_digest()
-        with pytest.raises(ProposalConflictError, match="already measured: Sb2Te3; already pending: Bi2Te3") as err:
+        with pytest.raises(ProposalConflictError, match=rf"already measured: Sb2Te3; already pending: Bi2Te3 \(proposal {pid}\)$") as err:
             other.append_proposals(_props("BiTe", "Bi2Te3", "Sb2Te3"))
         assert err.value.keys == {composition_key("Bi2Te3"), composition_key("Sb2Te3")}
         assert log.events_digest() == digest

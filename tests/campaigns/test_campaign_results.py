@@ -175,18 +175,25 @@ def test_results_for_closed_proposals_are_refused(
     closed = f"marked {status} ('toxic'): only pending or measured proposals take results"
     # A good row next to it is not written either: the file is all or nothing.
     by_id = f"line 3: proposal_id: proposal {p1} ({f1}) is {closed}"
-    refused(folder, f"proposal_id,{GAP}\n{p3},0.1\n{p1},0.3\n", by_id, "1 of 2 rows")
-    by_formula = f"line 2: formula: {f1!r} matches proposal {p1} ({f1}), which is {closed}"
-    refused(folder, f"formula,{GAP}\n{f1},0.3\n", by_formula)
-    if status == "failed":  # the ways out: a new attempt, or undoing a mistaken mark
-        refused(folder, f"formula,{GAP}\n{f1},0.3\n", f"`aloop retry {p1}` first",
-                f"by mistake, `aloop retract {p1}`")
+    ways_out = {"failed": (f"`aloop retry {p1}` first", f"by mistake, `aloop retract {p1}`"),  # a new attempt, or undo
+                "rejected": (f"if it was rejected by mistake, `aloop retract {p1}` first",),
+                "cancelled": ("the composition is free again: leave proposal_id empty (give the formula) to record it "
+                              f"as a result of its own, or `aloop retract {p1}` first if it was cancelled by mistake",)}
+    refused(folder, f"proposal_id,{GAP}\n{p3},0.1\n{p1},0.3\n", by_id, "1 of 2 rows", *ways_out[status])
+    if status != "cancelled":
+        by_formula = f"line 2: formula: {f1!r} matches proposal {p1} ({f1}), which is {closed}"
+        refused(folder, f"formula,{GAP}\n{f1},0.3\n", by_formula, *ways_out[status])
     status_json = json.loads(invoke("status", "--json", "--no-cv", "-c", folder).stdout)
     assert status_json["counts"][status] == 1 and status_json["counts"]["measured"] == 0
     with CampaignLog.open(folder / "gap.sqlite") as log:
         assert p3 in set(log.pending()["proposal_id"])  # the good row was not written either
         with pytest.raises(CampaignLogError, match=f"measurement 0: proposal {p1} .* is marked {status}"):
             log.append_measurements([Measurement({"gap": 0.3}, {"gap": "eV"}, proposal_id=p1)])
+    if status == "cancelled":  # made after all: by formula it is a result of its own, the proposal stays cancelled
+        recorded(folder, f"formula,{GAP}\n{f1},0.3\n")
+        obs = observations(folder)
+        assert list(obs["gap"]) == [0.3] and obs["proposal_id"].isna().all(), obs
+        assert json.loads(invoke("status", "--json", "--no-cv", "-c", folder).stdout)["counts"]["cancelled"] == 1
 
 
 def test_a_failed_synthesis_is_retried_and_the_failure_stays(campaign: tuple[Path, list[tuple[int, str]]]) -> None:
