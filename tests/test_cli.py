@@ -467,3 +467,13 @@ def test_ctrl_c_after_the_command_has_finished_is_ignored(monkeypatch: pytest.Mo
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_piped_output_keeps_each_message_on_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal (a pipe, a file): a long message is not broken at 80 columns, where scripts read its values."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = invoke("init", "x", "--elements", "Ni,Fe,Co", "--step", "0.1", "--objective", "gap", "--units", "eV")
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("the grid holds 66 compositions")]
+    assert len(line) > 80 and line.endswith("of memory while proposing"), result.stdout

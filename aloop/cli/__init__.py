@@ -8,6 +8,7 @@ import typer
 
 from aloop import __version__
 from aloop.cli import benchmark, campaign, datasets, elemnet, featurize, transfer
+from aloop.cli._output import unwrap_when_piped
 
 app = typer.Typer(
     name="aloop",
@@ -43,6 +44,7 @@ def _root(
     Set ALOOP_DATA_DIR to the folder that holds the registry's data files
     (default: ~/.cache/aloop/data). The embedded dataset mp-transport needs none.
     """
+    unwrap_when_piped()
 
 
 def main() -> None:

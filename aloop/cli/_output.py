@@ -6,6 +6,7 @@ through :func:`escape` (or ``markup=False``), so rich never takes ``[eV]`` for a
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,18 @@ from rich.markup import escape
 out = Console(highlight=False)
 #: Warnings, errors and progress go to stderr so stdout stays machine-readable.
 err = Console(stderr=True, highlight=False)
+#: Width of output that is not a terminal (a pipe, a file) and has no COLUMNS: wide enough that no line is broken.
+PIPE_WIDTH = 1000
+
+
+def unwrap_when_piped() -> None:
+    """Keep each message and table row on one line when output goes to a pipe or a file (no COLUMNS set).
+
+    Rich would break them at 80 columns there, which splits the values a script reads (``line 6: 104``).
+    """
+    for console in (out, err):
+        if not console.is_terminal and not os.environ.get("COLUMNS"):
+            console.soft_wrap, console.width = True, PIPE_WIDTH
 
 #: Exit code for user errors (bad input, unknown names, missing files), like click's usage errors.
 USER_ERROR = 2
