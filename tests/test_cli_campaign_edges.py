@@ -243,6 +243,23 @@ def test_ctrl_c_during_record_says_what_was_recorded(tmp_path: Path, monkeypatch
     assert again.exit_code == 0 and "recorded 0 new measurement(s) from sheet.csv; 2 already recorded" in again.stdout
 
 
+def test_ctrl_c_while_the_campaign_opens_says_nothing_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening loads torch and the log (seconds); a Ctrl-C then used to exit 130 without a word."""
+    monkeypatch.chdir(tmp_path)
+    assert invoke("init", "r", *GRID, "--objective", "gap", "--units", "eV", "--initial-size", "3").exit_code == 0
+    assert invoke("propose", "-n", "2", "-o", "sheet.csv").exit_code == 0
+
+    def interrupted(cls: type, *args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Campaign, "open", classmethod(interrupted))
+    before = digest(tmp_path / "r.sqlite", "r")
+    for command in (("record", "sheet.csv"), ("status",), ("fail", "1", "--reason", "x")):
+        r = invoke(*command)
+        assert r.exit_code == 130 and "interrupted while opening the campaign: nothing was changed" in r.stderr, command
+    assert digest(tmp_path / "r.sqlite", "r") == before
+
+
 def test_cancel_a_whole_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert invoke("init", "end", *GRID, "--initial-size", "3").exit_code == 0

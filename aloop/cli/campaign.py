@@ -33,13 +33,27 @@ CampaignOpt = Annotated[
 
 @contextmanager
 def _opened(path: Path | None) -> Iterator[Any]:
+    try:  # loading the campaign code (torch, BoTorch, scikit-learn: seconds) and opening the log write nothing
+        campaign = _open(path)
+    except KeyboardInterrupt:
+        err.print("interrupted while opening the campaign: nothing was changed", markup=False)
+        raise typer.Exit(130) from None
+    with campaign_errors():
+        try:
+            yield campaign
+        finally:
+            campaign.close()
+
+
+def _open(path: Path | None) -> Any:
+    """The campaign of the definition at (or found from) ``path``, opened; its errors as clean one-line failures."""
     from aloop.campaigns.log import NoCampaignLogError, OutdatedSchemaError
     from aloop.campaigns.loop import Campaign, find_definition
 
     with campaign_errors():
         definition = find_definition(path)
         try:
-            campaign = Campaign.open(definition)
+            return Campaign.open(definition)
         except NoCampaignLogError as exc:
             fail(f"no campaign log at {exc.where} (the log of {definition}): if it was moved, set "
                  f"database_url in {definition.name} to its new place; to start a campaign from this definition, "
@@ -47,10 +61,6 @@ def _opened(path: Path | None) -> Iterator[Any]:
         except OutdatedSchemaError as exc:
             fail(f"the log of {definition} has campaign-log schema v{exc.found}; this aloop uses v{exc.expected}: "
                  f"back it up, then run `aloop migrate -c {definition}`")
-        try:
-            yield campaign
-        finally:
-            campaign.close()
 
 
 def _fmt(v: float, digits: int = 3) -> str:
