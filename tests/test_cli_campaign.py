@@ -96,11 +96,15 @@ def test_full_cycle(campaign_dir: Path, truth: dict[str, float], monkeypatch: py
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     assert status["counts"]["measured"] == 6 and status["counts"]["failed"] == 1 and status["counts"]["rejected"] == 1
+    c = status["counts"]  # the proposals' outcomes add up to the proposals (measurements may be more: replicates)
+    assert c["measured_proposals"] + c["pending"] + c["failed"] + c["rejected"] + c["cancelled"] == c["proposed"]
     assert status["model"]["cv"]["log10(PF_p)"]["n"] == 6
     best = max(truth[f] for f in [*pd.read_csv("batch1.csv")["formula"], *done["formula"]])
     assert status["best"]["PF_p"]["value"] == pytest.approx(best)
     text = invoke("status", "--no-cv")
-    assert text.exit_code == 0 and "6 measured" in text.stdout and "best PF_p" in text.stdout
+    assert text.exit_code == 0 and "6 measurements" in text.stdout and "best PF_p" in text.stdout
+    assert f"proposed in {c['batches']} batches: {c['measured_proposals']} measured, {c['pending']} pending" in " ".join(
+        text.stdout.split())
 
     assert invoke("report", "-o", "rep").exit_code == 0
     assert (campaign_dir / "rep" / "report.html").stat().st_size > 10_000 and (campaign_dir / "rep" / "report.md").is_file()

@@ -83,6 +83,7 @@ def _status(campaign: Campaign, events: Sequence[state.Event], pool: CandidatePo
         "unsolicited": int(raw_obs["unsolicited"].sum()) if len(raw_obs) else 0,
         "retracted": len(state.retracted(events)) + len(state.undone(events)),  # values and fail/reject/cancel marks
         **{k: int((props["status"] == k).sum()) if len(props) else 0 for k in ("pending", "failed", "rejected", "cancelled")},
+        "measured_proposals": int((props["status"] == "measured").sum()) if len(props) else 0,
     }
     pending = props[props["status"] == "pending"] if len(props) else props
     versions = state.model_versions(events)
@@ -255,9 +256,9 @@ def _check_replaceable(path: Path, mark: str) -> None:
 def _summary_lines(status: dict[str, Any]) -> list[str]:
     c, m = status["counts"], status["model"]
     lines = [
-        f"{c['measured']:,} measured ({c['unsolicited']:,} unsolicited), {c['retracted']:,} retracted (values or marks), "
-        f"{c['pending']:,} pending, {c['failed']:,} failed, "
-        f"{c['rejected']:,} rejected, {c['cancelled']:,} cancelled; {c['proposed']:,} proposed in {c['batches']:,} batches; "
+        f"{c['measured']:,} measurements ({c['unsolicited']:,} unsolicited), {c['retracted']:,} retracted (values or "
+        f"marks); {c['proposed']:,} proposed in {c['batches']:,} batches: {c['measured_proposals']:,} measured, "
+        f"{c['pending']:,} pending, {c['failed']:,} failed, {c['rejected']:,} rejected, {c['cancelled']:,} cancelled; "
         + (f"{c['available']:,} of {c['candidates']:,} candidates still available" if c["candidates"] is not None
            else "candidates: unknown (no candidate list)"),
     ]
