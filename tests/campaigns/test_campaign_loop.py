@@ -89,7 +89,7 @@ def test_closed_loop_retrains_and_never_repeats(tmp_path: Path, truth: pd.DataFr
     status = campaign.status(cv=False)
     assert status["counts"] == {"candidates": N_CANDIDATES, "available": N_CANDIDATES - 16, "proposed": 18,
                                 "batches": 5, "measured": 10, "unsolicited": 0, "retracted": 0, "pending": 4, "failed": 1,
-                                "rejected": 1, "cancelled": 2}
+                                "rejected": 1, "cancelled": 2, "measured_proposals": 10}
     assert status["model"]["version"] == "v2" and status["model"]["up_to_date"]
     assert [p["proposal_id"] for p in status["pending"]] == nxt["proposal_id"].tolist()
     best = status["best"]["S_p"]
