@@ -209,3 +209,29 @@ def test_dataset_tasks_take_the_registrys_direction() -> None:
     with pytest.raises(ReplayError, match="does not record whether a higher or lower 'S_p' is better"):
         Task.from_dataset("mp-transport", "S_p")
     assert Task.from_dataset("mp-transport", "S_p", window=(100.0, 200.0)).direction == "window"
+
+
+def test_the_last_batch_is_cut_to_the_budget(small_task):
+    rec = run_replay(small_task, Strategy.parse("random"), 0, n_init=5, batch_size=2, budget=8)
+    assert len(rec["order"]) == len(set(rec["order"])) == 8 and rec["batch"] == [0] * 5 + [1, 1, 2]
+
+
+def test_a_strategys_own_refit_growth_beats_the_replays_default(small_task, tmp_path):
+    """``refit_growth`` among a strategy's surrogate options is its own choice; the replay's 0.25 only fills a gap."""
+    every_time = Strategy("ef", "gp", "ucb", surrogate_options={"refit_growth": 0.0}, label="ef-gp-ucb-refit")
+    run_replay(small_task, every_time, 0, n_init=5, budget=8, workdir=tmp_path)
+    with Campaign.open(tmp_path / "campaign.toml") as campaign:
+        fitted_on = [d["hyperparameters_fitted_on"] for d in campaign.log.model_versions()["details"]]
+    assert fitted_on == [5, 6, 7]  # refitted on every result, not at 25% growth ([5, 5, 7])
+
+
+def test_pool_scores_are_taken_on_the_compositions_not_yet_measured(small_task, tmp_path):
+    """The record's pool MAE is the model's error on the rows it had not seen (its training rows would flatter it)."""
+    rec = run_replay(small_task, Strategy.parse("ef-gp-ucb"), 0, n_init=5, budget=6, workdir=tmp_path)
+    (fit,) = rec["fits"]
+    assert fit["n_train"] == 5
+    with Campaign.open(tmp_path / "campaign.toml", progress=False) as campaign:  # back to the model of that fit
+        campaign.retract(int(campaign.log.observations()["event_id"].iloc[-1]), "back to the first five")
+        unseen = np.setdiff1d(np.arange(len(small_task)), rec["order"][:5])
+        mean, _ = campaign.surrogate().predict(campaign.pool.features[campaign.pool.rows(small_task.keys[unseen])])
+    assert fit["pool_mae"] == pytest.approx(np.mean(np.abs(mean[:, 0] - small_task.y[unseen])), rel=1e-6)

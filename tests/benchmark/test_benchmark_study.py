@@ -341,3 +341,14 @@ def test_records_keep_the_software_and_a_mixed_table_says_so(small_task, tmp_pat
     path.write_text(json.dumps({**old, "software": {**old["software"], "aloop": "0.0.9"}}))
     with pytest.warns(UserWarning, match=r"made with different software \(.*aloop 0\.0\.9"):
         report(tmp_path, small_task)
+
+
+def test_strategies_of_a_study_share_each_seeds_initial_design(small_task, tmp_path):
+    """Every strategy starts seed k from the same random picks, so strategies differ only by what they choose."""
+    study = Study(small_task, ["ef-gp-ucb", "magpie-ensemble-log_ei", "random"], [0, 1], n_init=5, batch_size=1,
+                  budget=5)
+    records = run_study(study, tmp_path, backend="serial")
+    starts = {(r["strategy"], r["seed"]): r["order"] for r in records}
+    for seed in (0, 1):
+        assert starts["ef-gp-ucb", seed] == starts["magpie-ensemble-log_ei", seed] == starts["random", seed]
+    assert starts["ef-gp-ucb", 0] != starts["ef-gp-ucb", 1]

@@ -217,3 +217,33 @@ def test_real_oer_plate_oracle_af() -> None:
     assert n_top == m.top_mask(-y, 0.05).sum() >= math.ceil(0.05 * len(y))
     assert table.loc["oracle", "top5_t50_af"] == pytest.approx(len(y) / n_top)
     assert table.loc["oracle", "any_alm_med"] == 1 and table.loc["oracle", "regret_final_mean"] == 0.0
+
+
+def test_spreads_across_seeds_are_sample_standard_deviations() -> None:
+    """Two seeds that found 2 and 4 of the 10 top rows: the spread is that of a sample (n − 1), 0.141, not 0.1."""
+    mask = m.top_mask(POOL, 0.05)
+    good, bad = np.flatnonzero(mask), np.flatnonzero(~mask)
+    recs = [fake_record(POOL, "s", seed, np.concatenate([good[:k], bad[:30 - k]])) for seed, k in ((0, 2), (1, 4))]
+    row = s.summarize(recs, POOL, "maximize", top_fractions=(0.05,)).iloc[0]
+    assert row["top5_final_mean"] == pytest.approx(0.3)
+    assert row["top5_final_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+    regrets = [POOL.max() - POOL[r["order"]].max() for r in recs]
+    assert row["regret_final_std"] == pytest.approx(np.std(regrets, ddof=1))
+
+
+def test_random_expectation_is_in_objective_units_when_minimising() -> None:
+    """Random's expected best after one pick is the pool mean, and after the whole pool its minimum (or maximum)."""
+    order = np.random.default_rng(0).permutation(POOL.size)
+    for direction, best in (("minimize", POOL.min()), ("maximize", POOL.max())):
+        frame = s.curves([fake_record(POOL, "s", 0, order)], POOL, direction, include_random=True)
+        rand = frame[frame["strategy"] == s.RANDOM_LABEL].set_index("n")["best_so_far"]
+        assert rand[1] == pytest.approx(POOL.mean()) and rand[POOL.size] == pytest.approx(best)
+        assert frame[frame["strategy"] == "s"]["best_so_far"].iloc[-1] == pytest.approx(best)
+
+
+def test_the_last_models_scores_are_those_of_its_last_fit() -> None:
+    rec = fake_record(POOL, "s", 0, np.arange(20))
+    rec["fits"] = [{"n_train": n, "pool_mae": mae, "pool_cov68": 0.6, "pool_cov95": cov, "seconds": 0.1}
+                   for n, mae, cov in ((5, 0.5, 0.7), (10, 0.3, 0.8), (15, 0.2, 0.9))]
+    row = s.summarize([rec], POOL, "maximize").iloc[0]
+    assert row["mae_last"] == pytest.approx(0.2) and row["cov95_last"] == pytest.approx(0.9)

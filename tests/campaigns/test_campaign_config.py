@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aloop.campaigns import CampaignLog, ConfigError, load_config, parse_config, write_template
@@ -183,6 +184,30 @@ def test_errors_name_the_field(edit, message: str) -> None:  # type: ignore[no-u
     assert message in str(err.value)
 
 
+def test_grid_bounds_and_step_are_fractions_of_the_whole_formula() -> None:
+    """With oxygen fixed at 0.6, step 0.1 and Fe at most 0.2 mean whole-formula fractions (0.25 and 0.5 of the free
+    part): Fe takes 0, 0.1 and 0.2, never more."""
+    from aloop.campaigns.search_space import grid_space
+    from aloop.chem import ELEMENT_INDEX
+
+    data = _base()
+    data["search_space"] = {"elements": ["Fe", "Ni"], "step": 0.1, "fixed": {"O": 0.6}, "bounds": {"Fe": [0.0, 0.2]}}
+    grid = grid_space(parse_config(data).search_space)
+    X = np.concatenate(list(grid.iter_chunks()))
+    assert sorted(set(np.round(X[:, ELEMENT_INDEX["Fe"]], 6))) == [0.0, 0.1, 0.2]
+    np.testing.assert_allclose(X[:, ELEMENT_INDEX["O"]], 0.6)
+    assert grid.count() == len(X) == 3  # Ni0.4O0.6, Fe0.1Ni0.3O0.6, Fe0.2Ni0.2O0.6
+
+
+def test_a_step_need_only_divide_the_free_fraction() -> None:
+    data = _base()
+    data["search_space"] = {"elements": ["Fe", "Ni"], "step": 0.3, "fixed": {"O": 0.4}}  # 0.6 = 2 × 0.3
+    assert parse_config(data).search_space.step == 0.3
+    data["search_space"] = {"elements": ["Fe", "Ni"], "step": 0.2, "fixed": {"O": 0.5}}  # 0.5 / 0.2 = 2.5
+    with pytest.raises(ConfigError, match="search_space.step: 0.2 does not divide the free fraction 0.5"):
+        parse_config(data)
+
+
 def test_every_problem_is_reported_at_once() -> None:
     data = _base()
     data["objectives"][0]["direction"] = "up"
@@ -217,3 +242,17 @@ def test_references_bound_the_hypervolume_in_utility_space() -> None:
     assert list(objective.ref_point) == [0.5, -100.0]  # minimised: utility −cost
     data["objectives"][0].pop("reference"), data["objectives"][1].pop("reference")
     assert make_objective(parse_config(data), model_space(config)[0]).ref_point is None
+
+
+def test_targets_and_windows_of_a_log10_objective_are_mapped_to_log10() -> None:
+    """A surrogate of log10(sigma) must chase log10 of the target (2 for 100 S/cm), not 100 on its log scale."""
+    data = copy.deepcopy(_base())
+    data["objectives"][0].update(direction="target", target=100.0)
+    data["surrogate"] = {"kind": "gp", "options": {"transform": "log10"}}
+    config = parse_config(data)
+    objective = make_objective(config, model_space(config)[0])
+    assert objective.value == pytest.approx(2.0) and objective.name == "log10(zT)"
+    data["objectives"][0] = {"name": "zT", "units": "", "direction": "window", "window": [0.01, 10.0]}
+    config = parse_config(data)
+    window = make_objective(config, model_space(config)[0])
+    assert (window.lo, window.hi) == (pytest.approx(-2.0), pytest.approx(1.0))

@@ -187,6 +187,19 @@ def test_no_outlier_warning_before_five_values_or_within_the_spread(
         record(tmp_path / "d.csv", f"{HEAD}\n{pids[6]},,0.4,10000\n", config, log)
 
 
+def test_a_retracted_value_is_no_yardstick_for_the_next_ones(
+    log: CampaignLog, config: CampaignConfig, pids: list[int], tmp_path: Path
+) -> None:
+    """Once a typo is retracted, values are compared with the others alone: 25 among 0.3–0.5 is flagged, as it
+    would be had 320 never been recorded (beside 320 it would look ordinary)."""
+    _five(tmp_path / "a.csv", config, log, pids[:5], [0.30, 0.35, 0.42, 0.45, 0.50])
+    with pytest.warns(OutlierWarning):
+        record(tmp_path / "b.csv", f"{HEAD}\n{pids[5]},,320,1.0\n", config, log)
+    log.retract(pids[5], "typo: 0.32")
+    with pytest.warns(OutlierWarning, match=r"zT = 25 is 50× the largest \(0.5\) of the 5 values recorded before"):
+        record(tmp_path / "c.csv", f"{HEAD}\n{pids[6]},,25,1.0\n", config, log)
+
+
 @pytest.fixture
 def log10_config() -> CampaignConfig:
     return make_config(name="sigma", objectives=[{"name": "sigma", "units": "S/cm", "direction": "maximize"}],
@@ -337,3 +350,20 @@ def test_a_file_not_in_utf8_is_refused_saying_so(tmp_path: Path, encoding: str, 
     for needle in [*needles, "save it as 'CSV UTF-8 (Comma delimited)'"]:
         assert needle in str(err.value), str(err.value)
     assert "codec" not in str(err.value)
+
+
+def test_a_log10_objective_does_not_flag_values_within_a_factor_of_1000_of_the_median(
+    log10_log: CampaignLog, log10_config: CampaignConfig, tmp_path: Path
+) -> None:
+    """Tightly clustered log10 values have a tiny spread; a value 5× their median is still no typo."""
+    import warnings
+
+    head = "formula,sigma [S/cm]"
+    rows = "".join(f"{f},{v}\n" for f, v in zip(["Bi", "Sb", "Te", "BiTe", "SbTe"],
+                                                 [1.0e-3, 1.02e-3, 0.98e-3, 1.05e-3, 0.95e-3], strict=True))
+    record(tmp_path / "a.csv", head + "\n" + rows, log10_config, log10_log)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutlierWarning)
+        record(tmp_path / "b.csv", f"{head}\nBi2Te3,5e-3\n", log10_config, log10_log)
+    with pytest.warns(OutlierWarning, match="sigma = 2 is"):  # 2000× the median is
+        record(tmp_path / "c.csv", f"{head}\nSb2Te3,2\n", log10_config, log10_log)

@@ -465,3 +465,55 @@ def test_a_retry_without_the_candidate_list_is_written_without_a_prediction(tmp_
         row = reopened.log.proposals().set_index("proposal_id").loc[new]
     assert row["status"] == "pending" and row["formula"] == first["formula"].iloc[0]
     assert pd.isna(row["p_success"]) and pd.isna(row["model_version"])
+
+
+def test_the_model_waits_for_three_observations_whatever_the_initial_design_size(tmp_path: Path,
+                                                                                 truth: pd.DataFrame) -> None:
+    campaign = _init(tmp_path, truth, initial_design="random", initial_size=1)
+    _measure(campaign, campaign.propose(1), truth)
+    second = campaign.propose(1)
+    assert second.attrs["mode"] == "initial design (random, 1 of 3 observations)" and campaign.surrogate() is None
+
+
+def test_the_first_batch_is_drawn_with_seed_plus_one(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """Batch 1 of a campaign seeded 3 is the initial design of seed 4, as it always was (replays keep their picks)."""
+    from aloop.campaigns.initial_design import initial_design
+    from aloop.campaigns.modeling import batch_seed
+
+    campaign = _init(tmp_path, truth, initial_design="random")
+    first = campaign.propose(6)
+    rows, _ = initial_design("random", campaign.pool.features, np.ones(len(campaign.pool), bool), 6, seed=4)
+    assert batch_seed(3, 1) == 4 and list(first["key"]) == list(campaign.pool.keys[rows])
+
+
+def test_a_batch_is_chosen_given_the_pending_proposals(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """Two batches of 3, the second picked while the first is pending, are the batch of 6 picked at once: the
+    second is conditioned on the first, not chosen as if nothing were under way."""
+    campaign = _init(tmp_path, truth, initial_design="random")
+    _measure(campaign, campaign.propose(6), truth)
+    one, two = campaign.propose(3), campaign.propose(3)
+    assert one.attrs["model_version"] == two.attrs["model_version"]
+    campaign.cancel([*one["proposal_id"], *two["proposal_id"]], "picked again at once below")
+    at_once = campaign.propose(6)
+    assert at_once.attrs["model_version"] == one.attrs["model_version"]
+    assert list(at_once["key"]) == [*one["key"], *two["key"]]
+
+
+def test_changing_a_transform_records_a_new_model_version(tmp_path: Path, truth: pd.DataFrame) -> None:
+    """Modelling log10(S_p) instead of S_p is another model: it gets a version of its own (and its own
+    hyperparameters), though the measurements are the same."""
+    campaign = _init(tmp_path, truth, initial_design="random", surrogate_options={"transform": "none"})
+    first = campaign.propose(6)
+    campaign.record(pd.DataFrame({"proposal_id": first["proposal_id"], COLUMN: [120.0, 150, 180, 210, 260, 300]}))
+    assert campaign.propose(2).attrs["model_version"] == "v1"
+    campaign.close()
+    definition = tmp_path / "seebeck.toml"
+    text = definition.read_text()
+    assert text.count('transform = "none"') == 1
+    definition.write_text(text.replace('transform = "none"', 'transform = "log10"'))
+    with Campaign.open(definition, progress=False) as reopened:
+        batch = reopened.propose(2)
+        versions = reopened.log.model_versions()
+    assert batch.attrs["model_version"] == "v2" and batch.attrs["retrained"]
+    assert list(versions["model_version"]) == ["v1", "v2"]
+    assert versions["details"].iloc[-1]["transforms"] == {"S_p": "log10"}

@@ -68,3 +68,39 @@ def test_an_initial_design_leaves_out_compositions_that_failures_make_unlikely(t
     assert feasibility["brier"] < feasibility["brier_base_rate"] and feasibility["verdict"] == "better than the base rate"
     assert any(line.startswith("cross-validation of P(success) over 20 outcomes") for line in _summary_lines(status))
     campaign.close()
+
+
+def test_a_diverse_design_does_not_depend_on_the_units_of_a_feature() -> None:
+    """The features are standardised: measuring one of them in other units (×1000) picks the same rows."""
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.normal(size=300), np.repeat([0.0, 1.0, 2.0], 100) + rng.normal(0, 0.1, 300),
+                                rng.normal(size=300)])
+    eligible = np.ones(300, bool)
+    pick, _ = initial_design("diverse", features, eligible, 4, seed=1)
+    scaled, _ = initial_design("diverse", features * np.array([1000.0, 1.0, 0.001]), eligible, 4, seed=1)
+    np.testing.assert_array_equal(scaled, pick)
+
+
+def test_centres_sharing_a_nearest_row_still_give_distinct_picks() -> None:
+    """Candidates with identical features (two points for three clusters): each pick is another row."""
+    import warnings
+
+    features = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # k-means: fewer distinct points than clusters
+        pick, reasons = initial_design("diverse", features, np.ones(5, bool), 3, seed=0)
+    assert len(set(pick.tolist())) == 3 and len(reasons) == 3
+
+
+def test_a_design_from_a_sample_of_a_large_pool_names_the_rows_nearest_the_centres() -> None:
+    """Above 20,000 eligible rows k-means runs on a sample; the picks are still the pool rows nearest its centres."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(21_000, 2))
+    features[::2, 0] += 10.0
+    features[1::2, 0] -= 10.0
+    eligible = np.ones(len(features), bool)
+    eligible[:500] = False
+    pick, _ = initial_design("diverse", features, eligible, 2, seed=0)
+    assert eligible[pick].all()
+    near = np.abs(features[pick] - np.array([[10.0, 0.0], [-10.0, 0.0]])[:, None, :]).max(-1).min(0)
+    assert (near < 0.1).all() and len({np.sign(features[p, 0]) for p in pick}) == 2

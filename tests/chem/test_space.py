@@ -337,6 +337,13 @@ def test_dedupe_and_exclude_measured() -> None:
         exclude_measured(trace, {"Qq0.5 O0.5"})
 
 
+def test_exclude_measured_keeps_other_proportions_of_a_measured_element_set() -> None:
+    """Only the measured composition leaves the pool, not every composition of its elements."""
+    X, _ = to_fraction_matrix(["Fe2O3", "Fe3O4", "FeO", "Fe4O6", "NiO"])
+    rest = exclude_measured(X, {composition_key("Fe2O3")})
+    assert keys_from_matrix(rest) == [composition_key(f) for f in ["Fe3O4", "FeO", "NiO"]]
+
+
 def test_module_examples() -> None:
     result = doctest.testmod(aloop.chem.space)
     assert result.attempted > 0 and result.failed == 0

@@ -164,3 +164,21 @@ def test_each_load_is_a_network_of_its_own() -> None:
     again = load_source_model("oqmd-formation-enthalpy")
     assert torch.equal(again(x), before)
     assert not any(p.requires_grad for p in again.parameters()) and not again.training
+
+
+def test_a_users_model_never_shadows_a_shipped_one_of_the_same_name() -> None:
+    """Files named like a shipped model in the user's folder (copied there by hand) are not what that name loads."""
+    from safetensors.torch import save_file
+
+    from aloop.elemnet.sources import WEIGHTS_DIR, user_sources_dir
+
+    name = "oqmd-bandgap"
+    own = user_sources_dir()
+    own.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in ElemNet(hidden_widths=(8, 4)).state_dict().items()},
+              own / f"{name}.safetensors")
+    (own / f"{name}.json").write_text(json.dumps({"name": name, "architecture": {"hidden_widths": [8, 4]}}))
+    shipped = hashlib.sha256((WEIGHTS_DIR / f"{name}.safetensors").read_bytes()).hexdigest()
+    assert weights_digest(name) == shipped
+    assert model_card(name)["architecture"]["hidden_widths"] == list(HIDDEN_WIDTHS)
+    assert load_source_model(name).hidden_widths == HIDDEN_WIDTHS

@@ -357,3 +357,53 @@ def test_a_notebook_session_keeps_its_random_state_and_gets_clear_answers(band_g
     with pytest.raises(ValueError, match="trees='rf' applies to the strategies sc-ef, sc-magpie, featextr"):
         make_regressor("moe", trees="rf")
     assert make_regressor("moe", layer=8).layer == 8
+
+
+def test_an_mse_history_is_in_squared_raw_units(band_gap) -> None:
+    """With ``loss="mse"`` the history's ``val_mse`` is the kept network's mean squared error in eV², not in the
+    standardised units it trained in (nor scaled by the standard deviation once, as a mean absolute error is)."""
+    X, y = band_gap
+    cfg = FineTuneConfig(mode="scratch", loss="mse", max_epochs=8, patience=3, batch_size=64, lr=1e-2, seed=1)
+    net, hist = finetune(X[50:], y[50:], None, cfg, hidden_widths=TINY, validation=(X[:50], y[:50]))
+    with torch.no_grad():
+        mse = float(np.mean((net(torch.from_numpy(X[:50])).squeeze(1).numpy() - y[:50]) ** 2))
+    assert "val_mae" not in hist[0]
+    assert mse == pytest.approx(min(h["val_mse"] for h in hist), rel=1e-4)
+
+
+def test_finetune_keeps_the_source_head_in_raw_units(band_gap) -> None:
+    """``finetune`` starts from the whole source network: with a negligible step it predicts what the source
+    does, not a rescaling of it by the target's mean and spread."""
+    X, y = band_gap
+    src = _source()
+    net, _ = finetune(X, y, src, FineTuneConfig(mode="finetune", lr=1e-12, max_epochs=1, patience=None, batch_size=64))
+    Xt = torch.from_numpy(X)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(Xt).numpy(), src.eval()(Xt).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_modfinetune_and_freezing_replace_the_source_head(band_gap) -> None:
+    """Two sources that differ only in their output layer give one and the same network: the head is fresh."""
+    X, y = band_gap
+    src, other = _source(), _source()
+    with torch.no_grad():
+        other.output.weight.mul_(-3.0)
+        other.output.bias.add_(5.0)
+    for mode in ("modfinetune", "freezing"):
+        cfg = FineTuneConfig(mode=mode, max_epochs=2, patience=None, batch_size=64, lr=1e-3)
+        a, _ = finetune(X, y, src, cfg)
+        b, _ = finetune(X, y, other, cfg)
+        with torch.no_grad():
+            np.testing.assert_allclose(a(torch.from_numpy(X)).numpy(), b(torch.from_numpy(X)).numpy(), rtol=1e-6)
+
+
+def test_moe_validation_mae_is_the_kept_models_error_in_raw_units(band_gap) -> None:
+    """``val_mae_`` is the kept mixture's mean absolute error on its held-out rows, in the target's units."""
+    from aloop.elemnet.transfer import hold_out
+
+    X, y = band_gap
+    y = 10.0 * y  # a spread far from 1, so that standardised and raw errors differ
+    reg = MoERegressor(experts=[_source()], layer=2, max_epochs=5, patience=5, guard=False, seed=4).fit(X, y)
+    val, _ = hold_out(len(X), 0.1, torch.Generator().manual_seed(4))
+    mae = float(np.mean(np.abs(reg.predict(X[val.numpy()]) - y[val.numpy()])))
+    assert reg.val_mae_ == pytest.approx(mae, rel=1e-4)

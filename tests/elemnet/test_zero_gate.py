@@ -87,3 +87,25 @@ def test_an_unfitted_gate_says_so() -> None:
     for call in ("predict", "zero_probability"):
         with pytest.raises(NotFittedError, match=r"ZeroGatedRegressor is not fitted; call fit\(X, y\) first"):
             getattr(ZeroGatedRegressor(DummyRegressor()), call)(np.eye(86, dtype=np.float32)[:2])
+
+
+def test_the_gate_zeroes_only_probabilities_above_the_threshold() -> None:
+    np.testing.assert_array_equal(gate([1.0, 2.0, 3.0], [0.5, 0.50001, 0.49999], 0.5), [1.0, 0.0, 3.0])
+
+
+def test_auto_threshold_is_chosen_on_rows_the_models_were_not_fitted_on(band_gaps) -> None:
+    """Zero labels unrelated to the composition: a classifier that had seen the held-out rows would know their
+    zeros by heart and make the lowest threshold look best."""
+    from sklearn.base import clone
+
+    from aloop.elemnet.zero_gate import zero_classifier, zero_probability
+
+    X = band_gaps[0][:200]
+    y = np.where(np.random.default_rng(2).random(200) < 0.25, 0.0, 5.0)
+    regressor = DummyRegressor(strategy="median")
+    gated = ZeroGatedRegressor(regressor, validation_fraction=0.15, seed=0).fit(X, y)
+    rows = np.random.default_rng(0).permutation(200)
+    val, fit = rows[:30], rows[30:]
+    p_zero = zero_probability(zero_classifier(0).fit(X[fit], y[fit] == 0), X[val])
+    expected, _ = choose_threshold(p_zero, clone(regressor).fit(X[fit], y[fit]).predict(X[val]), y[val])
+    assert gated.threshold_ == expected != 0.5

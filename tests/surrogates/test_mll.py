@@ -69,3 +69,15 @@ def test_unsupported_models_fall_back_to_botorch() -> None:
     assert matern_ard_closure(ExactMarginalLogLikelihood(rbf.likelihood, rbf)) is None
     two = SingleTaskGP(X, torch.cat([Y, 2 * Y], dim=-1))  # batched multi-output: BoTorch fits it per output
     assert matern_ard_closure(ExactMarginalLogLikelihood(two.likelihood, two)) is None
+
+
+def test_a_matern_kernel_of_another_smoothness_falls_back_to_botorch() -> None:
+    """The analytic gradient is Matérn-5/2's: a Matérn-3/2 model must keep BoTorch's closure."""
+    from gpytorch.kernels import MaternKernel
+
+    data = get_data("oer-raw")
+    X, Y = torch.as_tensor(data.X_train[:50]), torch.as_tensor(data.y_train[:50, :1])
+    rough = SingleTaskGP(X, Y, covar_module=MaternKernel(nu=1.5, ard_num_dims=X.shape[-1]))
+    assert matern_ard_closure(ExactMarginalLogLikelihood(rough.likelihood, rough)) is None
+    smooth = SingleTaskGP(X, Y, covar_module=MaternKernel(nu=2.5, ard_num_dims=X.shape[-1]))
+    assert matern_ard_closure(ExactMarginalLogLikelihood(smooth.likelihood, smooth)) is not None

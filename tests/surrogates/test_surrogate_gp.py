@@ -59,6 +59,20 @@ def test_hyperparameters_on_a_subset_then_exact_conditioning_on_all_rows() -> No
     assert np.abs(mean[:, 0] - y).mean() < 0.1
 
 
+def test_a_subset_fit_keeps_its_noise_and_mean_in_y_units_when_conditioned_on_all_rows() -> None:
+    """Hyperparameters fitted on 60 of 150 rows, re-expressed for the standardisation of all 150: the noise variance
+    and the prior mean (what the GP predicts far from every row) are those of the fit on the 60, in y's units."""
+    X, y = _toy(150, noise=0.2)
+    y = 10.0 * y + 3.0
+    full = GPSurrogate(projection=None, max_fit_rows=60, input_bounds="pool").fit(X, y, X_pool=X)
+    rows = torch.randperm(150, generator=torch.Generator().manual_seed(0))[:60].numpy()
+    subset = GPSurrogate(projection=None, max_fit_rows=None, input_bounds="pool").fit(X[rows], y[rows], X_pool=X)
+    assert y[rows].std() != pytest.approx(y.std(), rel=1e-3)  # the two standardisations differ
+    np.testing.assert_allclose(full.noise_variance(), subset.noise_variance(), rtol=1e-6)
+    far = np.full((1, 3), 1e4)
+    np.testing.assert_allclose(full.predict(far)[0], subset.predict(far)[0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("max_fit_rows", [None, 60])
 def test_saved_hyperparameters_rebuild_the_same_model(max_fit_rows: int | None) -> None:
     X, y = _toy(150)
