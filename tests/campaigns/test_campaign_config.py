@@ -199,6 +199,19 @@ def test_grid_bounds_and_step_are_fractions_of_the_whole_formula() -> None:
     assert grid.count() == len(X) == 3  # Ni0.4O0.6, Fe0.1Ni0.3O0.6, Fe0.2Ni0.2O0.6
 
 
+@pytest.mark.parametrize(("bounds", "message"), [
+    ([0.5, 0.6], "bounds for Fe: (0.5, 0.6): lo 0.5 is more than the 0.4 that the fixed O 0.6 leave(s) to the grid"),
+    ([0.15, 0.18], "bounds for Fe: (0.15, 0.18) contain no grid point at step 0.1"),
+])
+def test_bad_bounds_beside_a_fixed_element_are_quoted_as_written(bounds: list[float], message: str) -> None:
+    """They were quoted after the conversion to the free part: (1.25, 1.0), or (0.37499999999999994, 0.45) at step 0.25."""
+    data = _base()
+    data["search_space"] = {"elements": ["Fe", "Ni"], "step": 0.1, "fixed": {"O": 0.6}, "bounds": {"Fe": bounds}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert message in str(err.value) and "0.2499" not in str(err.value) and "0.3749" not in str(err.value), err.value
+
+
 def test_a_step_need_only_divide_the_free_fraction() -> None:
     data = _base()
     data["search_space"] = {"elements": ["Fe", "Ni"], "step": 0.3, "fixed": {"O": 0.4}}  # 0.6 = 2 × 0.3
