@@ -136,6 +136,7 @@ def find_outliers(
         share = SIGN_SHARE * len(old)
         sign = 1.0 if sum(x > 0 for x in old) >= share else -1.0 if sum(x < 0 for x in old) >= share else 0.0
         one_sign = [sign * x for x in old if sign * x > 0]  # magnitudes of the values of the common sign
+        lo, hi = (min(one_sign), max(one_sign)) if one_sign else (0.0, 0.0)
         for i, row in enumerate(new):
             if name not in row or (log and row[name] <= 0):
                 continue
@@ -147,12 +148,12 @@ def find_outliers(
                 continue
             elif sign * v < 0:  # zero is left alone: a metal's band gap, say
                 found.append(Outlier(i, name, v, med, k, len(scale), same_sign=len(one_sign)))
-            elif (a := sign * v) > 0 and (a > OUTLIER_RATIO * max(one_sign) or a < min(one_sign) / OUTLIER_RATIO):
-                x = sign * (max(one_sign) if a > max(one_sign) else min(one_sign))
-                found.append(Outlier(i, name, v, med, k, len(scale), extreme=x))
-            elif a > 0 and (shift := decimal_slip(a, min(one_sign), max(one_sign))):
-                x = sign * (max(one_sign) if a > max(one_sign) else min(one_sign))
-                found.append(Outlier(i, name, v, med, k, len(scale), extreme=x, slip=shift))
+            elif (a := sign * v) > 0:
+                far = a > OUTLIER_RATIO * hi or a < lo / OUTLIER_RATIO
+                shift = 0 if far else decimal_slip(a, lo, hi)
+                if far or shift:
+                    x = sign * (hi if a > hi else lo)
+                    found.append(Outlier(i, name, v, med, k, len(scale), extreme=x, slip=shift))
     return sorted(found, key=lambda o: o.index)
 
 

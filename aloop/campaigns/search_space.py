@@ -64,12 +64,14 @@ class SearchSpace:
 def grid_space(s: SearchSpace) -> GridSpace:
     """The ``GridSpace`` of a grid definition (whole-formula fractions → free-part fractions)."""
     free = 1.0 - sum(s.fixed.values())
-    for el, (lo, hi) in s.bounds.items() if s.fixed else ():  # said as written, before the free-part conversion
-        fixed = ", ".join(f"{f} {v:g}" for f, v in s.fixed.items())
-        if 0 <= lo <= hi and lo > free + 1e-9:
+    fixed = ", ".join(f"{f} {v:g}" for f, v in s.fixed.items())
+    for el, (lo, hi) in s.bounds.items():  # bad bounds said as written, before the free-part conversion
+        if not s.fixed or not 0 <= lo <= hi:
+            continue  # GridSpace's own words are those of the definition then
+        if lo > free + 1e-9:
             raise ValueError(f"bounds for {el}: ({lo:g}, {hi:g}): lo {lo:g} is more than the {free:g} that the fixed "
                              f"{fixed} leave(s) to the grid elements")
-        if 0 <= lo <= hi and math.ceil(lo / s.step - 1e-6) > math.floor(min(hi, free) / s.step + 1e-6):
+        if math.ceil(lo / s.step - 1e-6) > math.floor(min(hi, free) / s.step + 1e-6):
             raise ValueError(f"bounds for {el}: ({lo:g}, {hi:g}) contain no grid point at step {s.step:g}")
     bounds = {el: (lo / free, min(hi / free, 1.0)) for el, (lo, hi) in s.bounds.items()}
     return GridSpace(s.elements, step=float(s.step) / free, max_elements=s.max_elements, bounds=bounds, fixed=s.fixed)  # type: ignore[arg-type]
